@@ -1,0 +1,1 @@
+"""neuralfactor.amortized (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""neuralfactor.bench (see DESIGN.md)."""

@@ -1,0 +1,21 @@
+"""The vocabulary every other package speaks: no torch.nn, no files."""
+
+from neuralfactor.core.factorizer import (
+    BaseFactorizer,
+    Factorizer,
+    NotFittedError,
+    available_factorizers,
+    make_factorizer,
+    register_factorizer,
+)
+from neuralfactor.core.lowrank import LowRank
+
+__all__ = [
+    "BaseFactorizer",
+    "Factorizer",
+    "LowRank",
+    "NotFittedError",
+    "available_factorizers",
+    "make_factorizer",
+    "register_factorizer",
+]

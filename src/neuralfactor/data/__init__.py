@@ -1,0 +1,1 @@
+"""neuralfactor.data (see DESIGN.md)."""

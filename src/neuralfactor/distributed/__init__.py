@@ -1,0 +1,1 @@
+"""neuralfactor.distributed (see DESIGN.md)."""

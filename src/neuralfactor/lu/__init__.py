@@ -1,0 +1,1 @@
+"""neuralfactor.lu (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""neuralfactor.matvec (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""neuralfactor.report (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""neuralfactor.spectral (see DESIGN.md)."""

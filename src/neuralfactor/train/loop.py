@@ -1,0 +1,201 @@
+"""One training loop for every network in neuralfactor.
+
+The caller supplies ``loss_fn(step) -> Tensor`` (the loss of one optimization step; it draws its
+own batch from generators it owns) and optionally ``eval_fn() -> float`` (lower is better). The
+loop owns: the optimizer step (closure form, so Adam and L-BFGS both work), gradient clipping,
+a Rich progress bar, evaluation every ``eval_every`` steps, early stopping, NaN detection,
+and checkpoints that make ``resume=True`` continue bit-identically:
+
+    ckpt_dir/last   model + optimizer + scheduler + generator states + history (resumable)
+    ckpt_dir/best   model weights at the best evaluation
+
+On a non-finite loss the loop stops, restores the last good weights and raises
+:class:`TrainingDivergedError` naming the step; the checkpoints on disk are left as they were.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from neuralfactor.train.checkpoint import (
+    load_checkpoint,
+    restore_optimizer,
+    save_checkpoint,
+)
+
+__all__ = ["LoopConfig", "LoopResult", "TrainingDivergedError", "run_training"]
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN/Inf; the message names the step and the last good checkpoint."""
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """How long and how carefully to train.
+
+    steps : total optimizer steps.
+    eval_every : evaluate (and checkpoint) every this many steps; the last step is always
+        evaluated.
+    patience : stop after this many evaluations without an improvement of ``min_delta``
+        (relative); ``None`` never stops early.
+    grad_clip : clip the global gradient norm to this value (``None``: no clipping).
+    """
+
+    steps: int
+    eval_every: int = 100
+    patience: int | None = None
+    min_delta: float = 0.0
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.eval_every < 1:
+            raise ValueError(
+                f"LoopConfig needs steps >= 0 and eval_every >= 1. Got steps={self.steps}, "
+                f"eval_every={self.eval_every}."
+            )
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"LoopConfig.patience must be >= 1 or None. Got {self.patience}.")
+
+
+@dataclass
+class LoopResult:
+    steps_done: int
+    best_metric: float
+    best_step: int
+    stopped: str  # "completed" | "early-stopped" | "resumed-complete"
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _state_copy(model: torch.nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def run_training(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[int], Tensor],
+    config: LoopConfig,
+    *,
+    eval_fn: Callable[[], float] | None = None,
+    scheduler: Any | None = None,
+    generators: dict[str, torch.Generator] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    init_args: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    description: str = "training",
+) -> LoopResult:
+    """Train ``model`` for ``config.steps`` steps; see the module docstring for the contract."""
+    generators = generators or {}
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if ckpt is not None and init_args is None:
+        raise ValueError("run_training needs init_args (JSON) to write checkpoints.")
+    start, best, best_step, history, bad_evals = 0, math.inf, -1, [], 0
+    elapsed0 = 0.0
+
+    if resume and ckpt is not None and (ckpt / "last").exists():
+        m, tensors = load_checkpoint(ckpt / "last")
+        state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+        model.load_state_dict(state)
+        restore_optimizer(optimizer, m, tensors)
+        ts = m["train_state"]
+        if scheduler is not None and ts.get("scheduler") is not None:
+            scheduler.load_state_dict(ts["scheduler"])
+        for name, g in generators.items():
+            key = f"extra.gen.{name}"
+            if key not in tensors:
+                raise ValueError(f"Checkpoint {ckpt / 'last'} lacks the state of generator {name!r}.")
+            g.set_state(tensors[key])
+        start, best, best_step = ts["step"], ts["best"], ts["best_step"]
+        history, bad_evals, elapsed0 = ts["history"], ts["bad_evals"], ts.get("seconds", 0.0)
+        if start >= config.steps or ts.get("stopped") == "early-stopped":
+            return LoopResult(start, best, best_step, "resumed-complete", elapsed0, history)
+
+    def save(step: int, stopped: str | None, seconds: float) -> None:
+        if ckpt is None:
+            return
+        extra = {f"gen.{n}": g.get_state() for n, g in generators.items()}
+        ts = {
+            "step": step,
+            "best": best,
+            "best_step": best_step,
+            "history": history,
+            "bad_evals": bad_evals,
+            "stopped": stopped,
+            "seconds": seconds,
+            "config": asdict(config),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        }
+        save_checkpoint(ckpt / "last", model, init_args=init_args or {}, optimizer=optimizer,
+                        train_state=ts, extra_tensors=extra, meta=meta)
+
+    last_good = _state_copy(model)
+    t0 = time.perf_counter()
+    stopped = "completed"
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TextColumn("{task.fields[info]}"), TimeRemainingColumn(), disable=not progress,
+                   transient=True)
+    with bar:
+        task = bar.add_task(description, total=config.steps, completed=start, info="")
+        step = start
+        while step < config.steps:
+            model.train()
+
+            def closure(step: int = step) -> Tensor:
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(step)
+                if torch.isfinite(loss):
+                    loss.backward()
+                    if config.grad_clip is not None:
+                        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                return loss
+
+            loss = optimizer.step(closure)
+            lval = float(loss)
+            if not math.isfinite(lval):
+                model.load_state_dict(last_good)
+                where = f"; the last good checkpoint is {ckpt / 'last'}" if ckpt else ""
+                raise TrainingDivergedError(
+                    f"The training loss became {lval} at step {step}{where}. Try a smaller "
+                    f"learning rate or gradient clipping."
+                )
+            if scheduler is not None:
+                scheduler.step()
+            step += 1
+            bar.update(task, completed=step, info=f"loss {lval:.3e}")
+            if step % config.eval_every == 0 or step == config.steps:
+                model.eval()
+                with torch.no_grad():
+                    metric = float(eval_fn()) if eval_fn is not None else lval
+                history.append({"step": step, "loss": lval, "metric": metric,
+                                "seconds": elapsed0 + time.perf_counter() - t0})
+                if metric < best * (1 - config.min_delta) or best_step < 0:
+                    best, best_step, bad_evals = metric, step, 0
+                    if ckpt is not None:
+                        save_checkpoint(ckpt / "best", model, init_args=init_args or {},
+                                        train_state={"step": step, "metric": metric}, meta=meta)
+                else:
+                    bad_evals += 1
+                last_good = _state_copy(model)
+                if config.patience is not None and bad_evals >= config.patience:
+                    stopped = "early-stopped"
+                save(step, stopped if stopped != "completed" else None,
+                     elapsed0 + time.perf_counter() - t0)
+                if stopped == "early-stopped":
+                    break
+    return LoopResult(step, best, best_step, stopped, elapsed0 + time.perf_counter() - t0, history)

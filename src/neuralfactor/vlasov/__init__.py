@@ -1,0 +1,1 @@
+"""neuralfactor.vlasov (see DESIGN.md)."""
