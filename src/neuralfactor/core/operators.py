@@ -204,10 +204,14 @@ class SparseOperator(_Base):
                 f"{type(A).__name__}; use DenseOperator for dense arrays."
             )
         if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"The 'dtype' parameter of SparseOperator must be float32 or float64. Got {dtype}.")
+            raise TypeError(
+                f"The 'dtype' parameter of SparseOperator must be float32 or float64. Got {dtype}."
+            )
         A = sp.csr_array(A)
         if not np.issubdtype(A.dtype, np.floating) and not np.issubdtype(A.dtype, np.integer):
-            raise TypeError(f"The 'A' parameter of SparseOperator must be real. Got dtype {A.dtype}.")
+            raise TypeError(
+                f"The 'A' parameter of SparseOperator must be real. Got dtype {A.dtype}."
+            )
         if not np.all(np.isfinite(A.data)):
             raise ValueError("The 'A' parameter of SparseOperator contains NaN or Inf entries.")
         self.np_dtype = np.float32 if dtype == torch.float32 else np.float64
@@ -261,7 +265,9 @@ class FunctionOperator(_Base):
     ) -> None:
         super().__init__()
         if not callable(fn):
-            raise TypeError(f"The 'fn' parameter of FunctionOperator must be callable. Got {type(fn).__name__}.")
+            raise TypeError(
+                f"The 'fn' parameter of FunctionOperator must be callable. Got {type(fn).__name__}."
+            )
         if rfn is not None and not callable(rfn):
             raise TypeError(
                 f"The 'rfn' parameter of FunctionOperator must be callable or None. Got {type(rfn).__name__}."
@@ -269,14 +275,19 @@ class FunctionOperator(_Base):
         ok = (
             isinstance(shape, (tuple, list))
             and len(shape) == 2
-            and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in shape)
+            and all(
+                isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1
+                for s in shape
+            )
         )
         if not ok:
             raise ValueError(
                 f"The 'shape' parameter of FunctionOperator must be a pair (m, n) of ints >= 1. Got {shape!r}."
             )
         if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"The 'dtype' parameter of FunctionOperator must be float32 or float64. Got {dtype}.")
+            raise TypeError(
+                f"The 'dtype' parameter of FunctionOperator must be float32 or float64. Got {dtype}."
+            )
         self.fn, self.rfn = fn, rfn
         self.shape = (int(shape[0]), int(shape[1]))
         self.dtype = dtype

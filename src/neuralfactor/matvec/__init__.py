@@ -1,1 +1,25 @@
-"""neuralfactor.matvec (see DESIGN.md)."""
+"""Low-rank approximation learned from matrix-vector products (the choke-point network).
+
+Registers the factorizer ``matvec-ae``.
+"""
+
+from neuralfactor.core.factorizer import register_factorizer
+from neuralfactor.matvec.factorizer import MatvecFactorizer
+from neuralfactor.matvec.fit import (
+    MatvecFit,
+    RankCollapseError,
+    RankCollapseWarning,
+    fit_matvec,
+)
+from neuralfactor.matvec.model import ChokePointNet
+
+__all__ = [
+    "ChokePointNet",
+    "MatvecFactorizer",
+    "MatvecFit",
+    "RankCollapseError",
+    "RankCollapseWarning",
+    "fit_matvec",
+]
+
+register_factorizer("matvec-ae", MatvecFactorizer)
