@@ -1,0 +1,240 @@
+"""The benchmark runner: every factorizer, same data, device, precision and batch, one stopwatch.
+
+Records are flat dicts (one per method x size x rank x batch), written as JSON lines. Each
+record carries the seconds per matrix (median of repeats, synchronized), the scaled loss and
+its ratio to the Eckart-Young optimum (mean and max over the timed matrices), the training
+time of data-driven methods (``fit_seconds``, never folded into the per-matrix time), the
+thread settings, the load average and the versions.
+
+Methods without batching (SciPy, scikit-learn) cost the same per matrix at any batch size;
+when a full batch would exceed ``max_call_seconds`` the runner times a sub-batch and records
+its size as ``timed_batch`` (the per-matrix time is then measured on that many matrices).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, get_args
+
+import torch
+from torch import Tensor
+
+from neuralfactor.core.factorizer import available_factorizers, make_factorizer
+from neuralfactor.core.metrics import optimal_scaled_loss, scaled_loss
+from neuralfactor.core.timing import pinned_threads, time_call
+from neuralfactor.core.validation import as_generator, check_option, resolve_device
+
+__all__ = ["DATA_KINDS", "BenchConfig", "make_frames", "run_bench"]
+
+DataKind = Literal["planted", "evolving"]
+DATA_KINDS: tuple[str, ...] = get_args(DataKind)
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure. Sizes are (m, n); every combination of size x rank x batch is run."""
+
+    methods: tuple[str, ...]
+    sizes: tuple[tuple[int, int], ...] = ((128, 256),)
+    ranks: tuple[int, ...] = (6, 12, 30)
+    batches: tuple[int, ...] = (1, 1024)
+    data: DataKind = "evolving"
+    dtype: str = "float32"
+    device: str = "auto"
+    threads: int | None = 1
+    repeats: int = 3
+    warmup: int = 1
+    max_call_seconds: float = 2.0
+    seed: int = 0
+    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        known = available_factorizers()
+        for m in self.methods:
+            if m not in known:
+                raise ValueError(f"Unknown factorizer {m!r}; expected one of {known}.")
+        check_option(self.data, DATA_KINDS, name="data", caller="bench")
+        check_option(self.dtype, DTYPES, name="dtype", caller="bench")
+        for m, n in self.sizes:
+            if m < 1 or n < 1:
+                raise ValueError(f"The 'sizes' parameter of bench needs positive m, n. Got {m}x{n}.")
+        for r in self.ranks:
+            if not 1 <= r <= min(min(s) for s in self.sizes):
+                raise ValueError(
+                    f"The 'ranks' parameter of bench must lie in [1, {min(min(s) for s in self.sizes)}]"
+                    f" (the smallest min(m, n)). Got {r}."
+                )
+        if any(b < 1 for b in self.batches):
+            raise ValueError(f"The 'batches' parameter of bench must be >= 1. Got {self.batches}.")
+
+
+def make_frames(
+    kind: DataKind,
+    batch: int,
+    m: int,
+    n: int,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    t0: int = 0,
+) -> Tensor:
+    """Synthetic benchmark matrices (batch, m, n).
+
+    ``planted``: independent random matrices with singular values ``s_i = 0.9^i`` (decaying,
+    so a low rank captures most energy, with Haar-random singular vectors).
+    ``evolving``: a smooth, slowly evolving field over time steps ``t0 .. t0 + batch - 1``
+    (sums of drifting Gaussians and waves in (x, v), like phase-space frames), time-ordered.
+    """
+    g = as_generator(seed, "cpu")
+    k = min(m, n)
+    if kind == "planted":
+        U = torch.linalg.qr(torch.randn(batch, m, k, generator=g, dtype=torch.float64)).Q
+        V = torch.linalg.qr(torch.randn(batch, n, k, generator=g, dtype=torch.float64)).Q
+        s = 0.9 ** torch.arange(k, dtype=torch.float64)
+        X = (U * s) @ V.mT
+    else:
+        x = torch.linspace(0, 2 * torch.pi, m + 1, dtype=torch.float64)[:-1]
+        v = torch.linspace(-6, 6, n, dtype=torch.float64)
+        t = (t0 + torch.arange(batch, dtype=torch.float64))[:, None, None] * 0.05
+        X = torch.exp(-v[None, None, :] ** 2 / 2).expand(batch, m, n).clone()
+        modes = 24
+        amp = torch.rand(modes, generator=g, dtype=torch.float64)
+        phase = 2 * torch.pi * torch.rand(modes, generator=g, dtype=torch.float64)
+        for j in range(modes):
+            kx = j % 6 + 1
+            c = 0.7**j * amp[j]
+            drift = v[None, None, :] - 3 * torch.cos(0.3 * (j + 1) * t + phase[j])
+            X += c * torch.cos(kx * x[None, :, None] - (j % 4 + 1) * t + phase[j]) * torch.exp(
+                -drift**2 / (0.5 + 0.2 * j)
+            )
+    return X.to(dtype=dtype, device=device)
+
+
+def _env() -> dict[str, Any]:
+    from neuralfactor import __version__
+
+    return {
+        "version": __version__,
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "matmul_precision": torch.get_float32_matmul_precision(),
+    }
+
+
+def _fit_frames(kind: DataKind, count: int, m: int, n: int, dtype, device, seed: int) -> Tensor:
+    """Training frames for data-driven methods: same generator, disjoint seed / earlier times."""
+    if kind == "evolving":
+        return make_frames(kind, count, m, n, dtype=dtype, device=device, seed=seed, t0=-count)
+    return make_frames(kind, count, m, n, dtype=dtype, device=device, seed=seed + 10_000)
+
+
+def run_bench(
+    config: BenchConfig,
+    *,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    frames: Tensor | None = None,
+) -> list[dict[str, Any]]:
+    """Run every case of ``config``; return the records (also passed to ``on_record``).
+
+    ``frames`` (T, m, n) replaces the synthetic data: sizes are then ignored and each batch is
+    the first ``batch`` frames (data-driven methods fit on the frames after them).
+    """
+    device = resolve_device(config.device)
+    dtype = DTYPES[config.dtype]
+    env = _env()
+    records: list[dict[str, Any]] = []
+    with pinned_threads(config.threads) as threads:
+        sizes: Iterable[tuple[int, int]] = (
+            config.sizes if frames is None else [tuple(frames.shape[-2:])]
+        )
+        for m, n in sizes:
+            for batch in config.batches:
+                if frames is None:
+                    X = make_frames(config.data, batch, m, n, dtype=dtype, device=device,
+                                    seed=config.seed)
+                    train = _fit_frames(config.data, 256, m, n, dtype, device, config.seed)
+                else:
+                    if batch >= frames.shape[0]:
+                        raise ValueError(
+                            f"bench needs more than batch={batch} frames from the file (the rest "
+                            f"trains data-driven methods). Got {frames.shape[0]}."
+                        )
+                    X = frames[:batch].to(device=device, dtype=dtype)
+                    train = frames[batch:].to(device=device, dtype=dtype)
+                svals = torch.linalg.svdvals(X.double())
+                for rank in config.ranks:
+                    opt = optimal_scaled_loss(X, rank, singular_values=svals)
+                    for method in config.methods:
+                        rec = _run_case(config, method, X, train, rank, opt, device)
+                        rec.update(env)
+                        rec.update({
+                            "data": config.data if frames is None else "file",
+                            "m": m, "n": n, "rank": rank, "batch": batch,
+                            "dtype": config.dtype, "device": str(device),
+                            "seed": config.seed,
+                            "torch_threads": threads["torch_threads"],
+                            "blas_threads": threads["threadpools"],
+                            "loadavg_1min": os.getloadavg()[0],
+                            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                        })
+                        records.append(rec)
+                        if on_record is not None:
+                            on_record(rec)
+    return records
+
+
+def _run_case(config: BenchConfig, method: str, X: Tensor, train: Tensor, rank: int,
+              opt: Tensor, device: torch.device) -> dict[str, Any]:
+    params = dict(config.method_params.get(method, {}))
+    f = make_factorizer(method, rank=rank, **params)
+    fit_seconds = 0.0
+    if getattr(f, "requires_fit", False):
+        t0 = time.perf_counter()
+        f.fit(train)
+        fit_seconds = time.perf_counter() - t0
+    reset = getattr(f, "reset", None)
+
+    def call(sub: Tensor):
+        if reset is not None:  # streaming methods start every timed call from a cold stream
+            reset()
+        return f.factorize(sub)
+
+    # Probe on a few matrices to decide how many can be timed within the budget.
+    batch = X.shape[0]
+    probe = min(batch, 4)
+    t_probe = time_call(lambda: call(X[:probe]), device=device, warmup=1, repeats=1).median
+    per_matrix = t_probe / probe
+    timed = batch
+    if per_matrix * batch > config.max_call_seconds:
+        timed = max(probe, min(batch, int(config.max_call_seconds / max(per_matrix, 1e-12))))
+    sub = X[:timed]
+    repeats = config.repeats if per_matrix * timed < config.max_call_seconds / 2 else 1
+    timing = time_call(lambda: call(sub), device=device, warmup=config.warmup, repeats=repeats)
+    loss = scaled_loss(sub, timing.result)
+    ratio = loss / opt[:timed]
+    return {
+        "method": method,
+        "params": f.get_params(),
+        "timed_batch": timed,
+        "repeats": len(timing.times),
+        "seconds_per_matrix": timing.median / timed,
+        "seconds_per_call": timing.median,
+        "fit_seconds": fit_seconds,
+        "scaled_loss_mean": float(loss.mean()),
+        "scaled_loss_max": float(loss.max()),
+        "optimum_mean": float(opt[:timed].mean()),
+        "ratio_mean": float(ratio.mean()),
+        "ratio_max": float(ratio.max()),
+    }
+
+
+def config_dict(config: BenchConfig) -> dict[str, Any]:
+    return asdict(config)
