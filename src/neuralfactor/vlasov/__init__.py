@@ -1,1 +1,60 @@
-"""neuralfactor.vlasov (see DESIGN.md)."""
+"""neuralfactor.vlasov: the 1D1V Vlasov-Poisson simulator (no neural code, no file I/O).
+
+>>> from neuralfactor.vlasov import SimulationConfig, simulate
+>>> res = simulate(SimulationConfig(ic="landau-weak", nx=32, nv=64, t_end=20.0, dt=0.05))
+>>> res.diagnostics["e_norm"].shape   # (B, T)
+"""
+
+from neuralfactor.vlasov.diagnostics import (
+    DIAGNOSTIC_NAMES,
+    RateFit,
+    dispersion_relation,
+    dispersion_root,
+    field_energy,
+    fit_rate,
+    numerical_rank,
+    phase_space_diagnostics,
+)
+from neuralfactor.vlasov.initial import (
+    InitialCondition,
+    available_initial_conditions,
+    get_initial_condition,
+    maxwellian,
+)
+from neuralfactor.vlasov.solver import (
+    PRESETS,
+    SCHEMES,
+    Frame,
+    SimulationConfig,
+    SimulationDivergedError,
+    SimulationResult,
+    SolverState,
+    VlasovSolver,
+    VlasovWarning,
+    simulate,
+)
+
+__all__ = [
+    "DIAGNOSTIC_NAMES",
+    "PRESETS",
+    "SCHEMES",
+    "Frame",
+    "InitialCondition",
+    "RateFit",
+    "SimulationConfig",
+    "SimulationDivergedError",
+    "SimulationResult",
+    "SolverState",
+    "VlasovSolver",
+    "VlasovWarning",
+    "available_initial_conditions",
+    "dispersion_relation",
+    "dispersion_root",
+    "field_energy",
+    "fit_rate",
+    "get_initial_condition",
+    "maxwellian",
+    "numerical_rank",
+    "phase_space_diagnostics",
+    "simulate",
+]

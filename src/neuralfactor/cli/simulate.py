@@ -1,0 +1,205 @@
+"""``neuralfactor simulate``: run the Vlasov-Poisson solver and stream frames to a MatrixStore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+__all__ = ["register", "simulate"]
+
+
+def simulate(
+    out: Path = typer.Option(..., "--out", "-o", help="Output store, e.g. runs/landau.zarr."),
+    ic: str = typer.Option(None, "--ic", help="Initial condition (default landau-strong)."),
+    preset: str = typer.Option(
+        None,
+        "--preset",
+        help="convmf-64x128 or convmf-128x256 (grid, dt, T of the original study).",
+    ),
+    nx: int = typer.Option(None, "--nx", help="Grid points in x (rows m). Default 64."),
+    nv: int = typer.Option(None, "--nv", help="Grid points in v (columns n). Default 128."),
+    t_end: float = typer.Option(None, "--t-end", help="Final time. Default 40."),
+    dt: float = typer.Option(None, "--dt", help="Time step. Default min(hx, hv)/20."),
+    save_every: int = typer.Option(None, "--save-every", help="Save every K steps. Default 1."),
+    ensemble: int = typer.Option(1, "--ensemble", help="Runs advanced together (batch)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of random initial conditions."),
+    scheme: str = typer.Option("spectral", "--scheme", help="spectral or fd5."),
+    truncate_tol: float = typer.Option(
+        None, "--truncate-tol", help="fd5 only: SVD truncation tolerance (original: 1e-5)."
+    ),
+    dtype: str = typer.Option("float64", "--dtype", help="float64 or float32."),
+    k: float = typer.Option(None, "--k", help="Wavenumber of the perturbation."),
+    alpha: float = typer.Option(None, "--alpha", help="Amplitude of the perturbation."),
+    vmax: float = typer.Option(None, "--vmax", help="Velocity box [-vmax, vmax]."),
+    length: float = typer.Option(None, "--length", help="Period in x (default 2 pi / k)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run."),
+    chunk_frames: int = typer.Option(None, "--chunk-frames", help="Frames per storage chunk."),
+) -> None:
+    """Simulate 1D1V Vlasov-Poisson and write the frames (T, m, n) per run to a Zarr store."""
+    import warnings
+
+    from neuralfactor import __version__
+    from neuralfactor.cli import console, err_console, state
+    from neuralfactor.core.validation import resolve_device
+    from neuralfactor.data.store import MatrixStoreWriter, partial_path
+    from neuralfactor.vlasov import (
+        DIAGNOSTIC_NAMES,
+        SimulationConfig,
+        SimulationDivergedError,
+        SolverState,
+        VlasovSolver,
+        VlasovWarning,
+    )
+
+    if overwrite and resume:
+        raise ValueError("Pass either --overwrite or --resume, not both.")
+    fields = {
+        "ic": ic,
+        "nx": nx,
+        "nv": nv,
+        "t_end": t_end,
+        "dt": dt,
+        "save_every": save_every,
+        "ensemble": ensemble,
+        "seed": seed,
+        "scheme": scheme,
+        "dtype": dtype,
+        "vmax": vmax,
+        "length": length,
+        "truncate_tol": truncate_tol,
+    }
+    fields = {key: val for key, val in fields.items() if val is not None}
+    params = {key: val for key, val in (("k", k), ("alpha", alpha)) if val is not None}
+    if params:
+        fields["ic_params"] = params
+    if preset is not None:
+        cfg = SimulationConfig.from_preset(preset, **fields)
+    else:
+        cfg = SimulationConfig(**fields)
+    dev = resolve_device(device)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", VlasovWarning)
+        solver = VlasovSolver(cfg, device=dev)
+    for w in caught:
+        err_console.print(f"warning: {w.message}", markup=False, highlight=False)
+
+    diag_names = list(DIAGNOSTIC_NAMES) + (["truncation_rank"] if cfg.truncate_tol else [])
+    history = 2 if cfg.scheme == "fd5" else 0
+    metadata = {
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "version": __version__,
+        "producer": "neuralfactor.vlasov",
+        "scheme": cfg.scheme,
+        "save_every": cfg.save_every,
+        "dt": cfg.dt,
+    }
+    if resume:
+        writer = MatrixStoreWriter.resume(out)
+        stored = writer.metadata.get("config", {})
+        if stored != cfg.to_dict():
+            diff = sorted(
+                key
+                for key in set(stored) | set(cfg.to_dict())
+                if stored.get(key) != cfg.to_dict().get(key)
+            )
+            raise ValueError(
+                f"--resume: the options differ from the interrupted run's config in "
+                f"{diff} (stored: {[stored.get(key) for key in diff]}); pass the "
+                f"same options."
+            )
+        start = SolverState(
+            writer.step,
+            writer.last_frame().to(dev, solver.dtype),
+            tuple(h.to(dev, solver.dtype) for h in writer.last_history()),
+        )
+        frames = solver.run(state=start)
+        done = writer.step
+    else:
+        writer = MatrixStoreWriter.create(
+            out,
+            n_runs=cfg.ensemble,
+            n_frames=cfg.n_frames,
+            matrix_shape=(cfg.nx, cfg.nv),
+            dtype=solver.dtype,
+            diagnostics=diag_names,
+            metadata=metadata,
+            history=history,
+            chunk_frames=chunk_frames,
+            overwrite=overwrite,
+        )
+        frames = solver.run()
+        done = 0
+
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn("simulate"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=state["quiet"],
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task("steps", total=cfg.n_steps, completed=done)
+        try:
+            for fr in frames:
+                writer.append(fr.f, fr.t, fr.diagnostics, step=fr.step, history=fr.state.history)
+                progress.update(task, completed=fr.step)
+        except SimulationDivergedError as exc:
+            kept = writer.mark_failed(str(exc))
+            raise RuntimeError(
+                f"{exc} The {writer.frames_written} frames saved before it are kept "
+                f"in {kept} (open with MatrixStore.open(..., "
+                f"allow_partial=True))."
+            ) from None
+        except BaseException:
+            writer.flush()  # interrupted: keep what was computed, resumable
+            raise
+    store = writer.finalize()
+
+    import numpy as np
+    from rich.table import Table
+
+    diag = [run.diagnostics for run in store]  # (T,) float64 per run: small
+    table = Table(
+        title=f"{out}: {store.shape[0]} run(s) x {store.shape[1]} frames of "
+        f"{cfg.nx}x{cfg.nv}, t in [0, {cfg.n_steps * cfg.dt:.4g}]"
+    )
+    table.add_column("quantity (run 0)")
+    table.add_column("t = 0", justify="right")
+    table.add_column("t = end", justify="right")
+    table.add_column("max |q(t) - q(0)| / |q(0)|", justify="right")
+    for key in ("mass", "momentum", "total_energy", "l2_norm", "entropy"):
+        rel = 0.0
+        for d in diag:
+            q = d[key]
+            ref = abs(d["mass"][0]) if key == "momentum" else max(abs(q[0]), 1e-300)
+            rel = max(rel, float(np.max(np.abs(q - q[0])) / ref))
+        note = " (rel. to mass)" if key == "momentum" else ""
+        table.add_row(
+            key + note, f"{diag[0][key][0]:.10g}", f"{diag[0][key][-1]:.10g}", f"{rel:.3e}"
+        )
+    console.print(table)
+    console.print(
+        f"checksum {store.metadata['checksum'][:16]}...  device {dev}  scheme "
+        f"{cfg.scheme}  dt {cfg.dt:.6g}  ({partial_path(out).name} removed)"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``neuralfactor simulate`` to the app."""
+    app.command("simulate")(simulate)

@@ -1,0 +1,587 @@
+"""1D1V Vlasov-Poisson solver, batched over an ensemble, in torch (CPU or CUDA).
+
+Solves ``df/dt + v df/dx + E df/dv = 0``, ``E = -dphi/dx``, ``-d^2 phi/dx^2 = rho - 1``,
+``rho = int f dv`` (electrons over a neutralising background; dE/dx = rho - 1), periodic in x
+on [0, L), on an m x n grid (rows = positions ``x_i = i L/m``, columns = velocities
+``v_j = -vmax + j 2 vmax / n``). Frames have shape (B, m, n): B ensemble members advance
+together; nothing loops over members.
+
+Two schemes behind one interface (:class:`VlasovSolver`):
+
+``spectral`` (default, the validation reference)
+    Strang splitting: half step in x, full step in v, half step in x, each an exact shift by
+    FFT phase multiplication (Cheng & Knorr 1976, with spectral interpolation); the field from
+    an FFT Poisson solve. Unconditionally stable, second order in time, spectral in space,
+    periodic in v as well (f must vanish at +-vmax). Mass is conserved to round-off (the zero
+    modes are never touched). Half steps in x between two unsaved steps are fused. It keeps
+    fine filaments, so its frames reach high numerical rank; it recurs at ``2 pi / (k dv)``.
+    Cost per step O(B m n log(mn)).
+
+``fd5``
+    The scheme of the original ConvMF data: fifth-order *linear* upwind finite differences
+    (the WENO5 linear weights 1/10, 6/10, 3/10; stencils split by the sign of v in x and of E
+    in v), the field by FFT, two SSP-RK2 steps then the three-step second-order SSP multistep
+    ``u^{n+1} = 3/4 (u^n + 2 dt F(u^n)) + 1/4 u^{n-2}``, and optionally a truncated SVD of f
+    after every stage keeping ``||f - f_r||_F <= tol ||f||_F`` (the original truncated in
+    hierarchical Tucker format, which for a matrix is a truncated SVD). Periodic in v.
+    Dissipative: filaments are damped, so frames keep a lower numerical rank. Cost per step
+    O(B m n) (+ an O(B m n min(m, n)) SVD per stage when truncating).
+
+References: C. Z. Cheng and G. Knorr, J. Comput. Phys. 22 (1976) 330; S. Gottlieb, C.-W. Shu
+and E. Tadmor, SIAM Rev. 43 (2001) 89 (SSP methods); G.-S. Jiang and C.-W. Shu, J. Comput.
+Phys. 126 (1996) 202 (WENO5 linear weights).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from neuralfactor.core.validation import (
+    as_generator,
+    check_option,
+    check_positive_float,
+    check_positive_int,
+    resolve_device,
+)
+from neuralfactor.vlasov.diagnostics import phase_space_diagnostics
+from neuralfactor.vlasov.initial import BOUNDARY_TOL, get_initial_condition
+
+__all__ = [
+    "DTYPES",
+    "FD5_CFL_LIMIT",
+    "PRESETS",
+    "SCHEMES",
+    "SPECTRAL_DT_LIMIT",
+    "Frame",
+    "SimulationConfig",
+    "SimulationDivergedError",
+    "SimulationResult",
+    "SolverState",
+    "VlasovSolver",
+    "VlasovWarning",
+    "simulate",
+]
+
+Scheme = Literal["spectral", "fd5"]
+SCHEMES: tuple[str, ...] = ("spectral", "fd5")
+DTypeName = Literal["float64", "float32"]
+DTYPES: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32}
+
+#: Above this dt (in units of 1/omega_p) Strang splitting's phase error on the plasma
+#: oscillation (~ omega^3 dt^2 / 24 per unit time) exceeds ~0.1 rad over t = 40.
+SPECTRAL_DT_LIMIT = 0.1
+#: CFL number ``dt (vmax / hx + max|E| / hv)`` above which fd5 is warned about. The measured
+#: stability limit of linear upwind-5 with the SSP multistep is higher (see
+#: docs/results/vlasov-validation.md); this keeps a safety margin.
+FD5_CFL_LIMIT = 0.5
+
+#: Named configurations reproducing the original ConvMF study's data (strong Landau damping,
+#: dt = min(hx, hv) / 20, T = 40, every step saved).
+PRESETS: dict[str, dict[str, Any]] = {
+    "convmf-64x128": {
+        "ic": "landau-strong",
+        "nx": 64,
+        "nv": 128,
+        "t_end": 40.0,
+        "dt": None,
+        "save_every": 1,
+    },
+    "convmf-128x256": {
+        "ic": "landau-strong",
+        "nx": 128,
+        "nv": 256,
+        "t_end": 40.0,
+        "dt": None,
+        "save_every": 1,
+    },
+}
+
+
+class VlasovWarning(UserWarning):
+    """A run that will complete but whose results may be wrong (recurrence, large dt)."""
+
+
+class SimulationDivergedError(RuntimeError):
+    """NaN or Inf appeared in the field; ``step`` and ``t`` say where."""
+
+    def __init__(self, message: str, *, step: int, t: float) -> None:
+        super().__init__(message)
+        self.step = step
+        self.t = t
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Everything that determines a run; JSON round-trips (:meth:`to_dict` / :meth:`from_dict`).
+
+    ``None`` fields are resolved at construction: ``length`` and ``vmax`` from the initial
+    condition's defaults, ``dt`` to ``min(hx, hv) / 20`` (the original data's rule) and
+    ``ic_params`` to the full parameter set, so a stored config is complete.
+
+    Parameters
+    ----------
+    ic : name of an initial condition (see ``available_initial_conditions()``).
+    nx, nv : grid sizes m (positions, rows) and n (velocities, columns).
+    t_end : final time; the run makes ``floor(t_end / dt)`` steps, rounded down to a multiple
+        of ``save_every``.
+    dt : time step.
+    save_every : save a frame every this many steps (frame 0 is the initial condition).
+    scheme : ``"spectral"`` or ``"fd5"``.
+    dtype : ``"float64"`` (default) or ``"float32"``.
+    seed : seeds the random initial conditions (``random-smooth``).
+    ensemble : number of runs B advanced together.
+    length, vmax : domain [0, length) x [-vmax, vmax).
+    ic_params : overrides of the initial condition's parameters (``alpha``, ``k``, ...).
+    truncate_tol : fd5 only: relative Frobenius tolerance of the truncated SVD after every
+        stage (the original data used 1e-5); ``None`` means no truncation.
+    """
+
+    ic: str = "landau-strong"
+    nx: int = 64
+    nv: int = 128
+    t_end: float = 40.0
+    dt: float | None = None
+    save_every: int = 1
+    scheme: str = "spectral"
+    dtype: str = "float64"
+    seed: int = 0
+    ensemble: int = 1
+    length: float | None = None
+    vmax: float | None = None
+    ic_params: Mapping[str, float] = field(default_factory=dict)
+    truncate_tol: float | None = None
+
+    def __post_init__(self) -> None:
+        c = "SimulationConfig"
+        ic = get_initial_condition(self.ic)
+        params = ic.resolve_params(self.ic_params)
+        object.__setattr__(self, "ic_params", dict(sorted(params.items())))
+        min_grid = 8 if self.scheme == "fd5" else 4
+        check_positive_int(self.nx, name="nx", caller=c, minimum=min_grid)
+        check_positive_int(self.nv, name="nv", caller=c, minimum=min_grid)
+        check_positive_int(self.save_every, name="save_every", caller=c)
+        check_positive_int(self.ensemble, name="ensemble", caller=c)
+        check_positive_int(self.seed, name="seed", caller=c, minimum=0)
+        check_option(self.scheme, SCHEMES, name="scheme", caller=c)
+        check_option(self.dtype, DTYPES, name="dtype", caller=c)
+        length = ic.default_length(params) if self.length is None else self.length
+        vmax = ic.vmax if self.vmax is None else self.vmax
+        object.__setattr__(self, "length", check_positive_float(length, name="length", caller=c))
+        object.__setattr__(self, "vmax", check_positive_float(vmax, name="vmax", caller=c))
+        dt = min(self.hx, self.hv) / 20.0 if self.dt is None else self.dt
+        object.__setattr__(self, "dt", check_positive_float(dt, name="dt", caller=c))
+        t_end = check_positive_float(self.t_end, name="t_end", caller=c)
+        object.__setattr__(self, "t_end", t_end)
+        if t_end < self.dt:
+            raise ValueError(
+                f"The 't_end' parameter of {c} must be >= dt={self.dt:g} (at least one step). "
+                f"Got {t_end:g}."
+            )
+        if self.truncate_tol is not None:
+            if self.scheme != "fd5":
+                raise ValueError(
+                    f"The 'truncate_tol' parameter of {c} applies only to scheme 'fd5'. Got "
+                    f"{self.truncate_tol!r} with scheme {self.scheme!r}."
+                )
+            tol = check_positive_float(self.truncate_tol, name="truncate_tol", caller=c)
+            if tol >= 1:
+                raise ValueError(
+                    f"The 'truncate_tol' parameter of {c} must be in (0, 1). Got {tol}."
+                )
+            object.__setattr__(self, "truncate_tol", tol)
+        need = ic.required_vmax(params)
+        if self.vmax < need:
+            raise ValueError(
+                f"The velocity range [-{self.vmax:g}, {self.vmax:g}] is too small for initial "
+                f"condition {self.ic!r}: f at |v| = vmax exceeds {BOUNDARY_TOL:g} x max f; vmax "
+                f"must be at least {math.ceil(need * 100) / 100:g}."
+            )
+
+    # -- derived quantities -------------------------------------------------------------------
+    @property
+    def hx(self) -> float:
+        return float(self.length) / self.nx
+
+    @property
+    def hv(self) -> float:
+        return 2.0 * float(self.vmax) / self.nv
+
+    @property
+    def k(self) -> float:
+        """Fundamental wavenumber of the initial condition."""
+        return float(self.ic_params["k"])
+
+    @property
+    def n_steps(self) -> int:
+        """Steps actually made: floor(t_end / dt) rounded down to a multiple of save_every."""
+        steps = int(math.floor(self.t_end / self.dt * (1 + 1e-12)))
+        return (steps // self.save_every) * self.save_every
+
+    @property
+    def n_frames(self) -> int:
+        """Saved frames, including the initial condition."""
+        return self.n_steps // self.save_every + 1
+
+    @property
+    def recurrence_time(self) -> float:
+        """``2 pi / (k dv)``: when the spectral scheme's free streaming recurs."""
+        return 2.0 * math.pi / (self.k * self.hv)
+
+    def cfl(self, max_e: float = 0.0) -> float:
+        """``dt (vmax / hx + max|E| / hv)``, the advection CFL number."""
+        return self.dt * (float(self.vmax) / self.hx + max_e / self.hv)
+
+    def warnings(self, max_e: float = 0.0) -> list[str]:
+        """Conditions that do not stop a run but may spoil it (each names its limit)."""
+        out = []
+        if self.scheme == "spectral" and self.n_steps * self.dt > self.recurrence_time:
+            out.append(
+                f"the run (t_end={self.t_end:g}) is longer than the recurrence time 2 pi / (k dv) "
+                f"= {self.recurrence_time:.4g} of the spectral scheme (k={self.k:g}, "
+                f"dv={self.hv:.4g}); increase nv to push it back."
+            )
+        if self.scheme == "spectral" and self.dt > SPECTRAL_DT_LIMIT:
+            out.append(
+                f"dt={self.dt:g} exceeds the accuracy limit {SPECTRAL_DT_LIMIT:g} of the "
+                f"Strang-split spectral scheme (phase error of the plasma oscillation)."
+            )
+        if self.scheme == "fd5" and self.cfl(max_e) > FD5_CFL_LIMIT:
+            out.append(
+                f"dt={self.dt:g} gives a CFL number dt (vmax/hx + max|E|/hv) = "
+                f"{self.cfl(max_e):.3g} above the fd5 stability limit {FD5_CFL_LIMIT:g}; use "
+                f"dt <= {FD5_CFL_LIMIT / (float(self.vmax) / self.hx + max_e / self.hv):.3g}."
+            )
+        return out
+
+    # -- serialization ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ic_params"] = dict(self.ic_params)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SimulationConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(
+                f"Unknown SimulationConfig field(s) {sorted(unknown)}; expected "
+                f"some of {sorted(names)}."
+            )
+        return cls(**dict(d))
+
+    @classmethod
+    def from_json(cls, text: str) -> SimulationConfig:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> SimulationConfig:
+        """A named preset (``convmf-64x128``, ``convmf-128x256``) with field overrides."""
+        if name not in PRESETS:
+            raise ValueError(f"Unknown preset {name!r}; expected one of {sorted(PRESETS)}.")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def replace(self, **changes: Any) -> SimulationConfig:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class SolverState:
+    """Where a run stands after ``step`` steps: ``f`` (B, m, n) and, for fd5, the multistep
+    history ``(u^{n-1}, u^{n-2})`` (empty for spectral). Enough to resume bit-identically."""
+
+    step: int
+    f: Tensor
+    history: tuple[Tensor, ...] = ()
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A saved frame: ``index`` (0 = initial condition), ``step``, ``t``, ``f`` (B, m, n),
+    ``diagnostics`` (name -> (B,) float64) and the :class:`SolverState` to resume from."""
+
+    index: int
+    step: int
+    t: float
+    f: Tensor
+    diagnostics: dict[str, Tensor]
+    state: SolverState
+
+
+# fifth-order upwind derivative weights (x 1/60) for offsets -3..+3, from the WENO5 linear
+# weights 1/10, 6/10, 3/10; _W_MINUS is the mirror image for negative speed.
+_W_PLUS = (-2.0, 15.0, -60.0, 20.0, 30.0, -3.0, 0.0)
+_W_MINUS = (0.0, 3.0, -30.0, -20.0, 60.0, -15.0, 2.0)
+
+
+class VlasovSolver:
+    """Batched Vlasov-Poisson stepping for one :class:`SimulationConfig` on one device.
+
+    >>> cfg = SimulationConfig(ic="landau-weak", nx=32, nv=64, t_end=1.0, save_every=10)
+    >>> for frame in VlasovSolver(cfg).run():
+    ...     print(frame.t, frame.diagnostics["e_norm"])
+
+    Construction emits :class:`VlasovWarning` for the conditions in
+    :meth:`SimulationConfig.warnings`.
+    """
+
+    def __init__(self, config: SimulationConfig, *, device: str | torch.device = "cpu") -> None:
+        if not isinstance(config, SimulationConfig):
+            raise TypeError(
+                f"The 'config' parameter of VlasovSolver must be a SimulationConfig. "
+                f"Got {type(config).__name__}."
+            )
+        self.config = config
+        self.device = resolve_device(device)
+        self.dtype = DTYPES[config.dtype]
+        cdt = torch.complex128 if self.dtype == torch.float64 else torch.complex64
+        m, n = config.nx, config.nv
+        kw = {"device": self.device, "dtype": self.dtype}
+        self.x = torch.arange(m, **kw) * config.hx
+        self.v = -config.vmax + torch.arange(n, **kw) * config.hv
+        self.hx, self.hv, self.dt = config.hx, config.hv, float(config.dt)
+        kx = 2 * math.pi / config.length * torch.arange(m // 2 + 1, **kw)
+        self._kv = 2 * math.pi / (2 * config.vmax) * torch.arange(n // 2 + 1, **kw)
+        # Poisson: dE/dx = rho - 1  ->  E_hat = rho_hat / (i k); zero mean, no Nyquist mode.
+        inv = torch.zeros(m // 2 + 1, dtype=cdt, device=self.device)
+        inv[1:] = 1.0 / (1j * kx[1:].to(cdt))
+        if m % 2 == 0:
+            inv[-1] = 0.0
+        self._poisson = inv
+        # exact x-shifts f(x - v tau): multiply the x-spectrum by exp(-i k v tau)
+        arg = -kx[:, None] * self.v[None, :]
+        ones = torch.ones_like(arg)
+        self._shift_half = torch.polar(ones, arg * (0.5 * self.dt))
+        self._shift_full = torch.polar(ones, arg * self.dt)
+        self._vpos = (self.v > 0)[None, :]  # upwind side in x, per column
+        self._wp = torch.tensor(_W_PLUS, **kw) / 60.0
+        self._wm = torch.tensor(_W_MINUS, **kw) / 60.0
+        f0 = self.initial_condition(as_generator(config.seed)) if config.ensemble <= 64 else None
+        max_e = float(self.electric_field(f0).abs().max()) if f0 is not None else 0.0
+        for msg in config.warnings(max_e):
+            warnings.warn(msg, VlasovWarning, stacklevel=2)
+
+    # -- building blocks ----------------------------------------------------------------------
+    def initial_condition(self, generator: torch.Generator | int | None = None) -> Tensor:
+        """f0 of the config on the grid, shape (B, m, n); ``generator`` defaults to the seed."""
+        cfg = self.config
+        ic = get_initial_condition(cfg.ic)
+        gen = None
+        if ic.random:
+            src = cfg.seed if generator is None else generator
+            gen = as_generator(src, device="cpu")
+        f0 = ic(self.x.cpu().double(), self.v.cpu().double(), cfg.ic_params, cfg.ensemble, gen)
+        return f0.to(device=self.device, dtype=self.dtype).contiguous()
+
+    def density(self, f: Tensor) -> Tensor:
+        """``rho(x) = int f dv``, shape (B, m)."""
+        return f.sum(-1) * self.hv
+
+    def electric_field(self, f: Tensor) -> Tensor:
+        """E (B, m) from the FFT Poisson solve of ``dE/dx = rho - 1`` (zero mean)."""
+        rho_hat = torch.fft.rfft(self.density(f), dim=-1)
+        return torch.fft.irfft(rho_hat * self._poisson, n=self.config.nx, dim=-1)
+
+    def diagnostics(self, f: Tensor, E: Tensor | None = None) -> dict[str, Tensor]:
+        """:func:`~neuralfactor.vlasov.diagnostics.phase_space_diagnostics` of ``f``."""
+        if E is None:
+            E = self.electric_field(f)
+        return phase_space_diagnostics(f, E, self.v, self.hx, self.hv)
+
+    def _x_shift(self, f: Tensor, phase: Tensor) -> Tensor:
+        fh = torch.fft.rfft(f, dim=-2)
+        return torch.fft.irfft(fh * phase, n=self.config.nx, dim=-2)
+
+    def _v_shift(self, f: Tensor, E: Tensor) -> Tensor:
+        fh = torch.fft.rfft(f, dim=-1)
+        arg = (-self.dt) * E[..., None] * self._kv
+        return torch.fft.irfft(
+            fh * torch.polar(torch.ones_like(arg), arg), n=self.config.nv, dim=-1
+        )
+
+    def _check(self, E: Tensor, step: int) -> None:
+        if not bool(torch.isfinite(E).all()):
+            t = step * self.dt
+            raise SimulationDivergedError(
+                f"NaN/Inf appeared in the electric field at step {step} (t={t:.6g}); the "
+                f"simulation diverged (try a smaller dt, currently {self.dt:g}, or the "
+                f"'spectral' scheme).",
+                step=step,
+                t=t,
+            )
+
+    def _upwind(self, f: Tensor, dim: int, h: float, positive: Tensor) -> Tensor:
+        """Fifth-order linear upwind derivative along ``dim`` (periodic), stencil chosen by
+        ``positive`` (broadcastable to f: True where the advection speed is > 0)."""
+        N = f.shape[dim]
+        fp = torch.cat([f.narrow(dim, N - 3, 3), f, f.narrow(dim, 0, 3)], dim=dim)
+        w = torch.where(positive[..., None], self._wp, self._wm)  # (..., 7)
+        out = None
+        for o in range(7):
+            term = fp.narrow(dim, o, N) * w[..., o]
+            out = term if out is None else out + term
+        return out / h
+
+    def _rhs(self, f: Tensor, step: int) -> Tensor:
+        """F(f) = -v df/dx - E df/dv."""
+        E = self.electric_field(f)
+        self._check(E, step)
+        # x-derivative: speed v_j per column -> weights broadcast over rows (1, n)
+        fx = self._upwind(f, -2, self.hx, self._vpos)
+        fv = self._upwind(f, -1, self.hv, (E > 0)[..., None])
+        return -(self.v * fx) - E[..., None] * fv
+
+    def _truncate(self, f: Tensor) -> tuple[Tensor, Tensor]:
+        """Truncated SVD with ||f - f_r||_F <= tol ||f||_F per member; returns (f_r, ranks)."""
+        U, S, Vh = torch.linalg.svd(f, full_matrices=False)
+        s2 = S.square()
+        tail = s2.flip(-1).cumsum(-1).flip(-1)  # tail[i] = sum_{j >= i} s_j^2
+        tol2 = self.config.truncate_tol**2
+        keep = tail > tol2 * s2.sum(-1, keepdim=True)
+        return (U * (S * keep)[..., None, :]) @ Vh, keep.sum(-1)
+
+    # -- stepping -----------------------------------------------------------------------------
+    def _spectral_block(self, f: Tensor, step: int, k: int) -> Tensor:
+        """``k`` Strang steps from ``step``, the inner half steps in x fused into full ones."""
+        f = self._x_shift(f, self._shift_half)
+        for s in range(k):
+            E = self.electric_field(f)
+            self._check(E, step + s + 1)
+            f = self._v_shift(f, E)
+            f = self._x_shift(f, self._shift_full if s < k - 1 else self._shift_half)
+        return f
+
+    def _fd5_step(self, st: SolverState) -> tuple[SolverState, Tensor | None]:
+        dt, n = self.dt, st.step
+        trunc = self.config.truncate_tol is not None
+        ranks = None
+        u = st.f
+        if n < 2:  # SSP-RK2 start
+            u1 = u + dt * self._rhs(u, n + 1)
+            if trunc:
+                u1, ranks = self._truncate(u1)
+            new = 0.5 * u + 0.5 * (u1 + dt * self._rhs(u1, n + 1))
+        else:
+            u_nm2 = st.history[1]
+            new = 0.75 * (u + (2 * dt) * self._rhs(u, n + 1)) + 0.25 * u_nm2
+        if trunc:
+            new, ranks = self._truncate(new)
+        u_nm1 = st.history[0] if st.history else u
+        return SolverState(n + 1, new, (u, u_nm1)), ranks
+
+    def run(
+        self,
+        f0: Tensor | None = None,
+        *,
+        state: SolverState | None = None,
+        on_step: Callable[[int], None] | None = None,
+    ) -> Iterator[Frame]:
+        """Advance and yield every saved frame (frame 0 = ``f0`` unless resuming).
+
+        Parameters
+        ----------
+        f0 : (B, m, n) initial frames; default :meth:`initial_condition`. Any batch size B.
+        state : resume from this :class:`SolverState` (from a yielded :class:`Frame`); the
+            first frame yielded is the next one saved after it. Bit-identical to not stopping.
+        on_step : called with the step number after every step (progress bars).
+
+        Raises
+        ------
+        SimulationDivergedError
+            when NaN/Inf appears; every frame before it has been yielded.
+        """
+        cfg = self.config
+        K = cfg.save_every
+        if state is None:
+            f = self.initial_condition() if f0 is None else f0
+            if f.ndim != 3 or tuple(f.shape[1:]) != (cfg.nx, cfg.nv):
+                raise ValueError(
+                    f"The 'f0' parameter of VlasovSolver.run must have shape "
+                    f"(B, {cfg.nx}, {cfg.nv}). Got {tuple(f.shape)}."
+                )
+            f = f.to(device=self.device, dtype=self.dtype)
+            state = SolverState(0, f, ())
+            yield self._frame(state)
+        elif state.step % K:
+            raise ValueError(
+                f"Can resume only from a saved step (a multiple of save_every={K}). "
+                f"Got step {state.step}."
+            )
+        while state.step < cfg.n_steps:
+            if cfg.scheme == "spectral":
+                f = self._spectral_block(state.f, state.step, K)
+                state = SolverState(state.step + K, f, ())
+                if on_step is not None:
+                    on_step(state.step)
+                ranks = None
+            else:
+                for _ in range(K):
+                    state, ranks = self._fd5_step(state)
+                    if on_step is not None:
+                        on_step(state.step)
+            yield self._frame(state, ranks)
+
+    def _frame(self, state: SolverState, ranks: Tensor | None = None) -> Frame:
+        E = self.electric_field(state.f)
+        self._check(E, state.step)
+        diag = self.diagnostics(state.f, E)
+        if self.config.truncate_tol is not None:
+            if ranks is None:
+                ranks = torch.full(
+                    (state.f.shape[0],), min(self.config.nx, self.config.nv), device=self.device
+                )
+            diag["truncation_rank"] = ranks.double()
+        return Frame(
+            state.step // self.config.save_every,
+            state.step,
+            state.step * self.dt,
+            state.f,
+            diag,
+            state,
+        )
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """In-memory result of :func:`simulate`: ``t`` (T,), ``frames`` (B, T, m, n) or None,
+    ``diagnostics`` name -> (B, T) float64."""
+
+    config: SimulationConfig
+    t: Tensor
+    frames: Tensor | None
+    diagnostics: dict[str, Tensor]
+
+
+def simulate(
+    config: SimulationConfig,
+    *,
+    device: str | torch.device = "cpu",
+    f0: Tensor | None = None,
+    keep_frames: bool = True,
+) -> SimulationResult:
+    """Run ``config`` to the end in memory (small runs, tests, validation).
+
+    Frames are kept on the run's device; for long or large runs stream frames to a
+    :class:`~neuralfactor.data.store.MatrixStore` instead (``neuralfactor simulate``).
+    """
+    solver = VlasovSolver(config, device=device)
+    ts, fs, ds = [], [], []
+    for fr in solver.run(f0):
+        ts.append(fr.t)
+        if keep_frames:
+            fs.append(fr.f)
+        ds.append(fr.diagnostics)
+    diag = {k: torch.stack([d[k] for d in ds], dim=1) for k in ds[0]}
+    frames = torch.stack(fs, dim=1) if keep_frames else None
+    return SimulationResult(config, torch.tensor(ts, dtype=torch.float64), frames, diag)
