@@ -79,6 +79,8 @@ def simulate(
         cfg = SimulationConfig.from_preset(preset, **fields)
     else:
         cfg = SimulationConfig(**fields)
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"The 'device' parameter must be 'auto', 'cpu' or 'cuda'. Got {device!r}.")
     dev = resolve_device(device)
 
     with warnings.catch_warnings(record=True) as caught:

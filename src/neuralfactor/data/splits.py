@@ -51,9 +51,9 @@ def _sizes(n: int, fractions: Sequence[float], caller: str, min_size: int) -> tu
             f"The 'n' parameter of {caller} must be >= {need} so that each split "
             f"has at least {min_size} frame(s). Got {n}."
         )
-    n_train = int(round(fr[0] * n))
-    n_val = int(round(fr[1] * n))
-    n_test = n - n_train - n_val
+    n_val = max(min_size, int(round(fr[1] * n)))
+    n_test = max(min_size, int(round(fr[2] * n)))
+    n_train = n - n_val - n_test
     sizes = (n_train, n_val, n_test)
     if min(sizes) < min_size:
         raise ValueError(
@@ -66,7 +66,10 @@ def _sizes(n: int, fractions: Sequence[float], caller: str, min_size: int) -> tu
 def interpolation_split(
     n: int, *, fractions: Sequence[float] = (0.7, 0.2, 0.1), seed: int = 0, min_size: int = 1
 ) -> Split:
-    """Random split of ``range(n)`` by ``fractions`` (rounded; the test part takes the rest).
+    """Random split of ``range(n)`` by ``fractions``.
+
+    Validation and test sizes are ``round(fraction * n)`` but at least ``min_size``; training
+    takes the rest.
 
     The permutation comes from ``numpy.random.default_rng(seed)``: the same seed gives the same
     split on every machine. Raises ``ValueError`` when a part would hold fewer than

@@ -205,9 +205,13 @@ def dispersion_root(
     """
     from scipy.optimize import newton
 
-    root = newton(
-        lambda w: dispersion_relation(w, k, species), complex(guess), tol=1e-13, maxiter=200
-    )
+    guess = complex(guess)
+    if not (math.isfinite(guess.real) and math.isfinite(guess.imag)):
+        raise ValueError(f"The 'guess' parameter of dispersion_root must be finite. Got {guess}.")
+    try:
+        root = newton(lambda w: dispersion_relation(w, k, species), guess, tol=1e-13, maxiter=200)
+    except RuntimeError as exc:
+        raise RuntimeError(f"dispersion_root did not converge from guess {guess}: {exc}") from None
     root = complex(root)
     if abs(dispersion_relation(root, k, species)) > 1e-8:
         raise RuntimeError(f"dispersion_root did not converge from guess {guess} (got {root}).")
