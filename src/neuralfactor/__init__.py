@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from neuralfactor.core import (
     BaseFactorizer,
+    FactorizationError,
     Factorizer,
     LowRank,
     NotFittedError,
@@ -25,6 +26,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "BaseFactorizer",
+    "FactorizationError",
     "Factorizer",
     "LowRank",
     "NotFittedError",

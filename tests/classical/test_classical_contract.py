@@ -10,7 +10,10 @@ from tests.helpers import evolving_frames, planted
 NAMES = nf.available_factorizers()
 # Learned factorizers need real training; their own tests cover them with tiny datasets.
 TRAINED = {"matvec-ae", "convmf", "fork", "danmf", "convmf+refine", "nested"}
-CLASSICAL = [n for n in NAMES if n not in TRAINED and not n.startswith(("convmf", "fork", "danmf", "nested"))]
+# Methods defined only for nonnegative input (not Eckart-Young optimal by design).
+NONNEGATIVE = {"nmf"}
+ALL_CLASSICAL = [n for n in NAMES if n not in TRAINED and not n.startswith(("convmf", "fork", "danmf"))]
+CLASSICAL = [n for n in ALL_CLASSICAL if n not in NONNEGATIVE]
 
 
 def _make(name, rank, train=None):
@@ -75,7 +78,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("name", CLASSICAL)
+@pytest.mark.parametrize("name", ALL_CLASSICAL)
 @pytest.mark.parametrize("bad,exc,msg", BAD)
 def test_contract_rejects_bad_input(name, bad, exc, msg):
     f = _make(name, 1, train=torch.randn(3, 4, 4, dtype=torch.float64))
@@ -83,7 +86,7 @@ def test_contract_rejects_bad_input(name, bad, exc, msg):
         f.factorize(bad)
 
 
-@pytest.mark.parametrize("name", CLASSICAL)
+@pytest.mark.parametrize("name", ALL_CLASSICAL)
 @pytest.mark.parametrize("rank", [0, -1, 41])
 def test_contract_rejects_rank_out_of_range(name, rank):
     X = torch.randn(40, 50, dtype=torch.float64)
@@ -131,3 +134,21 @@ def test_svds_arpack_needs_rank_below_min():
     f = nf.make_factorizer("svds-arpack", rank=10)
     with pytest.raises(ValueError, match=r"must be an int in \[1, 9\]"):
         f.factorize(torch.randn(10, 12, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", sorted(NONNEGATIVE & set(NAMES)))
+def test_contract_nonnegative_methods(name, seed):
+    g = torch.Generator().manual_seed(seed)
+    W = torch.rand(3, 30, 4, generator=g, dtype=torch.float64)
+    H = torch.rand(3, 4, 40, generator=g, dtype=torch.float64)
+    X = W @ H  # nonnegative, rank 4
+    f = nf.make_factorizer(name, rank=4)
+    out = f.factorize(X)
+    assert out.U.shape == (3, 30, 4) and out.V.shape == (3, 4, 40) and out.dtype == X.dtype
+    assert (out.U >= 0).all() and (out.V >= 0).all()
+    # nonnegative rank-4 input is representable exactly; iterative NMF gets close, not exact
+    assert scaled_loss(X, out).max() < 1e-3
+    looped = torch.stack([f.factorize(X[i]).reconstruct() for i in range(3)])
+    torch.testing.assert_close(out.reconstruct(), looped, rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="must be nonnegative"):
+        f.factorize(X - 1.0)

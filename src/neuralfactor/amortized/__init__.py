@@ -1,1 +1,17 @@
-"""neuralfactor.amortized (see DESIGN.md)."""
+"""Networks that map a matrix to its factors (one network, many matrices).
+
+Importing this package registers the learned factorizers (``convmf``, ``fork``, ``danmf``,
+their ``+refine`` hybrids, ``convmf+subspace`` and ``convmf-nested``).
+"""
+
+from neuralfactor.amortized.factorizer import (
+    REFINE,
+    LearnedFactorizer,
+    TrainSettings,
+    nested_losses,
+    refine_factors,
+)
+from neuralfactor.amortized.models import MODELS, DANMF, ConvMF, Fork, build_model
+
+__all__ = ["DANMF", "MODELS", "REFINE", "ConvMF", "Fork", "LearnedFactorizer", "TrainSettings",
+           "build_model", "nested_losses", "refine_factors"]

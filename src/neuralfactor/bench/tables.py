@@ -30,6 +30,10 @@ def rows_for_display(records: Sequence[dict[str, Any]], *, baseline: str = "scip
     }
     rows = []
     for r in records:
+        if "error" in r:
+            rows.append([r["method"], f"{r['m']}x{r['n']}", str(r["rank"]), str(r["batch"]),
+                         "0", "failed", "-", r["error"][:60], "-", "-", "-"])
+            continue
         key = (r["m"], r["n"], r["rank"], r["batch"], r["dtype"], r["device"])
         b = base.get(key)
         speed = _fmt(b / r["seconds_per_matrix"]) if b else "-"

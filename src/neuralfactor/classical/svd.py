@@ -19,7 +19,7 @@ import scipy.sparse.linalg
 import torch
 from torch import Tensor
 
-from neuralfactor.core.factorizer import BaseFactorizer, register_factorizer
+from neuralfactor.core.factorizer import BaseFactorizer, FactorizationError, register_factorizer
 from neuralfactor.core.lowrank import LowRank
 from neuralfactor.core.validation import check_matrix, check_option, check_rank
 
@@ -99,7 +99,14 @@ def svds(
         if solver != "lobpcg":  # scipy wants v0 of length m (PROPACK) or min(m, n) (ARPACK)
             size = a.shape[0] if solver == "propack" else min(a.shape)
             kwargs["v0"] = rng.standard_normal(size).astype(a.dtype)
-        u, s, vh = scipy.sparse.linalg.svds(a, **kwargs)
+        try:
+            u, s, vh = scipy.sparse.linalg.svds(a, **kwargs)
+        except (np.linalg.LinAlgError, scipy.sparse.linalg.ArpackError) as exc:
+            raise FactorizationError(
+                f"svds-{solver} failed on a {a.shape[0]}x{a.shape[1]} matrix at rank {rank}: "
+                f"{exc} This usually means the matrix has numerical rank below {rank}; use "
+                f"'svd' or a smaller rank."
+            ) from exc
         order = np.argsort(s)[::-1]
         return u[:, order], s[order], vh[order]
 

@@ -2,6 +2,7 @@
 
 from neuralfactor.core.factorizer import (
     BaseFactorizer,
+    FactorizationError,
     Factorizer,
     NotFittedError,
     available_factorizers,
@@ -12,6 +13,7 @@ from neuralfactor.core.lowrank import LowRank
 
 __all__ = [
     "BaseFactorizer",
+    "FactorizationError",
     "Factorizer",
     "LowRank",
     "NotFittedError",

@@ -19,6 +19,7 @@ from neuralfactor.core.validation import check_matrix, check_rank
 
 __all__ = [
     "BaseFactorizer",
+    "FactorizationError",
     "Factorizer",
     "NotFittedError",
     "available_factorizers",
@@ -41,6 +42,10 @@ _loaded = False
 
 class NotFittedError(RuntimeError):
     """``factorize`` was called on a data-driven factorizer before ``fit``."""
+
+
+class FactorizationError(RuntimeError):
+    """A solver failed on valid input (no convergence, breakdown); the message says why."""
 
 
 @runtime_checkable

@@ -166,7 +166,7 @@ def run_training(
                 return loss
 
             loss = optimizer.step(closure)
-            lval = float(loss)
+            lval = float(loss.detach())
             if not math.isfinite(lval):
                 model.load_state_dict(last_good)
                 where = f"; the last good checkpoint is {ckpt / 'last'}" if ckpt else ""

@@ -1,0 +1,297 @@
+"""LearnedFactorizer: ``fit`` trains a network on frames, ``factorize`` infers factors.
+
+Registered names: ``convmf``, ``fork``, ``danmf`` (the network's own U, V), the hybrids
+``convmf+refine`` / ``fork+refine`` / ``danmf+refine`` (keep the network's U, solve V by least
+squares: one m x r Gram orthonormalization and ``V = Q^T X``, O(m n r)), ``convmf+subspace``
+(the least-squares refit followed by one subspace-iteration step, two more products with X),
+and ``convmf-nested`` (one network trained with a nested loss so that its leading k columns
+are a good rank-k factorization for every k <= rank).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import torch
+from torch import Tensor
+
+from neuralfactor.amortized.models import MODELS, FactorNet, build_model
+from neuralfactor.classical._kernels import gram_orthonormalize, subspace_step
+from neuralfactor.core.factorizer import BaseFactorizer, register_factorizer
+from neuralfactor.core.lowrank import LowRank
+from neuralfactor.core.validation import check_matrix, check_option, resolve_device
+
+__all__ = ["REFINE", "LearnedFactorizer", "TrainSettings", "nested_losses", "refine_factors"]
+
+Refine = Literal["none", "lstsq", "subspace"]
+REFINE: tuple[str, ...] = get_args(Refine)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Training hyper-parameters; defaults are the original study's (Adam 1e-4, batch 25,
+    120 epochs). ``patience`` counts epochs without a validation improvement."""
+
+    epochs: int = 120
+    lr: float = 1e-4
+    batch_size: int = 25
+    patience: int | None = None
+    grad_clip: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError(
+                f"TrainSettings needs epochs >= 1, batch_size >= 1 and lr > 0. Got epochs="
+                f"{self.epochs}, batch_size={self.batch_size}, lr={self.lr}."
+            )
+        check_option(self.dtype, ("float32", "float64", "bfloat16"), name="dtype",
+                     caller="TrainSettings")
+
+
+def nested_losses(X: Tensor, U: Tensor, V: Tensor) -> Tensor:
+    """``||X - U[:, :k] V[:k]||_F^2`` for every k = 1..r at once, shape (*, r).
+
+    Uses ||X||^2 - 2 sum_{i<=k} u_i^T X v_i + sum_{i,j<=k} (U^T U)_{ij} (V V^T)_{ij}: the last
+    term is the diagonal of a 2-D cumulative sum, so all r losses cost one O(mnr) pass.
+    """
+    xx = X.square().sum(dim=(-2, -1))
+    cross = ((U.mT @ X) * V).sum(-1)  # (*, r): u_i^T X v_i
+    M = (U.mT @ U) * (V @ V.mT)
+    block = M.cumsum(-1).cumsum(-2).diagonal(dim1=-2, dim2=-1)
+    return xx.unsqueeze(-1) - 2 * cross.cumsum(-1) + block
+
+
+def refine_factors(X: Tensor, U: Tensor, rank: int, refine: Refine) -> LowRank:
+    """Hybrid refinement of a learned left factor ``U`` (*, m, r) against the frame ``X``.
+
+    ``lstsq``: Q = orth(U), V = Q^T X -- the least-squares V for span(U) ("calculated V").
+    ``subspace``: then one subspace-iteration step from the right basis orth(X^T Q).
+    A collapsed U (rank < r) gives zero columns, never NaN.
+    """
+    Q = gram_orthonormalize(U.to(X.dtype))
+    if refine == "lstsq":
+        return LowRank(Q, Q.mT @ X)
+    P = gram_orthonormalize(X.mT @ Q)
+    return subspace_step(X, P, rank, n_iter=1)[0]
+
+
+def _frames_tensor(frames: Any, name: str) -> Tensor:
+    if hasattr(frames, "as_tensor") and not isinstance(frames, Tensor):
+        frames = frames.as_tensor()
+    X = check_matrix(frames, name=name, caller="LearnedFactorizer.fit")
+    if X.ndim != 3:
+        X = X.reshape(-1, *X.shape[-2:])
+    return X
+
+
+class LearnedFactorizer(BaseFactorizer):
+    """A network that maps frames to rank-r factors, trained once, applied to unseen frames.
+
+    Parameters
+    ----------
+    rank : int
+    model : 'convmf' | 'fork' | 'danmf'
+    refine : 'none' | 'lstsq' | 'subspace' -- post-processing of the network's U at inference.
+    nested : train with the nested loss (mean over k of the rank-k losses) so one model
+        serves every rank k <= rank via :meth:`at_rank`.
+    settings : TrainSettings
+    model_kwargs : extra layer sizes for the model (``stem``, ``branch``, ``channels``, ...).
+    checkpoint_dir : where ``fit`` writes ``last``/``best`` checkpoints (resumable).
+    resume : continue an interrupted ``fit`` from ``checkpoint_dir/last``.
+    progress : show a progress bar while training.
+
+    Notes
+    -----
+    ``fit`` is the amortized cost and is reported separately (``fit_seconds``); ``factorize``
+    is one forward pass (plus the refinement), batched, on the model's device, in chunks of
+    ``chunk`` frames.
+    """
+
+    requires_fit = True
+
+    def __init__(self, rank: int, *, model: str = "convmf", refine: Refine = "none",
+                 nested: bool = False, settings: TrainSettings | None = None,
+                 model_kwargs: dict[str, Any] | None = None,
+                 checkpoint_dir: str | Path | None = None, resume: bool = False,
+                 progress: bool = False, chunk: int = 1024) -> None:
+        if model not in MODELS:
+            raise ValueError(f"Unknown model {model!r}; expected one of {sorted(MODELS)}.")
+        check_option(refine, REFINE, name="refine", caller="LearnedFactorizer")
+        suffix = {"none": "", "lstsq": "+refine", "subspace": "+subspace"}[refine]
+        self.name = f"{model}{'-nested' if nested else ''}{suffix}"
+        super().__init__(rank)
+        self.model_name, self.refine, self.nested = model, refine, nested
+        self.settings = settings or TrainSettings()
+        self.model_kwargs = dict(model_kwargs or {})
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.resume, self.progress, self.chunk = resume, progress, chunk
+        self.model: FactorNet | None = None
+        self.fit_seconds = 0.0
+        self.history: list[dict[str, float]] = []
+        self._use_rank = rank
+
+    def get_params(self) -> dict[str, Any]:
+        return {"rank": self.rank, "model": self.model_name, "refine": self.refine,
+                "nested": self.nested, "settings": asdict(self.settings),
+                "model_kwargs": self.model_kwargs}
+
+    # ------------------------------------------------------------------ training
+    def fit(self, frames: Any = None, val_frames: Any = None) -> LearnedFactorizer:
+        """Train on ``frames`` (T, m, n); validate on ``val_frames`` (scaled loss) if given."""
+        from neuralfactor.train.checkpoint import tensor_fingerprint
+        from neuralfactor.train.loop import LoopConfig, run_training
+
+        if frames is None:
+            raise ValueError(f"{self.name} is learned: fit(frames) needs training frames (T, m, n).")
+        s = self.settings
+        device = resolve_device(s.device)
+        dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}[s.dtype]
+        train = _frames_tensor(frames, "frames")
+        m, n = train.shape[-2:]
+        if train.shape[0] < s.batch_size:
+            raise ValueError(
+                f"The training split has {train.shape[0]} frames, fewer than one batch "
+                f"(batch_size={s.batch_size}); use more frames or a smaller batch."
+            )
+        val = _frames_tensor(val_frames, "val_frames") if val_frames is not None else None
+        if val is not None and tuple(val.shape[-2:]) != (m, n):
+            raise ValueError(f"Validation frames are {tuple(val.shape[-2:])}, training frames {(m, n)}.")
+        torch.manual_seed(s.seed)  # parameter init only; data order uses its own generator
+        self.model = build_model(self.model_name, int(m), int(n), self.rank, **self.model_kwargs)
+        self.model.to(device=device, dtype=dtype)
+        train_d = train.to(device=device, dtype=dtype)
+        val_d = val.to(device=device, dtype=dtype) if val is not None else None
+        steps_per_epoch = train.shape[0] // s.batch_size
+        order: dict[int, Tensor] = {}
+
+        def batch_for(step: int) -> Tensor:
+            epoch, i = divmod(step, steps_per_epoch)
+            if epoch not in order:  # a permutation per epoch from (seed, epoch): resume-exact
+                order.clear()
+                g = torch.Generator().manual_seed(s.seed * 1_000_003 + epoch)
+                order[epoch] = torch.randperm(train.shape[0], generator=g).to(device)
+            idx = order[epoch][i * s.batch_size:(i + 1) * s.batch_size]
+            return train_d[idx]
+
+        def loss_fn(step: int) -> Tensor:
+            X = batch_for(step)
+            U, V = self.model(X)
+            if self.nested:
+                return nested_losses(X, U, V).mean()
+            return (X - U @ V).square().sum(dim=(-2, -1)).mean()
+
+        def eval_fn() -> float:
+            ref = val_d if val_d is not None else train_d[: 4 * s.batch_size]
+            losses = []
+            for i in range(0, ref.shape[0], self.chunk):
+                Xb = ref[i:i + self.chunk]
+                U, V = self.model(Xb)
+                err = nested_losses(Xb, U, V).mean(-1) if self.nested else \
+                    (Xb - U @ V).square().sum(dim=(-2, -1))
+                losses.append((err / Xb.square().sum(dim=(-2, -1))).float())
+            return float(torch.cat(losses).mean())
+
+        opt = torch.optim.Adam(self.model.parameters(), lr=s.lr)
+        cfg = LoopConfig(steps=s.epochs * steps_per_epoch, eval_every=steps_per_epoch,
+                         patience=s.patience, grad_clip=s.grad_clip)
+        meta = {"factorizer": self.get_params(), "frame_shape": [int(m), int(n)],
+                "data_fingerprint": tensor_fingerprint(train)}
+        t0 = time.perf_counter()
+        result = run_training(self.model, opt, loss_fn, cfg, eval_fn=eval_fn,
+                              checkpoint_dir=self.checkpoint_dir, init_args=self.model.init_args,
+                              meta=meta, resume=self.resume, progress=self.progress,
+                              description=f"train {self.name} r={self.rank}")
+        self.fit_seconds = result.seconds if self.resume else time.perf_counter() - t0
+        self.history = result.history
+        self.model.eval()
+        self._fitted = True
+        return self
+
+    # ------------------------------------------------------------------ inference
+    def at_rank(self, k: int) -> LearnedFactorizer:
+        """A view of a nested model that returns its leading ``k`` columns (k <= rank)."""
+        if not self.nested:
+            raise ValueError(f"{self.name} was not trained with the nested loss; at_rank needs nested=True.")
+        if not 1 <= k <= self.rank:
+            raise ValueError(f"The 'k' parameter of at_rank must be in [1, {self.rank}]. Got {k}.")
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        view._use_rank = k
+        return view
+
+    def _factorize(self, X: Tensor) -> LowRank:
+        model = self.model
+        assert model is not None  # guarded by BaseFactorizer.factorize via _fitted
+        model.check_input(X)
+        p = next(model.parameters())
+        k = self._use_rank
+        Us, Vs = [], []
+        flat = X.reshape(-1, *X.shape[-2:])
+        with torch.no_grad():
+            for i in range(0, flat.shape[0], self.chunk):
+                Xb = flat[i:i + self.chunk].to(device=p.device, dtype=p.dtype)
+                U, V = model(Xb)
+                U, V = U[..., :k], V[..., :k, :]
+                Xc = Xb.to(X.dtype)
+                if self.refine != "none":
+                    lr = refine_factors(Xc, U, k, self.refine)
+                    U, V = lr.U, lr.V
+                Us.append(U.to(device=X.device, dtype=X.dtype))
+                Vs.append(V.to(device=X.device, dtype=X.dtype))
+        U = torch.cat(Us).reshape(*X.shape[:-2], X.shape[-2], k)
+        V = torch.cat(Vs).reshape(*X.shape[:-2], k, X.shape[-1])
+        return LowRank(U, V)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write the trained model as a checkpoint directory (safetensors + JSON)."""
+        from neuralfactor.train.checkpoint import save_checkpoint
+
+        if self.model is None:
+            raise ValueError(f"{self.name} has no trained model to save; call fit first.")
+        return save_checkpoint(path, self.model, init_args=self.model.init_args,
+                               meta={"factorizer": self.get_params(),
+                                     "fit_seconds": self.fit_seconds, "history": self.history})
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "cpu", **overrides: Any) -> LearnedFactorizer:
+        """Rebuild a trained factorizer from :meth:`save` output; refuses foreign checkpoints."""
+        from neuralfactor.train.checkpoint import CheckpointError, load_checkpoint, load_model
+
+        meta, _ = load_checkpoint(path)
+        params = meta.get("factorizer")
+        if not isinstance(params, dict) or params.get("model") not in MODELS:
+            raise CheckpointError(f"{path} is not a LearnedFactorizer checkpoint.")
+        model, meta = load_model(path, expected_class=MODELS[params["model"]],
+                                 map_location=resolve_device(device))
+        settings = TrainSettings(**params["settings"])
+        kw = {"model": params["model"], "refine": params["refine"], "nested": params["nested"],
+              "settings": settings, "model_kwargs": params["model_kwargs"], **overrides}
+        f = cls(params["rank"], **kw)
+        f.model = model.eval()
+        f.fit_seconds = float(meta.get("fit_seconds", 0.0))
+        f.history = meta.get("history", [])
+        f._fitted = True
+        return f
+
+
+def _register() -> None:
+    for model in MODELS:
+        register_factorizer(model, lambda rank, _m=model, **kw: LearnedFactorizer(rank, model=_m, **kw))
+        register_factorizer(f"{model}+refine", lambda rank, _m=model, **kw: LearnedFactorizer(
+            rank, model=_m, refine="lstsq", **kw))
+    register_factorizer("convmf+subspace", lambda rank, **kw: LearnedFactorizer(
+        rank, model="convmf", refine="subspace", **kw))
+    register_factorizer("convmf-nested", lambda rank, **kw: LearnedFactorizer(
+        rank, model="convmf", nested=True, **kw))
+    register_factorizer("convmf-nested+refine", lambda rank, **kw: LearnedFactorizer(
+        rank, model="convmf", nested=True, refine="lstsq", **kw))
+
+
+_register()
