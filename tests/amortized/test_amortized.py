@@ -1,0 +1,157 @@
+import pytest
+import torch
+
+import neuralfactor as nf
+from neuralfactor.amortized import (
+    ConvMF,
+    DANMF,
+    Fork,
+    LearnedFactorizer,
+    TrainSettings,
+    nested_losses,
+    refine_factors,
+)
+from neuralfactor.core.metrics import ratio_to_optimum, scaled_loss
+from neuralfactor.train.checkpoint import CheckpointError
+from tests.helpers import evolving_frames
+
+M, N = 12, 16
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return evolving_frames(60, M, N, rank=4, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("cls", [ConvMF, Fork, DANMF])
+def test_forward_shapes_backward_and_no_unused_parameters(cls):
+    net = cls(M, N, 3, stem=(32, 16), **({"branch": (16,)} if cls is not DANMF else {}))
+    X = torch.randn(5, 2, M, N)
+    U, V = net(X)
+    assert U.shape == (5, 2, M, 3) and V.shape == (5, 2, 3, N)
+    (X - U @ V).square().sum().backward()
+    unused = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not unused, unused
+
+
+def test_convmf_matches_original_layer_sizes():
+    net = ConvMF(64, 128, 12)
+    assert [c.kernel_size for c in net.conv if isinstance(c, torch.nn.Conv2d)] == [(5, 5), (3, 3)]
+    assert [c.padding for c in net.conv if isinstance(c, torch.nn.Conv2d)] == [(3, 3), (0, 0)]
+    lin = [m for m in net.stem if isinstance(m, torch.nn.Linear)]
+    assert [(l.in_features, l.out_features) for l in lin] == [(64 * 128, 500), (500, 200)]
+    assert net.u_head[-1].out_features == 64 * 12 and net.v_head[-1].out_features == 12 * 128
+
+
+def test_model_refuses_wrong_frame_shape_and_bad_rank():
+    net = Fork(M, N, 3, stem=(8,), branch=(8,))
+    with pytest.raises(ValueError, match=r"built for 12x16 frames; got input of shape \(2, 12, 17\)"):
+        net(torch.randn(2, M, N + 1))
+    with pytest.raises(ValueError, match=r"'rank' parameter of Fork must be an int in \[1, min\(m, n\)=12\]"):
+        Fork(M, N, 13)
+
+
+def test_nested_losses_equal_direct_truncations(gen):
+    X = torch.randn(3, M, N, generator=gen, dtype=torch.float64)
+    U = torch.randn(3, M, 5, generator=gen, dtype=torch.float64)
+    V = torch.randn(3, 5, N, generator=gen, dtype=torch.float64)
+    direct = torch.stack([(X - U[..., :k] @ V[..., :k, :]).square().sum((-2, -1))
+                          for k in range(1, 6)], -1)
+    torch.testing.assert_close(nested_losses(X, U, V), direct)
+
+
+def test_refine_lstsq_is_calculated_V_and_survives_collapse(gen):
+    X = torch.randn(4, M, N, generator=gen, dtype=torch.float64)
+    U = torch.randn(4, M, 3, generator=gen, dtype=torch.float64)
+    from neuralfactor.core.metrics import calculated_V
+
+    torch.testing.assert_close(refine_factors(X, U, 3, "lstsq").reconstruct(),
+                               calculated_V(X, U).reconstruct())
+    collapsed = U[..., :1].repeat(1, 1, 3)
+    out = refine_factors(X, collapsed, 3, "subspace")
+    assert torch.isfinite(out.U).all() and torch.isfinite(out.V).all()
+
+
+def _small(rank=3, **kw):
+    s = TrainSettings(epochs=kw.pop("epochs", 40), lr=3e-3, batch_size=10, seed=kw.pop("seed", 0))
+    return LearnedFactorizer(rank, model=kw.pop("model", "fork"), settings=s,
+                             model_kwargs={"stem": (64, 32), "branch": (32,)}, **kw)
+
+
+def test_tiny_overfit_and_refinement_reaches_near_optimum(frames):
+    f = _small().fit(frames[:20])
+    loss0 = f.history[0]["metric"]
+    assert f.history[-1]["metric"] < 0.5 * loss0  # training reduces the loss
+    X = frames[:20]
+    r_plain = float(ratio_to_optimum(X, f.factorize(X), 3).mean())
+    sub = LearnedFactorizer.__new__(LearnedFactorizer)
+    sub.__dict__.update(f.__dict__)
+    sub.refine = "subspace"
+    r_sub = float(ratio_to_optimum(X, sub.factorize(X), 3).mean())
+    assert r_sub <= min(r_plain, 1.1), (r_plain, r_sub)
+
+
+def test_checkpoint_round_trip_bit_identical(frames, tmp_path):
+    f = _small(epochs=3).fit(frames[:20])
+    f.save(tmp_path / "ck")
+    g = LearnedFactorizer.load(tmp_path / "ck")
+    X = frames[20:30]
+    a, b = f.factorize(X), g.factorize(X)
+    assert torch.equal(a.U, b.U) and torch.equal(a.V, b.V)
+    assert g.name == f.name and g.rank == f.rank
+
+
+def test_resume_equals_uninterrupted(frames, tmp_path):
+    full = _small(epochs=6, checkpoint_dir=tmp_path / "a").fit(frames[:20])
+    part = _small(epochs=3, checkpoint_dir=tmp_path / "b").fit(frames[:20])
+    assert part.history[-1]["step"] == 6
+    resumed = _small(epochs=6, checkpoint_dir=tmp_path / "b", resume=True).fit(frames[:20])
+    for (k, p), q in zip(full.model.state_dict().items(), resumed.model.state_dict().values(),
+                         strict=True):
+        assert torch.equal(p, q), k
+
+
+def test_load_refuses_mismatched_checkpoint(frames, tmp_path):
+    f = _small(epochs=1).fit(frames[:20])
+    f.save(tmp_path / "ck")
+    meta = (tmp_path / "ck" / "meta.json").read_text()
+    (tmp_path / "ck" / "meta.json").write_text(meta.replace('"model": "fork"', '"model": "convmf"'))
+    with pytest.raises(CheckpointError, match="holds a .*Fork, not a .*ConvMF"):
+        LearnedFactorizer.load(tmp_path / "ck")
+
+
+def test_nested_model_serves_every_rank(frames):
+    f = _small(rank=4, nested=True, epochs=40).fit(frames[:20])
+    X = frames[:20]
+    losses = [float(scaled_loss(X, f.at_rank(k).factorize(X)).mean()) for k in range(1, 5)]
+    assert losses == sorted(losses, reverse=True), losses  # more columns, lower loss
+    with pytest.raises(ValueError, match=r"must be in \[1, 4\]"):
+        f.at_rank(5)
+
+
+@pytest.mark.parametrize(
+    "frames_arg,msg",
+    [
+        (torch.randn(5, M, N), "fewer than one batch"),
+        (torch.full((20, M, N), float("nan")), "contains NaN"),
+        (None, "needs training frames"),
+    ],
+)
+def test_fit_bad_input(frames_arg, msg):
+    with pytest.raises(ValueError, match=msg):
+        _small().fit(frames_arg)
+
+
+def test_factorize_before_fit_and_wrong_shape(frames):
+    f = _small()
+    with pytest.raises(nf.NotFittedError):
+        f.factorize(frames[:2])
+    f = _small(epochs=1).fit(frames[:20])
+    with pytest.raises(ValueError, match="built for 12x16 frames"):
+        f.factorize(torch.randn(2, M + 1, N))
+
+
+def test_registered_names():
+    names = nf.available_factorizers()
+    for n in ("convmf", "fork", "danmf", "convmf+refine", "convmf+subspace", "convmf-nested"):
+        assert n in names
