@@ -270,7 +270,8 @@ class FunctionOperator(_Base):
             )
         if rfn is not None and not callable(rfn):
             raise TypeError(
-                f"The 'rfn' parameter of FunctionOperator must be callable or None. Got {type(rfn).__name__}."
+                "The 'rfn' parameter of FunctionOperator must be callable or None. Got "
+                f"{type(rfn).__name__}."
             )
         ok = (
             isinstance(shape, (tuple, list))
@@ -282,11 +283,13 @@ class FunctionOperator(_Base):
         )
         if not ok:
             raise ValueError(
-                f"The 'shape' parameter of FunctionOperator must be a pair (m, n) of ints >= 1. Got {shape!r}."
+                "The 'shape' parameter of FunctionOperator must be a pair (m, n) of ints >= 1. "
+                f"Got {shape!r}."
             )
         if dtype not in FLOAT_DTYPES:
             raise TypeError(
-                f"The 'dtype' parameter of FunctionOperator must be float32 or float64. Got {dtype}."
+                "The 'dtype' parameter of FunctionOperator must be float32 or float64. "
+                f"Got {dtype}."
             )
         self.fn, self.rfn = fn, rfn
         self.shape = (int(shape[0]), int(shape[1]))

@@ -95,7 +95,7 @@ def diagonal(n: int = 50) -> np.ndarray:
 def planted_lowrank(
     n: int = 50, rank: int = 5, m: int | None = None, noise: float = 0.0, seed: int = 0
 ) -> np.ndarray:
-    """``U diag(s) V^T + noise * G`` with singular values ``s = rank, ..., 1`` (orthonormal U, V)."""
+    """``U diag(s) V^T + noise * G``, singular values ``s = rank, ..., 1``, orthonormal U, V."""
     n = _pos_int(n, "n", "lowrank")
     m = n if m is None else _pos_int(m, "m", "lowrank")
     rank = _pos_int(rank, "rank", "lowrank")
@@ -141,7 +141,8 @@ def astronaut(size: int = 10, channel: str = "red") -> np.ndarray:
         return _resize_gray(color.rgb2gray(img), size)
     if channel not in channels:
         raise ValueError(
-            f"The 'channel' parameter of astronaut must be one of {[*channels, 'gray']}. Got {channel!r}."
+            f"The 'channel' parameter of astronaut must be one of {[*channels, 'gray']}. "
+            f"Got {channel!r}."
         )
     return _resize_gray(img[..., channels[channel]], size)
 

@@ -18,7 +18,6 @@ from torch import Tensor
 
 from neuralfactor.core.factorizer import BaseFactorizer
 from neuralfactor.core.lowrank import LowRank
-from neuralfactor.core.validation import check_matrix
 from neuralfactor.matvec.fit import MatvecFit, fit_matvec
 
 __all__ = ["MatvecFactorizer"]

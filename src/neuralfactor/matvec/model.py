@@ -113,7 +113,7 @@ class ChokePointNet(nn.Module):
             self.weights.append(nn.Parameter(W.contiguous()))
 
     def forward(self, X: Tensor) -> Tensor:
-        """Apply the network to a probe block ``X`` of shape ``(*batch, n, s)`` -> ``(*batch, m, s)``.
+        """Apply the network to probes ``X`` (*batch, n, s); returns (*batch, m, s).
 
         The product is evaluated from the narrow end: ``U @ (V @ X)``, where ``V`` is formed
         first (``O(k * sum d_l d_{l-1})``), so a block of ``s`` probes costs ``O((m + n) k s)``
