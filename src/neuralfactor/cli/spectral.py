@@ -1,0 +1,128 @@
+"""``neuralfactor spectral``: NeuralSVD (NestedLoRA) / SpIN-style eigenfunctions of operators.
+
+    neuralfactor spectral --problem hydrogen-2d --modes 9 --iters N \
+        --method nestedlora-seq|nestedlora-joint|spin --out runs/h2d
+    neuralfactor spectral evaluate RUN
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+__all__ = ["register"]
+
+
+def _print_evaluation(ev: dict) -> None:
+    from rich.table import Table
+
+    from neuralfactor.cli import console
+
+    t = Table(title=f"{ev['method']} on {ev['problem']} (EMA weights, polar quadrature)")
+    for col in ("mode", "group", "eigenvalue", "true", "rel. error"):
+        t.add_column(col, justify="right")
+    gid = {m: g["group"] for g in ev["groups"] for m in g["modes"]}
+    for l, (lam, tr, err) in enumerate(
+        zip(ev["eigenvalues"], ev["true"], ev["rel_error"], strict=True)
+    ):
+        t.add_row(str(l), str(gid.get(l, "")), f"{lam:.6g}", f"{tr:.6g}", f"{err:.2e}")
+    console.print(t)
+    for g in ev["groups"]:
+        if g["modes"]:
+            console.print(
+                f"group {g['group']} (true {g['true']:.6g}, degeneracy {g['degeneracy']}, "
+                f"{'complete' if g['complete'] else 'partial'}): max rel. error "
+                f"{g['max_rel_error']:.2e}, subspace distance {g['subspace_distance']:.2e}"
+            )
+    console.print(f"orthogonality (max |normalized Gram off-diagonal|): {ev['orthogonality']:.2e}")
+
+
+def register(app: typer.Typer) -> None:
+    sub = typer.Typer(
+        help="Ordered eigenfunctions by NestedLoRA (NeuralSVD) or SpIN-style.",
+        invoke_without_command=True,
+        no_args_is_help=False,
+    )
+
+    @sub.callback()
+    def spectral(
+        ctx: typer.Context,
+        problem: str = typer.Option("hydrogen-2d", help="hydrogen-2d | oscillator-2d"),
+        modes: int = typer.Option(9, help="Number of eigenfunctions."),
+        iters: int = typer.Option(2000, help="Optimizer steps."),
+        method: str = typer.Option(
+            "nestedlora-seq", help="nestedlora-seq | nestedlora-joint | spin"
+        ),
+        out: Path = typer.Option(None, help="Run directory (required to train)."),
+        batch: int = typer.Option(256, help="Samples per step (even)."),
+        lr: float = typer.Option(1e-3, help="Peak learning rate (cosine schedule)."),
+        optimizer: str = typer.Option("adam", help="adam | rmsprop"),
+        hidden: int = typer.Option(32, help="Hidden width of each mode's MLP."),
+        depth: int = typer.Option(3, help="Hidden layers of each mode's MLP."),
+        laplacian: str = typer.Option("fd", help="fd | autograd"),
+        sampler: str = typer.Option("radial", help="radial | gaussian"),
+        sigma: float = typer.Option(8.0, help="Sampler scale."),
+        dtype: str = typer.Option("float64", help="float32 | float64"),
+        ema_decay: float = typer.Option(0.995, help="EMA decay of the evaluated weights."),
+        seed: int = typer.Option(0, help="Seed of initialization and sampling."),
+        threads: int = typer.Option(1, help="CPU threads (pinned)."),
+        resume: bool = typer.Option(False, help="Continue an interrupted run in --out."),
+        figure: bool = typer.Option(True, help="Write figure.png after training."),
+    ) -> None:
+        """Train ordered eigenfunctions of a differential operator and evaluate them."""
+        if ctx.invoked_subcommand is not None:
+            return
+        if out is None:
+            raise ValueError("The '--out' option is required to train (a run directory).")
+        from neuralfactor.cli import console, state
+        from neuralfactor.core.timing import pinned_threads
+        from neuralfactor.spectral.trainer import SpectralConfig, load_run, run_spectral
+
+        cfg = SpectralConfig(
+            problem=problem,
+            modes=modes,
+            method=method,
+            iters=iters,
+            batch=batch,
+            lr=lr,
+            optimizer=optimizer,
+            hidden=hidden,
+            depth=depth,
+            laplacian=laplacian,
+            sampler=sampler,
+            sigma=sigma,
+            dtype=dtype,
+            ema_decay=ema_decay,
+            seed=seed,
+        )
+        with pinned_threads(threads):
+            ev = run_spectral(cfg, out, resume=resume, progress=not state["quiet"])
+            if figure:
+                from neuralfactor.spectral.evaluate import plot_run
+
+                config, model, _ = load_run(out)
+                plot_run(config, model, ev, Path(out) / "figure.png")
+        _print_evaluation(ev)
+        console.print(f"wrote {out}/evaluation.json" + (f", {out}/figure.png" if figure else ""))
+
+    @sub.command("evaluate")
+    def evaluate(
+        run: Path = typer.Argument(..., help="A run directory written by 'neuralfactor spectral'."),
+        figure: bool = typer.Option(True, help="Write figure.png."),
+    ) -> None:
+        """Re-evaluate a run (EMA weights of ckpt/last) and draw learned vs true eigenfunctions."""
+        from neuralfactor.cli import console
+        from neuralfactor.io import write_json
+        from neuralfactor.spectral.evaluate import evaluate_model, plot_run
+        from neuralfactor.spectral.trainer import load_run
+
+        config, model, _ = load_run(run)
+        ev = evaluate_model(config, model)
+        write_json(Path(run) / "evaluation.json", ev)
+        if figure:
+            plot_run(config, model, ev, Path(run) / "figure.png")
+        _print_evaluation(ev)
+        console.print(f"wrote {run}/evaluation.json" + (f", {run}/figure.png" if figure else ""))
+
+    app.add_typer(sub, name="spectral")

@@ -1,0 +1,363 @@
+"""Training NeuralSVD (NestedLoRA) and the SpIN-style baseline through ``neuralfactor.train``.
+
+``train_operator`` trains any operator of :mod:`neuralfactor.spectral.operators` with
+:func:`neuralfactor.train.loop.run_training` (Adam or RMSprop, cosine learning-rate schedule,
+EMA of the weights for evaluation, explicit generators, checkpoints, exact resume).
+``SpectralConfig`` + ``run_spectral`` are the differential-operator experiments of the CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from neuralfactor.core.validation import check_option, check_positive_float, check_positive_int
+from neuralfactor.spectral.models import FunctionPair, ParallelMLP, SpectralModel
+from neuralfactor.spectral.objectives import nestedlora_loss, nestedlora_loss_evd
+from neuralfactor.spectral.operators import (
+    LAPLACIANS,
+    SAMPLERS,
+    MatrixOperator,
+    SchrodingerOperator,
+    evd_moments,
+)
+from neuralfactor.spectral.spin import spin_loss
+
+__all__ = [
+    "METHODS",
+    "PROBLEMS",
+    "OPTIMIZERS",
+    "SpectralConfig",
+    "train_operator",
+    "build_problem",
+    "run_spectral",
+    "load_run",
+    "tabular_model",
+]
+
+Method = Literal["nestedlora-seq", "nestedlora-joint", "spin"]
+METHODS: tuple[str, ...] = ("nestedlora-seq", "nestedlora-joint", "spin")
+PROBLEMS: tuple[str, ...] = ("hydrogen-2d", "oscillator-2d")
+OPTIMIZERS: tuple[str, ...] = ("adam", "rmsprop")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    return torch.optim.RMSprop(params, lr=lr)
+
+
+def train_operator(
+    op: Any,
+    model: SpectralModel,
+    method: Method,
+    *,
+    steps: int,
+    batch: int | None,
+    lr: float = 1e-3,
+    optimizer: str = "adam",
+    cosine: bool = True,
+    ema_decay: float | None = 0.995,
+    spin_decay: float = 0.99,
+    weights: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    sample_dtype: torch.dtype | None = None,
+    eval_every: int = 500,
+    eval_fn=None,
+    grad_clip: float | None = None,
+    checkpoint_dir: str | Path | None = None,
+    init_args: dict | None = None,
+    meta: dict | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    description: str = "spectral",
+):
+    """Train ``model.net`` on ``op`` by NestedLoRA (joint or sequential) or the SpIN baseline.
+
+    Parameters
+    ----------
+    op : MatrixOperator | KernelOperator | SchrodingerOperator
+    model : SpectralModel
+        Holds the functions (``FunctionPair`` for matrices/kernels, or a ``ParallelMLP`` for
+        differential operators), the EMA copy and the SpIN covariance.
+    method : {'nestedlora-seq', 'nestedlora-joint', 'spin'}
+    steps, batch : int
+        Optimizer steps and samples per step (``batch=None``: exact moments, finite operators
+        only). Minibatch NestedLoRA uses the unbiased two-half estimator (even ``batch``).
+    ema_decay : float, optional
+        EMA of the weights, ``None`` to disable (then ``model.ema`` stays at initialization).
+
+    Returns
+    -------
+    neuralfactor.train.loop.LoopResult
+    """
+    from neuralfactor.train.loop import LoopConfig, run_training
+
+    method = check_option(method, METHODS, name="method", caller="train_operator")
+    optimizer = check_option(optimizer, OPTIMIZERS, name="optimizer", caller="train_operator")
+    steps = check_positive_int(steps, name="steps", caller="train_operator")
+    lr = check_positive_float(lr, name="lr", caller="train_operator")
+    if batch is not None:
+        batch = check_positive_int(batch, name="batch", caller="train_operator", minimum=2)
+        if batch % 2 and method != "spin":
+            raise ValueError(
+                f"The 'batch' parameter of train_operator must be even for the unbiased two-half "
+                f"estimator. Got {batch}."
+            )
+    if method == "spin" and not op.evd:
+        raise ValueError("The SpIN-style baseline needs a self-adjoint operator (EVD form).")
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    opt = _optimizer(optimizer, model.net.parameters(), lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) if cosine else None
+    nesting = "seq" if method == "nestedlora-seq" else "joint"
+    sequential = nesting == "seq"
+    dtype = sample_dtype or next(model.net.parameters()).dtype
+    is_schrodinger = isinstance(op, SchrodingerOperator)
+
+    def draw():
+        if is_schrodinger:
+            return op.sample(batch, gen, dtype=dtype)
+        return op.sample(batch, gen)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        if ema_decay is not None and step > 0:
+            model.update_ema(ema_decay)
+        b = draw()
+        if not op.evd:
+            cross, P, Q = op.svd_moments(
+                model.net, b, sequential=sequential, split=batch is not None
+            )
+            return nestedlora_loss(cross, P, Q, nesting=nesting, weights=weights)
+        F, TF, w = op.features(model.net, b)
+        if method == "spin":
+            loss, _, new_avg = spin_loss(
+                F, TF, w, model.sigma_avg, decay=spin_decay, initialized=bool(model.sigma_count > 0)
+            )
+            model.sigma_avg.copy_(new_avg)
+            model.sigma_count += 1
+            return loss
+        diag, P = evd_moments(F, TF, w, sequential=sequential, split=batch is not None)
+        return nestedlora_loss_evd(diag, P, nesting=nesting, weights=weights)
+
+    cfg = LoopConfig(steps=steps, eval_every=min(eval_every, steps), grad_clip=grad_clip)
+    return run_training(
+        model,
+        opt,
+        loss_fn,
+        cfg,
+        eval_fn=eval_fn,
+        scheduler=sched,
+        generators={"sampler": gen},
+        checkpoint_dir=checkpoint_dir,
+        init_args=init_args if checkpoint_dir is not None else None,
+        meta=meta,
+        resume=resume,
+        progress=progress,
+        description=description,
+    )
+
+
+@dataclass(frozen=True)
+class SpectralConfig:
+    """One differential-operator experiment (written as ``config.json`` beside its outputs).
+
+    Defaults are the CPU configuration used in ``docs/results/neuralsvd.md``.
+    """
+
+    problem: str = "hydrogen-2d"
+    modes: int = 9
+    method: str = "nestedlora-seq"
+    iters: int = 2000
+    batch: int = 256
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    ema_decay: float = 0.995
+    spin_decay: float = 0.99
+    hidden: int = 64
+    depth: int = 3
+    fourier: int = 0
+    envelope: float | None = None
+    laplacian: str = "fd"
+    fd_step: float = 1e-3
+    sampler: str = "radial"
+    sigma: float = 8.0
+    shift: float | None = None
+    dtype: str = "float64"
+    seed: int = 0
+    eval_every: int = 500
+    grad_clip: float | None = None
+    eval_scale: float = 2.0
+
+    def __post_init__(self) -> None:
+        c = "SpectralConfig"
+        check_option(self.problem, PROBLEMS, name="problem", caller=c)
+        check_option(self.method, METHODS, name="method", caller=c)
+        check_option(self.optimizer, OPTIMIZERS, name="optimizer", caller=c)
+        check_option(self.laplacian, LAPLACIANS, name="laplacian", caller=c)
+        check_option(self.sampler, SAMPLERS, name="sampler", caller=c)
+        check_option(self.dtype, tuple(DTYPES), name="dtype", caller=c)
+        check_positive_int(self.modes, name="modes", caller=c)
+        check_positive_int(self.iters, name="iters", caller=c)
+        check_positive_int(self.batch, name="batch", caller=c, minimum=2)
+        if self.batch % 2:
+            raise ValueError(f"The 'batch' parameter of {c} must be even. Got {self.batch}.")
+        if not 0 <= self.ema_decay < 1 or not 0 <= self.spin_decay < 1:
+            raise ValueError(
+                f"The 'ema_decay' and 'spin_decay' parameters of {c} must be in [0, 1). Got "
+                f"{self.ema_decay}, {self.spin_decay}."
+            )
+
+    @property
+    def resolved_shift(self) -> float:
+        """``shift`` or the problem default (0 for hydrogen; above the wanted oscillator levels)."""
+        if self.shift is not None:
+            return self.shift
+        if self.problem == "hydrogen-2d":
+            return 0.0
+        from neuralfactor.spectral.analytic import true_spectrum
+
+        _, _, groups = true_spectrum("oscillator-2d", self.modes, shift=0.0)
+        return 2.0 * groups + 2.0  # the first unwanted level k = groups sits at 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SpectralConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(
+                f"Unknown SpectralConfig fields {sorted(unknown)}; expected {sorted(names)}."
+            )
+        return cls(**d)
+
+
+def build_problem(config: SpectralConfig) -> tuple[SchrodingerOperator, SpectralModel]:
+    """The operator and an initialized model (seeded by ``config.seed``)."""
+    potential = "coulomb" if config.problem == "hydrogen-2d" else "harmonic"
+    op = SchrodingerOperator(
+        potential,
+        dim=2,
+        shift=config.resolved_shift,
+        laplacian=config.laplacian,
+        fd_step=config.fd_step,
+        sampler=config.sampler,
+        sigma=config.sigma,
+    )
+    gen = torch.Generator().manual_seed(config.seed)
+    net = ParallelMLP(
+        config.modes,
+        2,
+        config.hidden,
+        config.depth,
+        fourier=config.fourier,
+        envelope=config.envelope,
+        generator=gen,
+        dtype=DTYPES[config.dtype],
+    )
+    return op, SpectralModel(net, config.modes)
+
+
+def run_spectral(
+    config: SpectralConfig, out: str | Path, *, resume: bool = False, progress: bool = False
+) -> dict:
+    """Train one configuration into ``out`` (config.json, ckpt/, history.json, evaluation.json).
+
+    Model selection never looks at the true spectrum: ``ckpt/best`` is chosen by the training
+    objective on a fixed validation batch; the evaluation uses the EMA weights at the end.
+    """
+    from neuralfactor.io import read_json, write_json
+    from neuralfactor.spectral.evaluate import evaluate_model
+
+    out = Path(out)
+    cfg_path = out / "config.json"
+    if cfg_path.exists():
+        old = read_json(cfg_path)
+        if old != asdict(config):
+            if not resume:
+                raise FileExistsError(
+                    f"{out} holds a run with a different configuration; choose another --out or "
+                    f"delete it."
+                )
+            raise ValueError(
+                f"Cannot resume {out}: its config.json differs from the requested one."
+            )
+    elif out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not a spectral run directory.")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(cfg_path, asdict(config))
+    op, model = build_problem(config)
+    dtype = DTYPES[config.dtype]
+    val_gen = torch.Generator().manual_seed(config.seed + 10_000)
+    val = op.sample(2048, val_gen, dtype=dtype)
+    method = config.method
+
+    def eval_fn() -> float:
+        with torch.enable_grad() if op.laplacian == "autograd" else torch.no_grad():
+            F, TF, w = op.features(model.ema, val)
+            if method == "spin":
+                loss, _, _ = spin_loss(F, TF, w, model.sigma_avg, decay=0.0, initialized=False)
+                return float(loss)
+            diag, P = evd_moments(F, TF, w, sequential=False, split=False)
+            return float(nestedlora_loss_evd(diag, P, nesting="joint"))
+
+    result = train_operator(
+        op,
+        model,
+        config.method,
+        steps=config.iters,
+        batch=config.batch,
+        lr=config.lr,
+        optimizer=config.optimizer,
+        ema_decay=config.ema_decay,
+        spin_decay=config.spin_decay,
+        generator=torch.Generator().manual_seed(config.seed + 1),
+        sample_dtype=dtype,
+        eval_every=config.eval_every,
+        eval_fn=eval_fn,
+        grad_clip=config.grad_clip,
+        checkpoint_dir=out / "ckpt",
+        init_args=asdict(config),
+        meta={"spectral_config": asdict(config)},
+        resume=resume,
+        progress=progress,
+        description=f"{config.method} {config.problem}",
+    )
+    write_json(
+        out / "history.json",
+        {
+            "steps_done": result.steps_done,
+            "seconds": result.seconds,
+            "stopped": result.stopped,
+            "history": result.history,
+        },
+    )
+    ev = evaluate_model(config, model)
+    ev["train_seconds"] = result.seconds
+    ev["steps_done"] = result.steps_done
+    write_json(out / "evaluation.json", ev)
+    return ev
+
+
+def load_run(run: str | Path) -> tuple[SpectralConfig, SpectralModel, dict]:
+    """Rebuild the configuration and model of a run directory from ``ckpt/last``."""
+    from neuralfactor.io import read_json
+    from neuralfactor.train.checkpoint import load_checkpoint
+
+    run = Path(run)
+    if not (run / "config.json").is_file():
+        raise FileNotFoundError(f"{run} is not a spectral run: {run / 'config.json'} is missing.")
+    config = SpectralConfig.from_dict(read_json(run / "config.json"))
+    _, model = build_problem(config)
+    meta, tensors = load_checkpoint(run / "ckpt" / "last")
+    state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    model.load_state_dict(state)
+    return config, model, meta
+
+
+def tabular_model(op: MatrixOperator, modes: int, generator: torch.Generator) -> SpectralModel:
+    """A ``SpectralModel`` of tables for a finite matrix operator."""
+    net: FunctionPair = op.make_net(modes, generator=generator)
+    return SpectralModel(net, modes)
