@@ -124,6 +124,7 @@ class LUNetwork(nn.Module):
         self.L.set_near_from(torch.eye(self.n, dtype=torch.float64))
         self.U.set_near_from(Ad)
 
+    @torch.no_grad()
     def dense_factors(self) -> tuple[Tensor, Tensor]:
-        """Dense ``(L, U)``, each ``(n, n)`` in the parameter dtype."""
+        """Dense ``(L, U)``, each ``(n, n)`` in the parameter dtype (no autograd graph)."""
         return self.L.dense(), self.U.dense()
