@@ -63,6 +63,9 @@ def register(app: typer.Typer) -> None:
         laplacian: str = typer.Option("fd", help="fd | autograd"),
         sampler: str = typer.Option("radial", help="radial | gaussian"),
         sigma: float = typer.Option(8.0, help="Sampler scale."),
+        envelope: float = typer.Option(
+            None, help="Multiply each MLP by exp(-a sqrt(1+|x|^2)) with this rate a."
+        ),
         dtype: str = typer.Option("float64", help="float32 | float64"),
         ema_decay: float = typer.Option(0.995, help="EMA decay of the evaluated weights."),
         seed: int = typer.Option(0, help="Seed of initialization and sampling."),
@@ -113,12 +116,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Re-evaluate a run (EMA weights of ckpt/last) and draw learned vs true eigenfunctions."""
         from neuralfactor.cli import console
-        from neuralfactor.io import write_json
+        from neuralfactor.io import read_json, write_json
         from neuralfactor.spectral.evaluate import evaluate_model, plot_run
         from neuralfactor.spectral.trainer import load_run
 
         config, model, _ = load_run(run)
         ev = evaluate_model(config, model)
+        old = Path(run) / "evaluation.json"
+        if old.is_file():  # keep the training record (time, steps) of the original run
+            prev = read_json(old)
+            ev.update({k: prev[k] for k in ("train_seconds", "steps_done") if k in prev})
         write_json(Path(run) / "evaluation.json", ev)
         if figure:
             plot_run(config, model, ev, Path(run) / "figure.png")

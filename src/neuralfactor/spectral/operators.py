@@ -125,16 +125,15 @@ class MatrixOperator:
         self.A = A
         self.m, self.n = A.shape
         if form == "evd":
-            asym = float(
-                torch.linalg.matrix_norm(A - A.mT)
-                / torch.linalg.matrix_norm(A).clamp_min(torch.finfo(A.dtype).tiny)
-            )
-            if self.m != self.n or asym > sym_tol:
+            asym = math.inf
+            if self.m == self.n:
+                den = torch.linalg.matrix_norm(A).clamp_min(torch.finfo(A.dtype).tiny)
+                asym = float(torch.linalg.matrix_norm(A - A.mT) / den)
+            if asym > sym_tol:
                 raise ValueError(
                     f"MatrixOperator(form='evd') needs a self-adjoint (symmetric) matrix; got "
-                    f"shape "
-                    f"{tuple(A.shape)} with relative asymmetry {asym:.2e} > {sym_tol:g}. Use "
-                    f"form='svd' for a general operator."
+                    f"shape {tuple(A.shape)} with relative asymmetry {asym:.2e} > {sym_tol:g}. "
+                    f"Use form='svd' for a general operator."
                 )
         self.rank = int(torch.linalg.matrix_rank(A))
 

@@ -1,0 +1,96 @@
+"""2-D hydrogen: NestedLoRA-seq vs the SpIN-style baseline on the same budget (CPU, 1 thread).
+
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+        python benchmarks/spectral_hydrogen.py --iters 12000 --out runs/spectral_hydrogen
+
+Each method is one ``neuralfactor.spectral.trainer.run_spectral`` run (the same code as
+``neuralfactor spectral --problem hydrogen-2d ...``); this script adds the machine record
+(load average, threads, versions) and prints the table of docs/results/neuralsvd.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from neuralfactor.core.timing import pinned_threads
+from neuralfactor.io import write_json
+from neuralfactor.spectral.evaluate import plot_run
+from neuralfactor.spectral.trainer import SpectralConfig, load_run, run_spectral
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--iters", type=int, default=12000)
+    ap.add_argument("--methods", default="nestedlora-seq,spin")
+    ap.add_argument("--out", default="runs/spectral_hydrogen")
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--envelope", type=float, default=0.1)
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
+    records = []
+    for method in args.methods.split(","):
+        cfg = SpectralConfig(
+            problem="hydrogen-2d",
+            modes=9,
+            method=method,
+            iters=args.iters,
+            batch=256,
+            lr=args.lr,
+            hidden=32,
+            depth=3,
+            laplacian="fd",
+            sampler="radial",
+            sigma=8.0,
+            dtype="float64",
+            envelope=args.envelope,
+            seed=0,
+            eval_every=1000,
+        )
+        out = Path(args.out) / method
+        load0 = os.getloadavg()
+        t0 = time.perf_counter()
+        with pinned_threads(1) as threads:
+            ev = run_spectral(cfg, out, resume=True)
+            config, model, _ = load_run(out)
+            plot_run(config, model, ev, out / "figure.png")
+        rec = {
+            "method": method,
+            "config": asdict(cfg),
+            "wall_seconds": time.perf_counter() - t0,
+            "loadavg_before": load0,
+            "loadavg_after": os.getloadavg(),
+            "threads": threads,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+            "evaluation": ev,
+        }
+        records.append(rec)
+        write_json(out / "record.json", rec)
+        print(
+            json.dumps(
+                {
+                    "method": method,
+                    "train_s": ev["train_seconds"],
+                    "rel_error": ev["rel_error"],
+                    "ortho": ev["orthogonality"],
+                    "groups": ev["groups"],
+                    "load": [load0, os.getloadavg()],
+                }
+            ),
+            flush=True,
+        )
+    write_json(Path(args.out) / "records.json", records)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Operators, networks, the SpIN-style baseline, bad input and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from neuralfactor.core.timing import pinned_threads
+from neuralfactor.spectral.analytic import (
+    hydrogen_2d_eigenfunctions,
+    oscillator_2d_eigenfunctions,
+    polar_quadrature,
+    true_spectrum,
+)
+from neuralfactor.spectral.models import FunctionPair, ParallelMLP, SpectralModel, TabularFunctions
+from neuralfactor.spectral.operators import (
+    Batch,
+    KernelOperator,
+    MatrixOperator,
+    SchrodingerOperator,
+)
+from neuralfactor.spectral.spin import spin_whiten
+from neuralfactor.spectral.trainer import SpectralConfig, train_operator
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with pinned_threads(1):
+        yield
+
+
+class Analytic(torch.nn.Module):
+    """The true eigenfunctions as a 'network' (B, 2) or (L, B, 2) -> (B, L)."""
+
+    def __init__(self, fn, groups: int, modes: int) -> None:
+        super().__init__()
+        self.fn, self.groups, self.modes = fn, groups, modes
+
+    def forward(self, x):
+        if x.ndim == 3:
+            return torch.stack([self.fn(x[l], self.groups)[:, l] for l in range(self.modes)], -1)
+        return self.fn(x, self.groups)[:, : self.modes]
+
+
+@pytest.mark.parametrize("laplacian,tol", [("autograd", 1e-10), ("fd", 1e-5)])
+def test_true_hydrogen_eigenfunctions_on_quadrature(laplacian, tol):
+    """The operator, the analytic levels and the quadrature agree: Rayleigh quotients of the
+    closed-form eigenfunctions equal 1/(4(n+1/2)^2); exact autograd to round-off, central
+    differences (h=1e-4, float64) to O(h^2) + O(eps/h^2)."""
+    x, w = polar_quadrature(96, 32, 2.0)
+    op = SchrodingerOperator("coulomb", laplacian=laplacian, fd_step=1e-4)
+    F, TF = op.apply(Analytic(hydrogen_2d_eigenfunctions, 3, 9), x)
+    G = F.mT @ (w[:, None] * F)
+    lam = (F * TF * w[:, None]).sum(0) / G.diagonal()
+    true, gid, _ = true_spectrum("hydrogen-2d", 9)
+    assert gid.tolist() == [0, 1, 1, 1, 2, 2, 2, 2, 2]
+    torch.testing.assert_close(lam, true, rtol=tol, atol=0)
+    Gn = G / torch.sqrt(G.diagonal()[:, None] * G.diagonal()[None])
+    torch.testing.assert_close(Gn, torch.eye(9, dtype=Gn.dtype), rtol=0, atol=1e-10)
+    assert math.isclose(float(true[0]), 1 / (4 * 0.25)) and math.isclose(float(true[4]), 0.04)
+
+
+def test_true_oscillator_levels():
+    x, w = polar_quadrature(96, 32, 0.7)
+    op = SchrodingerOperator("harmonic", shift=10.0, laplacian="autograd")
+    F, TF = op.apply(Analytic(oscillator_2d_eigenfunctions, 4, 10), x)
+    lam = (F * TF * w[:, None]).sum(0) / (F * F * w[:, None]).sum(0)
+    true, _, _ = true_spectrum("oscillator-2d", 10, shift=10.0)
+    torch.testing.assert_close(lam, true, rtol=1e-9, atol=1e-9)
+    assert true.tolist() == [8, 6, 6, 4, 4, 4, 2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("sampler", ["gaussian", "radial"])
+@pytest.mark.parametrize("laplacian", ["autograd", "fd"])
+def test_nan_safe_at_origin_and_weights(sampler, laplacian, gen):
+    op = SchrodingerOperator("coulomb", laplacian=laplacian, sampler=sampler, sigma=3.0)
+    net = ParallelMLP(3, 2, 8, 2, generator=gen, dtype=torch.float64)
+    b = op.sample(64, gen, dtype=torch.float64)
+    x = torch.cat([torch.zeros(2, 2, dtype=torch.float64), b.x])
+    w = torch.cat([torch.ones(2, dtype=torch.float64), b.w])
+    F, TF, ww = op.features(net, Batch(x, w))
+    assert torch.isfinite(F).all() and torch.isfinite(TF).all() and torch.isfinite(ww).all()
+
+
+@pytest.mark.parametrize("sampler", ["gaussian", "radial"])
+def test_importance_weights_integrate_a_known_function(sampler, gen):
+    """E_q[w f] = int f: int exp(-|x|^2) dx = pi over R^2; int exp(-|x|)/|x| dx = 2 pi."""
+    op = SchrodingerOperator("coulomb", sampler=sampler, sigma=2.0)
+    b = op.sample(200_000, gen, dtype=torch.float64)
+    r = b.x.norm(dim=-1)
+    est = float((b.w * torch.exp(-(r**2))).sum())
+    # 200k samples: Monte Carlo relative standard error well below 1%
+    assert abs(est - math.pi) / math.pi < 2e-2
+    if sampler == "radial":  # the density ~1/r makes the Coulomb-weighted integral tame
+        est2 = float((b.w * torch.exp(-r) / r).sum())
+        assert abs(est2 - 2 * math.pi) / (2 * math.pi) < 2e-2
+
+
+def test_fd_and_autograd_laplacians_agree(gen):
+    net = ParallelMLP(4, 2, 16, 2, generator=gen, dtype=torch.float64)
+    x = torch.randn(50, 2, generator=gen, dtype=torch.float64)
+    fa, la = SchrodingerOperator(laplacian="autograd").laplacian_values(net, x)
+    ff, lf = SchrodingerOperator(laplacian="fd", fd_step=1e-4).laplacian_values(net, x)
+    torch.testing.assert_close(fa, ff)
+    # central differences, h = 1e-4 in float64: truncation ~1e-8, round-off ~1e-8
+    torch.testing.assert_close(lf, la, rtol=1e-5, atol=1e-5)
+
+
+def test_parallel_mlp_modes_are_independent(gen):
+    net = ParallelMLP(3, 2, 8, 2, fourier=4, envelope=0.1, generator=gen, dtype=torch.float64)
+    x = torch.randn(10, 2, generator=gen, dtype=torch.float64)
+    out = net(x)
+    assert out.shape == (10, 3)
+    out[:, 1].sum().backward()
+    for W in net.weights:
+        assert float(W.grad[0].abs().max()) == 0 and float(W.grad[2].abs().max()) == 0
+        assert float(W.grad[1].abs().max()) > 0
+    # per-mode inputs give the same values
+    torch.testing.assert_close(net(x.expand(3, -1, -1)), out)
+
+
+def test_spin_baseline_recovers_matrix_eigenvalues(gen):
+    """The SpIN-style baseline is a working method on an easy problem (not a straw man)."""
+    Q, _ = torch.linalg.qr(torch.randn(20, 20, generator=gen, dtype=torch.float64))
+    lam = torch.linspace(1.0, -0.5, 20, dtype=torch.float64)
+    A = (Q * lam) @ Q.mT
+    op = MatrixOperator(A, form="evd")
+    f = TabularFunctions(20, 3, scale=0.3, generator=gen)
+    model = SpectralModel(FunctionPair(f), 3)
+    train_operator(
+        op, model, "spin", steps=1000, batch=None, lr=1e-2, ema_decay=None, spin_decay=0.0
+    )
+    F = f(None).detach()
+    Phi = spin_whiten(F, F.mT @ F)
+    vals = ((Phi * (A @ Phi)).sum(0)).flip(0).sort().values.flip(0)
+    # 1000 Adam steps (lr 1e-2, cosine) reach ~1e-4; 1e-3 leaves margin for any seed
+    torch.testing.assert_close(vals, lam[:3], rtol=1e-3, atol=1e-3)
+
+
+def test_kernel_operator_nystrom_and_minibatch(gen):
+    X = torch.randn(200, 2, generator=gen, dtype=torch.float64)
+    op = KernelOperator(X, 1.0)
+    lam, _ = op.reference(5)
+    lam_n, phi_n = op.nystrom(5, 200, generator=gen)  # all samples: Nystrom is exact
+    torch.testing.assert_close(lam_n, lam, rtol=1e-10, atol=0)
+    # the U-statistic TF is an unbiased estimate of K f at the sampled points
+    f = TabularFunctions(200, 2, generator=gen)
+    net = FunctionPair(f)
+    F, TF, w = op.features(net, op.sample(None))
+    exact = float((w[:, None] * F * TF).sum())
+    est = []
+    with torch.no_grad():
+        for _ in range(1000):
+            Fb, TFb, wb = op.features(net, op.sample(16, gen))
+            est.append(float((wb[:, None] * Fb * TFb).sum()))
+    t = torch.tensor(est, dtype=torch.float64)
+    assert abs(float(t.mean()) - exact) < 4 * float(t.std()) / 1000**0.5
+
+
+# -- bad input ---------------------------------------------------------------------------
+def test_evd_form_refuses_non_self_adjoint(gen):
+    A = torch.randn(6, 6, generator=gen, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"self-adjoint.*form='svd'"):
+        MatrixOperator(A, form="evd")
+    with pytest.raises(ValueError, match=r"self-adjoint.*form='svd'"):
+        MatrixOperator(torch.randn(6, 4, generator=gen, dtype=torch.float64), form="evd")
+
+
+def test_more_modes_than_rank(gen):
+    A = torch.randn(8, 2, generator=gen, dtype=torch.float64) @ torch.randn(
+        2, 6, generator=gen, dtype=torch.float64
+    )
+    op = MatrixOperator(A)
+    with pytest.raises(ValueError, match=r"'modes' parameter of MatrixOperator.*rank=2.*Got 3"):
+        op.make_net(3)
+    op.make_net(2)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="'laplacian'.*Got 'spectral'"):
+        SchrodingerOperator(laplacian="spectral")
+    with pytest.raises(ValueError, match="'potential'"):
+        SchrodingerOperator("morse")
+    with pytest.raises(ValueError, match="radial.*dim=2"):
+        SchrodingerOperator(sampler="radial", dim=3)
+    with pytest.raises(ValueError, match="'method'.*Got 'svd'"):
+        SpectralConfig(method="svd")
+    with pytest.raises(ValueError, match="'batch'.*even"):
+        SpectralConfig(batch=255)
+    with pytest.raises(ValueError, match="'problem'"):
+        SpectralConfig(problem="helium")
+    with pytest.raises(ValueError, match="'sigma'.*> 0"):
+        SchrodingerOperator(sigma=0.0)
+    from neuralfactor.spectral.objectives import nestedlora_loss
+
+    z = torch.zeros(2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="'nesting'.*Got 'both'"):
+        nestedlora_loss(z, torch.eye(2), torch.eye(2), nesting="both")
+    with pytest.raises(ValueError, match="'weights'"):
+        nestedlora_loss(z, torch.eye(2), torch.eye(2), weights=torch.tensor([-1.0, 1.0]))
+
+
+def test_spin_refuses_svd_form(gen):
+    op = MatrixOperator(torch.randn(5, 4, generator=gen, dtype=torch.float64))
+    model = SpectralModel(op.make_net(2, generator=gen), 2)
+    with pytest.raises(ValueError, match="self-adjoint"):
+        train_operator(op, model, "spin", steps=1, batch=None)
+
+
+# -- CLI ---------------------------------------------------------------------------------
+def test_cli_train_and_evaluate(tmp_path):
+    from neuralfactor.cli import main
+
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "--quiet",
+            "spectral",
+            "--problem",
+            "oscillator-2d",
+            "--modes",
+            "3",
+            "--iters",
+            "6",
+            "--batch",
+            "32",
+            "--hidden",
+            "8",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    ev = json.loads((out / "evaluation.json").read_text())
+    assert len(ev["eigenvalues"]) == 3 and ev["true"] == [4.0, 2.0, 2.0]
+    assert (out / "figure.png").stat().st_size > 1000
+    assert (out / "ckpt" / "last" / "weights.safetensors").is_file()
+    assert main(["--quiet", "spectral", "evaluate", str(out), "--no-figure"]) == 0
+    # same directory, different configuration: refused, exit code 2
+    assert (
+        main(
+            [
+                "--quiet",
+                "spectral",
+                "--problem",
+                "oscillator-2d",
+                "--modes",
+                "2",
+                "--iters",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    assert main(["spectral", "--method", "lobpcg", "--out", str(tmp_path / "x")]) == 2
+    assert main(["spectral", "evaluate", str(tmp_path / "missing")]) == 2
