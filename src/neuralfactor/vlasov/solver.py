@@ -537,10 +537,8 @@ class VlasovSolver:
         self._check(E, state.step)
         diag = self.diagnostics(state.f, E)
         if self.config.truncate_tol is not None:
-            if ranks is None:
-                ranks = torch.full(
-                    (state.f.shape[0],), min(self.config.nx, self.config.nv), device=self.device
-                )
+            if ranks is None:  # the initial condition is not truncated: the rank it would keep
+                ranks = self._truncate(state.f)[1]
             diag["truncation_rank"] = ranks.double()
         return Frame(
             state.step // self.config.save_every,
