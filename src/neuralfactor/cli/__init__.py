@@ -100,12 +100,13 @@ def main(argv: list[str] | None = None) -> int:
             PermissionError, IsADirectoryError) as exc:
         if debug:
             raise
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
     except Exception as exc:  # noqa: BLE001 - the one place that turns failures into a line
         if debug:
             raise
-        err_console.print(f"error ({type(exc).__name__}): {exc}", markup=False, highlight=False)
+        err_console.print(f"error ({type(exc).__name__}): {exc}", markup=False, highlight=False,
+                          soft_wrap=True)
         err_console.print("Rerun with --debug for the traceback.", style="dim")
         return 1
     return rc if isinstance(rc, int) else 0

@@ -1,0 +1,265 @@
+"""The ConvMF study: train on frames of a simulation, evaluate on unseen frames against baselines.
+
+A *run directory* holds everything one trained model needs to be evaluated and reported::
+
+    run/
+      config.json        resolved StudyConfig (data path, split, rank, model, training settings)
+      split.json         frame indices of train / val / test
+      ckpt/last, ckpt/best   resumable training checkpoints
+      model/             the final weights (safetensors + JSON)
+      records.jsonl      evaluation records (one per method), written by :func:`evaluate_run`
+      samples.npz        the worst test frame and its reconstructions (for the figure)
+
+Records are flat dicts; per-frame losses are stored as lists so every figure of the study can
+be redrawn from ``records.jsonl`` alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from neuralfactor.amortized.factorizer import LearnedFactorizer, TrainSettings
+from neuralfactor.core.metrics import (
+    calculated_sigma,
+    calculated_U,
+    calculated_V,
+    effective_rank,
+    optimal_scaled_loss,
+    scaled_loss,
+)
+from neuralfactor.core.validation import check_option, resolve_device
+from neuralfactor.io import read_json, write_json
+
+__all__ = ["SPLITS", "StudyConfig", "evaluate_run", "load_split_frames", "train_model"]
+
+SplitKind = Literal["interpolation", "extrapolation"]
+SPLITS: tuple[str, ...] = get_args(SplitKind)
+DEFAULT_BASELINES = ("svd", "svds-arpack", "rsvd", "rsvd-gemm", "warm-subspace", "pod-basis")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """One trained model of the study.
+
+    data : path of a MatrixStore; run : which run of it; frame_stride : use every k-th frame.
+    split : 'interpolation' (random 70/20/10, ``split_seed``) or 'extrapolation' (first 70%
+    train, then 20% validation, last 10% test).
+    """
+
+    data: str
+    rank: int
+    model: str = "convmf"
+    nested: bool = False
+    split: SplitKind = "interpolation"
+    split_seed: int = 0
+    run: int = 0
+    frame_stride: int = 1
+    settings: TrainSettings = field(default_factory=TrainSettings)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_option(self.split, SPLITS, name="split", caller="StudyConfig")
+        if self.frame_stride < 1:
+            raise ValueError(f"The 'frame_stride' parameter must be >= 1. Got {self.frame_stride}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StudyConfig:
+        d = dict(d)
+        d["settings"] = TrainSettings(**d["settings"])
+        return cls(**d)
+
+
+def load_split_frames(config: StudyConfig) -> tuple[dict[str, Tensor], dict[str, np.ndarray], np.ndarray]:
+    """Frames of the three parts, their indices (into the strided series) and the times."""
+    from neuralfactor.data.splits import extrapolation_split, interpolation_split
+    from neuralfactor.data.store import MatrixStore
+
+    store = MatrixStore.open(config.data)
+    run = store[config.run]
+    idx_all = np.arange(0, run.shape[0], config.frame_stride)
+    n = len(idx_all)
+    min_size = 1
+    if config.split == "interpolation":
+        sp = interpolation_split(n, seed=config.split_seed, min_size=min_size)
+    else:
+        sp = extrapolation_split(n, min_size=min_size)
+    parts = {"train": sp.train, "val": sp.val, "test": sp.test}
+    frames = {k: run.as_tensor(idx_all[v], dtype=torch.float32) for k, v in parts.items()}
+    t = np.asarray(run.t)[idx_all]
+    return frames, parts, t
+
+
+def _factorizer(config: StudyConfig, out: Path, *, resume: bool, progress: bool) -> LearnedFactorizer:
+    return LearnedFactorizer(config.rank, model=config.model, nested=config.nested,
+                             settings=config.settings, model_kwargs=config.model_kwargs,
+                             checkpoint_dir=out / "ckpt", resume=resume, progress=progress)
+
+
+def train_model(config: StudyConfig, out: str | Path, *, resume: bool = False,
+                overwrite: bool = False, progress: bool = True) -> LearnedFactorizer:
+    """Train one model into run directory ``out`` (resumable; idempotent once finished).
+
+    A finished run directory with the same configuration is reused; a different configuration
+    is refused unless ``overwrite``. ``resume`` continues from ``out/ckpt/last``.
+    """
+    out = Path(out)
+    cfg = config.to_dict()
+    if (out / "config.json").exists():
+        old = read_json(out / "config.json")
+        if old != json.loads(json.dumps(cfg)) and not overwrite:
+            raise FileExistsError(
+                f"{out} holds a run with another configuration; pass --overwrite to replace it "
+                f"or choose another --out."
+            )
+        if (out / "model" / "meta.json").exists() and old == json.loads(json.dumps(cfg)):
+            return LearnedFactorizer.load(out / "model", device=config.settings.device)
+        if not resume and not overwrite and (out / "ckpt" / "last").exists():
+            raise FileExistsError(
+                f"{out} holds an unfinished training run; pass --resume to continue it or "
+                f"--overwrite to start again."
+            )
+    frames, parts, _ = load_split_frames(config)
+    if config.rank > min(frames["train"].shape[-2:]):
+        raise ValueError(
+            f"The 'rank' parameter must be an int in [1, min(m, n)={min(frames['train'].shape[-2:])}]. "
+            f"Got {config.rank}."
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", cfg)
+    write_json(out / "split.json", {k: v.tolist() for k, v in parts.items()})
+    f = _factorizer(config, out, resume=resume, progress=progress)
+    f.fit(frames["train"], frames["val"])
+    f.save(out / "model")
+    return f
+
+
+def _method_records(name: str, X: Tensor, lr, opt: Tensor, seconds: float, batch: int,
+                    fit_seconds: float, t: np.ndarray, extra: dict[str, Any]) -> dict[str, Any]:
+    loss = scaled_loss(X, lr)
+    ratio = loss / opt
+    return {
+        "method": name, "seconds_per_matrix": seconds / batch, "batch": batch,
+        "fit_seconds": fit_seconds, "scaled_loss_mean": float(loss.mean()),
+        "scaled_loss_max": float(loss.max()), "optimum_mean": float(opt.mean()),
+        "ratio_mean": float(loss.mean() / opt.mean()), "ratio_median": float(ratio.median()),
+        "effective_rank_min": int(effective_rank(lr, rtol=1e-6).min()) if hasattr(lr, "U") else None,
+        "per_frame_loss": [float(v) for v in loss], "per_frame_optimum": [float(v) for v in opt],
+        "t": [float(v) for v in t], **extra,
+    }
+
+
+def evaluate_run(run_dir: str | Path, *, baselines: tuple[str, ...] = DEFAULT_BASELINES,
+                 device: str = "cpu", repeats: int = 3, threads: int | None = 1,
+                 rank: int | None = None, write: bool = True) -> list[dict[str, Any]]:
+    """Evaluate a trained run on its test frames against ``baselines`` at the same rank.
+
+    ``rank`` (nested models only) evaluates the leading ``rank`` columns of the model and the
+    baselines at that rank; records then go to ``records-r{rank}.jsonl``.
+
+    Every method factorizes the same test batch on the same device and dtype (float32), timed by
+    :func:`~neuralfactor.core.timing.time_call` in one run with pinned threads. The learned
+    model is evaluated plain, ``+refine`` (least-squares V) and ``+subspace``; the error
+    analysis adds "calculated U/V/Sigma" refits of the network's factors. Data-driven baselines
+    (pod-basis) fit on the training frames; warm-subspace streams the test frames in time order.
+    """
+    from neuralfactor.core.factorizer import make_factorizer
+    from neuralfactor.core.timing import pinned_threads, time_call
+
+    run_dir = Path(run_dir)
+    for need in ("config.json", "model/meta.json"):
+        if not (run_dir / need).exists():
+            raise FileNotFoundError(f"{run_dir} is not a finished training run: {need} is missing.")
+    config = StudyConfig.from_dict(read_json(run_dir / "config.json"))
+    dev = resolve_device(device)
+    frames, parts, t_all = load_split_frames(config)
+    X = frames["test"].to(dev)
+    t = t_all[parts["test"]]
+    train = frames["train"].to(dev)
+    r = config.rank if rank is None else int(rank)
+    if r != config.rank and not config.nested:
+        raise ValueError(f"{run_dir} holds a rank-{config.rank} model that is not nested; it can "
+                         f"only be evaluated at rank {config.rank}. Got rank={r}.")
+    if not 1 <= r <= config.rank:
+        raise ValueError(f"The 'rank' parameter must be in [1, {config.rank}] for this nested "
+                         f"model. Got {r}.")
+    svals = torch.linalg.svdvals(X.double())
+    opt = optimal_scaled_loss(X, r, singular_values=svals)
+    learned = LearnedFactorizer.load(run_dir / "model", device=str(dev))
+    base = {"rank": r, "split": config.split, "model": config.model, "nested": config.nested,
+            "data": config.data, "m": int(X.shape[-2]), "n": int(X.shape[-1]),
+            "device": str(dev), "dtype": "float32", "n_test": int(X.shape[0]),
+            "n_train": int(train.shape[0])}
+    records: list[dict[str, Any]] = []
+    samples: dict[str, np.ndarray] = {}
+    with pinned_threads(threads) as thr:
+        base["torch_threads"] = thr["torch_threads"]
+        variants = {"": "none", "+refine": "lstsq", "+subspace": "subspace"}
+        for suffix, refine in variants.items():
+            f = LearnedFactorizer.load(run_dir / "model", device=str(dev), refine=refine)
+            if r != config.rank:
+                f = f.at_rank(r)
+            timing = time_call(lambda f=f: f.factorize(X), device=dev, repeats=repeats)
+            rec = _method_records(f.name, X, timing.result, opt, timing.median, X.shape[0],
+                                  learned.fit_seconds, t, {"kind": "learned"})
+            records.append(rec)
+            if suffix == "":
+                lr0 = timing.result
+            elif suffix == "+refine":
+                refine_lr = timing.result
+        # error analysis of the network's factors
+        for label, fn in (("calculated V", lambda: calculated_V(X, lr0.U)),
+                          ("calculated U", lambda: calculated_U(X, lr0.V)),
+                          ("calculated Sigma", lambda: calculated_sigma(X, lr0.U, lr0.V))):
+            records.append(_method_records(f"{learned.name} {label}", X, fn(), opt, float("nan"),
+                                           X.shape[0], 0.0, t, {"kind": "analysis"}))
+        for name in baselines:
+            f = make_factorizer(name, rank=r)
+            fit_s = 0.0
+            if getattr(f, "requires_fit", False):
+                t0 = time.perf_counter()
+                f.fit(train)
+                fit_s = time.perf_counter() - t0
+            reset = getattr(f, "reset", None)
+
+            def call(f=f, reset=reset):
+                if reset is not None:
+                    reset()
+                return f.factorize(X)
+
+            timing = time_call(call, device=dev, repeats=repeats)
+            records.append(_method_records(name, X, timing.result, opt, timing.median, X.shape[0],
+                                           fit_s, t, {"kind": "classical"}))
+        # the worst test frame for the learned model, with reconstructions
+        worst = int(torch.argmax(scaled_loss(X, lr0)))
+        samples["frame"] = X[worst].cpu().numpy()
+        samples["t"] = np.asarray(t[worst])
+        samples["learned"] = lr0[worst].reconstruct().cpu().numpy()
+        samples["refined"] = refine_lr[worst].reconstruct().cpu().numpy()
+        from neuralfactor.classical.svd import truncated_svd
+
+        samples["svd"] = truncated_svd(X[worst], r).reconstruct().cpu().numpy()
+    for rec in records:
+        rec.update(base)
+    if write:
+        from neuralfactor.io import atomic_write_bytes, atomic_write_text
+
+        suffix = "" if rank is None else f"-r{r}"
+        atomic_write_text(run_dir / f"records{suffix}.jsonl",
+                          "".join(json.dumps(rec, sort_keys=True) + "\n" for rec in records))
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, **samples)
+        atomic_write_bytes(run_dir / f"samples{suffix}.npz", buf.getvalue())
+    return records
