@@ -1,4 +1,4 @@
-"""Learned GFMM LU vs LAPACK and classical preconditioners: the tables of docs/results/learned-lu.md.
+"""Learned GFMM LU vs LAPACK and classical preconditioners (docs/results/learned-lu.md).
 
 Run (about 15 minutes of one core):
 
@@ -25,7 +25,7 @@ import torch
 
 from neuralfactor.core.timing import pinned_threads, time_call
 from neuralfactor.io import write_json
-from neuralfactor.lu.evaluate import evaluate_lapack, evaluate_learned
+from neuralfactor.lu.evaluate import evaluate_learned
 from neuralfactor.lu.model import LUNetwork
 from neuralfactor.lu.operators import OPERATORS, make_operator
 from neuralfactor.lu.precond import iteration_counts
@@ -35,7 +35,9 @@ from neuralfactor.lu.train import LUTrainConfig, train_lu
 SPD = {"laplacian-1d", "laplacian-2d", "biharmonic-1d", "biharmonic-2d", "rbf"}
 
 
-def one_run(op: str, n: int, leaf: int, dim: int, diag: str, cfg: LUTrainConfig, label: str) -> dict:
+def one_run(
+    op: str, n: int, leaf: int, dim: int, diag: str, cfg: LUTrainConfig, label: str
+) -> dict:
     A = make_operator(op, n)
     Ad = A.toarray() if sp.issparse(A) else A
     model = LUNetwork(n, leaf, dim=dim, diag=diag, dtype="float64")
@@ -44,11 +46,25 @@ def one_run(op: str, n: int, leaf: int, dim: int, diag: str, cfg: LUTrainConfig,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IllConditionedFactorsWarning)
         row = evaluate_learned(A, model, samples=100)
-    row.update({"operator": op, "n": n, "leaf": leaf, "dim": dim, "diag": diag, "label": label,
-                "optimizer": cfg.optimizer, "iterations": cfg.steps * (cfg.inner if cfg.optimizer == "lbfgs" else 1)
-                if not cfg.blockwise else None, "train_seconds": res.seconds,
-                "train_rel_fro": res.rel_fro, "blockwise": cfg.blockwise,
-                "transpose_loss": cfg.transpose_loss, "loadavg_train": load0})
+    row.update(
+        {
+            "operator": op,
+            "n": n,
+            "leaf": leaf,
+            "dim": dim,
+            "diag": diag,
+            "label": label,
+            "optimizer": cfg.optimizer,
+            "iterations": cfg.steps * (cfg.inner if cfg.optimizer == "lbfgs" else 1)
+            if not cfg.blockwise
+            else None,
+            "train_seconds": res.seconds,
+            "train_rel_fro": res.rel_fro,
+            "blockwise": cfg.blockwise,
+            "transpose_loss": cfg.transpose_loss,
+            "loadavg_train": load0,
+        }
+    )
     rng = np.random.default_rng(0)
     b = Ad @ rng.standard_normal(n)
     try:
@@ -79,10 +95,20 @@ def regime(n: int, leaf: int = 32) -> dict:
     lu = sla.lu_factor(A)
     t_learn = time_call(lambda: s.solve(B.T), repeats=3)
     t_lapack = time_call(lambda: sla.lu_solve(lu, B), repeats=5)
-    err = np.linalg.norm(np.asarray(t_learn.result).T - t_lapack.result) / np.linalg.norm(t_lapack.result)
-    return {"n": n, "leaf": leaf, "params_LU": m.num_parameters(), "dense": n * n,
-            "ratio": m.num_parameters() / n**2, "solve16_structured_s": t_learn.median,
-            "solve16_lapack_s": t_lapack.median, "agree": float(err), "loadavg": os.getloadavg()}
+    err = np.linalg.norm(np.asarray(t_learn.result).T - t_lapack.result) / np.linalg.norm(
+        t_lapack.result
+    )
+    return {
+        "n": n,
+        "leaf": leaf,
+        "params_LU": m.num_parameters(),
+        "dense": n * n,
+        "ratio": m.num_parameters() / n**2,
+        "solve16_structured_s": t_learn.median,
+        "solve16_lapack_s": t_lapack.median,
+        "agree": float(err),
+        "loadavg": os.getloadavg(),
+    }
 
 
 def main() -> None:
@@ -94,28 +120,53 @@ def main() -> None:
     ap.add_argument("--no-2d", action="store_true")
     args = ap.parse_args()
     t0 = time.time()
-    out = {"device": platform.processor() or platform.machine(), "torch": torch.__version__,
-           "numpy": np.__version__, "scipy": scipy.__version__, "python": platform.python_version(),
-           "env_threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                                            "OPENBLAS_NUM_THREADS")},
-           "rows": [], "ablation": [], "two_d": [], "regime": []}
+    out = {
+        "device": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "python": platform.python_version(),
+        "env_threads": {
+            k: os.environ.get(k)
+            for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+        },
+        "rows": [],
+        "ablation": [],
+        "two_d": [],
+        "regime": [],
+    }
     with pinned_threads(1) as info:
         out["threads"] = info
         cfg = LUTrainConfig(steps=args.steps, inner=20, eval_every=10)
         for op in args.operators:
             r = one_run(op, 256, 32, 1, "triangular", cfg, "main")
             out["rows"].append(r)
-            print(op, f"{r['op_err_fro']:.2e}", {k: v["iters"] for k, v in r["gmres"].items()},
-                  f"{time.time() - t0:.0f}s", flush=True)
+            print(
+                op,
+                f"{r['op_err_fro']:.2e}",
+                {k: v["iters"] for k, v in r["gmres"].items()},
+                f"{time.time() - t0:.0f}s",
+                flush=True,
+            )
             write_json(args.out, out)
         if not args.no_ablation:
             for label, diag, c in [
                 ("full-diag e2e", "full", cfg),
-                ("blockwise+transpose", "triangular",
-                 LUTrainConfig(blockwise=True, transpose_loss=True, block_steps=args.steps // 8,
-                               eval_every=5)),
-                ("adam e2e", "triangular",
-                 LUTrainConfig(optimizer="adam", lr=1e-3, steps=args.steps * 20, eval_every=200)),
+                (
+                    "blockwise+transpose",
+                    "triangular",
+                    LUTrainConfig(
+                        blockwise=True,
+                        transpose_loss=True,
+                        block_steps=args.steps // 8,
+                        eval_every=5,
+                    ),
+                ),
+                (
+                    "adam e2e",
+                    "triangular",
+                    LUTrainConfig(optimizer="adam", lr=1e-3, steps=args.steps * 20, eval_every=200),
+                ),
             ]:
                 r = one_run("laplacian-1d", 256, 32, 1, diag, c, label)
                 out["ablation"].append(r)

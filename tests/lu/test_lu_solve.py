@@ -7,6 +7,7 @@ import pytest
 import scipy.linalg as sla
 import torch
 
+from neuralfactor.core.timing import pinned_threads
 from neuralfactor.lu.evaluate import evaluate_lapack, evaluate_learned
 from neuralfactor.lu.model import LUNetwork
 from neuralfactor.lu.operators import OPERATORS, make_operator
@@ -17,6 +18,13 @@ from neuralfactor.lu.solve import (
     SingularBlockError,
     factor_conditioning,
 )
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small problems: one thread avoids oversubscription on the shared 2-core machine."""
+    with pinned_threads(1):
+        yield
 
 
 def _random_factors(n, leaf, dim, diag, gen):
@@ -68,7 +76,10 @@ def test_zero_diagonal_block_named(gen):
     m = _random_factors(128, 8, 1, "full", gen)
     with torch.no_grad():
         m.U.near[(m.U.near_t == 5) & (m.U.near_s == 5)] = 0.0
-    with pytest.raises(SingularBlockError, match=r"Diagonal block 5 \(rows 40:48\) of U is singular"):
+    with pytest.raises(
+        SingularBlockError,
+        match=r"Diagonal block 5 \(rows 40:48\) of U is singular",
+    ):
         LUSolver(m)
 
 

@@ -10,9 +10,25 @@ __all__ = ["register"]
 
 
 def _train(
-    operator: str, n: int, leaf: int, dim: int, band: int, diag: str, dtype: str, optimizer: str,
-    steps: int, inner: int, lr: float | None, transpose_loss: bool, blockwise: bool,
-    block_steps: int, polish_steps: int, seed: int, out: Path, resume: bool, overwrite: bool,
+    operator: str,
+    n: int,
+    leaf: int,
+    dim: int,
+    band: int,
+    diag: str,
+    dtype: str,
+    optimizer: str,
+    steps: int,
+    inner: int,
+    lr: float | None,
+    transpose_loss: bool,
+    blockwise: bool,
+    block_steps: int,
+    polish_steps: int,
+    seed: int,
+    out: Path,
+    resume: bool,
+    overwrite: bool,
 ) -> None:
     import torch
 
@@ -24,13 +40,26 @@ def _train(
     from neuralfactor.train.checkpoint import save_checkpoint
 
     cfg = LUTrainConfig(
-        optimizer=optimizer, steps=steps, inner=inner,
+        optimizer=optimizer,
+        steps=steps,
+        inner=inner,
         lr=lr if lr is not None else (1.0 if optimizer == "lbfgs" else 1e-3),
-        transpose_loss=transpose_loss, blockwise=blockwise, block_steps=block_steps,
+        transpose_loss=transpose_loss,
+        blockwise=blockwise,
+        block_steps=block_steps,
         polish_steps=polish_steps,
     )
-    run = {"operator": operator, "n": n, "leaf": leaf, "dim": dim, "band": band, "diag": diag,
-           "dtype": dtype, "seed": seed, "train": cfg.__dict__}
+    run = {
+        "operator": operator,
+        "n": n,
+        "leaf": leaf,
+        "dim": dim,
+        "band": band,
+        "diag": diag,
+        "dtype": dtype,
+        "seed": seed,
+        "train": cfg.__dict__,
+    }
     if (out / "config.json").exists():
         if resume:
             old = read_json(out / "config.json")
@@ -48,16 +77,36 @@ def _train(
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", run)
     torch.set_num_threads(1)
-    res = train_lu(A, model, cfg, checkpoint_dir=out / "ckpt", resume=resume,
-                   progress=not state["quiet"], meta={"operator": operator})
-    save_checkpoint(out / "model", model, init_args=model.init_args,
-                    meta={"operator": operator, "rel_fro": res.rel_fro})
-    write_json(out / "train.json", {"rel_fro": res.rel_fro, "seconds": res.seconds,
-                                    "params": model.num_parameters(), "dense": n * n,
-                                    "stages": res.stages})
-    console.print(f"trained {operator} n={n} leaf={leaf}: ||A - LU||_F/||A||_F = "
-                  f"{res.rel_fro:.3e} in {res.seconds:.1f} s; {model.num_parameters()} weights "
-                  f"(dense n^2 = {n * n}); saved to {out}")
+    res = train_lu(
+        A,
+        model,
+        cfg,
+        checkpoint_dir=out / "ckpt",
+        resume=resume,
+        progress=not state["quiet"],
+        meta={"operator": operator},
+    )
+    save_checkpoint(
+        out / "model",
+        model,
+        init_args=model.init_args,
+        meta={"operator": operator, "rel_fro": res.rel_fro},
+    )
+    write_json(
+        out / "train.json",
+        {
+            "rel_fro": res.rel_fro,
+            "seconds": res.seconds,
+            "params": model.num_parameters(),
+            "dense": n * n,
+            "stages": res.stages,
+        },
+    )
+    console.print(
+        f"trained {operator} n={n} leaf={leaf}: ||A - LU||_F/||A||_F = "
+        f"{res.rel_fro:.3e} in {res.seconds:.1f} s; {model.num_parameters()} weights "
+        f"(dense n^2 = {n * n}); saved to {out}"
+    )
 
 
 def _evaluate(run_dir: Path, samples: int, method: str) -> None:
@@ -73,38 +122,67 @@ def _evaluate(run_dir: Path, samples: int, method: str) -> None:
     from neuralfactor.train.checkpoint import load_model
 
     if not (run_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{run_dir} is not an lu run (no config.json); train one with "
-                                f"`neuralfactor lu --out {run_dir}`.")
+        raise FileNotFoundError(
+            f"{run_dir} is not an lu run (no config.json); train one with "
+            f"`neuralfactor lu --out {run_dir}`."
+        )
     cfg = read_json(run_dir / "config.json")
     model, _ = load_model(run_dir / "model", expected_class=LUNetwork)
     A = make_operator(cfg["operator"], cfg["n"])
-    rows = [evaluate_learned(A, model, samples=samples), evaluate_lapack(A, "float32", samples=samples),
-            evaluate_lapack(A, "float64", samples=samples)]
+    rows = [
+        evaluate_learned(A, model, samples=samples),
+        evaluate_lapack(A, "float32", samples=samples),
+        evaluate_lapack(A, "float64", samples=samples),
+    ]
     b = A @ np.random.default_rng(0).standard_normal(cfg["n"])
     try:
         solver = LUSolver(model)
         its = iteration_counts(A, b, solver=solver, method=method)
     except ValueError as exc:
         its = {"error": str(exc)}
-    write_json(run_dir / "metrics.json", {"operator": cfg["operator"], "rows": rows,
-                                          "iterations": its, "method": method})
+    write_json(
+        run_dir / "metrics.json",
+        {"operator": cfg["operator"], "rows": rows, "iterations": its, "method": method},
+    )
     from rich.table import Table
 
     t = Table(title=f"{cfg['operator']} n={cfg['n']} leaf={cfg['leaf']}")
-    for col in ("method", "op_err_2", "op_err_fro", "cond_LU", "sol_err_median", "bwd_err_median",
-                "params"):
+    for col in (
+        "method",
+        "op_err_2",
+        "op_err_fro",
+        "cond_LU",
+        "sol_err_median",
+        "bwd_err_median",
+        "params",
+    ):
         t.add_column(col)
     for r in rows:
-        t.add_row(*(f"{r[c]:.2e}" if isinstance(r.get(c), float) else str(r.get(c, "-"))
-                    for c in ("method", "op_err_2", "op_err_fro", "cond_LU", "sol_err_median",
-                              "bwd_err_median", "params")))
+        t.add_row(
+            *(
+                f"{r[c]:.2e}" if isinstance(r.get(c), float) else str(r.get(c, "-"))
+                for c in (
+                    "method",
+                    "op_err_2",
+                    "op_err_fro",
+                    "cond_LU",
+                    "sol_err_median",
+                    "bwd_err_median",
+                    "params",
+                )
+            )
+        )
     console.print(t)
     if "error" in its:
         console.print(f"learned preconditioner unavailable: {its['error']}")
     else:
-        console.print(f"{method} iterations to 1e-8: " + ", ".join(
-            f"{k} {int(v['iters'])}{'' if v['converged'] else ' (not converged)'}"
-            for k, v in its.items()))
+        console.print(
+            f"{method} iterations to 1e-8: "
+            + ", ".join(
+                f"{k} {int(v['iters'])}{'' if v['converged'] else ' (not converged)'}"
+                for k, v in its.items()
+            )
+        )
     console.print(f"metrics written to {run_dir / 'metrics.json'}")
 
 
@@ -112,13 +190,16 @@ def register(app: typer.Typer) -> None:
     lu = typer.Typer(
         help="Learned FMM-structured LU factors: `neuralfactor lu --operator laplacian-1d --out "
         "RUN` trains, `neuralfactor lu evaluate RUN` measures.",
-        invoke_without_command=True, no_args_is_help=False,
+        invoke_without_command=True,
+        no_args_is_help=False,
     )
 
     @lu.callback()
     def lu_train(
         ctx: typer.Context,
-        operator: str = typer.Option("laplacian-1d", help="Test operator (see neuralfactor.lu.operators)."),
+        operator: str = typer.Option(
+            "laplacian-1d", help="Test operator (see neuralfactor.lu.operators)."
+        ),
         n: int = typer.Option(256, help="Operator size."),
         leaf: int = typer.Option(32, help="Leaf block size (2-D: patch size p^2)."),
         dim: int = typer.Option(1, help="1: binary tree; 2: quad-tree over patches."),
@@ -129,7 +210,9 @@ def register(app: typer.Typer) -> None:
         steps: int = typer.Option(250, help="Optimizer steps (L-BFGS: x inner iterations)."),
         inner: int = typer.Option(20, help="L-BFGS iterations per step."),
         lr: float = typer.Option(None, help="Learning rate (default 1.0 L-BFGS, 1e-3 Adam)."),
-        transpose_loss: bool = typer.Option(False, "--transpose-loss", help="Add the transpose loss."),
+        transpose_loss: bool = typer.Option(
+            False, "--transpose-loss", help="Add the transpose loss."
+        ),
         blockwise: bool = typer.Option(False, "--blockwise", help="Block-wise training."),
         block_steps: int = typer.Option(30, help="Steps per block-row stage (--blockwise)."),
         polish_steps: int = typer.Option(0, help="End-to-end steps after the block stages."),
@@ -142,10 +225,31 @@ def register(app: typer.Typer) -> None:
         if ctx.invoked_subcommand is not None:
             return
         if out is None:
-            raise ValueError("The '--out' option of `neuralfactor lu` is required to train "
-                             "(e.g. --out runs/lu-lap1d).")
-        _train(operator, n, leaf, dim, band, diag, dtype, optimizer, steps, inner, lr,
-               transpose_loss, blockwise, block_steps, polish_steps, seed, out, resume, overwrite)
+            raise ValueError(
+                "The '--out' option of `neuralfactor lu` is required to train "
+                "(e.g. --out runs/lu-lap1d)."
+            )
+        _train(
+            operator,
+            n,
+            leaf,
+            dim,
+            band,
+            diag,
+            dtype,
+            optimizer,
+            steps,
+            inner,
+            lr,
+            transpose_loss,
+            blockwise,
+            block_steps,
+            polish_steps,
+            seed,
+            out,
+            resume,
+            overwrite,
+        )
 
     @lu.command("evaluate")
     def lu_evaluate(

@@ -29,11 +29,16 @@ def solve_errors(A: np.ndarray, X: np.ndarray, Xhat: np.ndarray) -> dict[str, fl
         fe = np.linalg.norm(X - Xhat, axis=1) / np.linalg.norm(X, axis=1)
         nA = np.linalg.norm(A, 2)
         be = np.linalg.norm(B - Xhat @ A.T, axis=1) / (
-            nA * np.linalg.norm(Xhat, axis=1) + np.linalg.norm(B, axis=1))
+            nA * np.linalg.norm(Xhat, axis=1) + np.linalg.norm(B, axis=1)
+        )
     fe = np.where(np.isfinite(fe), fe, np.inf)
     be = np.where(np.isfinite(be), be, np.inf)
-    return {"sol_err_median": float(np.median(fe)), "sol_err_max": float(fe.max()),
-            "bwd_err_median": float(np.median(be)), "bwd_err_max": float(be.max())}
+    return {
+        "sol_err_median": float(np.median(fe)),
+        "sol_err_max": float(fe.max()),
+        "bwd_err_median": float(np.median(be)),
+        "bwd_err_max": float(be.max()),
+    }
 
 
 def _samples(n: int, k: int, seed: int) -> np.ndarray:
@@ -41,7 +46,9 @@ def _samples(n: int, k: int, seed: int) -> np.ndarray:
     return torch.randn(k, n, generator=g, dtype=torch.float64).numpy()
 
 
-def evaluate_lapack(A: Any, dtype: str = "float64", *, samples: int = 100, seed: int = 0) -> dict[str, Any]:
+def evaluate_lapack(
+    A: Any, dtype: str = "float64", *, samples: int = 100, seed: int = 0
+) -> dict[str, Any]:
     """``scipy.linalg.lu_factor`` in ``dtype``: operator and solution errors on the same samples."""
     Ad = as_dense_operator(A, caller="evaluate_lapack")
     npd = np.float32 if dtype == "float32" else np.float64
@@ -55,10 +62,14 @@ def evaluate_lapack(A: Any, dtype: str = "float64", *, samples: int = 100, seed:
     E = Ad - PLU
     X = _samples(len(Ad), samples, seed)
     Xh = sla.lu_solve((lu, piv), (X @ Ad.T).astype(npd).T, check_finite=False).T.astype(np.float64)
-    out = {"method": f"lapack-{dtype}", "dtype": dtype,
-           "op_err_2": float(np.linalg.norm(E, 2) / np.linalg.norm(Ad, 2)),
-           "op_err_fro": float(np.linalg.norm(E) / np.linalg.norm(Ad)),
-           "cond_LU": float(np.linalg.cond(PLU)), "params": int(len(Ad) ** 2)}
+    out = {
+        "method": f"lapack-{dtype}",
+        "dtype": dtype,
+        "op_err_2": float(np.linalg.norm(E, 2) / np.linalg.norm(Ad, 2)),
+        "op_err_fro": float(np.linalg.norm(E) / np.linalg.norm(Ad)),
+        "cond_LU": float(np.linalg.cond(PLU)),
+        "params": int(len(Ad) ** 2),
+    }
     out.update(solve_errors(Ad, X, Xh))
     return out
 
@@ -102,8 +113,9 @@ def evaluate_learned(
     except ValueError as exc:
         out["solve_error"] = str(exc)
         nan = math.inf
-        out.update({"sol_err_median": nan, "sol_err_max": nan, "bwd_err_median": nan,
-                    "bwd_err_max": nan})
+        out.update(
+            {"sol_err_median": nan, "sol_err_max": nan, "bwd_err_median": nan, "bwd_err_max": nan}
+        )
         return out
     B = X @ Ad.T
     Xh = np.asarray(solver.solve(B), dtype=np.float64)

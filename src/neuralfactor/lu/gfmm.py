@@ -141,7 +141,9 @@ class GFMMStructure:
                 f"'none']. Got {self.triangle!r}."
             )
         if isinstance(self.band, bool) or not isinstance(self.band, int) or self.band < 1:
-            raise ValueError(f"The 'band' parameter of GFMMStructure must be an int >= 1. Got {self.band!r}.")
+            raise ValueError(
+                f"The 'band' parameter of GFMMStructure must be an int >= 1. Got {self.band!r}."
+            )
         arity = 2 if self.dim == 1 else 4
         set_ = object.__setattr__
         set_(self, "levels", levels)
@@ -234,11 +236,22 @@ class GFMMBlock(nn.Module):
     ) -> None:
         super().__init__()
         if diag not in ("full", "triangular"):
-            raise ValueError(f"The 'diag' parameter of GFMMBlock must be 'full' or 'triangular'. Got {diag!r}.")
+            raise ValueError(
+                f"The 'diag' parameter of GFMMBlock must be 'full' or 'triangular'. Got {diag!r}."
+            )
         if dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"The 'dtype' parameter of GFMMBlock must be float32 or float64. Got {dtype}.")
+            raise TypeError(
+                f"The 'dtype' parameter of GFMMBlock must be float32 or float64. Got {dtype}."
+            )
         self.structure = st = GFMMStructure(n, leaf, dim, triangle, band)
-        self.n, self.leaf, self.dim, self.triangle, self.band, self.diag = n, leaf, dim, triangle, band, diag
+        self.n, self.leaf, self.dim, self.triangle, self.band, self.diag = (
+            n,
+            leaf,
+            dim,
+            triangle,
+            band,
+            diag,
+        )
         P = leaf
         t, s = st.near
         self.register_buffer("near_t", torch.as_tensor(t), persistent=False)
@@ -287,12 +300,14 @@ class GFMMBlock(nn.Module):
             p.zero_()
 
     # ------------------------------------------------------------------ application
-    def _apply(self, x: Tensor, transpose: bool) -> Tensor:
+    def _sweep(self, x: Tensor, transpose: bool) -> Tensor:
         st, P = self.structure, self.leaf
         N, a = st.num_leaves, st.arity
         lead = x.shape[:-1]
         if x.shape[-1] != self.n:
-            raise ValueError(f"GFMMBlock expects vectors of length n={self.n}. Got shape {tuple(x.shape)}.")
+            raise ValueError(
+                f"GFMMBlock expects vectors of length n={self.n}. Got shape {tuple(x.shape)}."
+            )
         X = x.reshape(-1, N, P)
         B = X.shape[0]
         W, t, s = self.near_weight(), self.near_t, self.near_s
@@ -328,11 +343,11 @@ class GFMMBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``y = M x`` for ``x`` of shape ``(*, n)`` (vectors along the last axis)."""
-        return self._apply(x, transpose=False)
+        return self._sweep(x, transpose=False)
 
     def rmatvec(self, x: Tensor) -> Tensor:
         """``y = M^T x`` by the transposed graph (decoder and encoder swap roles)."""
-        return self._apply(x, transpose=True)
+        return self._sweep(x, transpose=True)
 
     def dense(self) -> Tensor:
         """The dense ``(n, n)`` matrix ``M`` (n matvecs with identity columns)."""

@@ -81,8 +81,15 @@ class LUNetwork(nn.Module):
             raise ValueError(
                 f"The 'dtype' parameter of LUNetwork must be one of {list(_DTYPES)}. Got {dtype!r}."
             )
-        self.init_args = {"n": n, "leaf": leaf, "dim": dim, "band": band, "diag": diag,
-                          "dtype": dtype, "seed": seed}
+        self.init_args = {
+            "n": n,
+            "leaf": leaf,
+            "dim": dim,
+            "band": band,
+            "diag": diag,
+            "dtype": dtype,
+            "seed": seed,
+        }
         g = torch.Generator().manual_seed(int(seed))
         kw = {"dim": dim, "band": band, "diag": diag, "dtype": _DTYPES[dtype], "generator": g}
         self.L = GFMMBlock(n, leaf, triangle="lower", **kw)

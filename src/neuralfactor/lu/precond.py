@@ -51,7 +51,7 @@ def ilu0(A: Any) -> tuple[sp.csr_array, sp.csr_array]:
             if W[k, k] == 0:
                 raise ValueError(f"ILU(0) met a zero pivot at row {k}.")
             W[i, k] /= W[k, k]
-            cols = np.flatnonzero(pattern[i, k + 1:]) + k + 1
+            cols = np.flatnonzero(pattern[i, k + 1 :]) + k + 1
             W[i, cols] -= W[i, k] * W[k, cols]
     W = np.where(pattern, W, 0.0)
     L = sp.csr_array(np.tril(W, -1) + np.eye(n))
@@ -91,21 +91,36 @@ def make_preconditioner(name: str, A: Any, solver: Any | None = None) -> spla.Li
             raise ValueError("The 'learned' preconditioner needs solver=LUSolver(model).")
 
         def apply(r: np.ndarray) -> np.ndarray:
-            return np.asarray(solver.solve(np.asarray(r, dtype=np.float64).ravel()), dtype=np.float64)
+            return np.asarray(
+                solver.solve(np.asarray(r, dtype=np.float64).ravel()), dtype=np.float64
+            )
 
         return spla.LinearOperator((n, n), matvec=apply, dtype=np.float64)
-    raise ValueError(f"The 'preconditioner' parameter must be one of {list(PRECONDITIONERS)}. Got {name!r}.")
+    raise ValueError(
+        f"The 'preconditioner' parameter must be one of {list(PRECONDITIONERS)}. Got {name!r}."
+    )
 
 
-def _run(method: str, A: Any, b: np.ndarray, M: Any, tol: float, maxiter: int) -> tuple[int, np.ndarray]:
+def _run(
+    method: str, A: Any, b: np.ndarray, M: Any, tol: float, maxiter: int
+) -> tuple[int, np.ndarray]:
     count = [0]
 
     def cb(_: Any) -> None:
         count[0] += 1
 
     if method == "gmres":
-        x, _ = spla.gmres(A, b, rtol=tol, atol=0.0, restart=maxiter, maxiter=1, M=M,
-                          callback=cb, callback_type="pr_norm")
+        x, _ = spla.gmres(
+            A,
+            b,
+            rtol=tol,
+            atol=0.0,
+            restart=maxiter,
+            maxiter=1,
+            M=M,
+            callback=cb,
+            callback_type="pr_norm",
+        )
     elif method == "cg":
         x, _ = spla.cg(A, b, rtol=tol, atol=0.0, maxiter=maxiter, M=M, callback=cb)
     else:
@@ -140,6 +155,11 @@ def iteration_counts(
         iters, x = _run(method, As, b, M, tol, maxiter)
         t2 = time.perf_counter()
         res = float(np.linalg.norm(b - As @ x) / np.linalg.norm(b))
-        out[name] = {"iters": iters, "converged": float(res <= tol * 10), "rel_residual": res,
-                     "setup_s": t1 - t0, "solve_s": t2 - t1}
+        out[name] = {
+            "iters": iters,
+            "converged": float(res <= tol * 10),
+            "rel_residual": res,
+            "setup_s": t1 - t0,
+            "solve_s": t2 - t1,
+        }
     return out

@@ -45,7 +45,9 @@ class _Substitution:
 
     def __init__(self, block: GFMMBlock, name: str) -> None:
         if block.triangle not in ("lower", "upper"):
-            raise ValueError(f"Substitution needs a triangular GFMM-block. Got triangle={block.triangle!r}.")
+            raise ValueError(
+                f"Substitution needs a triangular GFMM-block. Got triangle={block.triangle!r}."
+            )
         st = block.structure
         self.st, self.name, self.P, self.N = st, name, block.leaf, st.num_leaves
         self.lower = block.triangle == "lower"
@@ -199,7 +201,9 @@ class LUSolver:
         ``A`` may be dense or scipy.sparse; ``b`` (n,) or (k, n). Returns float64 numpy.
         """
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ValueError(f"The 'steps' parameter of LUSolver.refine must be an int >= 0. Got {steps!r}.")
+            raise ValueError(
+                f"The 'steps' parameter of LUSolver.refine must be an int >= 0. Got {steps!r}."
+            )
         bb = np.asarray(b, dtype=np.float64)
         x = np.asarray(self.solve(bb) if x0 is None else x0, dtype=np.float64)
         for _ in range(steps):
@@ -227,8 +231,7 @@ def factor_conditioning(
     """
     with torch.no_grad():
         Ld, Ud = (m.double().numpy() for m in model.dense_factors())
-    sv = {k: np.linalg.svd(M, compute_uv=False) for k, M in
-          (("L", Ld), ("U", Ud), ("LU", Ld @ Ud))}
+    sv = {k: np.linalg.svd(M, compute_uv=False) for k, M in (("L", Ld), ("U", Ud), ("LU", Ld @ Ud))}
     cond = {f"cond_{k}": float(s[0] / s[-1]) if s[-1] > 0 else math.inf for k, s in sv.items()}
     eps = float(torch.finfo(model.dtype).eps)
     bound = cond["cond_LU"] * (rel_error if rel_error is not None else 0.0)
@@ -239,8 +242,11 @@ def factor_conditioning(
         warnings.warn(
             f"The learned factors have cond(LU) = {cond['cond_LU']:.3e} (float64); with "
             f"{str(model.dtype).removeprefix('torch.')} eps = {eps:.1e}"
-            + (f" and operator error {rel_error:.1e} the solution error bound is {bound:.1e}"
-               if rel_error is not None else "")
+            + (
+                f" and operator error {rel_error:.1e} the solution error bound is {bound:.1e}"
+                if rel_error is not None
+                else ""
+            )
             + ". A solve with these factors is meaningless even though the operator error may be "
             "small; use them as a preconditioner or refine with the true operator.",
             IllConditionedFactorsWarning,

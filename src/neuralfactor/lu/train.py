@@ -71,10 +71,13 @@ class LUTrainConfig:
             minimum = 0 if name in ("steps", "polish_steps") else 1
             if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
                 raise ValueError(
-                    f"The '{name}' parameter of LUTrainConfig must be an int >= {minimum}. Got {v!r}."
+                    f"The '{name}' parameter of LUTrainConfig must be an int >= {minimum}. "
+                    f"Got {v!r}."
                 )
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"The 'lr' parameter of LUTrainConfig must be a number > 0. Got {self.lr!r}.")
+            raise ValueError(
+                f"The 'lr' parameter of LUTrainConfig must be a number > 0. Got {self.lr!r}."
+            )
 
 
 @dataclass
@@ -90,7 +93,11 @@ def check_nonsingular(A: np.ndarray, *, caller: str = "train_lu") -> float:
     """Raise ``ValueError`` when ``A`` is numerically singular; return its 1-norm rcond."""
     import scipy.linalg as sla
 
-    lu, _ = sla.lu_factor(A, check_finite=False)
+    import warnings
+
+    with warnings.catch_warnings():  # the singular case is reported below, as an error
+        warnings.simplefilter("ignore", sla.LinAlgWarning)
+        lu, _ = sla.lu_factor(A, check_finite=False)
     piv = np.abs(np.diag(lu))
     tol = A.shape[0] * np.finfo(np.float64).eps * np.abs(A).max()
     if piv.min() <= tol:
@@ -155,17 +162,59 @@ def _block_dependencies(model: LUNetwork, transpose_loss: bool) -> list[dict[str
         if transpose_loss:
             out = out + (probe.rmatvec(eye)[:, blk] * R).sum()
         out.backward()
-        masks.append({name: (p.grad is not None) and (p.grad.abs().sum(dim=(-1, -2)) != 0)
-                      if p.grad is not None else torch.zeros(p.shape[:-2], dtype=torch.bool)
-                      for name, p in probe.named_parameters()})
+        masks.append(
+            {
+                name: (p.grad is not None) and (p.grad.abs().sum(dim=(-1, -2)) != 0)
+                if p.grad is not None
+                else torch.zeros(p.shape[:-2], dtype=torch.bool)
+                for name, p in probe.named_parameters()
+            }
+        )
     return masks
+
+
+class _LBFGS(torch.optim.LBFGS):
+    """L-BFGS whose state_dict holds no lists of tensors (its curvature history), so the
+    project's checkpoints (tensors -> safetensors, the rest -> JSON) can store and resume it."""
+
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        flat: dict[Any, dict[str, Any]] = {}
+        for pid, ps in sd["state"].items():
+            entry: dict[str, Any] = {}
+            for k, v in ps.items():
+                if isinstance(v, list):
+                    entry[f"{k}#len"] = len(v)
+                    for i, x in enumerate(v):
+                        entry[f"{k}#{i}"] = x
+                else:
+                    entry[k] = v
+            flat[pid] = entry
+        return {"state": flat, "param_groups": sd["param_groups"]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state: dict[Any, dict[str, Any]] = {}
+        for pid, ps in state_dict["state"].items():
+            entry = {k: v for k, v in ps.items() if "#" not in k}
+            for k, v in ps.items():
+                if k.endswith("#len"):
+                    base = k[: -len("#len")]
+                    entry[base] = [ps[f"{base}#{i}"] for i in range(int(v))]
+            state[pid] = entry
+        super().load_state_dict({"state": state, "param_groups": state_dict["param_groups"]})
 
 
 def _make_optimizer(params: list[Tensor], cfg: LUTrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "lbfgs":
-        return torch.optim.LBFGS(params, lr=cfg.lr, max_iter=cfg.inner, history_size=cfg.history,
-                                 tolerance_grad=0.0, tolerance_change=0.0,
-                                 line_search_fn="strong_wolfe")
+        return _LBFGS(
+            params,
+            lr=cfg.lr,
+            max_iter=cfg.inner,
+            history_size=cfg.history,
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
+            line_search_fn="strong_wolfe",
+        )
     return torch.optim.Adam(params, lr=cfg.lr)
 
 
@@ -223,14 +272,27 @@ def train_lu(
     def run(name: str, steps: int, block: slice | None, params: list[Tensor]) -> LoopResult:
         opt = _make_optimizer(params, cfg)
         res = run_training(
-            model, opt, lambda _step: obj(block), LoopConfig(steps, eval_every=cfg.eval_every,
-                                                             patience=cfg.patience),
+            model,
+            opt,
+            lambda _step: obj(block),
+            LoopConfig(steps, eval_every=cfg.eval_every, patience=cfg.patience),
             eval_fn=(lambda: float(obj(block))) if block is not None else obj.rel_fro,
-            checkpoint_dir=None if ckpt is None else ckpt / name, init_args=model.init_args,
-            meta=base_meta, resume=resume, progress=progress, description=f"lu {name}",
+            checkpoint_dir=None if ckpt is None else ckpt / name,
+            init_args=model.init_args,
+            meta=base_meta,
+            resume=resume,
+            progress=progress,
+            description=f"lu {name}",
         )
-        stages.append({"stage": name, "steps": res.steps_done, "stopped": res.stopped,
-                       "seconds": res.seconds, "rel_fro": obj.rel_fro()})
+        stages.append(
+            {
+                "stage": name,
+                "steps": res.steps_done,
+                "stopped": res.stopped,
+                "seconds": res.seconds,
+                "rel_fro": obj.rel_fro(),
+            }
+        )
         return res
 
     params = list(model.parameters())
@@ -240,8 +302,9 @@ def train_lu(
     frozen = {k: torch.zeros(v.shape[:-2], dtype=torch.bool) for k, v in named.items()}
     hooks = [
         p.register_hook(
-            lambda grad, name=name: (grad * (~frozen[name]).to(grad.dtype)[..., None, None])
-            .contiguous()
+            lambda grad, name=name: (
+                grad * (~frozen[name]).to(grad.dtype)[..., None, None]
+            ).contiguous()
         )
         for name, p in named.items()
     ]

@@ -1,0 +1,59 @@
+"""`neuralfactor lu` and `neuralfactor lu evaluate RUN` end to end on a tiny operator."""
+
+import pytest
+
+from neuralfactor.cli import main
+from neuralfactor.core.timing import pinned_threads
+from neuralfactor.io import read_json
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small problems: one thread avoids oversubscription on the shared 2-core machine."""
+    with pinned_threads(1):
+        yield
+
+
+def test_cli_train_and_evaluate(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [
+        "--quiet",
+        "lu",
+        "--operator",
+        "laplacian-1d",
+        "--n",
+        "32",
+        "--leaf",
+        "8",
+        "--steps",
+        "3",
+        "--inner",
+        "5",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    assert (out / "model" / "weights.safetensors").is_file()
+    assert read_json(out / "train.json")["params"] > 0
+    assert main(args) == 2  # an existing run is not overwritten silently
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(args + ["--resume"]) == 0
+    assert main(["--quiet", "lu", "evaluate", str(out), "--samples", "5"]) == 0
+    m = read_json(out / "metrics.json")
+    assert {r["method"] for r in m["rows"]} == {
+        "learned-float64",
+        "lapack-float32",
+        "lapack-float64",
+    }
+    assert set(m["iterations"]) >= {"none", "ilu0", "amg", "learned"}
+    assert "gmres iterations to 1e-8" in capsys.readouterr().out
+
+
+def test_cli_bad_input(tmp_path, capsys):
+    assert main(["lu", "--operator", "poisson", "--out", str(tmp_path / "x")]) == 2
+    assert "'operator' parameter must be one of" in capsys.readouterr().err
+    assert main(["lu", "--n", "48", "--leaf", "8", "--out", str(tmp_path / "y")]) == 2
+    assert "power of two" in capsys.readouterr().err
+    assert main(["lu"]) == 2
+    assert "'--out' option" in capsys.readouterr().err
+    assert main(["lu", "evaluate", str(tmp_path / "missing")]) == 2
