@@ -1,0 +1,193 @@
+"""A static, self-contained HTML report rendered from saved records only.
+
+``render_report(run_dir)`` reads ``run_dir/*/records*.jsonl`` (one directory per trained model,
+as written by :func:`neuralfactor.amortized.study.evaluate_run`), the ``samples*.npz`` beside
+them and ``run_dir/demo.json`` (resolved configuration, versions, device), draws the figures
+into ``run_dir/report/`` and writes ``run_dir/report/index.html`` with the PNGs inlined. No
+number is recomputed from data: every figure and table can be regenerated from the records.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuralfactor.io import atomic_write_text, read_json, read_jsonl
+from neuralfactor.report import figures
+
+__all__ = ["ReportError", "collect_records", "conclusions", "render_report"]
+
+REQUIRED = ("method", "rank", "split", "scaled_loss_mean", "ratio_mean", "seconds_per_matrix",
+            "optimum_mean", "per_frame_loss", "t", "kind")
+
+
+class ReportError(ValueError):
+    """A run directory's records are missing or corrupt; the message names the file."""
+
+
+def collect_records(run_dir: str | Path) -> list[dict[str, Any]]:
+    """All evaluation records under ``run_dir``, validated; errors name the file and the problem."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a directory.")
+    files = sorted(run_dir.glob("*/records*.jsonl"))
+    if not files:
+        raise ReportError(
+            f"{run_dir} holds no records (expected */records*.jsonl from `neuralfactor evaluate` "
+            f"or `neuralfactor demo`)."
+        )
+    out = []
+    for f in files:
+        try:
+            rows = read_jsonl(f)
+        except ValueError as exc:
+            raise ReportError(f"Corrupt records file: {exc}") from None
+        if not rows:
+            raise ReportError(f"Records file {f} is empty.")
+        for i, r in enumerate(rows, 1):
+            missing = [k for k in REQUIRED if k not in r]
+            if missing:
+                raise ReportError(f"{f}, record {i}: missing fields {missing}.")
+            r["_source"] = str(f.relative_to(run_dir))
+        out += rows
+    return out
+
+
+def _fmt_us(s: float) -> str:
+    return "-" if s != s else f"{s * 1e6:,.0f}"
+
+
+def conclusions(records: list[dict[str, Any]]) -> list[str]:
+    """Plain-language findings computed from the records (accuracy, speed, training, failure)."""
+    lines = []
+    main = [r for r in records if r["kind"] != "analysis"]
+    for split in ("interpolation", "extrapolation"):
+        rs = [r for r in main if r["split"] == split]
+        if not rs:
+            continue
+        for k in sorted({r["rank"] for r in rs}):
+            at = [r for r in rs if r["rank"] == k]
+            fast = min(at, key=lambda r: r["seconds_per_matrix"])
+            nonexact = [r for r in at if r["method"] not in ("svd", "svds-arpack")]
+            best = min(nonexact, key=lambda r: r["ratio_mean"])
+            learned = [r for r in at if r["kind"] == "learned"]
+            lines.append(
+                f"{split}, rank {k}: most accurate method other than the exact SVD is "
+                f"<b>{best['method']}</b> ({best['ratio_mean']:.3f}x the optimum); fastest is "
+                f"<b>{fast['method']}</b> ({_fmt_us(fast['seconds_per_matrix'])} µs/matrix, "
+                f"{fast['ratio_mean']:.3f}x the optimum)."
+            )
+            if learned:
+                plain = next((r for r in learned if "+" not in r["method"]), learned[0])
+                svd = next((r for r in at if r["method"] == "svd"), None)
+                cost = plain["fit_seconds"]
+                if svd is not None and plain["seconds_per_matrix"] < svd["seconds_per_matrix"]:
+                    per = svd["seconds_per_matrix"] - plain["seconds_per_matrix"]
+                    be = f"pays for its training after {cost / per:,.0f} matrices"
+                else:
+                    be = "is not faster than the SVD per matrix here, so training never pays off in time"
+                lines.append(
+                    f"&nbsp;&nbsp;the network alone ({plain['method']}) is {plain['ratio_mean']:.2f}x "
+                    f"the optimum; its training took {cost:.0f} s and it {be}."
+                )
+    ex = {(r["method"], r["rank"]): r for r in main if r["split"] == "extrapolation"}
+    it = {(r["method"], r["rank"]): r for r in main if r["split"] == "interpolation"}
+    for (m, k), r in sorted(ex.items()):
+        if r["kind"] == "learned" and "+" not in m and (m, k) in it:
+            lines.append(
+                f"Where learning fails: on extrapolation (unseen later times) {m} at rank {k} is "
+                f"{r['ratio_mean']:.1f}x the optimum against {it[(m, k)]['ratio_mean']:.1f}x on "
+                f"interpolation; least-squares refinement brings it to "
+                f"{ex.get((m + '+refine', k), {}).get('ratio_mean', float('nan')):.2f}x."
+            )
+    return lines
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    head = ("<tr><th>split</th><th>rank</th><th>method</th><th>scaled loss</th>"
+            "<th>ratio to optimum</th><th>µs / matrix</th><th>training s</th></tr>")
+    body = ""
+    for r in rows:
+        fit = f"{r['fit_seconds']:.1f}" if r.get("fit_seconds") else "-"
+        body += (f"<tr><td>{r['split']}</td><td>{r['rank']}</td><td>{html.escape(r['method'])}</td>"
+                 f"<td>{r['scaled_loss_mean']:.3e}</td><td>{r['ratio_mean']:.3f}</td>"
+                 f"<td>{_fmt_us(r['seconds_per_matrix'])}</td><td>{fit}</td></tr>")
+    return f"<table>{head}{body}</table>"
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+td:nth-child(3),th{text-align:left}.summary{background:#f3f6fa;border-left:4px solid #3a6ea5;padding:.6em 1em}
+figure{display:inline-block;margin:.5em}img{max-width:520px}pre{background:#f6f6f6;padding:.6em;overflow:auto;font-size:12px}"""
+
+
+def render_report(run_dir: str | Path) -> Path:
+    """Write ``run_dir/report/index.html`` (self-contained) and its PNG figures; return the path."""
+    run_dir = Path(run_dir)
+    records = collect_records(run_dir)
+    meta_path = run_dir / "demo.json"
+    meta = read_json(meta_path) if meta_path.exists() else {}
+    out = run_dir / "report"
+    figs: list[tuple[Path, str]] = []
+    by_split: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_split[r["split"]].append(r)
+    for split, recs in sorted(by_split.items()):
+        main = [r for r in recs if r["kind"] != "analysis"]
+        figs.append((figures.plot_loss_vs_rank(main, out / f"{split}-loss-vs-rank.png",
+                                               title=f"{split}: scaled loss vs rank"),
+                     f"{split}: scaled loss vs rank (dashed: SVD optimum)"))
+        figs.append((figures.plot_time_vs_rank(main, out / f"{split}-time-vs-rank.png",
+                                               title=f"{split}: time per matrix"),
+                     f"{split}: time per matrix, all methods measured in the same run"))
+        kmax = max(r["rank"] for r in main)
+        at = [r for r in main if r["rank"] == kmax and r["method"] in
+              ("convmf", "convmf+refine", "pod-basis", "svd")]
+        figs.append((figures.plot_loss_vs_time(at, out / f"{split}-loss-vs-time.png",
+                                               title=f"{split}: loss along the time series, rank {kmax}"),
+                     f"{split}: per-frame loss vs time at rank {kmax}"))
+        figs.append((figures.plot_error_analysis(recs, out / f"{split}-error-analysis.png"),
+                     f"{split}: network factors vs least-squares refits"))
+        samples = []
+        for src in sorted({r["_source"] for r in recs}):
+            npz = run_dir / src.replace("records", "samples").replace(".jsonl", ".npz")
+            if npz.exists():
+                try:
+                    with np.load(npz) as s:
+                        samples.append((next(r["rank"] for r in recs if r["_source"] == src),
+                                        {k: s[k] for k in s.files}))
+                except (OSError, ValueError) as exc:
+                    raise ReportError(f"Corrupt samples file {npz}: {exc}.") from None
+        if samples:
+            samples = sorted(samples, key=lambda p: p[0])[:3]
+            figs.append((figures.plot_reconstructions(samples, out / f"{split}-reconstructions.png"),
+                         f"{split}: worst test frame and reconstructions"))
+    rows = sorted((r for r in records if r["kind"] != "analysis"),
+                  key=lambda r: (r["split"], r["rank"], r["ratio_mean"]))
+    summary = "".join(f"<li>{line}</li>" for line in conclusions(records))
+    env = {k: meta.get(k) for k in ("version", "torch_version", "device", "threads", "python",
+                                    "started", "finished") if k in meta}
+    body = f"""<h1>neuralfactor report</h1>
+<div class="summary"><h2>Conclusion</h2><ul>{summary}</ul>
+<p>The exact SVD is optimal by definition (ratio 1); every other ratio says how far a method is
+from it. Times are per matrix, all methods on the same device, dtype and batch, measured in one
+run; training time is reported separately.</p></div>
+<h2>Results</h2>{_table(rows)}
+<h2>Figures</h2>{''.join(_img(p, alt) for p, alt in figs)}
+<h2>Configuration and environment</h2><pre>{html.escape(json.dumps({'environment': env, 'configuration': meta.get('config', {})}, indent=2))}</pre>
+<p>Records: {', '.join(sorted({html.escape(r['_source']) for r in records}))}. Regenerate with
+<code>neuralfactor report {html.escape(str(run_dir))}</code>.</p>"""
+    page = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>neuralfactor report"
+            f"</title><style>{CSS}</style></head><body>{body}</body></html>\n")
+    return atomic_write_text(out / "index.html", page)
