@@ -1,0 +1,112 @@
+"""The main job end to end: `neuralfactor demo --quick`, interruption and resume, the report."""
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from neuralfactor.cli import main
+from neuralfactor.report.html import collect_records
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    import neuralfactor.amortized.study as study
+
+    real = study.evaluate_run
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    study.evaluate_run = interrupted  # Ctrl-C during the evaluation stage
+    try:
+        assert main(["-q", "demo", "--quick", "--out", str(out), "--device", "cpu"]) == 130
+    finally:
+        study.evaluate_run = real
+    assert not (out / "report").exists()
+    models = sorted(out.glob("*/model/weights.safetensors"))
+    assert len(models) == 3  # trained before the interruption, kept
+    stamps = {p: p.stat().st_mtime_ns for p in models}
+    assert main(["-q", "demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in models} == stamps  # resumed, not retrained
+    return out
+
+
+def test_report_tables_and_figures_agree_with_records(demo_dir):
+    page = (demo_dir / "report" / "index.html").read_text()
+    records = collect_records(demo_dir)
+    main_rows = [r for r in records if r["kind"] != "analysis"]
+    rows = re.findall(r"<tr><td>(\w+)</td><td>(\d+)</td><td>([^<]+)</td><td>([^<]+)</td>"
+                      r"<td>([^<]+)</td>", page)
+    assert len(rows) == len(main_rows)
+    table = {(s, int(k), m.replace("&#x27;", "'")): (float(loss), float(ratio))
+             for s, k, m, loss, ratio in rows}
+    for r in main_rows:
+        loss, ratio = table[(r["split"], r["rank"], r["method"])]
+        assert loss == pytest.approx(r["scaled_loss_mean"], rel=1e-3)
+        assert ratio == pytest.approx(r["ratio_mean"], abs=1e-3)
+    assert page.count("<img ") >= 8 and "data:image/png;base64," in page
+    assert "Conclusion" in page and "Where learning fails" in page
+    for png in (demo_dir / "report").glob("*.png"):
+        assert png.stat().st_size > 2000
+
+
+def test_second_run_is_instant_and_identical(demo_dir):
+    before = collect_records(demo_dir)
+    assert main(["-q", "demo", "--quick", "--out", str(demo_dir), "--device", "cpu"]) == 0
+    assert collect_records(demo_dir) == before
+
+
+def test_report_command_regenerates_from_records(demo_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(demo_dir, copy, ignore=shutil.ignore_patterns("data.zarr", "ckpt", "model"))
+    shutil.rmtree(copy / "report")
+    assert main(["-q", "report", str(copy)]) == 0  # no data, no models: records only
+    assert (copy / "report" / "index.html").exists()
+
+
+def test_report_names_corrupt_or_missing_records(demo_dir, tmp_path, capsys):
+    assert main(["-q", "report", str(tmp_path)]) == 2
+    assert "holds no records" in capsys.readouterr().err
+    copy = tmp_path / "c"
+    shutil.copytree(demo_dir, copy, ignore=shutil.ignore_patterns("data.zarr", "ckpt", "model"))
+    rec = sorted(copy.glob("*/records*.jsonl"))[0]
+    lines = rec.read_text().splitlines()
+    rec.write_text("\n".join(lines[:2] + ["{not json"] + lines[2:]) + "\n")
+    assert main(["-q", "report", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert str(rec.relative_to(copy)) in err.replace(str(copy) + "/", "") and "line 3" in err
+    rec.write_text('{"method": "svd"}\n')
+    assert main(["-q", "report", str(copy)]) == 2
+    assert "record 1: missing fields" in capsys.readouterr().err
+
+
+def test_demo_unwritable_output(tmp_path, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    assert main(["-q", "demo", "--quick", "--out", str(blocker / "demo")]) == 2
+    assert "is not writable" in capsys.readouterr().err
+
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_report_renders_in_headless_chromium(demo_dir, tmp_path):
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium); the browser "
+                    "check of the report needs it")
+    shot = tmp_path / "report.png"
+    proc = subprocess.run(
+        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+         "--window-size=1200,1600", f"--screenshot={shot}",
+         (demo_dir / "report" / "index.html").as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20_000, proc.stderr[-2000:]
+    console_errors = [l for l in proc.stderr.splitlines() if "CONSOLE" in l and "ERROR" in l.upper()]
+    assert not console_errors, console_errors
