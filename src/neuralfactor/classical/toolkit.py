@@ -461,7 +461,10 @@ def gap_rank(
 
     ``criterion="ratio"`` (default) maximizes ``s_r / s_{r+1}`` (scale-free: the log-gap);
     ``"difference"`` maximizes ``s_r - s_{r+1}``. Exactly zero singular values count as
-    an infinite ratio. Searches ``r = 1..max_rank`` (default ``min(m, n) - 1``).
+    an infinite ratio. Searches ``r = 1..max_rank`` (default ``max(1, min(m, n) // 2)``:
+    the signal is assumed to occupy at most half the spectrum; searching to the end lets the
+    smallest singular values of a square noise matrix, which approach 0, win the ratio: it
+    chose rank 299 for a noisy rank-5 300 x 300 matrix).
 
     Returns ``(rank, gaps)`` with ``gaps[r - 1]`` the criterion at ``r``.
     """
@@ -471,7 +474,7 @@ def gap_rank(
     if k < 2:
         return 1, torch.zeros(0, dtype=torch.float64)
     max_rank = (
-        k - 1
+        max(1, k // 2)
         if max_rank is None
         else min(check_rank(max_rank, (m, n), caller="gap_rank", name="max_rank"), k - 1)
     )
