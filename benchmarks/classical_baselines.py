@@ -17,8 +17,18 @@ from neuralfactor.bench.runner import BenchConfig, run_bench
 from neuralfactor.bench.tables import markdown_table
 from neuralfactor.io import atomic_write_text, write_json
 
-METHODS = ("svd", "scipy-gesdd", "svds-arpack", "svds-propack", "sklearn-rsvd", "torch-lowrank",
-           "rsvd", "rsvd-gemm", "warm-subspace", "pod-basis")
+METHODS = (
+    "svd",
+    "scipy-gesdd",
+    "svds-arpack",
+    "svds-propack",
+    "sklearn-rsvd",
+    "torch-lowrank",
+    "rsvd",
+    "rsvd-gemm",
+    "warm-subspace",
+    "pod-basis",
+)
 
 
 def main() -> None:
@@ -34,13 +44,26 @@ def main() -> None:
     t0 = time.time()
     records = []
     for data in ("evolving", "planted"):
-        cfg = BenchConfig(methods=METHODS, sizes=((128, 256), (256, 512)), ranks=(6, 12, 30),
-                          batches=tuple(int(b) for b in args.batches.split(",")), data=data,
-                          dtype=args.dtype, device=args.device, threads=1, repeats=3,
-                          max_call_seconds=args.max_call_seconds)
-        records += run_bench(cfg, on_record=lambda r: print(
-            f"{r['data']:>8} {r['method']:>14} {r['m']}x{r['n']} r={r['rank']:>2} b={r['batch']:>4} "
-            f"{r['seconds_per_matrix'] * 1e6:10.1f} us  ratio {r['ratio_mean']:.5f}", flush=True))
+        cfg = BenchConfig(
+            methods=METHODS,
+            sizes=((128, 256), (256, 512)),
+            ranks=(6, 12, 30),
+            batches=tuple(int(b) for b in args.batches.split(",")),
+            data=data,
+            dtype=args.dtype,
+            device=args.device,
+            threads=1,
+            repeats=3,
+            max_call_seconds=args.max_call_seconds,
+        )
+        records += run_bench(
+            cfg,
+            on_record=lambda r: print(
+                f"{r['data']:>8} {r['method']:>14} {r['m']}x{r['n']} r={r['rank']:>2} b={r['batch']:>4} "
+                f"{r['seconds_per_matrix'] * 1e6:10.1f} us  ratio {r['ratio_mean']:.5f}",
+                flush=True,
+            ),
+        )
     write_json(out / f"{args.name}.json", records)
     loads = [r["loadavg_1min"] for r in records]
     env = records[0]
@@ -69,8 +92,10 @@ def main() -> None:
         "`planted` matrices, where its ratio shows what a wrong warm start costs.",
         "",
     ]
-    for data, title in (("evolving", "Smooth evolving frames (time-ordered, phase-space-like)"),
-                        ("planted", "Independent random matrices with s_i = 0.9^i")):
+    for data, title in (
+        ("evolving", "Smooth evolving frames (time-ordered, phase-space-like)"),
+        ("planted", "Independent random matrices with s_i = 0.9^i"),
+    ):
         lines += [f"## {title}", ""]
         for m, n in ((128, 256), (256, 512)):
             sel = [r for r in records if r["data"] == data and r["m"] == m]

@@ -29,20 +29,35 @@ def simulate(path: Path, save_every: int) -> None:
         return
     from neuralfactor.cli import main
 
-    rc = main(["-q", "simulate", "--preset", "convmf-64x128", "--save-every", str(save_every),
-               "--device", "cpu", "--out", str(path)])
+    rc = main(
+        [
+            "-q",
+            "simulate",
+            "--preset",
+            "convmf-64x128",
+            "--save-every",
+            str(save_every),
+            "--device",
+            "cpu",
+            "--out",
+            str(path),
+        ]
+    )
     if rc != 0:
         raise SystemExit(f"simulation failed (exit {rc})")
 
 
 def run_one(data: Path, split: str, rank: int, nested: bool, settings: TrainSettings) -> Path:
     out = ROOT / f"{split}-{'nested' if nested else 'convmf'}-r{rank}"
-    cfg = StudyConfig(data=str(data), rank=rank, model="convmf", nested=nested, split=split,
-                      settings=settings)
+    cfg = StudyConfig(
+        data=str(data), rank=rank, model="convmf", nested=nested, split=split, settings=settings
+    )
     resume = (out / "ckpt" / "last").exists() and not (out / "model").exists()
     t0 = time.time()
     train_model(cfg, out, resume=resume, progress=False)
-    print(f"[{time.strftime('%H:%M:%S')}] trained {out.name} ({time.time() - t0:.0f} s)", flush=True)
+    print(
+        f"[{time.strftime('%H:%M:%S')}] trained {out.name} ({time.time() - t0:.0f} s)", flush=True
+    )
     return out
 
 
@@ -56,14 +71,22 @@ def evaluated(out: Path, rank: int | None = None) -> list[dict]:
 def ratio_table(recs: list[dict], methods: list[str]) -> str:
     ranks = sorted({r["rank"] for r in recs})
     idx = {(r["method"], r["rank"]): r for r in recs}
-    head = "| rank | SVD optimum | " + " | ".join(methods) + " |\n|" + "---|" * (len(methods) + 2) + "\n"
+    head = (
+        "| rank | SVD optimum | "
+        + " | ".join(methods)
+        + " |\n|"
+        + "---|" * (len(methods) + 2)
+        + "\n"
+    )
     rows = ""
     for k in ranks:
         opt = next(r["optimum_mean"] for r in recs if r["rank"] == k)
         cells = []
         for m in methods:
             r = idx.get((m, k))
-            cells.append("-" if r is None else f"{r['scaled_loss_mean']:.3e} ({r['ratio_mean']:.3f}x)")
+            cells.append(
+                "-" if r is None else f"{r['scaled_loss_mean']:.3e} ({r['ratio_mean']:.3f}x)"
+            )
         rows += f"| {k} | {opt:.3e} | " + " | ".join(cells) + " |\n"
     return head + rows
 
@@ -125,40 +148,84 @@ def main() -> None:
     fig_dir = Path(args.out) / "figures"
     for split in results:
         recs = results[split]
-        main_methods = {"convmf", "convmf+refine", "convmf+subspace", "nested", "nested+refine",
-                        "pod-basis", "warm-subspace", "rsvd-gemm", "svd"}
+        main_methods = {
+            "convmf",
+            "convmf+refine",
+            "convmf+subspace",
+            "nested",
+            "nested+refine",
+            "pod-basis",
+            "warm-subspace",
+            "rsvd-gemm",
+            "svd",
+        }
         sel = [r for r in recs if r["method"] in main_methods]
-        figures.plot_loss_vs_rank(sel, fig_dir / f"convmf-{split}-loss-vs-rank.png",
-                                  title=f"{split}: scaled loss vs rank (64x128 strong Landau)")
-        figures.plot_time_vs_rank([r for r in recs if r.get("kind") != "analysis"],
-                                  fig_dir / f"convmf-{split}-time-vs-rank.png",
-                                  title=f"{split}: CPU time per matrix (1 thread, batch = test set)")
+        figures.plot_loss_vs_rank(
+            sel,
+            fig_dir / f"convmf-{split}-loss-vs-rank.png",
+            title=f"{split}: scaled loss vs rank (64x128 strong Landau)",
+        )
+        figures.plot_time_vs_rank(
+            [r for r in recs if r.get("kind") != "analysis"],
+            fig_dir / f"convmf-{split}-time-vs-rank.png",
+            title=f"{split}: CPU time per matrix (1 thread, batch = test set)",
+        )
         kmax = max(r["rank"] for r in recs)
         at = [r for r in recs if r["rank"] == kmax]
-        figures.plot_loss_histograms(at, fig_dir / f"convmf-{split}-histograms.png",
-                                     methods=["convmf", "convmf+refine", "pod-basis", "svd"],
-                                     title=f"{split}: per-frame loss at rank {kmax}")
+        figures.plot_loss_histograms(
+            at,
+            fig_dir / f"convmf-{split}-histograms.png",
+            methods=["convmf", "convmf+refine", "pod-basis", "svd"],
+            title=f"{split}: per-frame loss at rank {kmax}",
+        )
         train_until = None
         if split == "extrapolation":
             cfg = json.loads((ROOT / f"extrapolation-convmf-r{kmax}" / "config.json").read_text())
-            split_idx = json.loads((ROOT / f"extrapolation-convmf-r{kmax}" / "split.json").read_text())
+            split_idx = json.loads(
+                (ROOT / f"extrapolation-convmf-r{kmax}" / "split.json").read_text()
+            )
             from neuralfactor.data.store import MatrixStore
 
             t_all = np.asarray(MatrixStore.open(cfg["data"])[0].t)[:: cfg["frame_stride"]]
             train_until = float(t_all[max(split_idx["train"])])
-        figures.plot_loss_vs_time(at, fig_dir / f"convmf-{split}-loss-vs-time.png",
-                                  methods=["convmf", "convmf+refine", "pod-basis", "svd"],
-                                  train_until=train_until,
-                                  title=f"{split}: loss along the time series, rank {kmax}")
-        figures.plot_error_analysis(recs, fig_dir / f"convmf-{split}-error-analysis.png",
-                                    title=f"{split}: network factors vs least-squares refits")
-        figures.plot_reconstructions(samples[split], fig_dir / f"convmf-{split}-reconstructions.png")
+        figures.plot_loss_vs_time(
+            at,
+            fig_dir / f"convmf-{split}-loss-vs-time.png",
+            methods=["convmf", "convmf+refine", "pod-basis", "svd"],
+            train_until=train_until,
+            title=f"{split}: loss along the time series, rank {kmax}",
+        )
+        figures.plot_error_analysis(
+            recs,
+            fig_dir / f"convmf-{split}-error-analysis.png",
+            title=f"{split}: network factors vs least-squares refits",
+        )
+        figures.plot_reconstructions(
+            samples[split], fig_dir / f"convmf-{split}-reconstructions.png"
+        )
     # ---- the document
-    cols = ["convmf", "convmf+refine", "convmf+subspace", "nested", "nested+refine", "pod-basis",
-            "warm-subspace", "rsvd-gemm"]
+    cols = [
+        "convmf",
+        "convmf+refine",
+        "convmf+subspace",
+        "nested",
+        "nested+refine",
+        "pod-basis",
+        "warm-subspace",
+        "rsvd-gemm",
+    ]
     anal = ["convmf", "convmf calculated U", "convmf calculated V", "convmf calculated Sigma"]
-    tcols = ["convmf", "convmf+refine", "convmf+subspace", "pod-basis", "warm-subspace",
-             "rsvd-gemm", "rsvd", "svd", "svds-arpack"]
+    tcols = [
+        "convmf",
+        "convmf+refine",
+        "convmf+subspace",
+        "pod-basis",
+        "warm-subspace",
+        "rsvd-gemm",
+        "rsvd",
+        "svd",
+        "svds-arpack",
+    ]
     r0 = results["interpolation"][0]
     lines = [
         "# ConvMF study: learned factorization of Vlasov frames (CPU)",
@@ -194,18 +261,37 @@ def main() -> None:
     ]
     for split in ("interpolation", "extrapolation"):
         recs = results[split]
-        lines += [f"## {split.capitalize()}", "", ratio_table(recs, cols), "",
-                  "Error analysis (the network's own factors and their least-squares refits):", "",
-                  ratio_table([r for r in recs if r["method"] in anal], anal), "",
-                  "Time per matrix (µs, same run, same batch):", "",
-                  time_table(recs, tcols), "",
-                  "Training time (s, amortized, not in the per-matrix times): " +
-                  ", ".join(f"rank {k}: {v:.0f}" for k, v in fit_s[split].items()
-                            if isinstance(k, int)) +
-                  (f"; nested (one model for all ranks): {fit_s[split]['nested']:.0f}"
-                   if fit_s[split].get("nested") else "") + ".", ""]
-        for fig in ("loss-vs-rank", "time-vs-rank", "histograms", "loss-vs-time",
-                    "error-analysis", "reconstructions"):
+        lines += [
+            f"## {split.capitalize()}",
+            "",
+            ratio_table(recs, cols),
+            "",
+            "Error analysis (the network's own factors and their least-squares refits):",
+            "",
+            ratio_table([r for r in recs if r["method"] in anal], anal),
+            "",
+            "Time per matrix (µs, same run, same batch):",
+            "",
+            time_table(recs, tcols),
+            "",
+            "Training time (s, amortized, not in the per-matrix times): "
+            + ", ".join(f"rank {k}: {v:.0f}" for k, v in fit_s[split].items() if isinstance(k, int))
+            + (
+                f"; nested (one model for all ranks): {fit_s[split]['nested']:.0f}"
+                if fit_s[split].get("nested")
+                else ""
+            )
+            + ".",
+            "",
+        ]
+        for fig in (
+            "loss-vs-rank",
+            "time-vs-rank",
+            "histograms",
+            "loss-vs-time",
+            "error-analysis",
+            "reconstructions",
+        ):
             lines.append(f"![{split} {fig}](figures/convmf-{split}-{fig}.png)")
         lines.append("")
     atomic_write_text(Path(args.out) / "convmf-study.md", "\n".join(lines) + "\n")

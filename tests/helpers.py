@@ -33,8 +33,12 @@ def evolving_frames(T, m, n, *, rank=8, generator=None, dtype=torch.float64, spe
     amps = torch.rand(rank, generator=g, dtype=torch.float64)
     X = torch.zeros(T, m, n, dtype=torch.float64)
     for j in range(rank):
-        X += (0.6**j) * amps[j] * torch.cos((j + 1) * x[None, :, None] + speed * (j + 1) * t) * \
-            torch.exp(-((v[None, None, :] - 0.3 * j) ** 2) / (1 + 0.1 * j)) * torch.cos(
-                (j % 3 + 1) * v[None, None, :] + speed * t)
+        X += (
+            (0.6**j)
+            * amps[j]
+            * torch.cos((j + 1) * x[None, :, None] + speed * (j + 1) * t)
+            * torch.exp(-((v[None, None, :] - 0.3 * j) ** 2) / (1 + 0.1 * j))
+            * torch.cos((j % 3 + 1) * v[None, None, :] + speed * t)
+        )
     X += 1e-4 * torch.randn(X.shape, generator=g, dtype=torch.float64)
     return X.to(dtype)

@@ -32,13 +32,27 @@ class DemoConfig:
     epochs: int = 20
     lr: float = 1e-3
     batch_size: int = 25
-    baselines: tuple[str, ...] = ("svd", "svds-arpack", "rsvd", "rsvd-gemm", "warm-subspace",
-                                  "pod-basis")
+    baselines: tuple[str, ...] = (
+        "svd",
+        "svds-arpack",
+        "rsvd",
+        "rsvd-gemm",
+        "warm-subspace",
+        "pod-basis",
+    )
 
     @classmethod
     def quick(cls) -> DemoConfig:
-        return cls(nx=32, nv=64, t_end=20.0, save_every=8, ranks=(4,), extrapolation_rank=4,
-                   epochs=3, batch_size=10)
+        return cls(
+            nx=32,
+            nv=64,
+            t_end=20.0,
+            save_every=8,
+            ranks=(4,),
+            extrapolation_rank=4,
+            epochs=3,
+            batch_size=10,
+        )
 
 
 def _check_writable(out: Path) -> None:
@@ -51,8 +65,14 @@ def _check_writable(out: Path) -> None:
         raise PermissionError(f"Cannot write the demo output to {out}: {probe} is not writable.")
 
 
-def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str = "auto",
-             progress: bool = True, log=print) -> Path:
+def run_demo(
+    out: str | Path = "runs/demo",
+    *,
+    quick: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+    log=print,
+) -> Path:
     """Run (or resume) the demo into ``out``; return the path of the HTML report."""
     import torch
 
@@ -71,40 +91,81 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
     dev = resolve_device(device)
     meta_path = out / "demo.json"
     meta: dict[str, Any] = read_json(meta_path) if meta_path.exists() else {}
-    if meta.get("config") not in (None, asdict(cfg) | {"ranks": list(cfg.ranks),
-                                                        "baselines": list(cfg.baselines)}):
+    if meta.get("config") not in (
+        None,
+        asdict(cfg) | {"ranks": list(cfg.ranks), "baselines": list(cfg.baselines)},
+    ):
         raise FileExistsError(
             f"{out} holds a demo with another configuration ({'quick' if not quick else 'full'}); "
             f"use another --out."
         )
-    meta.update({"config": asdict(cfg), "version": __version__, "torch_version": torch.__version__,
-                 "python": platform.python_version(), "device": str(dev), "threads": 1,
-                 "started": meta.get("started", time.strftime("%Y-%m-%d %H:%M:%S"))})
+    meta.update(
+        {
+            "config": asdict(cfg),
+            "version": __version__,
+            "torch_version": torch.__version__,
+            "python": platform.python_version(),
+            "device": str(dev),
+            "threads": 1,
+            "started": meta.get("started", time.strftime("%Y-%m-%d %H:%M:%S")),
+        }
+    )
     write_json(meta_path, meta)
     t0 = time.time()
 
     data = out / "data.zarr"
     if not data.exists():
         log(f"[1/4] simulating strong Landau damping on a {cfg.nx}x{cfg.nv} grid to t={cfg.t_end}")
-        args = ["simulate", "--ic", "landau-strong", "--nx", str(cfg.nx), "--nv", str(cfg.nv),
-                "--t-end", str(cfg.t_end), "--save-every", str(cfg.save_every), "--device",
-                str(dev.type), "--out", str(data)]
+        args = [
+            "simulate",
+            "--ic",
+            "landau-strong",
+            "--nx",
+            str(cfg.nx),
+            "--nv",
+            str(cfg.nv),
+            "--t-end",
+            str(cfg.t_end),
+            "--save-every",
+            str(cfg.save_every),
+            "--device",
+            str(dev.type),
+            "--out",
+            str(data),
+        ]
         if (Path(str(data) + ".partial")).exists():
             args.append("--resume")
         rc = cli_main((["-q"] if not progress else []) + args)
         if rc != 0:
-            raise RuntimeError(f"the simulation stage failed (exit code {rc}); see the message above.")
+            raise RuntimeError(
+                f"the simulation stage failed (exit code {rc}); see the message above."
+            )
     else:
         log("[1/4] simulation: reusing " + str(data))
-    settings = TrainSettings(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
-                             device=str(dev.type))
-    jobs = [(f"interpolation-convmf-r{k}", StudyConfig(str(data), k, split="interpolation",
-                                                        settings=settings)) for k in cfg.ranks]
-    jobs.append((f"interpolation-nested-r{max(cfg.ranks)}",
-                 StudyConfig(str(data), max(cfg.ranks), nested=True, settings=settings)))
-    jobs.append((f"extrapolation-convmf-r{cfg.extrapolation_rank}",
-                 StudyConfig(str(data), cfg.extrapolation_rank, split="extrapolation",
-                             settings=settings)))
+    settings = TrainSettings(
+        epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, device=str(dev.type)
+    )
+    jobs = [
+        (
+            f"interpolation-convmf-r{k}",
+            StudyConfig(str(data), k, split="interpolation", settings=settings),
+        )
+        for k in cfg.ranks
+    ]
+    jobs.append(
+        (
+            f"interpolation-nested-r{max(cfg.ranks)}",
+            StudyConfig(str(data), max(cfg.ranks), nested=True, settings=settings),
+        )
+    )
+    jobs.append(
+        (
+            f"extrapolation-convmf-r{cfg.extrapolation_rank}",
+            StudyConfig(
+                str(data), cfg.extrapolation_rank, split="extrapolation", settings=settings
+            ),
+        )
+    )
     for i, (name, sc) in enumerate(jobs, 1):
         run = out / name
         done = (run / "model" / "meta.json").exists()
@@ -118,8 +179,12 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
             rec = run / ("records.jsonl" if k is None else f"records-r{k}.jsonl")
             if rec.exists():
                 continue
-            log(f"[3/4] evaluating {name}" + (f" at rank {k}" if k else "") +
-                " against " + ", ".join(cfg.baselines))
+            log(
+                f"[3/4] evaluating {name}"
+                + (f" at rank {k}" if k else "")
+                + " against "
+                + ", ".join(cfg.baselines)
+            )
             evaluate_run(run, baselines=cfg.baselines, device=str(dev.type), rank=k, threads=1)
     log("[4/4] writing the report")
     report = render_report(out)

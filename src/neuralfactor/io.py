@@ -15,8 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["append_jsonl", "atomic_dir", "atomic_write_bytes", "atomic_write_text", "read_json",
-           "read_jsonl", "write_json"]
+__all__ = [
+    "append_jsonl",
+    "atomic_dir",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "read_json",
+    "read_jsonl",
+    "write_json",
+]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -88,7 +95,9 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it.")
+        raise FileExistsError(
+            f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it."
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:

@@ -1,10 +1,11 @@
 import pytest
 import torch
+from tests.helpers import evolving_frames
 
 import neuralfactor as nf
 from neuralfactor.amortized import (
-    ConvMF,
     DANMF,
+    ConvMF,
     Fork,
     LearnedFactorizer,
     TrainSettings,
@@ -13,7 +14,6 @@ from neuralfactor.amortized import (
 )
 from neuralfactor.core.metrics import ratio_to_optimum, scaled_loss
 from neuralfactor.train.checkpoint import CheckpointError
-from tests.helpers import evolving_frames
 
 M, N = 12, 16
 
@@ -45,9 +45,13 @@ def test_convmf_matches_original_layer_sizes():
 
 def test_model_refuses_wrong_frame_shape_and_bad_rank():
     net = Fork(M, N, 3, stem=(8,), branch=(8,))
-    with pytest.raises(ValueError, match=r"built for 12x16 frames; got input of shape \(2, 12, 17\)"):
+    with pytest.raises(
+        ValueError, match=r"built for 12x16 frames; got input of shape \(2, 12, 17\)"
+    ):
         net(torch.randn(2, M, N + 1))
-    with pytest.raises(ValueError, match=r"'rank' parameter of Fork must be an int in \[1, min\(m, n\)=12\]"):
+    with pytest.raises(
+        ValueError, match=r"'rank' parameter of Fork must be an int in \[1, min\(m, n\)=12\]"
+    ):
         Fork(M, N, 13)
 
 
@@ -55,8 +59,9 @@ def test_nested_losses_equal_direct_truncations(gen):
     X = torch.randn(3, M, N, generator=gen, dtype=torch.float64)
     U = torch.randn(3, M, 5, generator=gen, dtype=torch.float64)
     V = torch.randn(3, 5, N, generator=gen, dtype=torch.float64)
-    direct = torch.stack([(X - U[..., :k] @ V[..., :k, :]).square().sum((-2, -1))
-                          for k in range(1, 6)], -1)
+    direct = torch.stack(
+        [(X - U[..., :k] @ V[..., :k, :]).square().sum((-2, -1)) for k in range(1, 6)], -1
+    )
     torch.testing.assert_close(nested_losses(X, U, V), direct)
 
 
@@ -65,8 +70,9 @@ def test_refine_lstsq_is_calculated_V_and_survives_collapse(gen):
     U = torch.randn(4, M, 3, generator=gen, dtype=torch.float64)
     from neuralfactor.core.metrics import calculated_V
 
-    torch.testing.assert_close(refine_factors(X, U, 3, "lstsq").reconstruct(),
-                               calculated_V(X, U).reconstruct())
+    torch.testing.assert_close(
+        refine_factors(X, U, 3, "lstsq").reconstruct(), calculated_V(X, U).reconstruct()
+    )
     collapsed = U[..., :1].repeat(1, 1, 3)
     out = refine_factors(X, collapsed, 3, "subspace")
     assert torch.isfinite(out.U).all() and torch.isfinite(out.V).all()
@@ -74,8 +80,13 @@ def test_refine_lstsq_is_calculated_V_and_survives_collapse(gen):
 
 def _small(rank=3, **kw):
     s = TrainSettings(epochs=kw.pop("epochs", 40), lr=3e-3, batch_size=10, seed=kw.pop("seed", 0))
-    return LearnedFactorizer(rank, model=kw.pop("model", "fork"), settings=s,
-                             model_kwargs={"stem": (64, 32), "branch": (32,)}, **kw)
+    return LearnedFactorizer(
+        rank,
+        model=kw.pop("model", "fork"),
+        settings=s,
+        model_kwargs={"stem": (64, 32), "branch": (32,)},
+        **kw,
+    )
 
 
 def test_tiny_overfit_and_refinement_reaches_near_optimum(frames):
@@ -106,8 +117,9 @@ def test_resume_equals_uninterrupted(frames, tmp_path):
     part = _small(epochs=3, checkpoint_dir=tmp_path / "b").fit(frames[:20])
     assert part.history[-1]["step"] == 6
     resumed = _small(epochs=6, checkpoint_dir=tmp_path / "b", resume=True).fit(frames[:20])
-    for (k, p), q in zip(full.model.state_dict().items(), resumed.model.state_dict().values(),
-                         strict=True):
+    for (k, p), q in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(p, q), k
 
 

@@ -12,27 +12,75 @@ from neuralfactor.io import read_jsonl
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "landau.zarr"
-    rc = main(["-q", "simulate", "--ic", "landau-strong", "--nx", "16", "--nv", "32",
-               "--t-end", "4", "--save-every", "4", "--device", "cpu", "--out", str(path)])
+    rc = main(
+        [
+            "-q",
+            "simulate",
+            "--ic",
+            "landau-strong",
+            "--nx",
+            "16",
+            "--nv",
+            "32",
+            "--t-end",
+            "4",
+            "--save-every",
+            "4",
+            "--device",
+            "cpu",
+            "--out",
+            str(path),
+        ]
+    )
     assert rc == 0
     return path
 
 
 def _train(store, out, *extra):
-    return main(["-q", "train", "--data", str(store), "--out", str(out), "--rank", "3",
-                 "--epochs", "2", "--batch-size", "5", "--lr", "1e-3", "--device", "cpu", *extra])
+    return main(
+        [
+            "-q",
+            "train",
+            "--data",
+            str(store),
+            "--out",
+            str(out),
+            "--rank",
+            "3",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "5",
+            "--lr",
+            "1e-3",
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
 
 
 def test_train_evaluate_and_figures(store, tmp_path):
     out = tmp_path / "run"
     assert _train(store, out) == 0
     assert (out / "model" / "weights.safetensors").exists()
-    assert main(["-q", "evaluate", str(out), "--baselines", "svd,rsvd-gemm,pod-basis",
-                 "--repeats", "1"]) == 0
+    assert (
+        main(
+            ["-q", "evaluate", str(out), "--baselines", "svd,rsvd-gemm,pod-basis", "--repeats", "1"]
+        )
+        == 0
+    )
     recs = read_jsonl(out / "records.jsonl")
     methods = [r["method"] for r in recs]
-    for m in ("convmf", "convmf+refine", "convmf+subspace", "convmf calculated V", "svd",
-              "rsvd-gemm", "pod-basis"):
+    for m in (
+        "convmf",
+        "convmf+refine",
+        "convmf+subspace",
+        "convmf calculated V",
+        "svd",
+        "rsvd-gemm",
+        "pod-basis",
+    ):
         assert m in methods
     svd = next(r for r in recs if r["method"] == "svd")
     assert svd["ratio_mean"] == pytest.approx(1.0, abs=1e-4)  # float32 SVD vs float64 optimum
@@ -66,15 +114,30 @@ def test_train_is_idempotent_and_refuses_other_config(store, tmp_path, capsys):
     ],
 )
 def test_train_bad_input(store, tmp_path, capsys, args, msg):
-    rc = main(["-q", "train", "--data", str(store), "--out", str(tmp_path / "r"), "--epochs", "1",
-               "--device", "cpu", *args])
+    rc = main(
+        [
+            "-q",
+            "train",
+            "--data",
+            str(store),
+            "--out",
+            str(tmp_path / "r"),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            *args,
+        ]
+    )
     assert rc == 2
     assert re.search(msg, capsys.readouterr().err)
 
 
 def test_train_missing_store_and_evaluate_unfinished(tmp_path, capsys):
-    assert main(["-q", "train", "--data", str(tmp_path / "nope.zarr"), "--out",
-                 str(tmp_path / "r")]) == 2
+    assert (
+        main(["-q", "train", "--data", str(tmp_path / "nope.zarr"), "--out", str(tmp_path / "r")])
+        == 2
+    )
     assert main(["-q", "evaluate", str(tmp_path)]) == 2
     assert "not a finished training run" in capsys.readouterr().err
 

@@ -9,8 +9,14 @@ from neuralfactor.cli import main
 
 
 def test_run_bench_records_peers_in_same_run():
-    cfg = BenchConfig(methods=("svd", "scipy-gesdd", "rsvd-gemm", "pod-basis"), sizes=((24, 40),),
-                      ranks=(3,), batches=(1, 5), repeats=1, warmup=0)
+    cfg = BenchConfig(
+        methods=("svd", "scipy-gesdd", "rsvd-gemm", "pod-basis"),
+        sizes=((24, 40),),
+        ranks=(3,),
+        batches=(1, 5),
+        repeats=1,
+        warmup=0,
+    )
     recs = run_bench(cfg)
     assert len(recs) == 8
     for r in recs:
@@ -23,8 +29,15 @@ def test_run_bench_records_peers_in_same_run():
 
 
 def test_sub_batch_timing_when_over_budget():
-    cfg = BenchConfig(methods=("scipy-gesdd",), sizes=((64, 64),), ranks=(2,), batches=(200,),
-                      repeats=1, warmup=0, max_call_seconds=1e-3)
+    cfg = BenchConfig(
+        methods=("scipy-gesdd",),
+        sizes=((64, 64),),
+        ranks=(2,),
+        batches=(200,),
+        repeats=1,
+        warmup=0,
+        max_call_seconds=1e-3,
+    )
     (rec,) = run_bench(cfg)
     assert 4 <= rec["timed_batch"] < 200
 
@@ -41,8 +54,14 @@ def test_make_frames_deterministic(kind):
     [
         ({"methods": ("nope",)}, "Unknown factorizer 'nope'"),
         ({"methods": ("svd",), "data": "x"}, "'data' parameter of bench must be one of"),
-        ({"methods": ("svd",), "ranks": (99,)}, r"'ranks' parameter of bench must lie in \[1, 16\]"),
-        ({"methods": ("svd",), "ranks": (2,), "batches": (0,)}, "'batches' parameter of bench must be >= 1"),
+        (
+            {"methods": ("svd",), "ranks": (99,)},
+            r"'ranks' parameter of bench must lie in \[1, 16\]",
+        ),
+        (
+            {"methods": ("svd",), "ranks": (2,), "batches": (0,)},
+            "'batches' parameter of bench must be >= 1",
+        ),
     ],
 )
 def test_bench_config_errors(kwargs, msg):
@@ -52,8 +71,24 @@ def test_bench_config_errors(kwargs, msg):
 
 def test_cli_bench_writes_jsonl(tmp_path, capsys):
     out = tmp_path / "r.jsonl"
-    rc = main(["-q", "bench", "--methods", "svd,rsvd", "--size", "16x20", "--ranks", "2",
-               "--batches", "2", "--repeats", "1", "--out", str(out)])
+    rc = main(
+        [
+            "-q",
+            "bench",
+            "--methods",
+            "svd,rsvd",
+            "--size",
+            "16x20",
+            "--ranks",
+            "2",
+            "--batches",
+            "2",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["method"] for r in rows] == ["svd", "rsvd"]

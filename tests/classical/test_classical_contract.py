@@ -2,17 +2,19 @@
 
 import pytest
 import torch
+from tests.helpers import evolving_frames, planted
 
 import neuralfactor as nf
 from neuralfactor.core.metrics import effective_rank, ratio_to_optimum, scaled_loss
-from tests.helpers import evolving_frames, planted
 
 NAMES = nf.available_factorizers()
 # Learned factorizers need real training; their own tests cover them with tiny datasets.
 TRAINED = {"matvec-ae", "convmf", "fork", "danmf", "convmf+refine", "nested"}
 # Methods defined only for nonnegative input (not Eckart-Young optimal by design).
 NONNEGATIVE = {"nmf"}
-ALL_CLASSICAL = [n for n in NAMES if n not in TRAINED and not n.startswith(("convmf", "fork", "danmf"))]
+ALL_CLASSICAL = [
+    n for n in NAMES if n not in TRAINED and not n.startswith(("convmf", "fork", "danmf"))
+]
 CLASSICAL = [n for n in ALL_CLASSICAL if n not in NONNEGATIVE]
 
 

@@ -1,11 +1,11 @@
 import pytest
 import torch
+from tests.helpers import evolving_frames, planted
 
 from neuralfactor.classical._kernels import gram_orthonormalize
 from neuralfactor.classical.randomized import randomized_svd, randomized_svd_gemm
 from neuralfactor.classical.streaming import warm_subspace_from
 from neuralfactor.core.metrics import orthogonality_defect, ratio_to_optimum, scaled_loss
-from tests.helpers import evolving_frames, planted
 
 
 @pytest.mark.parametrize("fn", [randomized_svd, randomized_svd_gemm])

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from tests.helpers import planted
 
 from neuralfactor.classical.svd import truncated_svd
 from neuralfactor.core.lowrank import LowRank
@@ -20,7 +21,6 @@ from neuralfactor.core.metrics import (
     singular_value_gap,
     subspace_distance,
 )
-from tests.helpers import planted
 
 
 def test_truncated_svd_meets_eckart_young_exactly(gen):
@@ -31,12 +31,14 @@ def test_truncated_svd_meets_eckart_young_exactly(gen):
         expected = s[..., r:].square().sum(-1) / s.square().sum(-1)
         torch.testing.assert_close(scaled_loss(X, lr), expected, rtol=1e-12, atol=1e-15)
         if r < 30:  # at full rank the optimum is 0 and the loss is round-off: no ratio
-            torch.testing.assert_close(ratio_to_optimum(X, lr), torch.ones(5, dtype=torch.float64),
-                                       rtol=1e-12, atol=0)
+            torch.testing.assert_close(
+                ratio_to_optimum(X, lr), torch.ones(5, dtype=torch.float64), rtol=1e-12, atol=0
+            )
         # spectral error of the truncation is s_{r+1}/s_1 (0 at full rank)
         nxt = s[..., r] if r < 30 else torch.zeros(5, dtype=torch.float64)
-        torch.testing.assert_close(relative_spectral_error(X, lr), nxt / s[..., 0], rtol=1e-10,
-                                   atol=1e-13)
+        torch.testing.assert_close(
+            relative_spectral_error(X, lr), nxt / s[..., 0], rtol=1e-10, atol=1e-13
+        )
 
 
 def test_random_rank_r_never_beats_optimum(gen):
@@ -63,7 +65,9 @@ def test_scaled_loss_zero_matrix_conventions():
 
 
 def test_scaled_loss_rejects_shape_mismatch():
-    with pytest.raises(ValueError, match=r"approximation has shape \(3, 5\) but X has shape \(3, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"approximation has shape \(3, 5\) but X has shape \(3, 4\)"
+    ):
         scaled_loss(torch.ones(3, 4), torch.ones(3, 5))
 
 
@@ -84,9 +88,12 @@ def test_principal_angles_known_angles():
         B = torch.zeros(4, 2, dtype=torch.float64)
         B[0, 0], B[2, 0], B[1, 1] = math.cos(t), math.sin(t), 1
         ang = principal_angles(A, B)
-        torch.testing.assert_close(ang, torch.tensor([0.0, t], dtype=torch.float64), rtol=1e-8,
-                                   atol=1e-15)  # small angles exact: sine branch
-        torch.testing.assert_close(subspace_distance(A, B), torch.tensor(math.sin(t), dtype=torch.float64))
+        torch.testing.assert_close(
+            ang, torch.tensor([0.0, t], dtype=torch.float64), rtol=1e-8, atol=1e-15
+        )  # small angles exact: sine branch
+        torch.testing.assert_close(
+            subspace_distance(A, B), torch.tensor(math.sin(t), dtype=torch.float64)
+        )
 
 
 def test_principal_angles_sign_and_rotation_invariant(gen):
@@ -120,8 +127,9 @@ def test_calculated_factors_match_lstsq(gen):
 def test_calculated_V_of_true_U_is_optimal(gen):
     X = torch.randn(25, 30, generator=gen, dtype=torch.float64)
     lr = truncated_svd(X, 5)
-    torch.testing.assert_close(ratio_to_optimum(X, calculated_V(X, lr.U)),
-                               torch.tensor(1.0, dtype=torch.float64))
+    torch.testing.assert_close(
+        ratio_to_optimum(X, calculated_V(X, lr.U)), torch.tensor(1.0, dtype=torch.float64)
+    )
 
 
 def test_singular_value_gap():

@@ -38,11 +38,16 @@ def test_report_tables_and_figures_agree_with_records(demo_dir):
     page = (demo_dir / "report" / "index.html").read_text()
     records = collect_records(demo_dir)
     main_rows = [r for r in records if r["kind"] != "analysis"]
-    rows = re.findall(r"<tr><td>(\w+)</td><td>(\d+)</td><td>([^<]+)</td><td>([^<]+)</td>"
-                      r"<td>([^<]+)</td>", page)
+    rows = re.findall(
+        r"<tr><td>(\w+)</td><td>(\d+)</td><td>([^<]+)</td><td>([^<]+)</td>"
+        r"<td>([^<]+)</td>",
+        page,
+    )
     assert len(rows) == len(main_rows)
-    table = {(s, int(k), m.replace("&#x27;", "'")): (float(loss), float(ratio))
-             for s, k, m, loss, ratio in rows}
+    table = {
+        (s, int(k), m.replace("&#x27;", "'")): (float(loss), float(ratio))
+        for s, k, m, loss, ratio in rows
+    }
     for r in main_rows:
         loss, ratio = table[(r["split"], r["rank"], r["method"])]
         assert loss == pytest.approx(r["scaled_loss_mean"], rel=1e-3)
@@ -97,16 +102,35 @@ def _chromium():
 def test_report_renders_in_headless_chromium(demo_dir, tmp_path):
     exe = _chromium()
     if exe is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); the browser "
-                    "check of the report needs it")
+        pytest.skip(
+            "Debian's chromium is not installed (apt-get install chromium); the browser "
+            "check of the report needs it"
+        )
     shot = tmp_path / "report.png"
     proc = subprocess.run(
-        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-         "--window-size=1200,1600", f"--screenshot={shot}",
-         (demo_dir / "report" / "index.html").as_uri()],
-        capture_output=True, text=True, timeout=120)
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1200,1600",
+            f"--screenshot={shot}",
+            (demo_dir / "report" / "index.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shot.exists() and shot.stat().st_size > 20_000, proc.stderr[-2000:]
-    console_errors = [l for l in proc.stderr.splitlines() if "CONSOLE" in l and "ERROR" in l.upper()]
+    console_errors = [
+        l for l in proc.stderr.splitlines() if "CONSOLE" in l and "ERROR" in l.upper()
+    ]
     assert not console_errors, console_errors

@@ -11,7 +11,17 @@ from neuralfactor.amortized.factorizer import (
     nested_losses,
     refine_factors,
 )
-from neuralfactor.amortized.models import MODELS, DANMF, ConvMF, Fork, build_model
+from neuralfactor.amortized.models import DANMF, MODELS, ConvMF, Fork, build_model
 
-__all__ = ["DANMF", "MODELS", "REFINE", "ConvMF", "Fork", "LearnedFactorizer", "TrainSettings",
-           "build_model", "nested_losses", "refine_factors"]
+__all__ = [
+    "DANMF",
+    "MODELS",
+    "REFINE",
+    "ConvMF",
+    "Fork",
+    "LearnedFactorizer",
+    "TrainSettings",
+    "build_model",
+    "nested_losses",
+    "refine_factors",
+]

@@ -50,8 +50,9 @@ class TrainSettings:
                 f"TrainSettings needs epochs >= 1, batch_size >= 1 and lr > 0. Got epochs="
                 f"{self.epochs}, batch_size={self.batch_size}, lr={self.lr}."
             )
-        check_option(self.dtype, ("float32", "float64", "bfloat16"), name="dtype",
-                     caller="TrainSettings")
+        check_option(
+            self.dtype, ("float32", "float64", "bfloat16"), name="dtype", caller="TrainSettings"
+        )
 
 
 def nested_losses(X: Tensor, U: Tensor, V: Tensor) -> Tensor:
@@ -115,11 +116,20 @@ class LearnedFactorizer(BaseFactorizer):
 
     requires_fit = True
 
-    def __init__(self, rank: int, *, model: str = "convmf", refine: Refine = "none",
-                 nested: bool = False, settings: TrainSettings | None = None,
-                 model_kwargs: dict[str, Any] | None = None,
-                 checkpoint_dir: str | Path | None = None, resume: bool = False,
-                 progress: bool = False, chunk: int = 1024) -> None:
+    def __init__(
+        self,
+        rank: int,
+        *,
+        model: str = "convmf",
+        refine: Refine = "none",
+        nested: bool = False,
+        settings: TrainSettings | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
+        progress: bool = False,
+        chunk: int = 1024,
+    ) -> None:
         if model not in MODELS:
             raise ValueError(f"Unknown model {model!r}; expected one of {sorted(MODELS)}.")
         check_option(refine, REFINE, name="refine", caller="LearnedFactorizer")
@@ -137,9 +147,14 @@ class LearnedFactorizer(BaseFactorizer):
         self._use_rank = rank
 
     def get_params(self) -> dict[str, Any]:
-        return {"rank": self.rank, "model": self.model_name, "refine": self.refine,
-                "nested": self.nested, "settings": asdict(self.settings),
-                "model_kwargs": self.model_kwargs}
+        return {
+            "rank": self.rank,
+            "model": self.model_name,
+            "refine": self.refine,
+            "nested": self.nested,
+            "settings": asdict(self.settings),
+            "model_kwargs": self.model_kwargs,
+        }
 
     # ------------------------------------------------------------------ training
     def fit(self, frames: Any = None, val_frames: Any = None) -> LearnedFactorizer:
@@ -148,10 +163,14 @@ class LearnedFactorizer(BaseFactorizer):
         from neuralfactor.train.loop import LoopConfig, run_training
 
         if frames is None:
-            raise ValueError(f"{self.name} is learned: fit(frames) needs training frames (T, m, n).")
+            raise ValueError(
+                f"{self.name} is learned: fit(frames) needs training frames (T, m, n)."
+            )
         s = self.settings
         device = resolve_device(s.device)
-        dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}[s.dtype]
+        dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}[
+            s.dtype
+        ]
         train = _frames_tensor(frames, "frames")
         m, n = train.shape[-2:]
         if train.shape[0] < s.batch_size:
@@ -161,7 +180,9 @@ class LearnedFactorizer(BaseFactorizer):
             )
         val = _frames_tensor(val_frames, "val_frames") if val_frames is not None else None
         if val is not None and tuple(val.shape[-2:]) != (m, n):
-            raise ValueError(f"Validation frames are {tuple(val.shape[-2:])}, training frames {(m, n)}.")
+            raise ValueError(
+                f"Validation frames are {tuple(val.shape[-2:])}, training frames {(m, n)}."
+            )
         torch.manual_seed(s.seed)  # parameter init only; data order uses its own generator
         self.model = build_model(self.model_name, int(m), int(n), self.rank, **self.model_kwargs)
         self.model.to(device=device, dtype=dtype)
@@ -176,7 +197,7 @@ class LearnedFactorizer(BaseFactorizer):
                 order.clear()
                 g = torch.Generator().manual_seed(s.seed * 1_000_003 + epoch)
                 order[epoch] = torch.randperm(train.shape[0], generator=g).to(device)
-            idx = order[epoch][i * s.batch_size:(i + 1) * s.batch_size]
+            idx = order[epoch][i * s.batch_size : (i + 1) * s.batch_size]
             return train_d[idx]
 
         def loss_fn(step: int) -> Tensor:
@@ -190,24 +211,43 @@ class LearnedFactorizer(BaseFactorizer):
             ref = val_d if val_d is not None else train_d[: 4 * s.batch_size]
             losses = []
             for i in range(0, ref.shape[0], self.chunk):
-                Xb = ref[i:i + self.chunk]
+                Xb = ref[i : i + self.chunk]
                 U, V = self.model(Xb)
-                err = nested_losses(Xb, U, V).mean(-1) if self.nested else \
-                    (Xb - U @ V).square().sum(dim=(-2, -1))
+                err = (
+                    nested_losses(Xb, U, V).mean(-1)
+                    if self.nested
+                    else (Xb - U @ V).square().sum(dim=(-2, -1))
+                )
                 losses.append((err / Xb.square().sum(dim=(-2, -1))).float())
             return float(torch.cat(losses).mean())
 
         fused = device.type in ("cpu", "cuda")  # fused Adam: ~1.5x faster steps on CPU too
         opt = torch.optim.Adam(self.model.parameters(), lr=s.lr, fused=fused)
-        cfg = LoopConfig(steps=s.epochs * steps_per_epoch, eval_every=steps_per_epoch,
-                         patience=s.patience, grad_clip=s.grad_clip)
-        meta = {"factorizer": self.get_params(), "frame_shape": [int(m), int(n)],
-                "data_fingerprint": tensor_fingerprint(train)}
+        cfg = LoopConfig(
+            steps=s.epochs * steps_per_epoch,
+            eval_every=steps_per_epoch,
+            patience=s.patience,
+            grad_clip=s.grad_clip,
+        )
+        meta = {
+            "factorizer": self.get_params(),
+            "frame_shape": [int(m), int(n)],
+            "data_fingerprint": tensor_fingerprint(train),
+        }
         t0 = time.perf_counter()
-        result = run_training(self.model, opt, loss_fn, cfg, eval_fn=eval_fn,
-                              checkpoint_dir=self.checkpoint_dir, init_args=self.model.init_args,
-                              meta=meta, resume=self.resume, progress=self.progress,
-                              description=f"train {self.name} r={self.rank}")
+        result = run_training(
+            self.model,
+            opt,
+            loss_fn,
+            cfg,
+            eval_fn=eval_fn,
+            checkpoint_dir=self.checkpoint_dir,
+            init_args=self.model.init_args,
+            meta=meta,
+            resume=self.resume,
+            progress=self.progress,
+            description=f"train {self.name} r={self.rank}",
+        )
         self.fit_seconds = result.seconds if self.resume else time.perf_counter() - t0
         self.history = result.history
         self.model.eval()
@@ -218,7 +258,9 @@ class LearnedFactorizer(BaseFactorizer):
     def at_rank(self, k: int) -> LearnedFactorizer:
         """A view of a nested model that returns its leading ``k`` columns (k <= rank)."""
         if not self.nested:
-            raise ValueError(f"{self.name} was not trained with the nested loss; at_rank needs nested=True.")
+            raise ValueError(
+                f"{self.name} was not trained with the nested loss; at_rank needs nested=True."
+            )
         if not 1 <= k <= self.rank:
             raise ValueError(f"The 'k' parameter of at_rank must be in [1, {self.rank}]. Got {k}.")
         view = object.__new__(type(self))
@@ -236,7 +278,7 @@ class LearnedFactorizer(BaseFactorizer):
         flat = X.reshape(-1, *X.shape[-2:])
         with torch.no_grad():
             for i in range(0, flat.shape[0], self.chunk):
-                Xb = flat[i:i + self.chunk].to(device=p.device, dtype=p.dtype)
+                Xb = flat[i : i + self.chunk].to(device=p.device, dtype=p.dtype)
                 U, V = model(Xb)
                 U, V = U[..., :k], V[..., :k, :]
                 Xc = Xb.to(X.dtype)
@@ -256,9 +298,16 @@ class LearnedFactorizer(BaseFactorizer):
 
         if self.model is None:
             raise ValueError(f"{self.name} has no trained model to save; call fit first.")
-        return save_checkpoint(path, self.model, init_args=self.model.init_args,
-                               meta={"factorizer": self.get_params(),
-                                     "fit_seconds": self.fit_seconds, "history": self.history})
+        return save_checkpoint(
+            path,
+            self.model,
+            init_args=self.model.init_args,
+            meta={
+                "factorizer": self.get_params(),
+                "fit_seconds": self.fit_seconds,
+                "history": self.history,
+            },
+        )
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "cpu", **overrides: Any) -> LearnedFactorizer:
@@ -269,11 +318,18 @@ class LearnedFactorizer(BaseFactorizer):
         params = meta.get("factorizer")
         if not isinstance(params, dict) or params.get("model") not in MODELS:
             raise CheckpointError(f"{path} is not a LearnedFactorizer checkpoint.")
-        model, meta = load_model(path, expected_class=MODELS[params["model"]],
-                                 map_location=resolve_device(device))
+        model, meta = load_model(
+            path, expected_class=MODELS[params["model"]], map_location=resolve_device(device)
+        )
         settings = TrainSettings(**params["settings"])
-        kw = {"model": params["model"], "refine": params["refine"], "nested": params["nested"],
-              "settings": settings, "model_kwargs": params["model_kwargs"], **overrides}
+        kw = {
+            "model": params["model"],
+            "refine": params["refine"],
+            "nested": params["nested"],
+            "settings": settings,
+            "model_kwargs": params["model_kwargs"],
+            **overrides,
+        }
         f = cls(params["rank"], **kw)
         f.model = model.eval()
         f.fit_seconds = float(meta.get("fit_seconds", 0.0))
@@ -284,15 +340,27 @@ class LearnedFactorizer(BaseFactorizer):
 
 def _register() -> None:
     for model in MODELS:
-        register_factorizer(model, lambda rank, _m=model, **kw: LearnedFactorizer(rank, model=_m, **kw))
-        register_factorizer(f"{model}+refine", lambda rank, _m=model, **kw: LearnedFactorizer(
-            rank, model=_m, refine="lstsq", **kw))
-    register_factorizer("convmf+subspace", lambda rank, **kw: LearnedFactorizer(
-        rank, model="convmf", refine="subspace", **kw))
-    register_factorizer("convmf-nested", lambda rank, **kw: LearnedFactorizer(
-        rank, model="convmf", nested=True, **kw))
-    register_factorizer("convmf-nested+refine", lambda rank, **kw: LearnedFactorizer(
-        rank, model="convmf", nested=True, refine="lstsq", **kw))
+        register_factorizer(
+            model, lambda rank, _m=model, **kw: LearnedFactorizer(rank, model=_m, **kw)
+        )
+        register_factorizer(
+            f"{model}+refine",
+            lambda rank, _m=model, **kw: LearnedFactorizer(rank, model=_m, refine="lstsq", **kw),
+        )
+    register_factorizer(
+        "convmf+subspace",
+        lambda rank, **kw: LearnedFactorizer(rank, model="convmf", refine="subspace", **kw),
+    )
+    register_factorizer(
+        "convmf-nested",
+        lambda rank, **kw: LearnedFactorizer(rank, model="convmf", nested=True, **kw),
+    )
+    register_factorizer(
+        "convmf-nested+refine",
+        lambda rank, **kw: LearnedFactorizer(
+            rank, model="convmf", nested=True, refine="lstsq", **kw
+        ),
+    )
 
 
 _register()

@@ -38,7 +38,9 @@ class FactorNet(nn.Module):
         super().__init__()
         for name, v in (("m", m), ("n", n), ("rank", rank)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"The '{name}' parameter of {type(self).__name__} must be an int >= 1. Got {v!r}.")
+                raise ValueError(
+                    f"The '{name}' parameter of {type(self).__name__} must be an int >= 1. Got {v!r}."
+                )
         if rank > min(m, n):
             raise ValueError(
                 f"The 'rank' parameter of {type(self).__name__} must be an int in [1, min(m, n)="
@@ -71,15 +73,24 @@ class FactorNet(nn.Module):
 class Fork(FactorNet):
     """Flatten -> stem (tanh) -> two branches (tanh) -> linear heads for U and V."""
 
-    def __init__(self, m: int, n: int, rank: int, *, stem: Sequence[int] = (500, 200),
-                 branch: Sequence[int] = (300,)) -> None:
+    def __init__(
+        self,
+        m: int,
+        n: int,
+        rank: int,
+        *,
+        stem: Sequence[int] = (500, 200),
+        branch: Sequence[int] = (300,),
+    ) -> None:
         super().__init__(m, n, rank)
         self.init_args = {"m": m, "n": n, "rank": rank, "stem": list(stem), "branch": list(branch)}
         self.stem = _mlp([m * n, *stem], nn.Tanh, last_act=True)
-        self.u_head = nn.Sequential(_mlp([stem[-1], *branch], nn.Tanh, last_act=True),
-                                    nn.Linear(branch[-1], m * rank))
-        self.v_head = nn.Sequential(_mlp([stem[-1], *branch], nn.Tanh, last_act=True),
-                                    nn.Linear(branch[-1], rank * n))
+        self.u_head = nn.Sequential(
+            _mlp([stem[-1], *branch], nn.Tanh, last_act=True), nn.Linear(branch[-1], m * rank)
+        )
+        self.v_head = nn.Sequential(
+            _mlp([stem[-1], *branch], nn.Tanh, last_act=True), nn.Linear(branch[-1], rank * n)
+        )
 
     def encode(self, X: Tensor) -> Tensor:
         return self.stem(X.flatten(1))
@@ -94,13 +105,23 @@ class ConvMF(Fork):
     The two convolutions keep the frame size (m + 6 - 4 - 2 = m), so the stem sees m*n values.
     """
 
-    def __init__(self, m: int, n: int, rank: int, *, stem: Sequence[int] = (500, 200),
-                 branch: Sequence[int] = (300,), channels: int = 1) -> None:
+    def __init__(
+        self,
+        m: int,
+        n: int,
+        rank: int,
+        *,
+        stem: Sequence[int] = (500, 200),
+        branch: Sequence[int] = (300,),
+        channels: int = 1,
+    ) -> None:
         super().__init__(m, n, rank, stem=stem, branch=branch)
         self.init_args["channels"] = channels
         self.conv = nn.Sequential(
-            nn.Conv2d(1, channels, kernel_size=5, padding=3), nn.Tanh(),
-            nn.Conv2d(channels, 1, kernel_size=3, padding=0), nn.Tanh(),
+            nn.Conv2d(1, channels, kernel_size=5, padding=3),
+            nn.Tanh(),
+            nn.Conv2d(channels, 1, kernel_size=3, padding=0),
+            nn.Tanh(),
         )
 
     def encode(self, X: Tensor) -> Tensor:
@@ -114,15 +135,24 @@ class DANMF(FactorNet):
     U = A_1 (m x 2r) @ A_2 (2r x r). Suited to nonnegative frames (phase-space densities).
     """
 
-    def __init__(self, m: int, n: int, rank: int, *, stem: Sequence[int] = (500, 200),
-                 chain: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        m: int,
+        n: int,
+        rank: int,
+        *,
+        stem: Sequence[int] = (500, 200),
+        chain: Sequence[int] | None = None,
+    ) -> None:
         super().__init__(m, n, rank)
         chain = list(chain) if chain is not None else [2 * rank]
         self.init_args = {"m": m, "n": n, "rank": rank, "stem": list(stem), "chain": chain}
         self.stem = _mlp([m * n, *stem], nn.ReLU, last_act=True)
         dims = [m, *chain, rank]
         self.dims = dims
-        self.u_heads = nn.ModuleList(nn.Linear(stem[-1], dims[i] * dims[i + 1]) for i in range(len(dims) - 1))
+        self.u_heads = nn.ModuleList(
+            nn.Linear(stem[-1], dims[i] * dims[i + 1]) for i in range(len(dims) - 1)
+        )
         self.v_head = nn.Linear(stem[-1], rank * n)
 
     def encode(self, X: Tensor) -> Tensor:

@@ -80,7 +80,9 @@ class StudyConfig:
         return cls(**d)
 
 
-def load_split_frames(config: StudyConfig) -> tuple[dict[str, Tensor], dict[str, np.ndarray], np.ndarray]:
+def load_split_frames(
+    config: StudyConfig,
+) -> tuple[dict[str, Tensor], dict[str, np.ndarray], np.ndarray]:
     """Frames of the three parts, their indices (into the strided series) and the times."""
     from neuralfactor.data.splits import extrapolation_split, interpolation_split
     from neuralfactor.data.store import MatrixStore
@@ -100,14 +102,29 @@ def load_split_frames(config: StudyConfig) -> tuple[dict[str, Tensor], dict[str,
     return frames, parts, t
 
 
-def _factorizer(config: StudyConfig, out: Path, *, resume: bool, progress: bool) -> LearnedFactorizer:
-    return LearnedFactorizer(config.rank, model=config.model, nested=config.nested,
-                             settings=config.settings, model_kwargs=config.model_kwargs,
-                             checkpoint_dir=out / "ckpt", resume=resume, progress=progress)
+def _factorizer(
+    config: StudyConfig, out: Path, *, resume: bool, progress: bool
+) -> LearnedFactorizer:
+    return LearnedFactorizer(
+        config.rank,
+        model=config.model,
+        nested=config.nested,
+        settings=config.settings,
+        model_kwargs=config.model_kwargs,
+        checkpoint_dir=out / "ckpt",
+        resume=resume,
+        progress=progress,
+    )
 
 
-def train_model(config: StudyConfig, out: str | Path, *, resume: bool = False,
-                overwrite: bool = False, progress: bool = True) -> LearnedFactorizer:
+def train_model(
+    config: StudyConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> LearnedFactorizer:
     """Train one model into run directory ``out`` (resumable; idempotent once finished).
 
     A finished run directory with the same configuration is reused; a different configuration
@@ -144,24 +161,49 @@ def train_model(config: StudyConfig, out: str | Path, *, resume: bool = False,
     return f
 
 
-def _method_records(name: str, X: Tensor, lr, opt: Tensor, seconds: float, batch: int,
-                    fit_seconds: float, t: np.ndarray, extra: dict[str, Any]) -> dict[str, Any]:
+def _method_records(
+    name: str,
+    X: Tensor,
+    lr,
+    opt: Tensor,
+    seconds: float,
+    batch: int,
+    fit_seconds: float,
+    t: np.ndarray,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
     loss = scaled_loss(X, lr)
     ratio = loss / opt
     return {
-        "method": name, "seconds_per_matrix": seconds / batch, "batch": batch,
-        "fit_seconds": fit_seconds, "scaled_loss_mean": float(loss.mean()),
-        "scaled_loss_max": float(loss.max()), "optimum_mean": float(opt.mean()),
-        "ratio_mean": float(loss.mean() / opt.mean()), "ratio_median": float(ratio.median()),
-        "effective_rank_min": int(effective_rank(lr, rtol=1e-6).min()) if hasattr(lr, "U") else None,
-        "per_frame_loss": [float(v) for v in loss], "per_frame_optimum": [float(v) for v in opt],
-        "t": [float(v) for v in t], **extra,
+        "method": name,
+        "seconds_per_matrix": seconds / batch,
+        "batch": batch,
+        "fit_seconds": fit_seconds,
+        "scaled_loss_mean": float(loss.mean()),
+        "scaled_loss_max": float(loss.max()),
+        "optimum_mean": float(opt.mean()),
+        "ratio_mean": float(loss.mean() / opt.mean()),
+        "ratio_median": float(ratio.median()),
+        "effective_rank_min": int(effective_rank(lr, rtol=1e-6).min())
+        if hasattr(lr, "U")
+        else None,
+        "per_frame_loss": [float(v) for v in loss],
+        "per_frame_optimum": [float(v) for v in opt],
+        "t": [float(v) for v in t],
+        **extra,
     }
 
 
-def evaluate_run(run_dir: str | Path, *, baselines: tuple[str, ...] = DEFAULT_BASELINES,
-                 device: str = "cpu", repeats: int = 3, threads: int | None = 1,
-                 rank: int | None = None, write: bool = True) -> list[dict[str, Any]]:
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    baselines: tuple[str, ...] = DEFAULT_BASELINES,
+    device: str = "cpu",
+    repeats: int = 3,
+    threads: int | None = 1,
+    rank: int | None = None,
+    write: bool = True,
+) -> list[dict[str, Any]]:
     """Evaluate a trained run on its test frames against ``baselines`` at the same rank.
 
     ``rank`` (nested models only) evaluates the leading ``rank`` columns of the model and the
@@ -188,18 +230,30 @@ def evaluate_run(run_dir: str | Path, *, baselines: tuple[str, ...] = DEFAULT_BA
     train = frames["train"].to(dev)
     r = config.rank if rank is None else int(rank)
     if r != config.rank and not config.nested:
-        raise ValueError(f"{run_dir} holds a rank-{config.rank} model that is not nested; it can "
-                         f"only be evaluated at rank {config.rank}. Got rank={r}.")
+        raise ValueError(
+            f"{run_dir} holds a rank-{config.rank} model that is not nested; it can "
+            f"only be evaluated at rank {config.rank}. Got rank={r}."
+        )
     if not 1 <= r <= config.rank:
-        raise ValueError(f"The 'rank' parameter must be in [1, {config.rank}] for this nested "
-                         f"model. Got {r}.")
+        raise ValueError(
+            f"The 'rank' parameter must be in [1, {config.rank}] for this nested model. Got {r}."
+        )
     svals = torch.linalg.svdvals(X.double())
     opt = optimal_scaled_loss(X, r, singular_values=svals)
     learned = LearnedFactorizer.load(run_dir / "model", device=str(dev))
-    base = {"rank": r, "split": config.split, "model": config.model, "nested": config.nested,
-            "data": config.data, "m": int(X.shape[-2]), "n": int(X.shape[-1]),
-            "device": str(dev), "dtype": "float32", "n_test": int(X.shape[0]),
-            "n_train": int(train.shape[0])}
+    base = {
+        "rank": r,
+        "split": config.split,
+        "model": config.model,
+        "nested": config.nested,
+        "data": config.data,
+        "m": int(X.shape[-2]),
+        "n": int(X.shape[-1]),
+        "device": str(dev),
+        "dtype": "float32",
+        "n_test": int(X.shape[0]),
+        "n_train": int(train.shape[0]),
+    }
     records: list[dict[str, Any]] = []
     samples: dict[str, np.ndarray] = {}
     with pinned_threads(threads) as thr:
@@ -210,19 +264,41 @@ def evaluate_run(run_dir: str | Path, *, baselines: tuple[str, ...] = DEFAULT_BA
             if r != config.rank:
                 f = f.at_rank(r)
             timing = time_call(lambda f=f: f.factorize(X), device=dev, repeats=repeats)
-            rec = _method_records(f.name, X, timing.result, opt, timing.median, X.shape[0],
-                                  learned.fit_seconds, t, {"kind": "learned"})
+            rec = _method_records(
+                f.name,
+                X,
+                timing.result,
+                opt,
+                timing.median,
+                X.shape[0],
+                learned.fit_seconds,
+                t,
+                {"kind": "learned"},
+            )
             records.append(rec)
             if suffix == "":
                 lr0 = timing.result
             elif suffix == "+refine":
                 refine_lr = timing.result
         # error analysis of the network's factors
-        for label, fn in (("calculated V", lambda: calculated_V(X, lr0.U)),
-                          ("calculated U", lambda: calculated_U(X, lr0.V)),
-                          ("calculated Sigma", lambda: calculated_sigma(X, lr0.U, lr0.V))):
-            records.append(_method_records(f"{learned.name} {label}", X, fn(), opt, float("nan"),
-                                           X.shape[0], 0.0, t, {"kind": "analysis"}))
+        for label, fn in (
+            ("calculated V", lambda: calculated_V(X, lr0.U)),
+            ("calculated U", lambda: calculated_U(X, lr0.V)),
+            ("calculated Sigma", lambda: calculated_sigma(X, lr0.U, lr0.V)),
+        ):
+            records.append(
+                _method_records(
+                    f"{learned.name} {label}",
+                    X,
+                    fn(),
+                    opt,
+                    float("nan"),
+                    X.shape[0],
+                    0.0,
+                    t,
+                    {"kind": "analysis"},
+                )
+            )
         for name in baselines:
             f = make_factorizer(name, rank=r)
             fit_s = 0.0
@@ -238,8 +314,19 @@ def evaluate_run(run_dir: str | Path, *, baselines: tuple[str, ...] = DEFAULT_BA
                 return f.factorize(X)
 
             timing = time_call(call, device=dev, repeats=repeats)
-            records.append(_method_records(name, X, timing.result, opt, timing.median, X.shape[0],
-                                           fit_s, t, {"kind": "classical"}))
+            records.append(
+                _method_records(
+                    name,
+                    X,
+                    timing.result,
+                    opt,
+                    timing.median,
+                    X.shape[0],
+                    fit_s,
+                    t,
+                    {"kind": "classical"},
+                )
+            )
         # the worst test frame for the learned model, with reconstructions
         worst = int(torch.argmax(scaled_loss(X, lr0)))
         samples["frame"] = X[worst].cpu().numpy()
@@ -255,8 +342,10 @@ def evaluate_run(run_dir: str | Path, *, baselines: tuple[str, ...] = DEFAULT_BA
         from neuralfactor.io import atomic_write_bytes, atomic_write_text
 
         suffix = "" if rank is None else f"-r{r}"
-        atomic_write_text(run_dir / f"records{suffix}.jsonl",
-                          "".join(json.dumps(rec, sort_keys=True) + "\n" for rec in records))
+        atomic_write_text(
+            run_dir / f"records{suffix}.jsonl",
+            "".join(json.dumps(rec, sort_keys=True) + "\n" for rec in records),
+        )
         import io
 
         buf = io.BytesIO()

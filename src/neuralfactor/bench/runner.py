@@ -66,7 +66,9 @@ class BenchConfig:
         check_option(self.dtype, DTYPES, name="dtype", caller="bench")
         for m, n in self.sizes:
             if m < 1 or n < 1:
-                raise ValueError(f"The 'sizes' parameter of bench needs positive m, n. Got {m}x{n}.")
+                raise ValueError(
+                    f"The 'sizes' parameter of bench needs positive m, n. Got {m}x{n}."
+                )
         for r in self.ranks:
             if not 1 <= r <= min(min(s) for s in self.sizes):
                 raise ValueError(
@@ -108,7 +110,7 @@ def make_frames(
         x = torch.linspace(0, 2 * torch.pi, m + 1, dtype=torch.float64)[:-1]
         v = torch.linspace(-6, 6, n, dtype=torch.float64)
         t = (t0 + torch.arange(batch, dtype=torch.float64))[:, None, None] * 0.05
-        X = torch.exp(-v[None, None, :] ** 2 / 2).expand(batch, m, n).clone()
+        X = torch.exp(-(v[None, None, :] ** 2) / 2).expand(batch, m, n).clone()
         modes = 64
         amp = 0.5 + torch.rand(modes, generator=g, dtype=torch.float64)
         phase = 2 * torch.pi * torch.rand(modes, generator=g, dtype=torch.float64)
@@ -117,9 +119,12 @@ def make_frames(
             c = 0.88**j * amp[j]
             drift = v[None, None, :] - 3 * torch.cos(0.3 * (j + 1) * t + phase[j])
             kv = 0.5 * (j % 16 + 1)  # filaments: oscillation in v keeps the profiles independent
-            X += c * torch.cos(kx * x[None, :, None] - (j % 4 + 1) * t + phase[j]) * torch.exp(
-                -drift**2 / (0.5 + 0.2 * j)
-            ) * torch.cos(kv * v[None, None, :] - 0.1 * t + phase[(j + 7) % modes])
+            X += (
+                c
+                * torch.cos(kx * x[None, :, None] - (j % 4 + 1) * t + phase[j])
+                * torch.exp(-(drift**2) / (0.5 + 0.2 * j))
+                * torch.cos(kv * v[None, None, :] - 0.1 * t + phase[(j + 7) % modes])
+            )
     return X.to(dtype=dtype, device=device)
 
 
@@ -165,8 +170,9 @@ def run_bench(
         for m, n in sizes:
             for batch in config.batches:
                 if frames is None:
-                    X = make_frames(config.data, batch, m, n, dtype=dtype, device=device,
-                                    seed=config.seed)
+                    X = make_frames(
+                        config.data, batch, m, n, dtype=dtype, device=device, seed=config.seed
+                    )
                     train = _fit_frames(config.data, 256, m, n, dtype, device, config.seed)
                 else:
                     if batch >= frames.shape[0]:
@@ -183,29 +189,49 @@ def run_bench(
                         try:
                             rec = _run_case(config, method, X, train, rank, opt, device)
                         except FactorizationError as exc:  # recorded, not hidden
-                            rec = {"method": method, "error": str(exc), "timed_batch": 0,
-                                   "seconds_per_matrix": float("nan"), "fit_seconds": 0.0,
-                                   "scaled_loss_mean": float("nan"), "ratio_mean": float("nan"),
-                                   "ratio_max": float("nan"), "params": {}}
+                            rec = {
+                                "method": method,
+                                "error": str(exc),
+                                "timed_batch": 0,
+                                "seconds_per_matrix": float("nan"),
+                                "fit_seconds": 0.0,
+                                "scaled_loss_mean": float("nan"),
+                                "ratio_mean": float("nan"),
+                                "ratio_max": float("nan"),
+                                "params": {},
+                            }
                         rec.update(env)
-                        rec.update({
-                            "data": config.data if frames is None else "file",
-                            "m": m, "n": n, "rank": rank, "batch": batch,
-                            "dtype": config.dtype, "device": str(device),
-                            "seed": config.seed,
-                            "torch_threads": threads["torch_threads"],
-                            "blas_threads": threads["threadpools"],
-                            "loadavg_1min": os.getloadavg()[0],
-                            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                        })
+                        rec.update(
+                            {
+                                "data": config.data if frames is None else "file",
+                                "m": m,
+                                "n": n,
+                                "rank": rank,
+                                "batch": batch,
+                                "dtype": config.dtype,
+                                "device": str(device),
+                                "seed": config.seed,
+                                "torch_threads": threads["torch_threads"],
+                                "blas_threads": threads["threadpools"],
+                                "loadavg_1min": os.getloadavg()[0],
+                                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                            }
+                        )
                         records.append(rec)
                         if on_record is not None:
                             on_record(rec)
     return records
 
 
-def _run_case(config: BenchConfig, method: str, X: Tensor, train: Tensor, rank: int,
-              opt: Tensor, device: torch.device) -> dict[str, Any]:
+def _run_case(
+    config: BenchConfig,
+    method: str,
+    X: Tensor,
+    train: Tensor,
+    rank: int,
+    opt: Tensor,
+    device: torch.device,
+) -> dict[str, Any]:
     params = dict(config.method_params.get(method, {}))
     f = make_factorizer(method, rank=rank, **params)
     fit_seconds = 0.0

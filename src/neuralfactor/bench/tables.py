@@ -7,8 +7,19 @@ from typing import Any
 
 __all__ = ["markdown_table", "rows_for_display"]
 
-COLUMNS = ("method", "size", "rank", "batch", "timed", "us/matrix", "x baseline",
-           "scaled loss", "ratio mean", "ratio max", "fit s")
+COLUMNS = (
+    "method",
+    "size",
+    "rank",
+    "batch",
+    "timed",
+    "us/matrix",
+    "x baseline",
+    "scaled loss",
+    "ratio mean",
+    "ratio max",
+    "fit s",
+)
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -21,28 +32,53 @@ def _fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
-def rows_for_display(records: Sequence[dict[str, Any]], *, baseline: str = "scipy-gesdd") -> list[list[str]]:
+def rows_for_display(
+    records: Sequence[dict[str, Any]], *, baseline: str = "scipy-gesdd"
+) -> list[list[str]]:
     """One row per record; ``x baseline`` is the baseline's time / this method's time measured
     in the same run for the same (size, rank, batch, dtype, device) (> 1: faster)."""
     base = {
         (r["m"], r["n"], r["rank"], r["batch"], r["dtype"], r["device"]): r["seconds_per_matrix"]
-        for r in records if r["method"] == baseline
+        for r in records
+        if r["method"] == baseline
     }
     rows = []
     for r in records:
         if "error" in r:
-            rows.append([r["method"], f"{r['m']}x{r['n']}", str(r["rank"]), str(r["batch"]),
-                         "0", "failed", "-", r["error"][:60], "-", "-", "-"])
+            rows.append(
+                [
+                    r["method"],
+                    f"{r['m']}x{r['n']}",
+                    str(r["rank"]),
+                    str(r["batch"]),
+                    "0",
+                    "failed",
+                    "-",
+                    r["error"][:60],
+                    "-",
+                    "-",
+                    "-",
+                ]
+            )
             continue
         key = (r["m"], r["n"], r["rank"], r["batch"], r["dtype"], r["device"])
         b = base.get(key)
         speed = _fmt(b / r["seconds_per_matrix"]) if b else "-"
-        rows.append([
-            r["method"], f"{r['m']}x{r['n']}", str(r["rank"]), str(r["batch"]),
-            str(r["timed_batch"]), _fmt(r["seconds_per_matrix"] * 1e6), speed,
-            _fmt(r["scaled_loss_mean"]), f"{r['ratio_mean']:.4f}", f"{r['ratio_max']:.4f}",
-            _fmt(r["fit_seconds"]) if r["fit_seconds"] else "-",
-        ])
+        rows.append(
+            [
+                r["method"],
+                f"{r['m']}x{r['n']}",
+                str(r["rank"]),
+                str(r["batch"]),
+                str(r["timed_batch"]),
+                _fmt(r["seconds_per_matrix"] * 1e6),
+                speed,
+                _fmt(r["scaled_loss_mean"]),
+                f"{r['ratio_mean']:.4f}",
+                f"{r['ratio_max']:.4f}",
+                _fmt(r["fit_seconds"]) if r["fit_seconds"] else "-",
+            ]
+        )
     return rows
 
 

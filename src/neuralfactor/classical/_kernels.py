@@ -65,9 +65,7 @@ def rayleigh_ritz(X: Tensor, Q: Tensor, rank: int) -> tuple[LowRank, Tensor]:
     return LowRank(U, V), B
 
 
-def subspace_step(
-    X: Tensor, P: Tensor, rank: int, *, n_iter: int = 1
-) -> tuple[LowRank, Tensor]:
+def subspace_step(X: Tensor, P: Tensor, rank: int, *, n_iter: int = 1) -> tuple[LowRank, Tensor]:
     """Subspace iteration from a right basis ``P`` (*, n, l); returns ``(LowRank, P_next)``.
 
     One iteration costs two products with ``X`` (``X P`` and ``Q^T X``) plus O((m + n) l^2):

@@ -83,8 +83,11 @@ def randomized_svd(
         Z = torch.linalg.qr(X.mT @ Q).Q
         Q = torch.linalg.qr(X @ Z).Q
     Ub, S, Vh = torch.linalg.svd(Q.mT @ X, full_matrices=False)
-    return LowRank((Q @ Ub[..., :rank]).contiguous(), Vh[..., :rank, :].contiguous(),
-                   S[..., :rank].contiguous())
+    return LowRank(
+        (Q @ Ub[..., :rank]).contiguous(),
+        Vh[..., :rank, :].contiguous(),
+        S[..., :rank].contiguous(),
+    )
 
 
 def randomized_svd_gemm(
@@ -126,18 +129,24 @@ def randomized_svd_gemm(
 class RandomizedSVD(BaseFactorizer):
     """``rsvd`` / ``rsvd-gemm``: randomized SVD with an explicit seed (reproducible)."""
 
-    def __init__(self, rank: int, *, oversample: int = 10, n_iter: int = 2, seed: int = 0,
-                 gemm: bool = False) -> None:
+    def __init__(
+        self, rank: int, *, oversample: int = 10, n_iter: int = 2, seed: int = 0, gemm: bool = False
+    ) -> None:
         self.name = "rsvd-gemm" if gemm else "rsvd"
         super().__init__(rank)
-        self.oversample = check_positive_int(oversample, name="oversample", caller=self.name,
-                                             minimum=0)
+        self.oversample = check_positive_int(
+            oversample, name="oversample", caller=self.name, minimum=0
+        )
         self.n_iter = check_positive_int(n_iter, name="n_iter", caller=self.name, minimum=0)
         self.seed, self.gemm = seed, gemm
 
     def get_params(self):
-        return {"rank": self.rank, "oversample": self.oversample, "n_iter": self.n_iter,
-                "seed": self.seed}
+        return {
+            "rank": self.rank,
+            "oversample": self.oversample,
+            "n_iter": self.n_iter,
+            "seed": self.seed,
+        }
 
     def _factorize(self, X: Tensor) -> LowRank:
         fn = randomized_svd_gemm if self.gemm else randomized_svd
@@ -160,8 +169,12 @@ class TorchLowRank(BaseFactorizer):
         self.oversample, self.n_iter, self.seed = oversample, n_iter, seed
 
     def get_params(self):
-        return {"rank": self.rank, "oversample": self.oversample, "n_iter": self.n_iter,
-                "seed": self.seed}
+        return {
+            "rank": self.rank,
+            "oversample": self.oversample,
+            "n_iter": self.n_iter,
+            "seed": self.seed,
+        }
 
     def _factorize(self, X: Tensor) -> LowRank:
         q = _sketch_width(self.rank, self.oversample, *X.shape[-2:])
@@ -178,14 +191,19 @@ class SklearnRandomizedSVD(BaseFactorizer):
 
     name = "sklearn-rsvd"
 
-    def __init__(self, rank: int, *, oversample: int = 10, n_iter: int | str = "auto",
-                 seed: int = 0) -> None:
+    def __init__(
+        self, rank: int, *, oversample: int = 10, n_iter: int | str = "auto", seed: int = 0
+    ) -> None:
         super().__init__(rank)
         self.oversample, self.n_iter, self.seed = oversample, n_iter, seed
 
     def get_params(self):
-        return {"rank": self.rank, "oversample": self.oversample, "n_iter": self.n_iter,
-                "seed": self.seed}
+        return {
+            "rank": self.rank,
+            "oversample": self.oversample,
+            "n_iter": self.n_iter,
+            "seed": self.seed,
+        }
 
     def _factorize(self, X: Tensor) -> LowRank:
         from sklearn.utils.extmath import randomized_svd as sk_rsvd
@@ -196,8 +214,9 @@ class SklearnRandomizedSVD(BaseFactorizer):
         over = max(0, _sketch_width(self.rank, self.oversample, m, n) - self.rank)
 
         def one(a: np.ndarray):
-            return sk_rsvd(a, self.rank, n_oversamples=over, n_iter=self.n_iter,
-                           random_state=self.seed)
+            return sk_rsvd(
+                a, self.rank, n_oversamples=over, n_iter=self.n_iter, random_state=self.seed
+            )
 
         return _per_matrix(X, one)
 

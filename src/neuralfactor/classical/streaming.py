@@ -72,8 +72,9 @@ class WarmSubspace(BaseFactorizer):
 
     name = "warm-subspace"
 
-    def __init__(self, rank: int, *, extra: int = 5, n_iter: int = 1, cold_iter: int = 4,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, rank: int, *, extra: int = 5, n_iter: int = 1, cold_iter: int = 4, seed: int = 0
+    ) -> None:
         super().__init__(rank)
         self.extra = check_positive_int(extra, name="extra", caller=self.name, minimum=0)
         self.n_iter = check_positive_int(n_iter, name="n_iter", caller=self.name)
@@ -82,8 +83,13 @@ class WarmSubspace(BaseFactorizer):
         self.reset()
 
     def get_params(self):
-        return {"rank": self.rank, "extra": self.extra, "n_iter": self.n_iter,
-                "cold_iter": self.cold_iter, "seed": self.seed}
+        return {
+            "rank": self.rank,
+            "extra": self.extra,
+            "n_iter": self.n_iter,
+            "cold_iter": self.cold_iter,
+            "seed": self.seed,
+        }
 
     def reset(self) -> WarmSubspace:
         """Forget the carried basis; the next frame is started cold."""
@@ -101,7 +107,9 @@ class WarmSubspace(BaseFactorizer):
         frames = X if X.ndim >= 3 else X.unsqueeze(0)  # (*E, T, m, n)
         ens = tuple(frames.shape[:-3])
         basis = self.basis
-        if basis is not None and (tuple(basis.shape) != (*ens, n, width) or basis.device != X.device):
+        if basis is not None and (
+            tuple(basis.shape) != (*ens, n, width) or basis.device != X.device
+        ):
             raise ValueError(
                 f"warm-subspace carries a basis of shape {tuple(basis.shape)} from earlier frames, "
                 f"but these frames need {(*ens, n, width)} on {X.device}; call reset() to start a "
@@ -111,8 +119,9 @@ class WarmSubspace(BaseFactorizer):
         for t in range(frames.shape[-3]):
             Xt = frames[..., t, :, :]
             if basis is None:
-                lr, basis = subspace_step(Xt, self._cold_basis(Xt, width), self.rank,
-                                          n_iter=self.cold_iter)
+                lr, basis = subspace_step(
+                    Xt, self._cold_basis(Xt, width), self.rank, n_iter=self.cold_iter
+                )
             else:
                 lr, basis = subspace_step(Xt, basis.to(X.dtype), self.rank, n_iter=self.n_iter)
             Us.append(lr.U)

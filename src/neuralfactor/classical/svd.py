@@ -49,7 +49,9 @@ def truncated_svd(X: Tensor, rank: int) -> LowRank:
     X = check_matrix(X, caller="truncated_svd")
     rank = check_rank(rank, X.shape, caller="truncated_svd")
     U, S, Vh = torch.linalg.svd(X, full_matrices=False)
-    return LowRank(U[..., :rank].contiguous(), Vh[..., :rank, :].contiguous(), S[..., :rank].contiguous())
+    return LowRank(
+        U[..., :rank].contiguous(), Vh[..., :rank, :].contiguous(), S[..., :rank].contiguous()
+    )
 
 
 def _per_matrix(X: Tensor, fn) -> LowRank:
@@ -61,7 +63,9 @@ def _per_matrix(X: Tensor, fn) -> LowRank:
     S = np.stack([o[1] for o in outs]).reshape(*batch, -1)
     Vh = np.stack([o[2] for o in outs]).reshape(*batch, -1, X.shape[-1])
     to = {"device": X.device, "dtype": X.dtype}
-    return LowRank(torch.as_tensor(U).to(**to), torch.as_tensor(Vh).to(**to), torch.as_tensor(S).to(**to))
+    return LowRank(
+        torch.as_tensor(U).to(**to), torch.as_tensor(Vh).to(**to), torch.as_tensor(S).to(**to)
+    )
 
 
 def svds(
@@ -131,8 +135,9 @@ class ScipyGesdd(BaseFactorizer):
         r = self.rank
 
         def one(a: np.ndarray):
-            u, s, vh = scipy.linalg.svd(a, full_matrices=False, lapack_driver="gesdd",
-                                        check_finite=False)
+            u, s, vh = scipy.linalg.svd(
+                a, full_matrices=False, lapack_driver="gesdd", check_finite=False
+            )
             return u[:, :r], s[:r], vh[:r]
 
         return _per_matrix(X, one)
@@ -141,8 +146,9 @@ class ScipyGesdd(BaseFactorizer):
 class Svds(BaseFactorizer):
     """``svds-<solver>``: ``scipy.sparse.linalg.svds`` per matrix."""
 
-    def __init__(self, rank: int, *, solver: SvdsSolver = "arpack", tol: float = 0.0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, rank: int, *, solver: SvdsSolver = "arpack", tol: float = 0.0, seed: int = 0
+    ) -> None:
         check_option(solver, SVDS_SOLVERS, name="solver", caller="svds")
         self.name = f"svds-{solver}"
         super().__init__(rank)

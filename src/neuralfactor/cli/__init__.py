@@ -41,8 +41,9 @@ def _version(value: bool) -> None:
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     state["debug"] = debug
     state["quiet"] = quiet
@@ -96,8 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("Interrupted; finished stages are kept, rerun to resume.")
         return 130
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError,
-            PermissionError, IsADirectoryError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        FileExistsError,
+        NotADirectoryError,
+        PermissionError,
+        IsADirectoryError,
+    ) as exc:
         if debug:
             raise
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
@@ -105,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place that turns failures into a line
         if debug:
             raise
-        err_console.print(f"error ({type(exc).__name__}): {exc}", markup=False, highlight=False,
-                          soft_wrap=True)
+        err_console.print(
+            f"error ({type(exc).__name__}): {exc}", markup=False, highlight=False, soft_wrap=True
+        )
         err_console.print("Rerun with --debug for the traceback.", style="dim")
         return 1
     return rc if isinstance(rc, int) else 0

@@ -8,8 +8,9 @@ import typer
 
 from neuralfactor.cli import console, state
 
-DEFAULT_METHODS = ("svd,scipy-gesdd,svds-arpack,sklearn-rsvd,torch-lowrank,rsvd,rsvd-gemm,"
-                   "warm-subspace,pod-basis")
+DEFAULT_METHODS = (
+    "svd,scipy-gesdd,svds-arpack,sklearn-rsvd,torch-lowrank,rsvd,rsvd-gemm,warm-subspace,pod-basis"
+)
 
 
 def _parse_sizes(sizes: list[str]) -> tuple[tuple[int, int], ...]:
@@ -27,7 +28,9 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise ValueError(f"The '{name}' option takes comma-separated integers. Got {text!r}.") from None
+        raise ValueError(
+            f"The '{name}' option takes comma-separated integers. Got {text!r}."
+        ) from None
 
 
 def bench(
@@ -36,13 +39,16 @@ def bench(
     ranks: str = typer.Option("6,12,30", help="Comma-separated ranks."),
     batches: str = typer.Option("1,1024", help="Comma-separated batch sizes."),
     data: str = typer.Option("evolving", help="Synthetic data: planted | evolving."),
-    data_file: Path | None = typer.Option(None, "--data-file",
-                                          help=".npy of frames (T, m, n) instead of synthetic data."),
+    data_file: Path | None = typer.Option(
+        None, "--data-file", help=".npy of frames (T, m, n) instead of synthetic data."
+    ),
     dtype: str = typer.Option("float32", help="float32 | float64."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     threads: int = typer.Option(1, help="torch and BLAS threads (0: leave unpinned)."),
     repeats: int = typer.Option(3, help="Timed repeats (median reported)."),
-    max_call_seconds: float = typer.Option(2.0, help="Time a sub-batch when a call would exceed this."),
+    max_call_seconds: float = typer.Option(
+        2.0, help="Time a sub-batch when a call would exceed this."
+    ),
     seed: int = typer.Option(0),
     out: Path | None = typer.Option(None, help="Append records to this JSON-lines file."),
 ) -> None:
@@ -62,15 +68,25 @@ def bench(
         try:
             frames = torch.from_numpy(np.load(data_file, allow_pickle=False))
         except ValueError as exc:
-            raise ValueError(f"--data-file {data_file} is not a readable .npy array: {exc}") from None
+            raise ValueError(
+                f"--data-file {data_file} is not a readable .npy array: {exc}"
+            ) from None
         if frames.ndim != 3:
-            raise ValueError(f"--data-file must hold frames of shape (T, m, n). Got {tuple(frames.shape)}.")
+            raise ValueError(
+                f"--data-file must hold frames of shape (T, m, n). Got {tuple(frames.shape)}."
+            )
     config = BenchConfig(
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         sizes=_parse_sizes(size) if frames is None else (tuple(frames.shape[-2:]),),
-        ranks=_ints(ranks, "--ranks"), batches=_ints(batches, "--batches"), data=data,
-        dtype=dtype, device=device, threads=threads or None, repeats=repeats,
-        max_call_seconds=max_call_seconds, seed=seed,
+        ranks=_ints(ranks, "--ranks"),
+        batches=_ints(batches, "--batches"),
+        data=data,
+        dtype=dtype,
+        device=device,
+        threads=threads or None,
+        repeats=repeats,
+        max_call_seconds=max_call_seconds,
+        seed=seed,
     )
     records = []
 
@@ -79,13 +95,18 @@ def bench(
         if out is not None:
             append_jsonl(out, [rec])
         if not state["quiet"]:
-            console.print(f"  {rec['method']:>14} {rec['m']}x{rec['n']} r={rec['rank']} "
-                          f"b={rec['batch']}: {rec['seconds_per_matrix'] * 1e6:.1f} us/matrix, "
-                          f"ratio {rec['ratio_mean']:.4f}", highlight=False)
+            console.print(
+                f"  {rec['method']:>14} {rec['m']}x{rec['n']} r={rec['rank']} "
+                f"b={rec['batch']}: {rec['seconds_per_matrix'] * 1e6:.1f} us/matrix, "
+                f"ratio {rec['ratio_mean']:.4f}",
+                highlight=False,
+            )
 
     run_bench(config, on_record=on_record, frames=frames)
-    table = Table(title=f"neuralfactor bench ({dtype}, {records[0]['device']}, "
-                        f"threads={config.threads}, baseline scipy-gesdd)")
+    table = Table(
+        title=f"neuralfactor bench ({dtype}, {records[0]['device']}, "
+        f"threads={config.threads}, baseline scipy-gesdd)"
+    )
     for c in COLUMNS:
         table.add_column(c)
     for row in rows_for_display(records):

@@ -17,15 +17,21 @@ def demo(
     """Simulate -> train ConvMF -> compare with classical baselines -> HTML report."""
     from neuralfactor.demo import run_demo
 
-    report = run_demo(out, quick=quick, device=device, progress=not state["quiet"],
-                      log=(lambda s: None) if state["quiet"] else
-                      (lambda s: console.print(s, highlight=False)))
+    report = run_demo(
+        out,
+        quick=quick,
+        device=device,
+        progress=not state["quiet"],
+        log=(lambda s: None) if state["quiet"] else (lambda s: console.print(s, highlight=False)),
+    )
     from neuralfactor.report.html import collect_records, conclusions
 
     records = collect_records(out)
     for line in conclusions(records):
-        console.print("  " + line.replace("<b>", "").replace("</b>", "").replace("&nbsp;", ""),
-                      highlight=False)
+        console.print(
+            "  " + line.replace("<b>", "").replace("</b>", "").replace("&nbsp;", ""),
+            highlight=False,
+        )
     console.print(f"report: {report}")
 
 

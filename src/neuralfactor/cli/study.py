@@ -19,8 +19,9 @@ def train(
     epochs: int = typer.Option(120, help="Training epochs (original study: 120)."),
     lr: float = typer.Option(1e-4, help="Adam learning rate (original study: 1e-4)."),
     batch_size: int = typer.Option(25, help="Batch size (original study: 25)."),
-    patience: int = typer.Option(0, help="Early stopping after this many epochs without "
-                                         "validation improvement (0: off)."),
+    patience: int = typer.Option(
+        0, help="Early stopping after this many epochs without validation improvement (0: off)."
+    ),
     frame_stride: int = typer.Option(1, help="Use every k-th saved frame."),
     run: int = typer.Option(0, help="Which run of the store."),
     seed: int = typer.Option(0),
@@ -33,20 +34,39 @@ def train(
     from neuralfactor.amortized.factorizer import TrainSettings
     from neuralfactor.amortized.study import StudyConfig, train_model
 
-    settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size,
-                             patience=patience or None, seed=seed, device=device, dtype=dtype)
-    config = StudyConfig(data=str(data), rank=rank, model=model, nested=nested, split=split,
-                         run=run, frame_stride=frame_stride, settings=settings)
+    settings = TrainSettings(
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        patience=patience or None,
+        seed=seed,
+        device=device,
+        dtype=dtype,
+    )
+    config = StudyConfig(
+        data=str(data),
+        rank=rank,
+        model=model,
+        nested=nested,
+        split=split,
+        run=run,
+        frame_stride=frame_stride,
+        settings=settings,
+    )
     f = train_model(config, out, resume=resume, overwrite=overwrite, progress=not state["quiet"])
     last = f.history[-1] if f.history else {}
-    console.print(f"trained {f.name} rank {rank} in {f.fit_seconds:.1f} s; validation scaled loss "
-                  f"{last.get('metric', float('nan')):.4g}; model in {out / 'model'}")
+    console.print(
+        f"trained {f.name} rank {rank} in {f.fit_seconds:.1f} s; validation scaled loss "
+        f"{last.get('metric', float('nan')):.4g}; model in {out / 'model'}"
+    )
 
 
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run directory written by `neuralfactor train`."),
-    baselines: str = typer.Option("svd,svds-arpack,rsvd,rsvd-gemm,warm-subspace,pod-basis",
-                                  help="Comma-separated classical factorizers."),
+    baselines: str = typer.Option(
+        "svd,svds-arpack,rsvd,rsvd-gemm,warm-subspace,pod-basis",
+        help="Comma-separated classical factorizers.",
+    ),
     device: str = typer.Option("cpu", help="auto | cpu | cuda (all methods on this device)."),
     threads: int = typer.Option(1, help="torch/BLAS threads during timing (0: unpinned)."),
     repeats: int = typer.Option(3, help="Timed repeats (median)."),
@@ -56,16 +76,28 @@ def evaluate(
 
     from neuralfactor.amortized.study import evaluate_run
 
-    records = evaluate_run(run_dir, baselines=tuple(b for b in baselines.split(",") if b),
-                           device=device, repeats=repeats, threads=threads or None)
-    table = Table(title=f"{run_dir}: rank {records[0]['rank']}, {records[0]['split']} split, "
-                        f"{records[0]['n_test']} test frames")
+    records = evaluate_run(
+        run_dir,
+        baselines=tuple(b for b in baselines.split(",") if b),
+        device=device,
+        repeats=repeats,
+        threads=threads or None,
+    )
+    table = Table(
+        title=f"{run_dir}: rank {records[0]['rank']}, {records[0]['split']} split, "
+        f"{records[0]['n_test']} test frames"
+    )
     for c in ("method", "scaled loss", "ratio to SVD", "us/matrix", "fit s"):
         table.add_column(c)
     for r in records:
         us = r["seconds_per_matrix"] * 1e6
-        table.add_row(r["method"], f"{r['scaled_loss_mean']:.3e}", f"{r['ratio_mean']:.3f}",
-                      "-" if us != us else f"{us:.1f}", f"{r['fit_seconds']:.1f}" if r["fit_seconds"] else "-")
+        table.add_row(
+            r["method"],
+            f"{r['scaled_loss_mean']:.3e}",
+            f"{r['ratio_mean']:.3f}",
+            "-" if us != us else f"{us:.1f}",
+            f"{r['fit_seconds']:.1f}" if r["fit_seconds"] else "-",
+        )
     console.print(table)
     console.print(f"records in {Path(run_dir) / 'records.jsonl'}")
 

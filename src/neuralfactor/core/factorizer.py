@@ -74,9 +74,13 @@ class BaseFactorizer:
 
     def __init__(self, rank: int) -> None:
         if isinstance(rank, bool) or not isinstance(rank, int):
-            raise TypeError(f"The 'rank' parameter of {self.name} must be an int >= 1. Got {rank!r}.")
+            raise TypeError(
+                f"The 'rank' parameter of {self.name} must be an int >= 1. Got {rank!r}."
+            )
         if rank < 1:
-            raise ValueError(f"The 'rank' parameter of {self.name} must be an int >= 1. Got {rank}.")
+            raise ValueError(
+                f"The 'rank' parameter of {self.name} must be an int >= 1. Got {rank}."
+            )
         self.rank = rank
         self._fitted = not self.requires_fit
 

@@ -108,8 +108,7 @@ class LowRank:
         """The leading ``rank`` components (the best rank-``rank`` part when ``S`` is sorted)."""
         if not 1 <= rank <= self.rank:
             raise ValueError(
-                f"The 'rank' parameter of LowRank.truncate must be in [1, {self.rank}]. "
-                f"Got {rank}."
+                f"The 'rank' parameter of LowRank.truncate must be in [1, {self.rank}]. Got {rank}."
             )
         S = None if self.S is None else self.S[..., :rank]
         return LowRank(self.U[..., :rank], self.V[..., :rank, :], S)

@@ -79,7 +79,9 @@ def thread_info() -> dict[str, Any]:
     """Thread counts in force: torch intra-op threads and every BLAS/OpenMP pool."""
     from threadpoolctl import threadpool_info
 
-    pools = {f"{p['internal_api']}:{p.get('prefix', '')}": p["num_threads"] for p in threadpool_info()}
+    pools = {
+        f"{p['internal_api']}:{p.get('prefix', '')}": p["num_threads"] for p in threadpool_info()
+    }
     return {"torch_threads": torch.get_num_threads(), "threadpools": pools}
 
 

@@ -134,7 +134,9 @@ def check_rank(
     return rank
 
 
-def check_positive_int(value: Any, *, name: str, caller: str | None = None, minimum: int = 1) -> int:
+def check_positive_int(
+    value: Any, *, name: str, caller: str | None = None, minimum: int = 1
+) -> int:
     """Check an integer parameter ``>= minimum`` (bools are refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(
@@ -147,7 +149,9 @@ def check_positive_int(value: Any, *, name: str, caller: str | None = None, mini
     return int(value)
 
 
-def check_option(value: Any, allowed: Iterable[str], *, name: str, caller: str | None = None) -> str:
+def check_option(
+    value: Any, allowed: Iterable[str], *, name: str, caller: str | None = None
+) -> str:
     """Check that ``value`` is one of the allowed strings (defined once as a ``Literal``)."""
     allowed = list(allowed)
     if value not in allowed:

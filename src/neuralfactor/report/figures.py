@@ -37,8 +37,9 @@ def _plt():
 
 
 def _save(fig, path: str | Path) -> Path:
-    from neuralfactor.io import atomic_write_bytes
     import io
+
+    from neuralfactor.io import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -90,8 +91,9 @@ def plot_time_vs_rank(records: Records, path: str | Path, *, title: str = "") ->
     return _save(fig, path)
 
 
-def plot_loss_histograms(records: Records, path: str | Path, *, methods: Sequence[str] | None = None,
-                         title: str = "") -> Path:
+def plot_loss_histograms(
+    records: Records, path: str | Path, *, methods: Sequence[str] | None = None, title: str = ""
+) -> Path:
     """Histograms of per-frame scaled loss, one per method, at one rank."""
     plt = _plt()
     rows = [r for r in records if r.get("kind") != "analysis" and "per_frame_loss" in r]
@@ -111,8 +113,14 @@ def plot_loss_histograms(records: Records, path: str | Path, *, methods: Sequenc
     return _save(fig, path)
 
 
-def plot_loss_vs_time(records: Records, path: str | Path, *, methods: Sequence[str] | None = None,
-                      train_until: float | None = None, title: str = "") -> Path:
+def plot_loss_vs_time(
+    records: Records,
+    path: str | Path,
+    *,
+    methods: Sequence[str] | None = None,
+    train_until: float | None = None,
+    title: str = "",
+) -> Path:
     """Per-frame scaled loss against simulation time (extrapolation: the training range shaded)."""
     plt = _plt()
     rows = [r for r in records if r.get("kind") != "analysis" and "t" in r]
@@ -121,13 +129,22 @@ def plot_loss_vs_time(records: Records, path: str | Path, *, methods: Sequence[s
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in rows:
         order = np.argsort(r["t"])
-        ax.plot(np.asarray(r["t"])[order], np.asarray(r["per_frame_loss"])[order], lw=1,
-                label=r["method"])
+        ax.plot(
+            np.asarray(r["t"])[order],
+            np.asarray(r["per_frame_loss"])[order],
+            lw=1,
+            label=r["method"],
+        )
     if rows:
         r = rows[0]
         order = np.argsort(r["t"])
-        ax.plot(np.asarray(r["t"])[order], np.asarray(r["per_frame_optimum"])[order], "k--", lw=1.2,
-                label="optimum (SVD)")
+        ax.plot(
+            np.asarray(r["t"])[order],
+            np.asarray(r["per_frame_optimum"])[order],
+            "k--",
+            lw=1.2,
+            label="optimum (SVD)",
+        )
     if train_until is not None:
         ax.axvspan(ax.get_xlim()[0], train_until, color="0.9", label="training times")
     ax.set_yscale("log")
@@ -157,8 +174,12 @@ def plot_error_analysis(records: Records, path: str | Path, *, title: str = "") 
     fig, ax = plt.subplots(figsize=(7.5, 4))
     w = 0.8 / len(labels)
     for i, lab in enumerate(labels):
-        ax.bar(np.arange(len(ranks)) + i * w, [by_rank[k].get(lab, np.nan) for k in ranks], w,
-               label=lab)
+        ax.bar(
+            np.arange(len(ranks)) + i * w,
+            [by_rank[k].get(lab, np.nan) for k in ranks],
+            w,
+            label=lab,
+        )
     ax.set_xticks(np.arange(len(ranks)) + 0.4 - w / 2, [str(k) for k in ranks])
     ax.set_yscale("log")
     ax.set_xlabel("rank")
@@ -168,24 +189,38 @@ def plot_error_analysis(records: Records, path: str | Path, *, title: str = "") 
     return _save(fig, path)
 
 
-def plot_reconstructions(samples: Sequence[tuple[int, dict[str, np.ndarray]]], path: str | Path,
-                         *, title: str = "") -> Path:
+def plot_reconstructions(
+    samples: Sequence[tuple[int, dict[str, np.ndarray]]], path: str | Path, *, title: str = ""
+) -> Path:
     """Worst test frame: original, network, network+refine and SVD, one row per rank."""
     plt = _plt()
-    cols = [("frame", "original"), ("learned", "network"), ("refined", "network + refine"),
-            ("svd", "SVD")]
-    fig, axes = plt.subplots(len(samples), len(cols), figsize=(3 * len(cols), 2.4 * len(samples)),
-                             squeeze=False)
+    cols = [
+        ("frame", "original"),
+        ("learned", "network"),
+        ("refined", "network + refine"),
+        ("svd", "SVD"),
+    ]
+    fig, axes = plt.subplots(
+        len(samples), len(cols), figsize=(3 * len(cols), 2.4 * len(samples)), squeeze=False
+    )
     for row, (rank, s) in enumerate(samples):
         vmin, vmax = float(np.min(s["frame"])), float(np.max(s["frame"]))
         for c, (key, name) in enumerate(cols):
             ax = axes[row, c]
             if key in s:
-                ax.imshow(np.asarray(s[key]).T, origin="lower", aspect="auto", vmin=vmin, vmax=vmax,
-                          cmap="viridis")
+                ax.imshow(
+                    np.asarray(s[key]).T,
+                    origin="lower",
+                    aspect="auto",
+                    vmin=vmin,
+                    vmax=vmax,
+                    cmap="viridis",
+                )
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"{name} (r={rank})" if key != "frame" else
-                         f"original, t={float(s['t']):.2f}", fontsize=8)
+            ax.set_title(
+                f"{name} (r={rank})" if key != "frame" else f"original, t={float(s['t']):.2f}",
+                fontsize=8,
+            )
     fig.suptitle(title or "Worst test frame and its reconstructions (x horizontal, v vertical)")
     return _save(fig, path)

@@ -23,8 +23,18 @@ from neuralfactor.report import figures
 
 __all__ = ["ReportError", "collect_records", "conclusions", "render_report"]
 
-REQUIRED = ("method", "rank", "split", "scaled_loss_mean", "ratio_mean", "seconds_per_matrix",
-            "optimum_mean", "per_frame_loss", "t", "kind")
+REQUIRED = (
+    "method",
+    "rank",
+    "split",
+    "scaled_loss_mean",
+    "ratio_mean",
+    "seconds_per_matrix",
+    "optimum_mean",
+    "per_frame_loss",
+    "t",
+    "kind",
+)
 
 
 class ReportError(ValueError):
@@ -110,14 +120,18 @@ def conclusions(records: list[dict[str, Any]]) -> list[str]:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = ("<tr><th>split</th><th>rank</th><th>method</th><th>scaled loss</th>"
-            "<th>ratio to optimum</th><th>µs / matrix</th><th>training s</th></tr>")
+    head = (
+        "<tr><th>split</th><th>rank</th><th>method</th><th>scaled loss</th>"
+        "<th>ratio to optimum</th><th>µs / matrix</th><th>training s</th></tr>"
+    )
     body = ""
     for r in rows:
         fit = f"{r['fit_seconds']:.1f}" if r.get("fit_seconds") else "-"
-        body += (f"<tr><td>{r['split']}</td><td>{r['rank']}</td><td>{html.escape(r['method'])}</td>"
-                 f"<td>{r['scaled_loss_mean']:.3e}</td><td>{r['ratio_mean']:.3f}</td>"
-                 f"<td>{_fmt_us(r['seconds_per_matrix'])}</td><td>{fit}</td></tr>")
+        body += (
+            f"<tr><td>{r['split']}</td><td>{r['rank']}</td><td>{html.escape(r['method'])}</td>"
+            f"<td>{r['scaled_loss_mean']:.3e}</td><td>{r['ratio_mean']:.3f}</td>"
+            f"<td>{_fmt_us(r['seconds_per_matrix'])}</td><td>{fit}</td></tr>"
+        )
     return f"<table>{head}{body}</table>"
 
 
@@ -145,49 +159,88 @@ def render_report(run_dir: str | Path) -> Path:
         by_split[r["split"]].append(r)
     for split, recs in sorted(by_split.items()):
         main = [r for r in recs if r["kind"] != "analysis"]
-        figs.append((figures.plot_loss_vs_rank(main, out / f"{split}-loss-vs-rank.png",
-                                               title=f"{split}: scaled loss vs rank"),
-                     f"{split}: scaled loss vs rank (dashed: SVD optimum)"))
-        figs.append((figures.plot_time_vs_rank(main, out / f"{split}-time-vs-rank.png",
-                                               title=f"{split}: time per matrix"),
-                     f"{split}: time per matrix, all methods measured in the same run"))
+        figs.append(
+            (
+                figures.plot_loss_vs_rank(
+                    main, out / f"{split}-loss-vs-rank.png", title=f"{split}: scaled loss vs rank"
+                ),
+                f"{split}: scaled loss vs rank (dashed: SVD optimum)",
+            )
+        )
+        figs.append(
+            (
+                figures.plot_time_vs_rank(
+                    main, out / f"{split}-time-vs-rank.png", title=f"{split}: time per matrix"
+                ),
+                f"{split}: time per matrix, all methods measured in the same run",
+            )
+        )
         kmax = max(r["rank"] for r in main)
-        at = [r for r in main if r["rank"] == kmax and r["method"] in
-              ("convmf", "convmf+refine", "pod-basis", "svd")]
-        figs.append((figures.plot_loss_vs_time(at, out / f"{split}-loss-vs-time.png",
-                                               title=f"{split}: loss along the time series, rank {kmax}"),
-                     f"{split}: per-frame loss vs time at rank {kmax}"))
-        figs.append((figures.plot_error_analysis(recs, out / f"{split}-error-analysis.png"),
-                     f"{split}: network factors vs least-squares refits"))
+        at = [
+            r
+            for r in main
+            if r["rank"] == kmax and r["method"] in ("convmf", "convmf+refine", "pod-basis", "svd")
+        ]
+        figs.append(
+            (
+                figures.plot_loss_vs_time(
+                    at,
+                    out / f"{split}-loss-vs-time.png",
+                    title=f"{split}: loss along the time series, rank {kmax}",
+                ),
+                f"{split}: per-frame loss vs time at rank {kmax}",
+            )
+        )
+        figs.append(
+            (
+                figures.plot_error_analysis(recs, out / f"{split}-error-analysis.png"),
+                f"{split}: network factors vs least-squares refits",
+            )
+        )
         samples = []
         for src in sorted({r["_source"] for r in recs}):
             npz = run_dir / src.replace("records", "samples").replace(".jsonl", ".npz")
             if npz.exists():
                 try:
                     with np.load(npz) as s:
-                        samples.append((next(r["rank"] for r in recs if r["_source"] == src),
-                                        {k: s[k] for k in s.files}))
+                        samples.append(
+                            (
+                                next(r["rank"] for r in recs if r["_source"] == src),
+                                {k: s[k] for k in s.files},
+                            )
+                        )
                 except (OSError, ValueError) as exc:
                     raise ReportError(f"Corrupt samples file {npz}: {exc}.") from None
         if samples:
             samples = sorted(samples, key=lambda p: p[0])[:3]
-            figs.append((figures.plot_reconstructions(samples, out / f"{split}-reconstructions.png"),
-                         f"{split}: worst test frame and reconstructions"))
-    rows = sorted((r for r in records if r["kind"] != "analysis"),
-                  key=lambda r: (r["split"], r["rank"], r["ratio_mean"]))
+            figs.append(
+                (
+                    figures.plot_reconstructions(samples, out / f"{split}-reconstructions.png"),
+                    f"{split}: worst test frame and reconstructions",
+                )
+            )
+    rows = sorted(
+        (r for r in records if r["kind"] != "analysis"),
+        key=lambda r: (r["split"], r["rank"], r["ratio_mean"]),
+    )
     summary = "".join(f"<li>{line}</li>" for line in conclusions(records))
-    env = {k: meta.get(k) for k in ("version", "torch_version", "device", "threads", "python",
-                                    "started", "finished") if k in meta}
+    env = {
+        k: meta.get(k)
+        for k in ("version", "torch_version", "device", "threads", "python", "started", "finished")
+        if k in meta
+    }
     body = f"""<h1>neuralfactor report</h1>
 <div class="summary"><h2>Conclusion</h2><ul>{summary}</ul>
 <p>The exact SVD is optimal by definition (ratio 1); every other ratio says how far a method is
 from it. Times are per matrix, all methods on the same device, dtype and batch, measured in one
 run; training time is reported separately.</p></div>
 <h2>Results</h2>{_table(rows)}
-<h2>Figures</h2>{''.join(_img(p, alt) for p, alt in figs)}
-<h2>Configuration and environment</h2><pre>{html.escape(json.dumps({'environment': env, 'configuration': meta.get('config', {})}, indent=2))}</pre>
-<p>Records: {', '.join(sorted({html.escape(r['_source']) for r in records}))}. Regenerate with
+<h2>Figures</h2>{"".join(_img(p, alt) for p, alt in figs)}
+<h2>Configuration and environment</h2><pre>{html.escape(json.dumps({"environment": env, "configuration": meta.get("config", {})}, indent=2))}</pre>
+<p>Records: {", ".join(sorted({html.escape(r["_source"]) for r in records}))}. Regenerate with
 <code>neuralfactor report {html.escape(str(run_dir))}</code>.</p>"""
-    page = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>neuralfactor report"
-            f"</title><style>{CSS}</style></head><body>{body}</body></html>\n")
+    page = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>neuralfactor report'
+        f"</title><style>{CSS}</style></head><body>{body}</body></html>\n"
+    )
     return atomic_write_text(out / "index.html", page)

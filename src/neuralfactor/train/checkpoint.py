@@ -141,7 +141,9 @@ def load_checkpoint(path: str | os.PathLike, *, verify: bool = True) -> tuple[di
     """
     path = Path(path)
     if not path.is_dir():
-        raise CheckpointError(f"{path} is not a checkpoint directory (expected {WEIGHTS} and {META}).")
+        raise CheckpointError(
+            f"{path} is not a checkpoint directory (expected {WEIGHTS} and {META})."
+        )
     for name in (WEIGHTS, META):
         if not (path / name).is_file():
             raise CheckpointError(f"Checkpoint {path} is incomplete: {name} is missing.")

@@ -115,7 +115,9 @@ def run_training(
         for name, g in generators.items():
             key = f"extra.gen.{name}"
             if key not in tensors:
-                raise ValueError(f"Checkpoint {ckpt / 'last'} lacks the state of generator {name!r}.")
+                raise ValueError(
+                    f"Checkpoint {ckpt / 'last'} lacks the state of generator {name!r}."
+                )
             g.set_state(tensors[key])
         start, best, best_step = ts["step"], ts["best"], ts["best_step"]
         history, bad_evals, elapsed0 = ts["history"], ts["bad_evals"], ts.get("seconds", 0.0)
@@ -137,8 +139,15 @@ def run_training(
             "config": asdict(config),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
         }
-        save_checkpoint(ckpt / "last", model, init_args=init_args or {}, optimizer=optimizer,
-                        train_state=ts, extra_tensors=extra, meta=meta)
+        save_checkpoint(
+            ckpt / "last",
+            model,
+            init_args=init_args or {},
+            optimizer=optimizer,
+            train_state=ts,
+            extra_tensors=extra,
+            meta=meta,
+        )
 
     last_good = _state_copy(model)
     t0 = time.perf_counter()
@@ -147,9 +156,15 @@ def run_training(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TextColumn("{task.fields[info]}"), TimeRemainingColumn(), disable=not progress,
-                   transient=True)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        disable=not progress,
+        transient=True,
+    )
     with bar:
         task = bar.add_task(description, total=config.steps, completed=start, info="")
         step = start
@@ -182,20 +197,34 @@ def run_training(
                 model.eval()
                 with torch.no_grad():
                     metric = float(eval_fn()) if eval_fn is not None else lval
-                history.append({"step": step, "loss": lval, "metric": metric,
-                                "seconds": elapsed0 + time.perf_counter() - t0})
+                history.append(
+                    {
+                        "step": step,
+                        "loss": lval,
+                        "metric": metric,
+                        "seconds": elapsed0 + time.perf_counter() - t0,
+                    }
+                )
                 if metric < best * (1 - config.min_delta) or best_step < 0:
                     best, best_step, bad_evals = metric, step, 0
                     if ckpt is not None:
-                        save_checkpoint(ckpt / "best", model, init_args=init_args or {},
-                                        train_state={"step": step, "metric": metric}, meta=meta)
+                        save_checkpoint(
+                            ckpt / "best",
+                            model,
+                            init_args=init_args or {},
+                            train_state={"step": step, "metric": metric},
+                            meta=meta,
+                        )
                 else:
                     bad_evals += 1
                 last_good = _state_copy(model)
                 if config.patience is not None and bad_evals >= config.patience:
                     stopped = "early-stopped"
-                save(step, stopped if stopped != "completed" else None,
-                     elapsed0 + time.perf_counter() - t0)
+                save(
+                    step,
+                    stopped if stopped != "completed" else None,
+                    elapsed0 + time.perf_counter() - t0,
+                )
                 if stopped == "early-stopped":
                     break
     return LoopResult(step, best, best_step, stopped, elapsed0 + time.perf_counter() - t0, history)
