@@ -16,6 +16,8 @@ from neuralfactor.matvec import (
     ChokePointNet,
     RankCollapseError,
     RankCollapseWarning,
+    SuboptimalFitError,
+    SuboptimalFitWarning,
     fit_matvec,
 )
 from neuralfactor.matvec.fit import OPTIMIZER_OPTIONS, PROBE_OPTIONS
@@ -54,6 +56,7 @@ def test_random_10x10_every_rank_matches_svd(seed):
         two_s, fro_s = _svd_errors(A, k)
         assert abs(two - two_s) < TOL and abs(fro - fro_s) < TOL, (k, two - two_s, fro - fro_s)
         assert fit.rank_ok and int(fit.effective_rank) == k
+        assert fit.optimal and float(fit.residual_ratio) <= 1 + 1e-6
         assert fit.n_matvecs == 10
 
 
@@ -136,6 +139,21 @@ def test_rank_check_warns_or_raises():
         fit_matvec(A, 5, rank_rtol=0.9, on_collapse="raise")
     fit = fit_matvec(A, 5, rank_rtol=0.9, on_collapse="ignore")
     assert not fit.rank_ok
+
+
+def test_optimality_check_catches_a_saddle_the_rank_check_misses():
+    # "small" init starts next to the saddle at W = 0; on this matrix L-BFGS stalls there.
+    # All k learned directions are tiny *and equal*, so the relative rank check passes; the
+    # residual (still ~A) is far stronger than the weakest learned direction.
+    A = torch.as_tensor(get_matrix("gaussian", n=10, seed=0))
+    with pytest.warns(SuboptimalFitWarning, match="optimality check failed.*stronger"):
+        fit = fit_matvec(A, 5, init="small", seed=0)
+    assert fit.rank_ok and not fit.optimal and float(fit.residual_ratio) > 10
+    with pytest.raises(SuboptimalFitError, match="saddle point"):
+        fit_matvec(A, 5, init="small", seed=0, on_collapse="raise")
+    # gaussian probes: no exact residual, no verdict
+    fit = fit_matvec(A, 2, probes="gaussian", optimizer="adam", steps=50, seed=0)
+    assert fit.optimal is None and fit.residual_ratio is None
 
 
 def test_bad_input():

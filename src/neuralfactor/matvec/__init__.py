@@ -9,6 +9,8 @@ from neuralfactor.matvec.fit import (
     MatvecFit,
     RankCollapseError,
     RankCollapseWarning,
+    SuboptimalFitError,
+    SuboptimalFitWarning,
     fit_matvec,
 )
 from neuralfactor.matvec.model import ChokePointNet
@@ -19,6 +21,8 @@ __all__ = [
     "MatvecFit",
     "RankCollapseError",
     "RankCollapseWarning",
+    "SuboptimalFitError",
+    "SuboptimalFitWarning",
     "fit_matvec",
 ]
 

@@ -63,6 +63,8 @@ __all__ = [
     "MatvecFit",
     "RankCollapseError",
     "RankCollapseWarning",
+    "SuboptimalFitError",
+    "SuboptimalFitWarning",
     "fit_matvec",
 ]
 
@@ -82,6 +84,14 @@ class RankCollapseError(RuntimeError):
     """Raised instead of :class:`RankCollapseWarning` with ``on_collapse="raise"``."""
 
 
+class SuboptimalFitWarning(UserWarning):
+    """Training stopped away from the Eckart-Young optimum (e.g. at a saddle point)."""
+
+
+class SuboptimalFitError(RuntimeError):
+    """Raised instead of :class:`SuboptimalFitWarning` with ``on_collapse="raise"``."""
+
+
 @dataclass
 class MatvecFit:
     """Outcome of :func:`fit_matvec`.
@@ -93,6 +103,11 @@ class MatvecFit:
     rank_ok : every matrix has effective rank ``k``, or the loss is at round-off (``A`` has
         rank < k and was reproduced exactly).
     n_matvecs : products ``x -> A x`` the training used (per matrix).
+    residual_ratio : per-matrix ``||A - W||_2 / s_k(W)`` (complete probe sets only, else
+        None). At the Eckart-Young optimum it is ``s_{k+1}(A) / s_k(A) <= 1``; a value > 1
+        means a direction left in the residual is stronger than the weakest learned one, so
+        the network is not at the optimum (a saddle, or stopped too early).
+    optimal : ``residual_ratio <= 1`` (within 1e-3) for every matrix, or None.
     """
 
     lowrank: LowRank
@@ -104,6 +119,8 @@ class MatvecFit:
     probes: str
     optimizer: str
     seconds: float
+    residual_ratio: Tensor | None = None
+    optimal: bool | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -189,7 +206,8 @@ def fit_matvec(
     rank_rtol : float, optional
         Relative threshold of the rank check (default ``sqrt(eps)`` of ``dtype``).
     on_collapse : {"warn", "raise", "ignore"}
-        What to do when the rank check fails.
+        What to do when the rank check or the optimality check fails (the latter needs a
+        complete probe set: ``identity`` or ``orthogonal``).
     progress : bool
         Show a Rich progress bar.
     checkpoint_dir, resume :
@@ -366,7 +384,38 @@ def fit_matvec(
         if on_collapse == "raise":
             raise RankCollapseError(msg)
         warnings.warn(msg, RankCollapseWarning, stacklevel=2)
+    # ---------------------------------------------------------------- the optimality check
+    # Complete isotropic probes give the residual exactly: ||A - W||_2 = ||(A - W) P||_2.
+    # At the optimum it equals s_{k+1}(A) <= s_k(A) = s_k(W). The rank check cannot see a
+    # network stuck at the saddle near 0 (all k learned directions tiny but equal); this can.
+    residual_ratio, optimal = None, None
+    if fixed:
+        with torch.no_grad():
+            R = Yn - net(P)
+            res2 = torch.linalg.matrix_norm(R, ord=2)
+            ru = torch.linalg.qr(U.double(), mode="r").R
+            rv = torch.linalg.qr(V.double().mT, mode="r").R
+            s_k = torch.linalg.svdvals(ru @ rv.mT)[..., rank - 1]
+            slack = 10 * torch.sqrt(floor * denom)
+            residual_ratio = res2 / s_k.clamp_min(torch.finfo(torch.float64).tiny)
+            good = (res2 <= s_k * (1 + 1e-3) + slack) | explained
+        optimal = bool(good.all())
+        if not optimal and on_collapse != "ignore":
+            idx = torch.nonzero(~good.reshape(-1))[:, 0].tolist()
+            ratio = float(residual_ratio.reshape(-1)[idx[0]])
+            msg = (
+                f"matvec-ae optimality check failed{'' if not batch else f' for {idx}'}: the "
+                f"residual keeps a direction {ratio:.3g}x stronger than the weakest learned one "
+                f"(the Eckart-Young optimum has this ratio <= 1), so training stopped away from "
+                f"the optimum (a saddle point or too few steps). Try init='orthogonal', "
+                f"optimizer='lbfgs' or more steps."
+            )
+            if on_collapse == "raise":
+                raise SuboptimalFitError(msg)
+            warnings.warn(msg, SuboptimalFitWarning, stacklevel=2)
     return MatvecFit(
+        residual_ratio=residual_ratio,
+        optimal=optimal,
         lowrank=lr_out,
         train_loss=train_loss,
         effective_rank=eff,
