@@ -42,6 +42,8 @@ def test_every_builtin_method_reports_errors(method, mat, tmp_path, capsys):
     assert rec["rank"] == 3 and rec["method"] == method
     # nothing beats Eckart-Young; exact/randomized SVD and the network reach it
     assert rec["ratio_to_optimum"] >= 1 - 1e-10
+    if method == "matvec-ae":
+        assert rec["optimality_check"] is True and rec["n_matvecs"] == 9
     if method in ("svd", "rsvd", "matvec-ae"):
         assert rec["ratio_to_optimum"] < 1 + 1e-6
         assert abs(rec["rel_2"] - rec["svd_rel_2"]) < 1e-6

@@ -207,7 +207,11 @@ def run_approx(
     elif method == "matvec-ae":
         f = make_factorizer("matvec-ae", rank=rank, seed=seed, progress=progress)
         lr = f.fit(X).factorize(X)
-        extra.update(n_matvecs=f.result_.n_matvecs, steps=f.result_.loop.steps_done)
+        extra.update(
+            n_matvecs=f.result_.n_matvecs,
+            steps=f.result_.loop.steps_done,
+            optimality_check=f.result_.optimal,
+        )
     else:
         params = {"seed": seed} if method in ("nmf",) else {}
         lr = make_factorizer(method, rank=rank, **params).factorize(X)
