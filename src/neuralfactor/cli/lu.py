@@ -204,7 +204,11 @@ def register(app: typer.Typer) -> None:
         leaf: int = typer.Option(32, help="Leaf block size (2-D: patch size p^2)."),
         dim: int = typer.Option(1, help="1: binary tree; 2: quad-tree over patches."),
         band: int = typer.Option(2, help="Bridge reach at interior levels."),
-        diag: str = typer.Option("full", help="'full' (block LU) or 'triangular'."),
+        diag: str = typer.Option(
+            "full",
+            help="'full' (block LU, the original method) or 'triangular' (entry-wise LU; "
+            "optimized 4x better on the 1-D Laplacian, docs/results/learned-lu.md).",
+        ),
         dtype: str = typer.Option("float64", help="float32 or float64."),
         optimizer: str = typer.Option("lbfgs", help="lbfgs or adam."),
         steps: int = typer.Option(250, help="Optimizer steps (L-BFGS: x inner iterations)."),
