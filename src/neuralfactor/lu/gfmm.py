@@ -349,7 +349,8 @@ class GFMMBlock(nn.Module):
         """``y = M^T x`` by the transposed graph (decoder and encoder swap roles)."""
         return self._sweep(x, transpose=True)
 
+    @torch.no_grad()
     def dense(self) -> Tensor:
-        """The dense ``(n, n)`` matrix ``M`` (n matvecs with identity columns)."""
+        """The dense ``(n, n)`` matrix ``M`` (n matvecs with identity columns; no autograd)."""
         eye = torch.eye(self.n, dtype=self.near.dtype, device=self.near.device)
         return self.forward(eye).T

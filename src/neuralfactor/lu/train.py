@@ -91,9 +91,9 @@ class LUTrainResult:
 
 def check_nonsingular(A: np.ndarray, *, caller: str = "train_lu") -> float:
     """Raise ``ValueError`` when ``A`` is numerically singular; return its 1-norm rcond."""
-    import scipy.linalg as sla
-
     import warnings
+
+    import scipy.linalg as sla
 
     with warnings.catch_warnings():  # the singular case is reported below, as an error
         warnings.simplefilter("ignore", sla.LinAlgWarning)
@@ -176,6 +176,10 @@ def _block_dependencies(model: LUNetwork, transpose_loss: bool) -> list[dict[str
 class _LBFGS(torch.optim.LBFGS):
     """L-BFGS whose state_dict holds no lists of tensors (its curvature history), so the
     project's checkpoints (tensors -> safetensors, the rest -> JSON) can store and resume it."""
+
+    def step(self, closure: Any) -> Any:  # type: ignore[override]
+        loss = super().step(closure)
+        return loss.detach() if isinstance(loss, Tensor) else loss  # a float for the loop
 
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
