@@ -37,8 +37,10 @@ PRECONDITIONERS: tuple[str, ...] = ("none", "jacobi", "ilu0", "spilu", "amg", "l
 def ilu0(A: Any) -> tuple[sp.csr_array, sp.csr_array]:
     """Zero-fill incomplete LU ``A ~ L U`` on the pattern of ``A`` (no pivoting).
 
-    Returns unit-lower ``L`` and upper ``U`` (CSR). Cost ``O(sum_i nnz(row i)^2)``; a dense
-    ``A`` gives its full (unpivoted) LU. Raises ``ValueError`` on a zero pivot.
+    Returns unit-lower ``L`` and upper ``U`` (CSR). Work ``O(sum_i nnz(row i)^2)`` but dense
+    ``(n, n)`` work arrays (``O(n^2)`` memory): meant for the n <= a few thousand of this study,
+    not for large sparse systems. A dense ``A`` gives its full (unpivoted) LU. Raises
+    ``ValueError`` on a zero pivot.
     """
     As = sp.csr_array(A, dtype=np.float64)
     As.sort_indices()
