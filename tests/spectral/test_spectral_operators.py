@@ -229,11 +229,19 @@ def test_cli_train_and_evaluate(tmp_path):
             "32",
             "--hidden",
             "8",
+            "--envelope",
+            "0.5",
+            "--lr",
+            "0.002",
+            "--eval-every",
+            "3",
             "--out",
             str(out),
         ]
     )
     assert rc == 0
+    cfg = json.loads((out / "config.json").read_text())  # every option reaches the config
+    assert (cfg["envelope"], cfg["lr"], cfg["eval_every"], cfg["hidden"]) == (0.5, 0.002, 3, 8)
     ev = json.loads((out / "evaluation.json").read_text())
     assert len(ev["eigenvalues"]) == 3 and ev["true"] == [4.0, 2.0, 2.0]
     assert (out / "figure.png").stat().st_size > 1000
@@ -262,13 +270,18 @@ def test_cli_train_and_evaluate(tmp_path):
 
 
 @pytest.mark.slow
-def test_oscillator_nestedlora_seq_short_training(tmp_path):
-    """A short CPU training on the 2-D oscillator orders the first two levels (k=0, k=1)."""
+def test_oscillator_nestedlora_joint_short_training(tmp_path):
+    """A short CPU training (3000 steps) on the 2-D oscillator orders the first two levels.
+
+    Joint nesting: measured rel. errors 1.5e-3 / 1.1e-2 / 5e-3, orthogonality 1.1e-2. (On the
+    same budget sequential nesting left modes 1-2 near zero norm; see docs/results/neuralsvd.md.)
+    """
     from neuralfactor.spectral.trainer import run_spectral
 
     cfg = SpectralConfig(
         problem="oscillator-2d",
         modes=3,
+        method="nestedlora-joint",
         iters=3000,
         batch=256,
         lr=3e-3,
@@ -280,7 +293,7 @@ def test_oscillator_nestedlora_seq_short_training(tmp_path):
         eval_scale=0.7,
     )
     ev = run_spectral(cfg, tmp_path / "osc")
-    # measured: ~1e-2 after 3000 steps; 5e-2 leaves room for other seeds/BLAS
+    # 5e-2 leaves room over the measured 1.1e-2 for other BLAS/threads
     assert ev["max_rel_error"] < 5e-2, ev["rel_error"]
     assert ev["orthogonality"] < 5e-2
-    assert all(g["subspace_distance"] < 0.3 for g in ev["groups"] if g["complete"])
+    assert all(g["subspace_distance"] < 0.2 for g in ev["groups"] if g["complete"])

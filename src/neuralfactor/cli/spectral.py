@@ -69,6 +69,7 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option("float64", help="float32 | float64"),
         ema_decay: float = typer.Option(0.995, help="EMA decay of the evaluated weights."),
         seed: int = typer.Option(0, help="Seed of initialization and sampling."),
+        eval_every: int = typer.Option(500, help="Validation/checkpoint interval (steps)."),
         threads: int = typer.Option(1, help="CPU threads (pinned)."),
         resume: bool = typer.Option(False, help="Continue an interrupted run in --out."),
         figure: bool = typer.Option(True, help="Write figure.png after training."),
@@ -98,6 +99,8 @@ def register(app: typer.Typer) -> None:
             dtype=dtype,
             ema_decay=ema_decay,
             seed=seed,
+            envelope=envelope,
+            eval_every=eval_every,
         )
         with pinned_threads(threads):
             ev = run_spectral(cfg, out, resume=resume, progress=not state["quiet"])

@@ -1,1 +1,47 @@
-"""neuralfactor.spectral (see DESIGN.md)."""
+"""neuralfactor.spectral: NeuralSVD (NestedLoRA) and a SpIN-style baseline (see DESIGN.md).
+
+Ordered singular/eigenfunctions of operators by nested low-rank approximation (Ryu et al.,
+ICML 2024): the objective (:mod:`.objectives`), operators with samplers (:mod:`.operators`:
+finite matrices, RBF kernels, 2-D hydrogen and harmonic oscillator), function models
+(:mod:`.models`), the SpIN-style baseline (:mod:`.spin`), training through
+``neuralfactor.train`` (:mod:`.trainer`) and evaluation against exact spectra (:mod:`.evaluate`,
+:mod:`.analytic`). Results: docs/results/neuralsvd.md.
+"""
+
+from neuralfactor.spectral.models import FunctionPair, ParallelMLP, SpectralModel, TabularFunctions
+from neuralfactor.spectral.objectives import (
+    gram,
+    nested_weights,
+    nestedlora_loss,
+    nestedlora_loss_evd,
+    prefix_losses,
+)
+from neuralfactor.spectral.operators import (
+    KernelOperator,
+    MatrixOperator,
+    SchrodingerOperator,
+    evd_moments,
+)
+from neuralfactor.spectral.spin import spin_loss, spin_whiten
+from neuralfactor.spectral.trainer import SpectralConfig, run_spectral, train_operator
+
+__all__ = [
+    "FunctionPair",
+    "KernelOperator",
+    "MatrixOperator",
+    "ParallelMLP",
+    "SchrodingerOperator",
+    "SpectralConfig",
+    "SpectralModel",
+    "TabularFunctions",
+    "evd_moments",
+    "gram",
+    "nested_weights",
+    "nestedlora_loss",
+    "nestedlora_loss_evd",
+    "prefix_losses",
+    "run_spectral",
+    "spin_loss",
+    "spin_whiten",
+    "train_operator",
+]

@@ -175,6 +175,6 @@ class SpectralModel(nn.Module):
 
     @torch.no_grad()
     def update_ema(self, decay: float) -> None:
-        """``ema <- decay * ema + (1 - decay) * net`` for every parameter and buffer."""
+        """``ema <- decay * ema + (1 - decay) * net`` for every parameter (buffers are fixed)."""
         for pe, p in zip(self.ema.parameters(), self.net.parameters(), strict=True):
             pe.lerp_(p.detach(), 1.0 - decay)

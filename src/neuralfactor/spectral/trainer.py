@@ -177,7 +177,7 @@ class SpectralConfig:
     optimizer: str = "adam"
     ema_decay: float = 0.995
     spin_decay: float = 0.99
-    hidden: int = 64
+    hidden: int = 32
     depth: int = 3
     fourier: int = 0
     envelope: float | None = None
