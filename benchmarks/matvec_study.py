@@ -64,6 +64,8 @@ def measure(name: str, A_any: Any, k: int, *, seed: int, threads: dict, **fit_kw
         "ratio_to_optimum": float(ratio_to_optimum(A, W, k)),
         "effective_rank": int(effective_rank(fit.lowrank, rtol=1e-8)),
         "rank_ok": bool(fit.rank_ok),
+        "optimal": fit.optimal,
+        "residual_ratio": None if fit.residual_ratio is None else float(fit.residual_ratio),
         "probes": fit.probes,
         "optimizer": fit.optimizer,
         "n_matvecs": fit.n_matvecs,
@@ -150,6 +152,68 @@ def _maxabs(rr: list[dict], key: str) -> float:
     return float(np.max(np.abs([r[key] for r in rr])))
 
 
+ABLATION = {
+    "L-BFGS, identity probes, orthogonal init, float64 (default)": {},
+    "L-BFGS, identity probes, small init (1e-3)": {"init": "small"},
+    "L-BFGS, identity probes, float32": {"dtype": torch.float32},
+    "Adam lr 1e-2, identity probes, 3000 steps": {
+        "optimizer": "adam",
+        "lr": 1e-2,
+        "steps": 3000,
+        "patience": 10,
+    },
+    "Adam lr 1e-2, fresh Gaussian probes (s = n), 3000 steps": {
+        "optimizer": "adam",
+        "lr": 1e-2,
+        "steps": 3000,
+        "patience": 10,
+        "probes": "gaussian",
+    },
+}
+
+
+def ablation(threads: dict) -> list[dict]:
+    """Which ingredient matters: optimizer, probes, init, precision (one matrix each)."""
+    mats = [
+        ("gaussian 10x10 seed 0", get_matrix("gaussian", n=10, seed=0), 5),
+        ("diag(1..50)", get_matrix("diag", n=50), 20),
+        ("camera 64x64", get_matrix("camera", size=64), 10),
+    ]
+    out = []
+    for label, kw in ABLATION.items():
+        for name, A, k in mats:
+            rec = measure(name, A, k, seed=0, threads=threads, **kw)
+            rec["config"] = label
+            out.append(rec)
+            print(
+                f"{label:58s} {name:22s} d2={rec['d_rel_2']:+.1e} dF={rec['d_rel_fro']:+.1e} "
+                f"rank={rec['effective_rank']} t={rec['train_seconds']:.2f}s",
+                flush=True,
+            )
+    return out
+
+
+def _verdict(optimal: bool | None) -> str:
+    return "n/a" if optimal is None else ("pass" if optimal else "FAIL")
+
+
+def summarize_ablation(records: list[dict]) -> str:
+    lines = [
+        "| configuration | matrix | rank | abs diff 2-norm | abs diff Frob | loss ratio "
+        "| rank check | optimality check | steps | products | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['config']} | {r['matrix']} | {r['rank']} | {abs(r['d_rel_2']):.1e} "
+            f"| {abs(r['d_rel_fro']):.1e} | {r['ratio_to_optimum']:.6f} "
+            f"| {'pass' if r['rank_ok'] and r['effective_rank'] == r['rank'] else 'FAIL'} "
+            f"| {_verdict(r['optimal'])} "
+            f"| {r['steps']} | {r['n_matvecs']} | {r['train_seconds']:.3g} |"
+        )
+    return "\n".join(lines)
+
+
 def summarize(records: list[dict]) -> str:
     lines = []
     groups: dict[str, list[dict]] = {}
@@ -158,21 +222,23 @@ def summarize(records: list[dict]) -> str:
     lines.append(
         "| matrix | rank | seeds | net rel 2-norm | SVD rel 2-norm | max abs diff 2-norm "
         "| net rel Frob | SVD rel Frob | max abs diff Frob | max loss ratio "
-        "| rank check | products | train s (median) | SVD s (median) |"
+        "| rank check | optimality check | products | train s (median) | SVD s (median) |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, recs in groups.items():
         ranks = sorted({r["rank"] for r in recs})
         for k in ranks:
             rr = [r for r in recs if r["rank"] == k]
             ok = sum(r["rank_ok"] and r["effective_rank"] == k for r in rr)
+            opt = sum(bool(r["optimal"]) for r in rr)
+            opt_s = f"{opt}/{len(rr)}" if rr[0]["optimal"] is not None else "n/a"
             products = int(_mean(rr, "n_matvecs"))
             lines.append(
                 f"| {name} | {k} | {len(rr)} | {_mean(rr, 'net_rel_2'):.4f} "
                 f"| {_mean(rr, 'svd_rel_2'):.4f} | {_maxabs(rr, 'd_rel_2'):.1e} "
                 f"| {_mean(rr, 'net_rel_fro'):.4f} | {_mean(rr, 'svd_rel_fro'):.4f} "
                 f"| {_maxabs(rr, 'd_rel_fro'):.1e} | {max(r['ratio_to_optimum'] for r in rr):.6f} "
-                f"| {ok}/{len(rr)} | {products} "
+                f"| {ok}/{len(rr)} | {opt_s} | {products} "
                 f"| {float(np.median([r['train_seconds'] for r in rr])):.3g} "
                 f"| {float(np.median([r['svd_seconds'] for r in rr])):.2g} |"
             )
@@ -183,7 +249,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="docs/results/matvec-study.jsonl")
     ap.add_argument("--quick", action="store_true", help="3 seeds, no 400x400 image")
+    ap.add_argument(
+        "--ablation",
+        action="store_true",
+        help="only the ablation (optimizer/probes/init/precision); writes --out",
+    )
     args = ap.parse_args()
+    if args.ablation:
+        import json
+
+        from neuralfactor.io import atomic_write_text
+
+        with pinned_threads(1) as threads:
+            recs = ablation(threads)
+        atomic_write_text(args.out, "".join(json.dumps(r, default=str) + "\n" for r in recs))
+        print()
+        print(summarize_ablation(recs))
+        print(f"load average at end {os.getloadavg()}")
+        return
     records: list[dict] = []
     t0 = time.perf_counter()
     with pinned_threads(1) as threads:
