@@ -61,28 +61,38 @@ def tensor_fingerprint(t: torch.Tensor) -> str:
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimizer state_dict into tensors (safetensors) and JSON-able scalars."""
+    """Split an optimizer state_dict into tensors (safetensors) and JSON-able scalars.
+
+    Per-parameter values may be tensors, numbers, or lists/tuples of tensors (L-BFGS keeps its
+    history as lists); each tensor is stored under its own key and referenced from the JSON.
+    """
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
+
+    def put(key: str, val: Any) -> Any:
+        if isinstance(val, torch.Tensor):
+            tensors[key] = val.detach().contiguous()
+            return {"tensor": key}
+        if isinstance(val, (list, tuple)):
+            return {"list": [put(f"{key}.{i}", v) for i, v in enumerate(val)]}
+        return val
+
     for pid, pstate in state["state"].items():
-        entry: dict[str, Any] = {}
-        for key, val in pstate.items():
-            if isinstance(val, torch.Tensor):
-                tensors[f"optim.{pid}.{key}"] = val.detach().contiguous()
-                entry[key] = {"tensor": f"optim.{pid}.{key}"}
-            else:
-                entry[key] = val
-        scalars["state"][str(pid)] = entry
+        scalars["state"][str(pid)] = {k: put(f"optim.{pid}.{k}", v) for k, v in pstate.items()}
     return tensors, scalars
 
 
 def _unflatten_optimizer(scalars: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict:
-    state: dict[int, dict[str, Any]] = {}
-    for pid, entry in scalars["state"].items():
-        state[int(pid)] = {
-            k: (tensors[v["tensor"]] if isinstance(v, dict) and "tensor" in v else v)
-            for k, v in entry.items()
-        }
+    def get(v: Any) -> Any:
+        if isinstance(v, dict) and "tensor" in v:
+            return tensors[v["tensor"]]
+        if isinstance(v, dict) and "list" in v:
+            return [get(x) for x in v["list"]]
+        return v
+
+    state = {
+        int(pid): {k: get(v) for k, v in entry.items()} for pid, entry in scalars["state"].items()
+    }
     return {"state": state, "param_groups": scalars["param_groups"]}
 
 
@@ -123,8 +133,11 @@ def save_checkpoint(
         "version": __version__,
         "torch_version": torch.__version__,
         "weights_sha256": None,
-        **(meta or {}),
     }
+    clash = sorted(set(meta or {}) & set(info))
+    if clash:
+        raise ValueError(f"save_checkpoint: meta keys {clash} are reserved; rename them.")
+    info.update(meta or {})
     with atomic_dir(path, overwrite=overwrite) as tmp:
         save_file(cpu, str(tmp / WEIGHTS))
         info["weights_sha256"] = hashlib.sha256((tmp / WEIGHTS).read_bytes()).hexdigest()
