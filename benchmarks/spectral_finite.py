@@ -104,7 +104,11 @@ def main() -> None:
                     ref.median,
                 )
             )
-        for net_kind in ("table", "mlp"):
+        for net_kind, method in (
+            ("table", "nestedlora-seq"),
+            ("mlp", "nestedlora-seq"),
+            ("mlp", "nestedlora-joint"),
+        ):
             if net_kind == "table":
                 f = TabularFunctions(500, L, generator=torch.Generator().manual_seed(1))
                 batch, steps, lr = None, args.steps, 2e-2
@@ -118,7 +122,7 @@ def main() -> None:
             train_operator(
                 kop,
                 model,
-                "nestedlora-seq",
+                method,
                 steps=steps,
                 batch=batch,
                 lr=lr,
@@ -133,7 +137,7 @@ def main() -> None:
             what = "exact moments" if batch is None else f"minibatch {batch} (U-statistic)"
             rows.append(
                 row(
-                    f"kernel N=500, NestedLoRA-seq {net_kind}, {what}, {steps} Adam",
+                    f"kernel N=500, {method} {net_kind}, {what}, {steps} Adam",
                     vals,
                     lam,
                     F,

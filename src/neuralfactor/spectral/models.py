@@ -41,6 +41,9 @@ class ParallelMLP(nn.Module):
     envelope : float, optional
         If given, the output is multiplied by ``exp(-envelope * sqrt(1 + |x|^2))``, a smooth
         decaying envelope (use a rate below the slowest true decay rate).
+    out_scale : float
+        Multiplies the initial output layer: start the functions small (norms comparable
+        to the wanted eigenvalues) rather than let the quadratic term crush them first.
     generator : torch.Generator, optional
         Initialization randomness (default: a fresh seed).
 
@@ -59,6 +62,7 @@ class ParallelMLP(nn.Module):
         fourier_scale: float = 1.0,
         envelope: float | None = None,
         beta: float = 1.0,
+        out_scale: float = 1.0,
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -88,8 +92,8 @@ class ParallelMLP(nn.Module):
         sizes = [d_in] + [hidden] * depth + [1]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-            bound = 1.0 / math.sqrt(fan_in)
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            bound = 1.0 / math.sqrt(fan_in) * (out_scale if i == len(sizes) - 2 else 1.0)
             W = (torch.rand(modes, fan_in, fan_out, generator=g, dtype=dtype) * 2 - 1) * bound
             b = (torch.rand(modes, 1, fan_out, generator=g, dtype=dtype) * 2 - 1) * bound
             self.weights.append(nn.Parameter(W))
