@@ -21,3 +21,13 @@ def seed(request) -> int:
 @pytest.fixture
 def gen(seed) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tests use small problems: one torch/BLAS thread is fastest and avoids oversubscribing
+    the 2-core CI machine (every test, every package)."""
+    from neuralfactor.core.timing import pinned_threads
+
+    with pinned_threads(1):
+        yield

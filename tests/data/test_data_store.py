@@ -6,15 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuralfactor.core.timing import pinned_threads
 from neuralfactor.data import MatrixStore, MatrixStoreWriter, StoreError, partial_path
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small FFTs and SVDs: one thread is fastest, and the CI machine is shared."""
-    with pinned_threads(1):
-        yield
 
 
 def frames(gen, B=2, T=11, m=6, n=5, dtype=torch.float64):

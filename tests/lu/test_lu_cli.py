@@ -1,17 +1,7 @@
 """`neuralfactor lu` and `neuralfactor lu evaluate RUN` end to end on a tiny operator."""
 
-import pytest
-
 from neuralfactor.cli import main
-from neuralfactor.core.timing import pinned_threads
 from neuralfactor.io import read_json
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small problems: one thread avoids oversubscription on the shared 2-core machine."""
-    with pinned_threads(1):
-        yield
 
 
 def test_cli_train_and_evaluate(tmp_path, capsys):

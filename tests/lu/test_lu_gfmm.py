@@ -4,16 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuralfactor.core.timing import pinned_threads
 from neuralfactor.lu.gfmm import GFMMBlock, GFMMStructure, check_leaf_layout
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small problems: one thread avoids oversubscription on the shared 2-core machine."""
-    with pinned_threads(1):
-        yield
-
 
 LAYOUTS = [(1, 256, 32), (1, 128, 8), (1, 64, 32), (2, 256, 16), (2, 256, 4)]
 

@@ -7,7 +7,6 @@ import pytest
 import scipy.linalg as sla
 import torch
 
-from neuralfactor.core.timing import pinned_threads
 from neuralfactor.lu.evaluate import evaluate_lapack, evaluate_learned
 from neuralfactor.lu.model import LUNetwork
 from neuralfactor.lu.operators import OPERATORS, make_operator
@@ -18,13 +17,6 @@ from neuralfactor.lu.solve import (
     SingularBlockError,
     factor_conditioning,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small problems: one thread avoids oversubscription on the shared 2-core machine."""
-    with pinned_threads(1):
-        yield
 
 
 def _random_factors(n, leaf, dim, diag, gen):

@@ -5,19 +5,11 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from neuralfactor.core.timing import pinned_threads
 from neuralfactor.lu.model import LUNetwork
 from neuralfactor.lu.operators import make_operator
 from neuralfactor.lu.train import LUTrainConfig, _block_dependencies, _Objective, train_lu
 from neuralfactor.train.checkpoint import load_model
 from neuralfactor.train.loop import TrainingDivergedError
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny problems: one thread avoids oversubscription on the shared 2-core machine."""
-    with pinned_threads(1):
-        yield
 
 
 @pytest.mark.parametrize("op", ["laplacian-1d", "convdiff-1d"])

@@ -10,7 +10,6 @@ import torch
 import neuralfactor as nf
 from neuralfactor.core.metrics import ratio_to_optimum, relative_spectral_error
 from neuralfactor.core.operators import FunctionOperator, SparseOperator
-from neuralfactor.core.timing import pinned_threads
 from neuralfactor.data.gallery import get_matrix
 from neuralfactor.matvec import (
     ChokePointNet,
@@ -22,13 +21,6 @@ from neuralfactor.matvec import (
 )
 from neuralfactor.matvec.fit import OPTIMIZER_OPTIONS, PROBE_OPTIONS
 from neuralfactor.matvec.model import INIT_OPTIONS
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny matrices: one thread avoids oversubscription on the shared 2-core CI machine
-    with pinned_threads(1):
-        yield
 
 
 def _svd_errors(A, k):

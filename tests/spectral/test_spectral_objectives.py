@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from neuralfactor.core.metrics import principal_angles
-from neuralfactor.core.timing import pinned_threads
 from neuralfactor.spectral.evaluate import learned_spectrum
 from neuralfactor.spectral.models import FunctionPair, TabularFunctions
 from neuralfactor.spectral.objectives import (
@@ -18,12 +17,6 @@ from neuralfactor.spectral.objectives import (
 )
 from neuralfactor.spectral.operators import Batch, KernelOperator, MatrixOperator, evd_moments
 from neuralfactor.spectral.trainer import tabular_model, train_operator
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with pinned_threads(1):
-        yield
 
 
 def planted(m: int, n: int, gen: torch.Generator, decay: float = 0.8):

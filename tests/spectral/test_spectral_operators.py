@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 
-from neuralfactor.core.timing import pinned_threads
 from neuralfactor.spectral.analytic import (
     hydrogen_2d_eigenfunctions,
     oscillator_2d_eigenfunctions,
@@ -24,12 +23,6 @@ from neuralfactor.spectral.operators import (
 )
 from neuralfactor.spectral.spin import spin_whiten
 from neuralfactor.spectral.trainer import SpectralConfig, train_operator
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with pinned_threads(1):
-        yield
 
 
 class Analytic(torch.nn.Module):

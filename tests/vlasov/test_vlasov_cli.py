@@ -4,17 +4,8 @@ import pytest
 import torch
 
 from neuralfactor.cli import main
-from neuralfactor.core.timing import pinned_threads
 from neuralfactor.data import MatrixStore, partial_path
 from neuralfactor.vlasov import SimulationConfig, simulate
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small FFTs and SVDs: one thread is fastest, and the CI machine is shared."""
-    with pinned_threads(1):
-        yield
-
 
 BASE = [
     "--ic",

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from neuralfactor.core.timing import pinned_threads
 from neuralfactor.vlasov import (
     dispersion_relation,
     dispersion_root,
@@ -15,13 +14,6 @@ from neuralfactor.vlasov import (
     numerical_rank,
     phase_space_diagnostics,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small FFTs and SVDs: one thread is fastest, and the CI machine is shared."""
-    with pinned_threads(1):
-        yield
 
 
 def test_fit_rate_peaks_recovers_planted_rate_and_frequency():

@@ -5,21 +5,12 @@ import math
 import pytest
 import torch
 
-from neuralfactor.core.timing import pinned_threads
 from neuralfactor.vlasov import (
     SimulationConfig,
     VlasovSolver,
     available_initial_conditions,
     get_initial_condition,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small FFTs and SVDs: one thread is fastest, and the CI machine is shared."""
-    with pinned_threads(1):
-        yield
-
 
 ALL = available_initial_conditions()
 

@@ -6,7 +6,6 @@ import warnings
 import pytest
 import torch
 
-from neuralfactor.core.timing import pinned_threads
 from neuralfactor.vlasov import (
     PRESETS,
     SCHEMES,
@@ -20,13 +19,6 @@ from neuralfactor.vlasov import (
     numerical_rank,
     simulate,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small FFTs and SVDs: one thread is fastest, and the CI machine is shared."""
-    with pinned_threads(1):
-        yield
 
 
 def small(scheme="spectral", **kw):
