@@ -154,3 +154,15 @@ def test_contract_nonnegative_methods(name, seed):
     torch.testing.assert_close(out.reconstruct(), looped, rtol=1e-6, atol=1e-8)
     with pytest.raises(ValueError, match="must be nonnegative"):
         f.factorize(X - 1.0)
+
+
+def test_warm_subspace_regains_rank_after_a_low_rank_first_frame():
+    # A stream that starts on a rank-2 frame (like an initial condition 1 + a cos(kx) times a
+    # Maxwellian) must still track the full-rank frames after it.
+    X = evolving_frames(12, 32, 48)
+    X[0] = planted((32, 48), rank=2)
+    f = nf.make_factorizer("warm-subspace", rank=8)
+    lr = f.factorize(X)
+    assert (effective_rank(lr[1:], rtol=1e-6) == 8).all()
+    # one iteration per frame: the refilled random directions converge over the next frames
+    assert ratio_to_optimum(X[3:], lr[3:]).max() <= 1.05

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from neuralfactor.core.lowrank import LowRank
 
-__all__ = ["gram_orthonormalize", "rayleigh_ritz", "subspace_step"]
+__all__ = ["gram_orthonormalize", "rayleigh_ritz", "refill_zero_columns", "subspace_step"]
 
 
 def gram_orthonormalize(Y: Tensor, *, passes: int = 2) -> Tensor:
@@ -65,12 +65,37 @@ def rayleigh_ritz(X: Tensor, Q: Tensor, rank: int) -> tuple[LowRank, Tensor]:
     return LowRank(U, V), B
 
 
-def subspace_step(X: Tensor, P: Tensor, rank: int, *, n_iter: int = 1) -> tuple[LowRank, Tensor]:
+def refill_zero_columns(P: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Replace the zero columns of an orthonormal-or-zero basis by fresh random directions.
+
+    :func:`gram_orthonormalize` zeroes directions that a rank-deficient matrix does not
+    reach. In subspace iteration a zero column stays zero forever, so a stream that starts on
+    a low-rank frame (e.g. an initial condition of rank 2) would never regain rank. Refilled
+    columns are Gaussian (from ``generator``), made orthogonal to the kept ones and
+    orthonormalized; nothing is drawn when no column is zero.
+    """
+    if generator is None:
+        return P
+    zero = P.square().sum(-2) < 0.25  # (*, l): columns are either ~unit or exactly 0
+    if not bool(zero.any()):
+        return P
+    R = torch.randn(P.shape, generator=generator, device=P.device, dtype=P.dtype)
+    R = R - P @ (P.mT @ R)
+    P = torch.where(zero.unsqueeze(-2), R, P)
+    return gram_orthonormalize(P)
+
+
+def subspace_step(
+    X: Tensor, P: Tensor, rank: int, *, n_iter: int = 1, generator: torch.Generator | None = None
+) -> tuple[LowRank, Tensor]:
     """Subspace iteration from a right basis ``P`` (*, n, l); returns ``(LowRank, P_next)``.
 
     One iteration costs two products with ``X`` (``X P`` and ``Q^T X``) plus O((m + n) l^2):
     ``Q = orth(X P)``, Rayleigh-Ritz in span(Q), and the next right basis ``orth(X^T Q)`` taken
     from the ``B = Q^T X`` that Rayleigh-Ritz already formed. ``P`` may broadcast over X's batch.
+    With a ``generator``, zero columns of the next basis (directions X did not reach) are
+    refilled with random directions (:func:`refill_zero_columns`), so later frames of a
+    stream can use them.
     """
     lr = None
     for it in range(n_iter):
@@ -79,6 +104,6 @@ def subspace_step(X: Tensor, P: Tensor, rank: int, *, n_iter: int = 1) -> tuple[
             lr, B = rayleigh_ritz(X, Q, rank)
         else:
             B = Q.mT @ X
-        P = gram_orthonormalize(B.mT)
+        P = refill_zero_columns(gram_orthonormalize(B.mT), generator)
     assert lr is not None  # n_iter >= 1 is validated by callers
     return lr, P

@@ -11,7 +11,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from neuralfactor.classical._kernels import gram_orthonormalize, subspace_step
+from neuralfactor.classical._kernels import (
+    gram_orthonormalize,
+    refill_zero_columns,
+    subspace_step,
+)
 from neuralfactor.core.factorizer import BaseFactorizer, register_factorizer
 from neuralfactor.core.lowrank import LowRank
 from neuralfactor.core.validation import (
@@ -65,6 +69,10 @@ class WarmSubspace(BaseFactorizer):
 
     Notes
     -----
+    A frame of lower rank than the basis (an initial condition, say) leaves directions the
+    iteration cannot reach; they are refilled with random directions so the stream regains
+    rank, converging over the next few frames (one iteration each).
+
     The time loop is sequential by nature (frame t needs frame t - 1's basis); each step is
     batched over the ensemble. When frames are not time-ordered or change abruptly, use
     ``rsvd-gemm`` instead: the warm start is then no better than a random one.
@@ -94,12 +102,18 @@ class WarmSubspace(BaseFactorizer):
     def reset(self) -> WarmSubspace:
         """Forget the carried basis; the next frame is started cold."""
         self.basis: Tensor | None = None
+        self._gen: torch.Generator | None = None
         return self
 
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if self._gen is None:  # one stream, one generator: looped calls == one batched call
+            self._gen = as_generator(self.seed, device)
+        return self._gen
+
     def _cold_basis(self, X: Tensor, width: int) -> Tensor:
-        gen = as_generator(self.seed, X.device)
+        gen = self._generator(X.device)
         omega = torch.randn(X.shape[-2], width, generator=gen, device=X.device, dtype=X.dtype)
-        return gram_orthonormalize(X.mT @ omega)
+        return refill_zero_columns(gram_orthonormalize(X.mT @ omega), gen)
 
     def _factorize(self, X: Tensor) -> LowRank:
         m, n = X.shape[-2:]
@@ -118,12 +132,12 @@ class WarmSubspace(BaseFactorizer):
         Us, Vs = [], []
         for t in range(frames.shape[-3]):
             Xt = frames[..., t, :, :]
+            gen = self._generator(X.device)
             if basis is None:
-                lr, basis = subspace_step(
-                    Xt, self._cold_basis(Xt, width), self.rank, n_iter=self.cold_iter
-                )
+                start, iters = self._cold_basis(Xt, width), self.cold_iter
             else:
-                lr, basis = subspace_step(Xt, basis.to(X.dtype), self.rank, n_iter=self.n_iter)
+                start, iters = basis.to(X.dtype), self.n_iter
+            lr, basis = subspace_step(Xt, start, self.rank, n_iter=iters, generator=gen)
             Us.append(lr.U)
             Vs.append(lr.V)
         self.basis = basis
