@@ -80,6 +80,7 @@ def run_demo(
     from neuralfactor.amortized.factorizer import TrainSettings
     from neuralfactor.amortized.study import StudyConfig, evaluate_run, train_model
     from neuralfactor.cli import main as cli_main
+    from neuralfactor.core.timing import pinned_threads
     from neuralfactor.core.validation import resolve_device
     from neuralfactor.io import read_json, write_json
     from neuralfactor.report.html import render_report
@@ -171,7 +172,10 @@ def run_demo(
         done = (run / "model" / "meta.json").exists()
         log(f"[2/4] training {name} ({i}/{len(jobs)})" + (": reusing" if done else ""))
         resume = (run / "ckpt" / "last").exists() and not done
-        train_model(sc, run, resume=resume, progress=progress)
+        # One thread on CPU, as recorded in demo.json: with two threads on a 2-core machine
+        # shared with anything else, training ran up to 6x slower (spin-waiting threads).
+        with pinned_threads(1 if dev.type == "cpu" else None):
+            train_model(sc, run, resume=resume, progress=progress)
     for name, sc in jobs:
         run = out / name
         ranks = cfg.ranks if sc.nested else (None,)

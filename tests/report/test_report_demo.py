@@ -53,7 +53,7 @@ def test_report_tables_and_figures_agree_with_records(demo_dir):
         assert loss == pytest.approx(r["scaled_loss_mean"], rel=1e-3)
         assert ratio == pytest.approx(r["ratio_mean"], abs=1e-3)
     assert page.count("<img ") >= 8 and "data:image/png;base64," in page
-    assert "Conclusion" in page and "Where learning fails" in page
+    assert "Conclusion" in page and "Where learning fails" in page and "timed in" in page
     for png in (demo_dir / "report").glob("*.png"):
         assert png.stat().st_size > 2000
 
