@@ -29,6 +29,11 @@ def train(
     dtype: str = typer.Option("float32", help="float32 | float64 | bfloat16 (GPU)."),
     resume: bool = typer.Option(False, help="Continue an interrupted run in --out."),
     overwrite: bool = typer.Option(False, help="Replace a run in --out with another config."),
+    distributed: bool = typer.Option(
+        False,
+        "--distributed",
+        help="Data-parallel (DDP) under torchrun; --batch-size is the global batch.",
+    ),
 ) -> None:
     """Train a factorization network on frames of a simulation."""
     from neuralfactor.amortized.factorizer import TrainSettings
@@ -53,7 +58,21 @@ def train(
         frame_stride=frame_stride,
         settings=settings,
     )
-    f = train_model(config, out, resume=resume, overwrite=overwrite, progress=not state["quiet"])
+    if distributed:
+        import os
+
+        from neuralfactor.distributed.training import train_model_distributed
+
+        f = train_model_distributed(
+            config, out, resume=resume, overwrite=overwrite, progress=not state["quiet"]
+        )
+        if int(os.environ.get("RANK", "0")) != 0:
+            return
+        console.print(f"distributed: {os.environ.get('WORLD_SIZE', '1')} processes")
+    else:
+        f = train_model(
+            config, out, resume=resume, overwrite=overwrite, progress=not state["quiet"]
+        )
     last = f.history[-1] if f.history else {}
     console.print(
         f"trained {f.name} rank {rank} in {f.fit_seconds:.1f} s; validation scaled loss "

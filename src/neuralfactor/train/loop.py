@@ -95,8 +95,13 @@ def run_training(
     resume: bool = False,
     progress: bool = True,
     description: str = "training",
+    write_checkpoints: bool = True,
 ) -> LoopResult:
-    """Train ``model`` for ``config.steps`` steps; see the module docstring for the contract."""
+    """Train ``model`` for ``config.steps`` steps; see the module docstring for the contract.
+
+    ``write_checkpoints=False`` reads ``checkpoint_dir`` (to resume) but never writes it: the
+    non-zero ranks of a distributed run, where rank 0 alone writes.
+    """
     generators = generators or {}
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckpt is not None and init_args is None:
@@ -125,7 +130,7 @@ def run_training(
             return LoopResult(start, best, best_step, "resumed-complete", elapsed0, history)
 
     def save(step: int, stopped: str | None, seconds: float) -> None:
-        if ckpt is None:
+        if ckpt is None or not write_checkpoints:
             return
         extra = {f"gen.{n}": g.get_state() for n, g in generators.items()}
         ts = {
@@ -207,7 +212,7 @@ def run_training(
                 )
                 if metric < best * (1 - config.min_delta) or best_step < 0:
                     best, best_step, bad_evals = metric, step, 0
-                    if ckpt is not None:
+                    if ckpt is not None and write_checkpoints:
                         save_checkpoint(
                             ckpt / "best",
                             model,

@@ -1,0 +1,317 @@
+"""Data-parallel training of the amortized factorizers with ``torch.distributed`` (DDP).
+
+Launch with ``torchrun`` (one process per GPU, or several CPU processes on gloo)::
+
+    torchrun --standalone --nproc_per_node 2 --no-python neuralfactor train --distributed \\
+        --data runs/landau.zarr --model convmf --rank 8 --batch-size 32 --out runs/convmf-ddp
+
+Contract:
+
+- ``--batch-size`` is the **global** batch B; each of the W processes draws B / W frames per
+  step through a :class:`torch.utils.data.distributed.DistributedSampler` over the store's
+  training frames (read lazily from Zarr, never the whole split). The sampler's permutation
+  for epoch e is ``randperm(N, seed * 1_000_003 + e)`` -- the one the single-process trainer
+  uses -- and rank w takes positions w, w + W, ..., so the W local batches of step i are
+  exactly the single-process global batch i. DDP averages the gradients of the local means,
+  i.e. the gradient of the global mean: W processes follow the single-process trajectory up
+  to floating-point summation order.
+- Checkpoints (``ckpt/last``, ``ckpt/best``, ``model``) are written by rank 0 only, atomically
+  (:mod:`neuralfactor.train.checkpoint`). They hold the global step; the data order is a
+  function of (seed, epoch, global step), so ``--resume`` continues correctly with any W that
+  divides B (the sampler state is nothing but the epoch and the position in it).
+- CPU uses the gloo backend, CUDA nccl (one device per local rank).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["DistContext", "StoreFrames", "init_distributed", "train_model_distributed"]
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits: rank, world size, device, and whether it made the group."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    backend: str | None
+    owns_group: bool
+
+    @property
+    def is_writer(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def init_distributed(device: str = "auto", *, timeout_s: float = 300.0) -> DistContext:
+    """Join the process group ``torchrun`` describes (env ``RANK``, ``WORLD_SIZE``, ...).
+
+    Without those variables this is one process (world size 1, no group). The backend is nccl
+    for CUDA and gloo for CPU.
+    """
+    import datetime
+
+    import torch.distributed as dist
+
+    from neuralfactor.core.validation import resolve_device
+
+    dev = resolve_device(device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local % torch.cuda.device_count())
+        torch.cuda.set_device(dev)
+    if world == 1:
+        return DistContext(0, 1, 0, dev, None, False)
+    if not dist.is_available():
+        raise RuntimeError("This PyTorch build has no torch.distributed support.")
+    backend = "nccl" if dev.type == "cuda" else "gloo"
+    owns = False
+    if not dist.is_initialized():
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        owns = True
+    return DistContext(dist.get_rank(), dist.get_world_size(), local, dev, backend, owns)
+
+
+class StoreFrames(torch.utils.data.Dataset):
+    """Frames ``indices`` of one run of a MatrixStore, read from Zarr on demand.
+
+    Frames are rounded to float32 (as the single-process study loads them) and cast to
+    ``dtype``. :meth:`batch` reads a whole batch with one orthogonal selection.
+    """
+
+    def __init__(self, path: str | Path, run: int, indices: np.ndarray, dtype: torch.dtype):
+        from neuralfactor.data.store import MatrixStore
+
+        self._run = MatrixStore.open(path)[run]
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.dtype = dtype
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return self.batch([i])[0]
+
+    def batch(self, positions: Any) -> Tensor:
+        idx = self.indices[np.asarray(positions, dtype=np.int64)]
+        return self._run.as_tensor(idx, dtype=torch.float32).to(self.dtype)
+
+
+def _split_indices(config: Any) -> dict[str, np.ndarray]:
+    """Train/val/test frame indices of the study's split (as ``load_split_frames``), unloaded."""
+    from neuralfactor.data.splits import extrapolation_split, interpolation_split
+    from neuralfactor.data.store import MatrixStore
+
+    run = MatrixStore.open(config.data)[config.run]
+    idx_all = np.arange(0, run.shape[0], config.frame_stride)
+    n = len(idx_all)
+    if config.split == "interpolation":
+        sp = interpolation_split(n, seed=config.split_seed, min_size=1)
+    else:
+        sp = extrapolation_split(n, min_size=1)
+    return {"train": idx_all[sp.train], "val": idx_all[sp.val], "test": idx_all[sp.test]}
+
+
+def _check_run_dir(config: Any, out: Path, *, resume: bool, overwrite: bool) -> bool:
+    """The checks of ``train_model`` (read-only, identical on every rank). True: finished."""
+    import json
+
+    from neuralfactor.io import read_json
+
+    cfg = json.loads(json.dumps(config.to_dict()))
+    if (out / "config.json").exists():
+        old = read_json(out / "config.json")
+        if old != cfg and not overwrite:
+            raise FileExistsError(
+                f"{out} holds a run with another configuration; pass --overwrite to replace it "
+                f"or choose another --out."
+            )
+        if (out / "model" / "meta.json").exists() and old == cfg:
+            return True
+        if not resume and not overwrite and (out / "ckpt" / "last").exists():
+            raise FileExistsError(
+                f"{out} holds an unfinished training run; pass --resume to continue it or "
+                f"--overwrite to start again."
+            )
+    return False
+
+
+def train_model_distributed(
+    config: Any,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    max_steps: int | None = None,
+) -> Any:
+    """Train ``config`` (a :class:`~neuralfactor.amortized.study.StudyConfig`) with DDP.
+
+    Run under ``torchrun`` (or as one plain process: world size 1). Writes the same run
+    directory as :func:`~neuralfactor.amortized.study.train_model` (config, split, ckpt,
+    model), from rank 0. ``max_steps`` stops after that many global steps with a resumable
+    checkpoint (for time-boxed cluster jobs) and returns ``None``; otherwise every rank returns
+    the trained :class:`~neuralfactor.amortized.factorizer.LearnedFactorizer`.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+    from torch.utils.data.distributed import DistributedSampler
+
+    from neuralfactor.amortized.factorizer import LearnedFactorizer, nested_losses
+    from neuralfactor.amortized.models import build_model
+    from neuralfactor.data.store import MatrixStore
+    from neuralfactor.io import write_json
+    from neuralfactor.train.checkpoint import save_checkpoint
+    from neuralfactor.train.loop import LoopConfig, run_training
+
+    out = Path(out)
+    s = config.settings
+    ctx = init_distributed(s.device)
+    try:
+        B, W = s.batch_size, ctx.world_size
+        if B % W:
+            raise ValueError(
+                f"The global batch size ({B}) must be a multiple of the number of processes "
+                f"({W}); each process takes batch_size / world_size frames."
+            )
+        if max_steps is not None and max_steps < 1:
+            raise ValueError(f"The 'max_steps' parameter must be >= 1. Got {max_steps}.")
+        if _check_run_dir(config, out, resume=resume, overwrite=overwrite):
+            return LearnedFactorizer.load(out / "model", device=str(ctx.device))
+        parts = _split_indices(config)
+        dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}[
+            s.dtype
+        ]
+        train = StoreFrames(config.data, config.run, parts["train"], dtype)
+        m, n = train.batch([0]).shape[-2:]
+        if config.rank > min(m, n):
+            raise ValueError(
+                f"The 'rank' parameter must be an int in [1, min(m, n)={min(m, n)}]. "
+                f"Got {config.rank}."
+            )
+        N = len(train)
+        steps_per_epoch = N // B
+        if steps_per_epoch < 1:
+            raise ValueError(
+                f"The training split has {N} frames, fewer than one global batch "
+                f"(batch_size={B}); use more frames or a smaller batch."
+            )
+        val = StoreFrames(config.data, config.run, parts["val"], dtype)
+        val_d = val.batch(np.arange(len(val))).to(ctx.device)
+        if ctx.is_writer:
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(out / "config.json", config.to_dict())
+            write_json(out / "split.json", {k: v.tolist() for k, v in parts.items()})
+        ctx.barrier()
+
+        f = LearnedFactorizer(
+            config.rank,
+            model=config.model,
+            nested=config.nested,
+            settings=s,
+            model_kwargs=config.model_kwargs,
+        )
+        torch.manual_seed(s.seed)  # parameter init, as in LearnedFactorizer.fit
+        module = build_model(config.model, int(m), int(n), config.rank, **config.model_kwargs)
+        module.to(device=ctx.device, dtype=dtype)
+        if W > 1:
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            net: torch.nn.Module = DistributedDataParallel(module, device_ids=ids)
+        else:
+            net = module
+        sampler = DistributedSampler(
+            train, num_replicas=W, rank=ctx.rank, shuffle=True, seed=s.seed * 1_000_003,
+            drop_last=True,
+        )  # fmt: skip
+        b = B // W
+        order: dict[int, list[int]] = {}
+
+        def loss_fn(step: int) -> Tensor:
+            epoch, i = divmod(step, steps_per_epoch)
+            if epoch not in order:
+                order.clear()
+                sampler.set_epoch(epoch)
+                order[epoch] = list(iter(sampler))
+            X = train.batch(order[epoch][i * b : (i + 1) * b]).to(ctx.device)
+            U, V = net(X)
+            if config.nested:
+                return nested_losses(X, U, V).mean()
+            return (X - U @ V).square().sum(dim=(-2, -1)).mean()
+
+        def eval_fn() -> float:
+            U, V = module(val_d)
+            err = (
+                nested_losses(val_d, U, V).mean(-1)
+                if config.nested
+                else (val_d - U @ V).square().sum(dim=(-2, -1))
+            )
+            return float((err / val_d.square().sum(dim=(-2, -1))).float().mean())
+
+        fused = ctx.device.type in ("cpu", "cuda")
+        opt = torch.optim.Adam(module.parameters(), lr=s.lr, fused=fused)
+        total = s.epochs * steps_per_epoch
+        cfg = LoopConfig(
+            steps=total if max_steps is None else min(total, max_steps),
+            eval_every=steps_per_epoch,
+            patience=s.patience,
+            grad_clip=s.grad_clip,
+        )
+        meta = {
+            "factorizer": f.get_params(),
+            "frame_shape": [int(m), int(n)],
+            "data_checksum": MatrixStore.open(config.data).metadata.get("checksum"),
+            "distributed": {"world_size": W, "global_batch": B, "sampler_seed": sampler.seed},
+        }
+        t0 = time.perf_counter()
+        result = run_training(
+            module,
+            opt,
+            loss_fn,
+            cfg,
+            eval_fn=eval_fn,
+            checkpoint_dir=out / "ckpt",
+            init_args=module.init_args,
+            meta=meta,
+            resume=resume,
+            progress=progress and ctx.is_writer,
+            description=f"train {f.name} r={config.rank} x{W}",
+            write_checkpoints=ctx.is_writer,
+        )
+        ctx.barrier()
+        if result.steps_done < total and result.stopped != "early-stopped":
+            return None  # stopped at max_steps: resume later
+        if ctx.is_writer:
+            save_checkpoint(
+                out / "model",
+                module,
+                init_args=module.init_args,
+                meta={
+                    "factorizer": f.get_params(),
+                    "fit_seconds": result.seconds if resume else time.perf_counter() - t0,
+                    "history": result.history,
+                    "distributed": meta["distributed"],
+                },
+            )
+        ctx.barrier()
+        return LearnedFactorizer.load(out / "model", device=str(ctx.device))
+    finally:
+        if ctx.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
