@@ -54,10 +54,11 @@ def assert_weights_close(a, b):
 
 
 def torchrun(nproc, *args, cwd):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # loopback only: gloo otherwise picks the interface its hostname resolves to
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc_per_node={nproc}", *args]  # fmt: skip
-    p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     return p
 
