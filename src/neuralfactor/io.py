@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "replace_dir",
     "append_jsonl",
     "atomic_dir",
     "atomic_write_bytes",
@@ -105,11 +106,22 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if path.exists():
-        old = path.with_name(f".{path.name}.old")
+    replace_dir(tmp, path)
+
+
+def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Move the finished directory ``src`` to ``dst``, replacing any directory there.
+
+    The old ``dst`` is renamed aside first and removed only after ``src`` is in place, so a
+    crash leaves either the old or the new directory at ``dst``, never a mix.
+    """
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old")
         shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-        os.replace(tmp, path)
+        os.replace(dst, old)
+        os.replace(src, dst)
         shutil.rmtree(old, ignore_errors=True)
     else:
-        os.replace(tmp, path)
+        os.replace(src, dst)
+    return dst

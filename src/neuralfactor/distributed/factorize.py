@@ -49,6 +49,7 @@ from neuralfactor.core.factorizer import Factorizer, make_factorizer
 from neuralfactor.core.lowrank import LowRank
 from neuralfactor.core.validation import check_rank
 from neuralfactor.data.store import MatrixStore, StoreError, partial_path
+from neuralfactor.io import replace_dir
 
 __all__ = ["FACTOR_FORMAT", "SCHEDULERS", "FactorStore", "FactorizeResult", "factorize_store"]
 
@@ -506,14 +507,7 @@ def _run(
         "ratio_max": float(ratio.max()),
     }
     root.attrs.update({"summary": summary, "complete": True})
-    if out.exists():  # overwrite: replace the old store only now that the new one is complete
-        old_dir = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old_dir, ignore_errors=True)
-        os.replace(out, old_dir)
-        os.replace(part, out)
-        shutil.rmtree(old_dir, ignore_errors=True)
-    else:
-        os.replace(part, out)
+    replace_dir(part, out)  # an old store (overwrite) is replaced only now, complete
     return FactorizeResult(
         **summary,
         chunks_computed=n_todo,
