@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+import torch
 
 from neuralfactor.cli import main
 from neuralfactor.io import read_jsonl
@@ -99,7 +100,9 @@ def test_train_evaluate_and_figures(store, tmp_path):
 
 def test_train_is_idempotent_and_refuses_other_config(store, tmp_path, capsys):
     out = tmp_path / "run"
-    assert _train(store, out) == 0
+    before = torch.get_num_threads()
+    assert _train(store, out, "--threads", "2") == 0
+    assert torch.get_num_threads() == before  # --threads applies to the call only
     assert _train(store, out) == 0  # finished run with same config: reused
     assert _train(store, out, "--epochs", "3") == 2
     assert "holds a run with another configuration" in capsys.readouterr().err
@@ -111,6 +114,7 @@ def test_train_is_idempotent_and_refuses_other_config(store, tmp_path, capsys):
         (["--rank", "40"], r"must be an int in \[1, min\(m, n\)=16\]"),
         (["--split", "sideways"], "'split' parameter of StudyConfig must be one of"),
         (["--batch-size", "500"], "fewer than one batch"),
+        (["--threads", "-1"], "--threads must be >= 0"),
     ],
 )
 def test_train_bad_input(store, tmp_path, capsys, args, msg):
