@@ -98,6 +98,13 @@ def svds(
         )
 
     def one(a: np.ndarray):
+        # Scale by a power of two (exact) so that max |a| is in [0.5, 1): ARPACK and LOBPCG
+        # break down on huge (overflowing norms) or tiny (underflowing) entries otherwise.
+        amax = float(np.abs(a).max())
+        exp = int(np.frexp(amax)[1]) if amax > 0 else 0
+        a = (a.astype(np.float64) * 2.0 ** (-exp // 2) * 2.0 ** (-exp - (-exp // 2))).astype(
+            a.dtype
+        )
         rng = np.random.default_rng(seed)
         kwargs = {"k": rank, "solver": solver, "tol": tol, "random_state": rng}
         if solver != "lobpcg":  # scipy wants v0 of length m (PROPACK) or min(m, n) (ARPACK)
@@ -112,7 +119,7 @@ def svds(
                 f"'svd' or a smaller rank."
             ) from exc
         order = np.argsort(s)[::-1]
-        return u[:, order], s[order], vh[order]
+        return u[:, order], s[order] * 2.0**exp, vh[order]
 
     return _per_matrix(X, one)
 
