@@ -87,7 +87,7 @@ def load_split_frames(
     from neuralfactor.data.splits import extrapolation_split, interpolation_split
     from neuralfactor.data.store import MatrixStore
 
-    store = MatrixStore.open(config.data)
+    store = MatrixStore.open(config.data, verify=True)  # a tampered chunk is refused
     run = store[config.run]
     idx_all = np.arange(0, run.shape[0], config.frame_stride)
     n = len(idx_all)
