@@ -344,7 +344,7 @@ def run_spectral(
 def load_run(run: str | Path) -> tuple[SpectralConfig, SpectralModel, dict]:
     """Rebuild the configuration and model of a run directory from ``ckpt/last``."""
     from neuralfactor.io import read_json
-    from neuralfactor.train.checkpoint import load_checkpoint
+    from neuralfactor.train.checkpoint import load_checkpoint, load_state
 
     run = Path(run)
     if not (run / "config.json").is_file():
@@ -352,8 +352,7 @@ def load_run(run: str | Path) -> tuple[SpectralConfig, SpectralModel, dict]:
     config = SpectralConfig.from_dict(read_json(run / "config.json"))
     _, model = build_problem(config)
     meta, tensors = load_checkpoint(run / "ckpt" / "last")
-    state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-    model.load_state_dict(state)
+    load_state(model, tensors, run / "ckpt" / "last")
     return config, model, meta
 
 
