@@ -566,7 +566,10 @@ class MatrixStoreWriter:
                 f"The 'dtype' parameter of MatrixStoreWriter must be float32 or "
                 f"float64. Got {dtype}."
             )
-        for name, val in (("n_runs", n_runs), ("n_frames", n_frames)):
+        checks = (("n_runs", n_runs), ("n_frames", n_frames), ("chunk_frames", chunk_frames))
+        for name, val in checks:
+            if name == "chunk_frames" and val is None:
+                continue
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise ValueError(
                     f"The '{name}' parameter of MatrixStoreWriter must be an int >= 1. Got {val!r}."

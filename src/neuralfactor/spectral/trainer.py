@@ -205,6 +205,8 @@ class SpectralConfig:
         check_positive_int(self.batch, name="batch", caller=c, minimum=2)
         if self.batch % 2:
             raise ValueError(f"The 'batch' parameter of {c} must be even. Got {self.batch}.")
+        if self.envelope is not None:
+            check_positive_float(self.envelope, name="envelope", caller=c, allow_zero=True)
         if not 0 <= self.ema_decay < 1 or not 0 <= self.spin_decay < 1:
             raise ValueError(
                 f"The 'ema_decay' and 'spin_decay' parameters of {c} must be in [0, 1). Got "
