@@ -119,7 +119,23 @@ def svds(
                 f"'svd' or a smaller rank."
             ) from exc
         order = np.argsort(s)[::-1]
-        return u[:, order], s[order] * 2.0**exp, vh[order]
+        u, s, vh = u[:, order], s[order], vh[order]
+        # PROPACK (and ARPACK near breakdown) can return non-orthonormal "singular vectors"
+        # with wrong values for matrices of numerical rank < k, without an error: check.
+        otol = 10 * np.sqrt(np.finfo(a.dtype).eps)
+        eye = np.eye(rank)
+        ok = (
+            np.isfinite(s).all()
+            and np.abs(u.T.astype(np.float64) @ u - eye).max() <= otol
+            and np.abs(vh.astype(np.float64) @ vh.T - eye).max() <= otol
+        )
+        if not ok:
+            raise FactorizationError(
+                f"svds-{solver} returned non-orthonormal singular vectors on a "
+                f"{a.shape[0]}x{a.shape[1]} matrix at rank {rank} (a breakdown). This usually "
+                f"means the matrix has numerical rank below {rank}; use 'svd' or a smaller rank."
+            )
+        return u, s * 2.0**exp, vh
 
     return _per_matrix(X, one)
 
