@@ -107,10 +107,10 @@ def _inject(kind, seed, tmp, ref, tally, store=None):
         delay = rng.uniform(1.5, 6.0)  # interpreter start-up ~2-3 s, the run ~3-6 s
     elif kind == "train":
         args = _train_args(store, out, 6)
-        delay = rng.uniform(3.0, 9.0)
+        delay = rng.uniform(3.0, 6.5)  # start-up ~3 s, the run ~7 s
     else:
         args = ["demo", "--quick", "--device", "cpu", "--out", str(out)]
-        delay = rng.uniform(5.0, 90.0)
+        delay = rng.uniform(3.0, max(4.0, 0.9 * ref["seconds"]))  # within the demo's run
     killed = _kill_after(args, delay)
     tally[f"faults_injected.{kind}"] += int(killed)
     # Invariant right after the kill: nothing, or a complete and verifiable result.
