@@ -19,8 +19,13 @@ import torch
 from torch import Tensor
 
 from neuralfactor.amortized.models import MODELS, FactorNet, build_model
-from neuralfactor.classical._kernels import gram_orthonormalize, subspace_step
-from neuralfactor.core.factorizer import BaseFactorizer, register_factorizer
+from neuralfactor.classical._kernels import (
+    gram_orthonormalize,
+    power_of_two_scale,
+    rescale,
+    subspace_step,
+)
+from neuralfactor.core.factorizer import BaseFactorizer, FactorizationError, register_factorizer
 from neuralfactor.core.lowrank import LowRank
 from neuralfactor.core.validation import check_matrix, check_option, resolve_device
 
@@ -76,10 +81,11 @@ def refine_factors(X: Tensor, U: Tensor, rank: int, refine: Refine) -> LowRank:
     A collapsed U (rank < r) gives zero columns, never NaN.
     """
     Q = gram_orthonormalize(U.to(X.dtype))
+    X, inv = power_of_two_scale(X)  # huge/tiny frames would overflow the Gram kernels
     if refine == "lstsq":
-        return LowRank(Q, Q.mT @ X)
+        return rescale(LowRank(Q, Q.mT @ X), inv)
     P = gram_orthonormalize(X.mT @ Q)
-    return subspace_step(X, P, rank, n_iter=1)[0]
+    return rescale(subspace_step(X, P, rank, n_iter=1)[0], inv)
 
 
 def _frames_tensor(frames: Any, name: str) -> Tensor:
@@ -278,10 +284,23 @@ class LearnedFactorizer(BaseFactorizer):
         flat = X.reshape(-1, *X.shape[-2:])
         with torch.no_grad():
             for i in range(0, flat.shape[0], self.chunk):
-                Xb = flat[i : i + self.chunk].to(device=p.device, dtype=p.dtype)
+                Xc = flat[i : i + self.chunk].to(device=p.device)  # X's dtype, for refine
+                Xb = Xc.to(p.dtype)
+                if not bool(torch.isfinite(Xb).all()):
+                    raise ValueError(
+                        f"{self.name}: X has entries of magnitude up to "
+                        f"{float(Xc.abs().max()):.3g}, beyond the range of the model's "
+                        f"{str(p.dtype).removeprefix('torch.')} weights; rescale X (the model was "
+                        f"trained on frames of another scale anyway)."
+                    )
                 U, V = model(Xb)
                 U, V = U[..., :k], V[..., :k, :]
-                Xc = Xb.to(X.dtype)
+                if not bool(torch.isfinite(U).all() and torch.isfinite(V).all()):
+                    raise FactorizationError(
+                        f"{self.name}: the network produced non-finite factors for frames "
+                        f"{i}..{i + Xb.shape[0] - 1} (max |x| = {float(Xc.abs().max()):.3g}); "
+                        f"such inputs are far outside the training data."
+                    )
                 if self.refine != "none":
                     lr = refine_factors(Xc, U, k, self.refine)
                     U, V = lr.U, lr.V

@@ -87,7 +87,12 @@ def load_split_frames(
     from neuralfactor.data.splits import extrapolation_split, interpolation_split
     from neuralfactor.data.store import MatrixStore
 
-    store = MatrixStore.open(config.data)
+    store = MatrixStore.open(config.data, verify=True)  # a tampered chunk is refused
+    if not 0 <= config.run < len(store):
+        raise ValueError(
+            f"The 'run' parameter of StudyConfig must be in [0, {len(store) - 1}]: {config.data} "
+            f"holds {len(store)} run(s). Got {config.run}."
+        )
     run = store[config.run]
     idx_all = np.arange(0, run.shape[0], config.frame_stride)
     n = len(idx_all)

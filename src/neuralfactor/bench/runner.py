@@ -30,7 +30,12 @@ from neuralfactor.core.factorizer import (
 )
 from neuralfactor.core.metrics import optimal_scaled_loss, scaled_loss
 from neuralfactor.core.timing import pinned_threads, time_call
-from neuralfactor.core.validation import as_generator, check_option, resolve_device
+from neuralfactor.core.validation import (
+    as_generator,
+    check_option,
+    check_positive_float,
+    resolve_device,
+)
 
 __all__ = ["DATA_KINDS", "BenchConfig", "make_frames", "run_bench"]
 
@@ -59,6 +64,10 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         known = available_factorizers()
+        for name in ("methods", "sizes", "ranks", "batches"):
+            if not getattr(self, name):
+                raise ValueError(f"The '{name}' parameter of bench must not be empty.")
+        check_positive_float(self.max_call_seconds, name="max_call_seconds", caller="bench")
         for m in self.methods:
             if m not in known:
                 raise ValueError(f"Unknown factorizer {m!r}; expected one of {known}.")

@@ -12,7 +12,39 @@ from torch import Tensor
 
 from neuralfactor.core.lowrank import LowRank
 
-__all__ = ["gram_orthonormalize", "rayleigh_ritz", "refill_zero_columns", "subspace_step"]
+__all__ = [
+    "gram_orthonormalize",
+    "power_of_two_scale",
+    "rayleigh_ritz",
+    "refill_zero_columns",
+    "rescale",
+    "subspace_step",
+]
+
+
+def power_of_two_scale(X: Tensor) -> tuple[Tensor, Tensor]:
+    """Scale each matrix of ``X`` (*, m, n) by a power of two so that max |x| lies in [0.5, 1).
+
+    Returns ``(Xs, inv)`` with ``X = Xs * inv`` exactly (``inv`` of shape (*, 1, 1), X's
+    dtype). Scaling by a power of two is exact in floating point, so normal-range input gives
+    the same factorization up to round-off, while huge entries (whose Gram matrices overflow)
+    and tiny or subnormal float32 entries (whose inverse square roots overflow the dtype) no
+    longer turn into Inf/NaN inside the GEMM kernels. A zero matrix is left unscaled.
+    """
+    amax = X.detach().abs().amax(dim=(-2, -1), keepdim=True).double()
+    _, exp = torch.frexp(amax)
+    exp = torch.where(amax > 0, exp, torch.zeros_like(exp)).double()
+    # Two half steps: 2**-exp alone can overflow float64 for subnormal float64 input.
+    a = torch.floor(-exp / 2)
+    Xs = (X.double() * torch.exp2(a) * torch.exp2(-exp - a)).to(X.dtype)
+    return Xs, torch.exp2(exp).to(X.dtype)
+
+
+def rescale(lr: LowRank, inv: Tensor) -> LowRank:
+    """Undo :func:`power_of_two_scale` on a factorization of the scaled matrices."""
+    if lr.S is not None:
+        return LowRank(lr.U, lr.V, lr.S * inv[..., 0])
+    return LowRank(lr.U, lr.V * inv)
 
 
 def gram_orthonormalize(Y: Tensor, *, passes: int = 2) -> Tensor:

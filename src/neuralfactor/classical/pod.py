@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from neuralfactor.classical._kernels import subspace_step
+from neuralfactor.classical._kernels import power_of_two_scale, rescale, subspace_step
 from neuralfactor.core.factorizer import BaseFactorizer, register_factorizer
 from neuralfactor.core.lowrank import LowRank
 from neuralfactor.core.validation import check_matrix, check_positive_int
@@ -35,6 +35,9 @@ def pod_basis(frames: Tensor, width: int, *, chunk: int = 256) -> Tensor:
     takes its top eigenvectors. Cost O(T m n^2).
     """
     F = frames.reshape(-1, *frames.shape[-2:])
+    # One power of two for all frames (the basis does not depend on it): huge or subnormal
+    # frames would otherwise overflow the Gram matrix or make its eigh fail.
+    F = power_of_two_scale(F.reshape(1, -1, F.shape[-1]))[0].reshape(F.shape)
     n = F.shape[-1]
     G = torch.zeros(n, n, dtype=torch.float64, device=F.device)
     for i in range(0, F.shape[0], chunk):
@@ -88,7 +91,8 @@ class PODBasis(BaseFactorizer):
                 f"{X.shape[-2]}x{X.shape[-1]}."
             )
         basis = self.basis.to(device=X.device, dtype=X.dtype)
-        return subspace_step(X, basis, self.rank, n_iter=self.n_iter)[0]
+        X, inv = power_of_two_scale(X)
+        return rescale(subspace_step(X, basis, self.rank, n_iter=self.n_iter)[0], inv)
 
 
 register_factorizer("pod-basis", PODBasis)

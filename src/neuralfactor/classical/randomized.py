@@ -16,7 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from neuralfactor.classical._kernels import gram_orthonormalize, rayleigh_ritz
+from neuralfactor.classical._kernels import (
+    gram_orthonormalize,
+    power_of_two_scale,
+    rayleigh_ritz,
+    rescale,
+)
 from neuralfactor.core.factorizer import BaseFactorizer, register_factorizer
 from neuralfactor.core.lowrank import LowRank
 from neuralfactor.core.validation import (
@@ -119,11 +124,12 @@ def randomized_svd_gemm(
     X, rank = _check(X, rank, oversample, n_iter, "rsvd-gemm")
     m, n = X.shape[-2:]
     k = _sketch_width(rank, oversample, m, n)
+    X, inv = power_of_two_scale(X)  # huge/subnormal entries would overflow the Gram kernels
     Q = gram_orthonormalize(X @ _gaussian(X, k, generator))
     for _ in range(n_iter):
         Z = gram_orthonormalize(X.mT @ Q)
         Q = gram_orthonormalize(X @ Z)
-    return rayleigh_ritz(X, Q, rank)[0]
+    return rescale(rayleigh_ritz(X, Q, rank)[0], inv)
 
 
 class RandomizedSVD(BaseFactorizer):

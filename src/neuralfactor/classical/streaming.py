@@ -13,7 +13,9 @@ from torch import Tensor
 
 from neuralfactor.classical._kernels import (
     gram_orthonormalize,
+    power_of_two_scale,
     refill_zero_columns,
+    rescale,
     subspace_step,
 )
 from neuralfactor.core.factorizer import BaseFactorizer, register_factorizer
@@ -131,13 +133,14 @@ class WarmSubspace(BaseFactorizer):
             )
         Us, Vs = [], []
         for t in range(frames.shape[-3]):
-            Xt = frames[..., t, :, :]
+            Xt, inv = power_of_two_scale(frames[..., t, :, :])  # no Gram overflow/underflow
             gen = self._generator(X.device)
             if basis is None:
                 start, iters = self._cold_basis(Xt, width), self.cold_iter
             else:
                 start, iters = basis.to(X.dtype), self.n_iter
             lr, basis = subspace_step(Xt, start, self.rank, n_iter=iters, generator=gen)
+            lr = rescale(lr, inv)
             Us.append(lr.U)
             Vs.append(lr.V)
         self.basis = basis

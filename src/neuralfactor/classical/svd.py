@@ -98,6 +98,13 @@ def svds(
         )
 
     def one(a: np.ndarray):
+        # Scale by a power of two (exact) so that max |a| is in [0.5, 1): ARPACK and LOBPCG
+        # break down on huge (overflowing norms) or tiny (underflowing) entries otherwise.
+        amax = float(np.abs(a).max())
+        exp = int(np.frexp(amax)[1]) if amax > 0 else 0
+        a = (a.astype(np.float64) * 2.0 ** (-exp // 2) * 2.0 ** (-exp - (-exp // 2))).astype(
+            a.dtype
+        )
         rng = np.random.default_rng(seed)
         kwargs = {"k": rank, "solver": solver, "tol": tol, "random_state": rng}
         if solver != "lobpcg":  # scipy wants v0 of length m (PROPACK) or min(m, n) (ARPACK)
@@ -112,7 +119,23 @@ def svds(
                 f"'svd' or a smaller rank."
             ) from exc
         order = np.argsort(s)[::-1]
-        return u[:, order], s[order], vh[order]
+        u, s, vh = u[:, order], s[order], vh[order]
+        # PROPACK (and ARPACK near breakdown) can return non-orthonormal "singular vectors"
+        # with wrong values for matrices of numerical rank < k, without an error: check.
+        otol = 10 * np.sqrt(np.finfo(a.dtype).eps)
+        eye = np.eye(rank)
+        ok = (
+            np.isfinite(s).all()
+            and np.abs(u.T.astype(np.float64) @ u - eye).max() <= otol
+            and np.abs(vh.astype(np.float64) @ vh.T - eye).max() <= otol
+        )
+        if not ok:
+            raise FactorizationError(
+                f"svds-{solver} returned non-orthonormal singular vectors on a "
+                f"{a.shape[0]}x{a.shape[1]} matrix at rank {rank} (a breakdown). This usually "
+                f"means the matrix has numerical rank below {rank}; use 'svd' or a smaller rank."
+            )
+        return u, s * 2.0**exp, vh
 
     return _per_matrix(X, one)
 

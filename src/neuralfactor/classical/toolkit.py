@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from neuralfactor.core.factorizer import BaseFactorizer, register_factorizer
+from neuralfactor.core.factorizer import BaseFactorizer, FactorizationError, register_factorizer
 from neuralfactor.core.lowrank import LowRank
 from neuralfactor.core.metrics import principal_angles
 from neuralfactor.core.validation import (
@@ -117,10 +117,11 @@ def nmf(
     _check_nonnegative(X, "nmf")
     Xn = X.detach().cpu().double().numpy().reshape(-1, *X.shape[-2:])
     Ws, Hs = [], []
-    for Xi in Xn:  # scikit-learn has no batched NMF
+
+    def fit(Xi: np.ndarray, how: str | None) -> tuple[np.ndarray, np.ndarray]:
         model = NMF(
             n_components=rank,
-            init=init,
+            init=how,
             solver=solver,
             max_iter=max_iter,
             tol=tol,
@@ -131,8 +132,32 @@ def nmf(
         )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Maximum number of iterations")
-            Ws.append(model.fit_transform(Xi))
-        Hs.append(model.components_)
+            warnings.filterwarnings(
+                "ignore", message="invalid value encountered", category=RuntimeWarning
+            )
+            W = model.fit_transform(Xi)
+        return W, model.components_
+
+    for Xi in Xn:  # scikit-learn has no batched NMF
+        # Without penalties NMF is scale-equivariant: fit max |x| in [0.5, 1) (a power of two,
+        # exact), since scikit-learn's stopping and zero thresholds are absolute (1e-200 data
+        # came back worse than the zero matrix).
+        amax = float(Xi.max())
+        unpenalized = alpha_W == 0 and alpha_H in (0, "same")
+        exp = int(np.frexp(amax)[1]) if amax > 0 and unpenalized else 0
+        Xi = Xi * 2.0 ** (-exp // 2) * 2.0 ** (-exp - (-exp // 2))
+        W, H = fit(Xi, init)
+        if not (np.isfinite(W).all() and np.isfinite(H).all()) and init != "random":
+            # NNDSVD divides by the norms of singular-vector parts, which vanish on very
+            # sparse input (e.g. one nonzero entry at rank 2): restart from a seeded random init.
+            W, H = fit(Xi, "random")
+        if not (np.isfinite(W).all() and np.isfinite(H).all()):
+            raise FactorizationError(
+                f"nmf produced non-finite factors on a {Xi.shape[0]}x{Xi.shape[1]} matrix at "
+                f"rank {rank} (init {init!r} and 'random'); try a smaller rank."
+            )
+        Ws.append(W * 2.0 ** (exp // 2) * 2.0 ** (exp - exp // 2))
+        Hs.append(H)
     W = torch.as_tensor(np.stack(Ws)).reshape(*X.shape[:-1], rank)
     H = torch.as_tensor(np.stack(Hs)).reshape(*X.shape[:-2], rank, X.shape[-1])
     return LowRank(W.to(X.dtype).to(X.device), H.to(X.dtype).to(X.device))

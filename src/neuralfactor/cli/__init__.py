@@ -92,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     except no_args:  # the help text was printed already
         return 2
     except click_error as exc:  # usage errors: one line and exit 2
-        exc.show()
+        ctx = getattr(exc, "ctx", None)
+        cmd = ctx.command_path if ctx is not None else "neuralfactor"
+        msg = " ".join(exc.format_message().split())
+        err_console.print(
+            f"error: {msg} (see '{cmd} --help')", markup=False, highlight=False, soft_wrap=True
+        )
         return 2
     except KeyboardInterrupt:
         err_console.print("Interrupted; finished stages are kept, rerun to resume.")

@@ -293,10 +293,14 @@ def register(app: typer.Typer) -> None:
         """Low-rank approximation of one matrix, measured against the truncated SVD."""
         from neuralfactor.classical.toolkit import RANK_METHODS
         from neuralfactor.cli import console, state
-        from neuralfactor.core.validation import check_option
+        from neuralfactor.core.validation import check_option, check_positive_float
         from neuralfactor.io import write_json
 
         check_option(rank_method, RANK_METHODS, name="--rank-method", caller="approx")
+        if sigma is not None:
+            check_positive_float(sigma, name="--sigma", caller="approx")
+        if tau is not None:
+            check_positive_float(tau, name="--tau", caller="approx", allow_zero=True)
         A = load_input(input, channel=channel, params=_parse_params(param))
         rec, lr, ref = run_approx(
             A,

@@ -228,6 +228,8 @@ def register(app: typer.Typer) -> None:
         """Train L and U so that L U ~ A (identity columns in, A's columns out)."""
         if ctx.invoked_subcommand is not None:
             return
+        if overwrite and resume:
+            raise ValueError("Pass either --overwrite or --resume, not both.")
         if out is None:
             raise ValueError(
                 "The '--out' option of `neuralfactor lu` is required to train "

@@ -199,7 +199,12 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``'auto'`` -> CUDA when available, else CPU; ``'cuda'`` without a GPU is an error."""
     if device is None or (isinstance(device, str) and device == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"The 'device' parameter must be 'auto', 'cpu' or 'cuda'. Got {device!r}."
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             "The 'device' parameter is 'cuda' but no CUDA device is available; use "

@@ -95,9 +95,132 @@ def _hash_run(arr: Any, n_frames: int, name: str, chunk: int) -> str:
     shape = (n_frames, *arr.shape[1:])
     h.update(f"{name}|{shape}|{np.dtype(arr.dtype).str}".encode())
     for a in range(0, n_frames, chunk):
-        block = np.ascontiguousarray(arr[a : min(a + chunk, n_frames)])
+        block = np.ascontiguousarray(_read(arr, slice(a, min(a + chunk, n_frames)), name))
         h.update(block.astype(np.dtype(arr.dtype).newbyteorder("<"), copy=False).tobytes())
     return h.hexdigest()
+
+
+def _read(arr: Any, sel: Any, where: str) -> np.ndarray:
+    """Read ``arr[sel]``; a chunk that cannot be decoded becomes a :class:`StoreError`."""
+    try:
+        if isinstance(sel, np.ndarray):
+            return arr.get_orthogonal_selection((sel, slice(None), slice(None)))
+        return arr[sel]
+    except (IndexError, MemoryError):
+        raise
+    except Exception as exc:  # blosc/zstd/zarr raise RuntimeError, ValueError, ... on damage
+        raise StoreError(
+            f"{where}: a chunk cannot be decoded ({type(exc).__name__}: {exc}); the file is "
+            f"truncated or was modified. Recreate the store (or check it with verify())."
+        ) from None
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 1 << 62
+
+
+def _check_allocation(nbytes: int, where: str) -> None:
+    """Refuse, before allocating, a read larger than the machine's physical memory."""
+    limit = _physical_memory()
+    if nbytes > limit:
+        raise StoreError(
+            f"{where}: reading this selection needs {nbytes / 2**30:.1f} GiB but the machine has "
+            f"{limit / 2**30:.1f} GiB; read fewer frames (iter_chunks) or check the store's "
+            f"declared shape."
+        )
+
+
+def _check_root_attrs(path: Path, attrs: Mapping[str, Any]) -> None:
+    """Refuse root attributes that are missing, of the wrong type or inconsistent."""
+
+    def bad(what: str) -> StoreError:
+        return StoreError(f"{path}: corrupt MatrixStore metadata: {what}.")
+
+    for key in ("n_runs", "n_frames"):
+        v = attrs.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "n_runs" else 0):
+            raise bad(f"{key!r} must be a non-negative int, got {v!r}")
+    shape = attrs.get("matrix_shape")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)
+    ):
+        raise bad(f"'matrix_shape' must be [m, n] with positive ints, got {shape!r}")
+    if attrs.get("dtype") not in _TORCH_DTYPES:
+        raise bad(f"'dtype' must be one of {sorted(_TORCH_DTYPES)}, got {attrs.get('dtype')!r}")
+
+
+def _count_chunk_files(array_dir: Path) -> int:
+    """Chunk files of a Zarr v3 array on disk (``<array>/c/...``), counted without zarr (whose
+    count enumerates the declared chunk grid, however large a tampered shape makes it)."""
+    root = array_dir / "c"
+    return sum(len(files) for _, _, files in os.walk(root)) if root.is_dir() else 0
+
+
+def _check_frames_array(
+    arr: Any,
+    where: str,
+    n_frames: int,
+    matrix_shape: Sequence[int],
+    dtype: str,
+    array_dir: Path | None = None,
+) -> None:
+    """The array ``f`` must match the root attributes and hold every chunk of its frames.
+
+    A deleted chunk would otherwise read back as zeros, and a declared shape edited to be
+    huge would be allocated on the first read.
+    """
+    shape = tuple(int(s) for s in arr.shape)
+    if len(shape) != 3 or shape[0] < n_frames or list(shape[1:]) != list(matrix_shape):
+        raise StoreError(
+            f"{where}: array 'f' has shape {shape}, but the store declares {n_frames} frames of "
+            f"{matrix_shape[0]}x{matrix_shape[1]} (corrupt store)."
+        )
+    if str(arr.dtype) != dtype:
+        raise StoreError(
+            f"{where}: array 'f' has dtype {arr.dtype}, the store declares {dtype} (corrupt store)."
+        )
+    chunks = tuple(int(c) for c in arr.chunks)
+    need = -(-n_frames // chunks[0]) * -(-shape[1] // chunks[1]) * -(-shape[2] // chunks[2])
+    if not n_frames:
+        return
+    if array_dir is not None and array_dir.is_dir():
+        have = _count_chunk_files(array_dir)
+    else:  # pragma: no cover - not a local directory store
+        have = int(arr.nchunks_initialized)
+    if have < need:
+        raise StoreError(
+            f"{where}: {need - have} of the {need} chunks holding its {n_frames} frames are "
+            f"missing from disk (truncated or damaged store)."
+        )
+
+
+def _check_marker(part: Path, marker: Any) -> dict[str, Any]:
+    """A partial store's marker must have the fields the writer wrote, with sane values (the
+    history slot names a Zarr key, so it may only be 0 or 1: no path can be smuggled in)."""
+
+    def bad(what: str) -> StoreError:
+        return StoreError(f"{part / MARKER} is corrupt: {what}; pass --overwrite to start over.")
+
+    if not isinstance(marker, dict):
+        raise bad("not a JSON object")
+    ints = {}
+    for key in ("frames_written", "n_frames", "step", "history"):
+        v = marker.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise bad(f"{key!r} must be a non-negative int, got {v!r}")
+        ints[key] = v
+    if ints["frames_written"] > ints["n_frames"]:
+        raise bad(f"{ints['frames_written']} frames written of {ints['n_frames']}")
+    if marker.get("history_slot") not in (None, 0, 1):
+        raise bad(f"'history_slot' must be 0 or 1, got {marker.get('history_slot')!r}")
+    if not isinstance(marker.get("metadata", {}), dict):
+        raise bad("'metadata' must be a JSON object")
+    return marker
 
 
 def _combine(checksums: Sequence[str]) -> str:
@@ -119,7 +242,14 @@ def _open_group(path: Path, mode: str = "r") -> Any:
 class MatrixRun:
     """One run of a store: frames ``f`` (T, m, n), times ``t`` and diagnostics."""
 
-    def __init__(self, group: Any, name: str, n_frames: int) -> None:
+    def __init__(
+        self,
+        group: Any,
+        name: str,
+        n_frames: int,
+        expected: tuple[Sequence[int], str] | None = None,
+        store_path: Path | None = None,
+    ) -> None:
         self._g = group
         self.name = name
         self._n = n_frames
@@ -127,6 +257,10 @@ class MatrixRun:
             self._f = group["f"]
         except KeyError:
             raise StoreError(f"Run {name!r} has no array 'f' (corrupt store).") from None
+        self._where = f"{store_path}: run {name!r}" if store_path else f"run {name!r}"
+        if expected is not None:
+            array_dir = store_path / name / "f" if store_path is not None else None
+            _check_frames_array(self._f, self._where, n_frames, *expected, array_dir)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -182,9 +316,14 @@ class MatrixRun:
         """Frames as a CPU tensor: ``run[i]`` (m, n), ``run[a:b]`` (k, m, n), ``run[[i, j]]``."""
         ix = self._index(idx)
         if isinstance(ix, np.ndarray):
-            out = self._f.get_orthogonal_selection((ix, slice(None), slice(None)))
+            k = ix.size
+        elif isinstance(ix, slice):
+            k = len(range(*ix.indices(self._n)))
         else:
-            out = self._f[ix]
+            k = 1
+        m, n = self._f.shape[1:]
+        _check_allocation(k * m * n * np.dtype(self._f.dtype).itemsize, self._where)
+        out = _read(self._f, ix, self._where)
         return torch.from_numpy(np.ascontiguousarray(out))
 
     def as_tensor(
@@ -235,6 +374,7 @@ class MatrixStore:
         self._n = n_frames
         self.partial = partial
         attrs = dict(group.attrs)
+        _check_root_attrs(path, attrs)
         self._runs = tuple(_run_name(i) for i in range(int(attrs["n_runs"])))
 
     @classmethod
@@ -264,6 +404,7 @@ class MatrixStore:
                 )
             if attrs.get("complete") is not True or "checksum" not in attrs:
                 raise StoreError(f"{path} is marked incomplete or has no checksum (corrupt).")
+            _check_root_attrs(path, attrs)
             store = cls(path, g, int(attrs["n_frames"]), None)
         elif part.exists():
             try:
@@ -272,6 +413,7 @@ class MatrixStore:
                 raise StoreError(
                     f"{part} has no {MARKER} marker (corrupt partial store)."
                 ) from None
+            marker = _check_marker(part, marker)
             if not allow_partial:
                 raise StoreError(
                     f"{path} is incomplete: the run stopped ({marker.get('status')}) with "
@@ -309,7 +451,8 @@ class MatrixStore:
             raise StoreError(
                 f"{self.path}: run group {key!r} is missing (corrupt store)."
             ) from None
-        return MatrixRun(g, key, self._n)
+        md = self.metadata
+        return MatrixRun(g, key, self._n, (md["matrix_shape"], md["dtype"]), self.path)
 
     @property
     def frame_shape(self) -> tuple[int, int, int]:
@@ -423,7 +566,10 @@ class MatrixStoreWriter:
                 f"The 'dtype' parameter of MatrixStoreWriter must be float32 or "
                 f"float64. Got {dtype}."
             )
-        for name, val in (("n_runs", n_runs), ("n_frames", n_frames)):
+        checks = (("n_runs", n_runs), ("n_frames", n_frames), ("chunk_frames", chunk_frames))
+        for name, val in checks:
+            if name == "chunk_frames" and val is None:
+                continue
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise ValueError(
                     f"The '{name}' parameter of MatrixStoreWriter must be an int >= 1. Got {val!r}."
@@ -507,6 +653,7 @@ class MatrixStoreWriter:
             raise StoreError(
                 f"{part} has no {MARKER} marker (corrupt); pass --overwrite to start over."
             ) from None
+        marker = _check_marker(part, marker)
         if marker.get("status") != "running":
             raise StoreError(
                 f"The run at {part} stopped with status {marker.get('status')!r} "

@@ -232,7 +232,7 @@ def render_report(run_dir: str | Path) -> Path:
             npz = run_dir / src.replace("records", "samples").replace(".jsonl", ".npz")
             if npz.exists():
                 try:
-                    with np.load(npz) as s:
+                    with np.load(npz, allow_pickle=False) as s:
                         samples.append(
                             (
                                 next(r["rank"] for r in recs if r["_source"] == src),

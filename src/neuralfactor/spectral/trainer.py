@@ -205,6 +205,8 @@ class SpectralConfig:
         check_positive_int(self.batch, name="batch", caller=c, minimum=2)
         if self.batch % 2:
             raise ValueError(f"The 'batch' parameter of {c} must be even. Got {self.batch}.")
+        if self.envelope is not None:
+            check_positive_float(self.envelope, name="envelope", caller=c, allow_zero=True)
         if not 0 <= self.ema_decay < 1 or not 0 <= self.spin_decay < 1:
             raise ValueError(
                 f"The 'ema_decay' and 'spin_decay' parameters of {c} must be in [0, 1). Got "
@@ -344,7 +346,7 @@ def run_spectral(
 def load_run(run: str | Path) -> tuple[SpectralConfig, SpectralModel, dict]:
     """Rebuild the configuration and model of a run directory from ``ckpt/last``."""
     from neuralfactor.io import read_json
-    from neuralfactor.train.checkpoint import load_checkpoint
+    from neuralfactor.train.checkpoint import load_checkpoint, load_state
 
     run = Path(run)
     if not (run / "config.json").is_file():
@@ -352,8 +354,7 @@ def load_run(run: str | Path) -> tuple[SpectralConfig, SpectralModel, dict]:
     config = SpectralConfig.from_dict(read_json(run / "config.json"))
     _, model = build_problem(config)
     meta, tensors = load_checkpoint(run / "ckpt" / "last")
-    state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-    model.load_state_dict(state)
+    load_state(model, tensors, run / "ckpt" / "last")
     return config, model, meta
 
 

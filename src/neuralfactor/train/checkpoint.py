@@ -31,6 +31,7 @@ __all__ = [
     "class_path",
     "load_checkpoint",
     "load_model",
+    "load_state",
     "restore_optimizer",
     "save_checkpoint",
     "tensor_fingerprint",
@@ -179,16 +180,49 @@ def load_checkpoint(path: str | os.PathLike, *, verify: bool = True) -> tuple[di
     return meta, tensors
 
 
-def _resolve_class(spec: str, allowed_prefix: str = "neuralfactor.") -> type:
+def _resolve_class(spec: Any, allowed_prefix: str = "neuralfactor.") -> type:
+    """Import the model class a checkpoint names: only ``torch.nn.Module`` subclasses inside
+    the package, so a tampered ``meta.json`` cannot make loading call an arbitrary function
+    (e.g. ``neuralfactor.io:write_json``) with arguments of its choosing."""
+    if not isinstance(spec, str) or ":" not in spec:
+        raise CheckpointError(
+            f"Checkpoint names model class {spec!r}; expected 'module:Class' (corrupt meta.json)."
+        )
     module, _, qual = spec.partition(":")
     if not module.startswith(allowed_prefix):
         raise CheckpointError(
             f"Checkpoint names model class {spec!r}, outside {allowed_prefix}*; refusing to import it."
         )
-    obj: Any = importlib.import_module(module)
-    for part in qual.split("."):
-        obj = getattr(obj, part)
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qual.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        raise CheckpointError(
+            f"Checkpoint names model class {spec!r}, which does not exist in this version of "
+            f"neuralfactor."
+        ) from None
+    if not (isinstance(obj, type) and issubclass(obj, torch.nn.Module)):
+        raise CheckpointError(
+            f"Checkpoint names {spec!r} as its model class, but that is not a torch.nn.Module; "
+            f"refusing to call it."
+        )
     return obj
+
+
+def _build(cls: type, init_args: Any, path: Path, spec: str, device: str | None) -> Any:
+    """``cls(**init_args)`` with a CheckpointError for arguments that do not fit."""
+    if not isinstance(init_args, dict):
+        raise CheckpointError(f"Checkpoint {path}: init_args must be a JSON object (corrupt).")
+    try:
+        if device is None:
+            return cls(**init_args)
+        with torch.device(device):
+            return cls(**init_args)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"Checkpoint {path}: {spec} cannot be built from its init_args {init_args!r}: {exc}"
+        ) from None
 
 
 def load_model(
@@ -204,7 +238,10 @@ def load_model(
     rank) a clear :class:`CheckpointError` instead of a shape error deep inside torch.
     """
     meta, tensors = load_checkpoint(path)
-    spec = meta["model_class"]
+    path = Path(path)
+    spec = meta.get("model_class")
+    if not isinstance(meta.get("init_args"), dict):
+        raise CheckpointError(f"Checkpoint {path}: meta.json has no init_args object (corrupt).")
     if expected_class is not None and spec != class_path(expected_class):
         raise CheckpointError(
             f"Checkpoint {path} holds a {spec}, not a {class_path(expected_class)}."
@@ -216,9 +253,24 @@ def load_model(
                 f"Checkpoint {path} was made with {key}={got!r}, but {key}={want!r} was expected."
             )
     cls = _resolve_class(spec)
-    model = cls(**meta["init_args"])
+    # Build on the meta device first (no memory): shapes declared by init_args are checked
+    # against the tensors actually in the file before anything is allocated, so a tampered
+    # init_args (say m = n = 10^5) is refused instead of allocating terabytes.
     state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        shell = _build(cls, meta["init_args"], path, spec, "meta")
+    except Exception:  # noqa: BLE001 - bad args or a constructor needing real data: see below
+        shell = None
+    if shell is not None:
+        _check_state(shell.state_dict(), state, path, spec)
+    model = _build(cls, meta["init_args"], path, spec, None)
     own = model.state_dict()
+    _check_state(own, state, path, spec)
+    model.load_state_dict(state)
+    return model.to(map_location), meta
+
+
+def _check_state(own: dict, state: dict, path: Path, spec: str) -> None:
     if set(own) != set(state):
         raise CheckpointError(
             f"Checkpoint {path} does not fit {spec}: missing {sorted(set(own) - set(state))}, "
@@ -230,12 +282,24 @@ def load_model(
                 f"Checkpoint {path}: tensor {k} has shape {tuple(v.shape)}, the model expects "
                 f"{tuple(own[k].shape)}."
             )
+
+
+def load_state(model: torch.nn.Module, tensors: dict, path: str | os.PathLike) -> None:
+    """Copy a checkpoint's ``model.*`` tensors into ``model`` after checking names and shapes
+    (a checkpoint of another model or size is a :class:`CheckpointError`, not a torch error)."""
+    state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    _check_state(model.state_dict(), state, Path(path), class_path(model))
     model.load_state_dict(state)
-    return model.to(map_location), meta
 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, meta: dict, tensors: dict) -> None:
     """Load optimizer state saved by :func:`save_checkpoint` into ``optimizer``."""
     if meta.get("optimizer") is None:
         raise CheckpointError("This checkpoint holds no optimizer state; it cannot be resumed.")
-    optimizer.load_state_dict(_unflatten_optimizer(meta["optimizer"], tensors))
+    try:
+        optimizer.load_state_dict(_unflatten_optimizer(meta["optimizer"], tensors))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(
+            f"The checkpoint's optimizer state does not fit this optimizer ({type(exc).__name__}: "
+            f"{exc}); was it written by another configuration?"
+        ) from None

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from neuralfactor.train.checkpoint import (
     load_checkpoint,
+    load_state,
     restore_optimizer,
     save_checkpoint,
 )
@@ -111,8 +112,7 @@ def run_training(
 
     if resume and ckpt is not None and (ckpt / "last").exists():
         m, tensors = load_checkpoint(ckpt / "last")
-        state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-        model.load_state_dict(state)
+        load_state(model, tensors, ckpt / "last")
         restore_optimizer(optimizer, m, tensors)
         ts = m["train_state"]
         if scheduler is not None and ts.get("scheduler") is not None:
