@@ -59,3 +59,17 @@ def test_factorize_store_with_svd_compressed(tmp_path):
     factorize_store(tmp_path / "s.zarr", "svd-compressed", tmp_path / "o.zarr", rank=4, workers=2)
     fs = FactorStore.open(tmp_path / "o.zarr")
     assert (fs.diagnostics(0)["ratio"] < 1.001).all()
+
+
+def test_huge_and_subnormal_scales():
+    """Entries whose squares overflow raised a raw LinAlgError from LAPACK inside Dask."""
+    g = torch.Generator().manual_seed(0)
+    Y = torch.randn(2, 20, 30, generator=g, dtype=torch.float64)
+    f = nf.make_factorizer("svd-compressed", rank=3)
+    ref = nf.make_factorizer("svd", rank=3).factorize(Y).reconstruct()
+    for scale, dtype in ((2.0**660, torch.float64), (2.0**-140, torch.float32)):
+        X = (Y * scale).to(dtype)
+        lr = f.factorize(X)
+        assert lr.dtype == dtype and bool(torch.isfinite(lr.U).all() and torch.isfinite(lr.V).all())
+        rel = (lr.reconstruct().double() / scale - ref).norm() / ref.norm()
+        assert rel < (1e-6 if dtype == torch.float64 else 2e-2), rel

@@ -9,3 +9,7 @@ import pkgutil as _pkgutil
 for _info in sorted(_pkgutil.iter_modules(__path__), key=lambda i: i.name):
     if not _info.name.startswith("_"):
         _importlib.import_module(f"{__name__}.{_info.name}")
+
+from neuralfactor.classical._kernels import power_of_two_scale, rescale  # noqa: E402
+
+__all__ = ["power_of_two_scale", "rescale"]

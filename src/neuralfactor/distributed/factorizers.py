@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from neuralfactor.core.factorizer import BaseFactorizer, register_factorizer
+from neuralfactor.classical import power_of_two_scale, rescale
+from neuralfactor.core.factorizer import BaseFactorizer, FactorizationError, register_factorizer
 from neuralfactor.core.lowrank import LowRank
 from neuralfactor.core.validation import check_positive_int, check_rank
 
@@ -86,7 +87,13 @@ def svd_compressed(
     u, s, v = da.linalg.svd_compressed(
         A, rank, n_power_iter=n_power_iter, n_oversamples=over, seed=seed, coerce_signs=True
     )
-    u, s, v = da.compute(u, s, v, scheduler=scheduler)
+    try:
+        u, s, v = da.compute(u, s, v, scheduler=scheduler)
+    except np.linalg.LinAlgError as exc:
+        raise FactorizationError(
+            f"svd-compressed: LAPACK failed on a block ({exc}); the matrix may hold entries "
+            "whose squares overflow (scale it, e.g. by a power of two) or non-finite values."
+        ) from exc
     dtype = torch.float32 if np.dtype(A.dtype) == np.float32 else torch.float64
     t = [torch.from_numpy(np.ascontiguousarray(x)).to(dtype) for x in (u, v, s)]
     return LowRank(t[0], t[1], t[2])
@@ -136,12 +143,15 @@ class SVDCompressed(BaseFactorizer):
         }
 
     def _factorize(self, X: Tensor) -> LowRank:
-        flat = X.reshape(-1, *X.shape[-2:])
-        parts = [svd_compressed(x.double(), self.rank, **self._kw()) for x in flat]
+        # exact power-of-two scaling: huge entries would overflow the Gram/QR blocks
+        Xs, inv = power_of_two_scale(X.double())
+        flat = Xs.reshape(-1, *X.shape[-2:])
+        parts = [svd_compressed(x, self.rank, **self._kw()) for x in flat]
         U = torch.stack([p.U for p in parts]).reshape(*X.shape[:-1], self.rank)
         V = torch.stack([p.V for p in parts]).reshape(*X.shape[:-2], self.rank, X.shape[-1])
         S = torch.stack([p.S for p in parts]).reshape(*X.shape[:-2], self.rank)
-        return LowRank(*(t.to(device=X.device, dtype=X.dtype) for t in (U, V, S)))
+        lr = rescale(LowRank(U, V, S), inv)
+        return LowRank(*(t.to(device=X.device, dtype=X.dtype) for t in (lr.U, lr.V, lr.S)))
 
     def factorize_dask(self, A: Any) -> LowRank:
         """Factorize one (m, n) Dask array without loading it (CPU tensors, A's dtype)."""
