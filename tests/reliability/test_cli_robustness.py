@@ -68,8 +68,22 @@ SPEC: dict[str, tuple[list[str], dict[str, str], list[list[str]]]] = {
             "--device": "choice",
             "--dtype": "choice",
             "--data": "in_path",
+            "--threads": "nonneg_int",
         },
         [["--overwrite", "--resume"], ["--resume"], ["--run", "7"]],
+    ),
+    "factorize": (
+        ["factorize", "{store}", "--rank", "2", "--out", "{tmp}/f.zarr"],
+        {
+            "--rank": "posint",
+            "--workers": "posint",
+            "--threads": "posint",
+            "--connect-timeout": "posfloat",
+            "--method": "choice",
+            "--scheduler": "choice",
+            "--model": "in_path",
+        },
+        [["--rank", "99"], ["--param", "nonsense"], ["--scheduler", "tcp://127.0.0.1:1"]],
     ),
     "evaluate": (
         ["evaluate", "{tmp}/no-run"],
@@ -185,6 +199,7 @@ SPEC: dict[str, tuple[list[str], dict[str, str], list[list[str]]]] = {
 REQUIRED = {
     "simulate": ["--out"],
     "train": ["--data", "--out"],
+    "factorize": ["--rank", "--out"],
     "lu": ["--out"],
     "spectral": ["--out"],
 }
@@ -239,6 +254,20 @@ def test_bad_arguments_exit_2_with_one_line(cmd, argv, store, tmp_path, capsys, 
     # Validation comes first: nothing long ran before the error.
     assert seconds < 15, f"{argv} took {seconds:.1f} s before failing"
     tally[f"cli_argv.{cmd}"] += 1
+
+
+def test_every_command_has_a_spec():
+    """A new subcommand must be added to SPEC (so its bad input is generated too)."""
+    from neuralfactor.cli import app
+
+    names = set()
+    for c in app.registered_commands:
+        names.add(c.name or c.callback.__name__)
+    for g in app.registered_groups:
+        for c in g.typer_instance.registered_commands:
+            names.add(f"{g.name}-{c.name or c.callback.__name__}")
+    assert "factorize" in names and "lu-evaluate" in names  # the walk above sees both kinds
+    assert names <= set(SPEC), sorted(names - set(SPEC))
 
 
 def test_debug_shows_the_traceback(tmp_path):

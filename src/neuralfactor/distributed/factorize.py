@@ -47,7 +47,7 @@ import torch
 
 from neuralfactor.core.factorizer import Factorizer, make_factorizer
 from neuralfactor.core.lowrank import LowRank
-from neuralfactor.core.validation import check_rank
+from neuralfactor.core.validation import check_positive_float, check_rank
 from neuralfactor.data.store import MatrixStore, StoreError, partial_path
 from neuralfactor.io import replace_dir
 
@@ -362,6 +362,9 @@ def factorize_store(
     from neuralfactor.distributed import require_dask
 
     require_dask()
+    connect_timeout = check_positive_float(
+        connect_timeout, name="connect_timeout", caller="factorize_store"
+    )
     sched = _check_scheduler(scheduler, workers)
     # fail fast on a bad address, before any output is touched
     client = _connect(sched, connect_timeout) if "://" in sched else None
