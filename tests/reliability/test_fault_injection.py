@@ -1,11 +1,12 @@
-"""Fault injection: SIGKILL ``simulate``, ``train`` and ``demo`` at random points, resume, and
-compare with an uninterrupted run.
+"""Fault injection: SIGKILL ``simulate``, ``train``, ``factorize`` (Dask) and ``demo`` at random
+points, resume, and compare with an uninterrupted run.
 
 After every kill the output path must hold either nothing or a complete, verifiable result
 (never something that looks complete while it is not); after resuming, the result must be
 bit-identical to the uninterrupted run (all three computations are deterministic on CPU with
 one thread: the stores' sha256 checksums and the models' safetensors tensors are compared
-exactly). ``factorize`` (Dask) is not covered: it lives on another branch.
+exactly; ``factorize``'s U, V and diagnostics arrays are compared exactly; it reruns
+idempotently, computing only the chunks without a completion marker).
 
 The fast test runs one seed per command on tiny sizes (CI); the ``slow`` test runs several
 seeds per command plus ``demo --quick``.
@@ -84,6 +85,20 @@ def _model_state(run):
     return load_file(str(model / "weights.safetensors"))
 
 
+def _factors_state(path):
+    """None when nothing is at ``path``; else (U, V, diagnostics) (raises if incomplete)."""
+    if not Path(path).exists():
+        return None
+    from neuralfactor.distributed.factorize import FactorStore
+
+    fs = FactorStore.open(path)
+    lr, diag = fs.lowrank(0), fs.diagnostics(0)
+    return {"U": lr.U, "V": lr.V, **{k: torch.from_numpy(v) for k, v in diag.items()}}
+
+
+FACTORIZE = ["--method", "svds-arpack", "--rank", "4", "--workers", "1"]
+
+
 def _same_tensors(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -108,6 +123,9 @@ def _inject(kind, seed, tmp, ref, tally, store=None):
     elif kind == "train":
         args = _train_args(store, out, 6)
         delay = rng.uniform(3.0, 6.5)  # start-up ~3 s, the run ~7 s
+    elif kind == "factorize":
+        args = ["factorize", str(store), *FACTORIZE, "--out", str(out)]
+        delay = rng.uniform(2.5, 5.5)  # start-up ~3 s, 128 chunks ~2.6 s
     else:
         args = ["demo", "--quick", "--device", "cpu", "--out", str(out)]
         delay = rng.uniform(3.0, max(4.0, 0.9 * ref["seconds"]))  # within the demo's run
@@ -118,6 +136,8 @@ def _inject(kind, seed, tmp, ref, tally, store=None):
         _store_state(out)
     elif kind == "train":
         _model_state(out)
+    elif kind == "factorize":
+        _factors_state(out)
     else:
         if (out / "data.zarr").exists():
             _store_state(out / "data.zarr")
@@ -133,6 +153,9 @@ def _inject(kind, seed, tmp, ref, tally, store=None):
         started = (out / "config.json").exists()
         _run([*args, "--resume"] if started else args)
         assert _same_tensors(_model_state(out), ref), "resumed model differs"
+    elif kind == "factorize":
+        _run(args)  # idempotent: completes the chunks without a marker
+        assert _same_tensors(_factors_state(out), ref), "resumed factors differ"
     else:
         _run(args, timeout=900)
         assert _store_state(out / "data.zarr") == ref["data"]
@@ -149,11 +172,13 @@ def refs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ref")
     _run([*SIM, "--out", str(tmp / "s.zarr")])
     _run(_train_args(tmp / "s.zarr", tmp / "run", 6))
+    _run(["factorize", str(tmp / "s.zarr"), *FACTORIZE, "--out", str(tmp / "f.zarr")])
     return {
         "dir": tmp,
         "store": tmp / "s.zarr",
         "simulate": _store_state(tmp / "s.zarr"),
         "train": _model_state(tmp / "run"),
+        "factorize": _factors_state(tmp / "f.zarr"),
     }
 
 
@@ -165,7 +190,7 @@ def test_kill_and_resume_simulate_and_train_fast(refs, tmp_path, tally):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(1, 6))
-@pytest.mark.parametrize("kind", ["simulate", "train"])
+@pytest.mark.parametrize("kind", ["simulate", "train", "factorize"])
 def test_kill_and_resume_many_seeds(kind, seed, refs, tmp_path, tally):
     _inject(kind, seed, tmp_path, refs[kind], tally, store=refs["store"])
 
