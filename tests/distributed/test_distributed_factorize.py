@@ -88,6 +88,9 @@ def test_matches_the_factorizer_chunk_by_chunk(store, tmp_path, method):
         assert (ratio >= 1 - 1e-10).all() and (ratio <= 1.2).all()
     if method == "svd":
         np.testing.assert_allclose(fs.diagnostics(0)["ratio"], 1.0, rtol=1e-10)
+    every = np.concatenate([fs.diagnostics(n)["ratio"] for n in fs.runs])
+    assert res.ratio_median == pytest.approx(np.median(every), rel=1e-12)
+    assert res.ratio_max == pytest.approx(every.max(), rel=1e-12)
 
 
 def test_local_cluster_equals_single_process_frame_by_frame(store, tmp_path, cluster):

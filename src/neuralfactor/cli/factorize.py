@@ -79,8 +79,9 @@ def factorize(
             f"{res.frames_per_second:.1f} frames/s, scheduler {res.scheduler})"
         )
     console.print(
-        f"scaled loss mean {res.scaled_loss_mean:.4g}; ratio to optimum mean "
-        f"{res.ratio_mean:.4f}, max {res.ratio_max:.4f}; factors in {out}"
+        f"scaled loss mean {res.scaled_loss_mean:.4g}; ratio to optimum median "
+        f"{res.ratio_median:.4f}, mean {res.ratio_mean:.4f}, max {res.ratio_max:.4f} (a frame "
+        f"whose optimum is at round-off level has a ratio that measures noise); factors in {out}"
     )
 
 

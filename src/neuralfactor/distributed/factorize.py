@@ -77,6 +77,10 @@ class FactorizeResult:
     ratio_mean: float
     ratio_max: float
     scheduler: str
+    #: The median is the robust summary: a frame whose optimum is at round-off level (e.g. a
+    #: rank-1 initial condition at rank 4) has a ratio that measures noise (hundreds) and
+    #: dominates the mean.
+    ratio_median: float = float("nan")
 
     @property
     def frames_per_second(self) -> float:
@@ -508,6 +512,7 @@ def _run(
         "scaled_loss_mean": float(loss.mean()),
         "ratio_mean": float(ratio[np.isfinite(ratio)].mean()) if np.isfinite(ratio).any() else 1.0,
         "ratio_max": float(ratio.max()),
+        "ratio_median": float(np.median(ratio)),
     }
     root.attrs.update({"summary": summary, "complete": True})
     replace_dir(part, out)  # an old store (overwrite) is replaced only now, complete
