@@ -20,7 +20,6 @@ import torch
 import neuralfactor
 from neuralfactor.classical.toolkit import (
     aic_rank,
-    compress_linear,
     factored_nuclear_gd,
     gap_rank,
     gavish_donoho_lambda,
@@ -37,6 +36,7 @@ from neuralfactor.core.metrics import ratio_to_optimum, scaled_loss
 from neuralfactor.core.timing import pinned_threads, time_call
 from neuralfactor.data.gallery import get_matrix
 from neuralfactor.io import write_json
+from neuralfactor.matvec import compress_linear
 
 
 def spiked(m: int, n: int, spikes: list[float], sigma: float, seed: int) -> torch.Tensor:

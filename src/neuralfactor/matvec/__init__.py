@@ -4,6 +4,7 @@ Registers the factorizer ``matvec-ae``.
 """
 
 from neuralfactor.core.factorizer import register_factorizer
+from neuralfactor.matvec.compress import LinearCompression, compress_linear
 from neuralfactor.matvec.factorizer import MatvecFactorizer
 from neuralfactor.matvec.fit import (
     MatvecFit,
@@ -17,12 +18,14 @@ from neuralfactor.matvec.model import ChokePointNet
 
 __all__ = [
     "ChokePointNet",
+    "LinearCompression",
     "MatvecFactorizer",
     "MatvecFit",
     "RankCollapseError",
     "RankCollapseWarning",
     "SuboptimalFitError",
     "SuboptimalFitWarning",
+    "compress_linear",
     "fit_matvec",
 ]
 
