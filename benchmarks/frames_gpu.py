@@ -15,6 +15,7 @@ code (neuralfactor.bench.frames).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -29,7 +30,7 @@ from neuralfactor.bench.frames import (
     throughput_markdown,
     training_throughput,
 )
-from neuralfactor.io import atomic_write_text, read_json, write_json
+from neuralfactor.io import append_jsonl, atomic_write_text, read_json, write_json
 
 
 def _pairs(text: str) -> tuple[tuple[int, int], ...]:
@@ -56,6 +57,12 @@ def main() -> None:
     ap.add_argument("--max-call-seconds", type=float, default=None)
     ap.add_argument("--throughput-steps", type=int, default=None, help="0: skip")
     ap.add_argument("--out", default="docs/results")
+    ap.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        help="seconds after which no new case starts (noted in the doc); default cuda 450",
+    )
     ap.add_argument("--tag", default="", help="suffix for records/section (split runs)")
     ap.add_argument("--from-records", action="store_true")
     args = ap.parse_args()
@@ -64,6 +71,12 @@ def main() -> None:
     key = f"{args.device}{args.tag}"
     rec_path = out / f"performance-{key}.json"
     if args.from_records:
+        if not rec_path.exists():  # a killed run: rebuild from the partial records
+            part = out / f"performance-{key}.partial.jsonl"
+            recs = [json.loads(line) for line in part.read_text().splitlines() if line]
+            cmd = "python benchmarks/frames_gpu.py (killed; partial records)"
+            meta = {"command": cmd, "elapsed_seconds": "?", "notes": [], "omp_num_threads": None}
+            write_json(rec_path, {"meta": meta, "records": recs})
         data = read_json(rec_path)
         write_doc(out, key, data["records"], data["meta"])
         return
@@ -71,6 +84,8 @@ def main() -> None:
     for d in dtypes:
         if d not in FRAME_DTYPES:
             sys.exit(f"--dtypes takes {FRAME_DTYPES}; got {d!r}")
+    if args.deadline is None and cuda:
+        args.deadline = 450.0  # one 600 s device call: measurement, throughput, the doc
     cap = args.max_batch_256x512 or (1024 if cuda else None)
     config = FramesConfig(
         device=args.device,
@@ -80,21 +95,25 @@ def main() -> None:
         dtypes=dtypes,
         methods=tuple(args.methods.split(",")) if args.methods else None,
         threads=args.threads or None,
-        max_call_seconds=args.max_call_seconds or (2.0 if cuda else 0.5),
-        min_seconds=0.2 if cuda else 0.05,
+        max_call_seconds=args.max_call_seconds or 0.5,
+        min_seconds=0.1 if cuda else 0.05,
         train_frames=args.train_frames,
         train_epochs=args.train_epochs,
         models_dir=args.models,
         max_batch_at={"256x512": cap} if cap else None,
+        deadline_seconds=args.deadline,
     )
     t0 = time.time()
     notes: list[str] = []
+    partial = out / f"performance-{key}.partial.jsonl"  # survives a killed run
+    partial.unlink(missing_ok=True)
 
     def note(s: str) -> None:
         notes.append(s)
         print("note:", s, flush=True)
 
     def show(r: dict) -> None:
+        append_jsonl(partial, [r])
         err = f"  ERROR {r['error'][:80]}" if "error" in r else ""
         print(
             f"{r['m']}x{r['n']} r={r['rank']:>2} b={r['batch']:>4} {r['dtype']:>7} "
@@ -113,6 +132,7 @@ def main() -> None:
             )
             print(f"train throughput threads={threads} {dt}: {r['frames_per_second']:.0f} frames/s")
             records.append(r)
+            append_jsonl(partial, [r])
     elapsed = time.time() - t0
     meta = {
         "command": "python benchmarks/frames_gpu.py " + " ".join(sys.argv[1:]),
@@ -122,6 +142,7 @@ def main() -> None:
         "config": {k: v for k, v in vars(args).items()},
     }
     write_json(rec_path, {"meta": meta, "records": records})
+    partial.unlink(missing_ok=True)
     write_doc(out, key, records, meta)
 
 

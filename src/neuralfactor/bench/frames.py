@@ -69,6 +69,11 @@ SKIPPED: dict[str, str] = {
     "matvec-ae": "learns from products x -> Ax, not from frames",
 }
 BASELINE = "scipy-gesdd"
+#: Methods that run on the CPU (SciPy, scikit-learn) whatever the device: the matmul
+#: precision of the device does not apply to them, so they are timed in float32 only.
+CPU_ONLY: frozenset[str] = frozenset(
+    {"scipy-gesdd", "svds-arpack", "svds-lobpcg", "svds-propack", "sklearn-rsvd", "nmf"}
+)
 
 
 def classical_methods() -> tuple[str, ...]:
@@ -100,6 +105,7 @@ class FramesConfig:
     models_dir: str | None = None
     t_end: float = 40.0
     max_batch_at: dict[str, int] | None = None  # e.g. {"256x512": 1024}
+    deadline_seconds: float | None = None  # stop starting new cases after this (noted)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -362,6 +368,8 @@ def run_frames(
     if config.methods is None and "svd-compressed" not in available_factorizers():
         note("svd-compressed not timed: Dask is not installed (the [distributed] extra)")
     records: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    late = False
     # Solver chatter (LOBPCG accuracy warnings) would drown the progress lines; the records
     # carry each method's accuracy instead.
     with pinned_threads(config.threads) as threads, warnings.catch_warnings():
@@ -386,7 +394,7 @@ def run_frames(
                 X64 = evals[:batch]
                 X = X64.float().contiguous()
                 prev = train[-1:].contiguous()
-                svals = torch.linalg.svdvals(X64)
+                svals = torch.linalg.svdvals(X64.cpu()).to(device)  # LAPACK: predictable
                 floor = m * n * 4 / bandwidth
                 for rank in config.ranks:
                     opt = optimal_scaled_loss(X64, rank, singular_values=svals)
@@ -394,6 +402,20 @@ def run_frames(
                         for method in methods:
                             is_learned = family(method) == "learned"
                             if dtype == "bf16" and not is_learned:
+                                continue
+                            if dtype == "tf32" and method in CPU_ONLY:
+                                continue
+                            if (
+                                config.deadline_seconds is not None
+                                and time.perf_counter() - start > config.deadline_seconds
+                            ):
+                                if not late:
+                                    note(
+                                        f"deadline of {config.deadline_seconds:.0f} s reached: "
+                                        f"cases from {m}x{n} r={rank} b={batch} {dtype} "
+                                        f"{method} on were not run"
+                                    )
+                                late = True
                                 continue
                             with matmul_mode(dtype, device) as mm:
                                 rec = _one_case(
