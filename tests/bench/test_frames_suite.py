@@ -161,3 +161,28 @@ def test_cli_frames_suite_bad_input(extra, match, capsys):
     assert main(argv + extra) == 2
     err = capsys.readouterr().err
     assert match in err and len(err.strip().splitlines()) == 1
+
+
+def test_models_dir_loads_trained_models(tmp_path):
+    from neuralfactor.amortized import LearnedFactorizer, TrainSettings
+
+    frames, _ = simulate_frames(16, 32, 40, t_end=10.0)
+    settings = TrainSettings(epochs=1, lr=1e-3, batch_size=25, device="cpu")
+    for nested, name in ((False, "convmf"), (True, "convmf-nested")):
+        f = LearnedFactorizer(2, model="convmf", nested=nested, settings=settings)
+        f.fit(frames[:30].float()).save(tmp_path / f"{name}-16x32-r2")
+    cfg = FramesConfig(
+        **{**TINY, "ranks": (2,), "batches": (3,)},
+        methods=("convmf+refine", "convmf-nested+refine"),
+        models_dir=str(tmp_path),
+    )
+    recs = run_frames(cfg)
+    assert [r["method"] for r in recs] == ["convmf+refine", "convmf-nested+refine"]
+    assert all("error" not in r and r["train_epochs"] is None for r in recs)
+    missing = FramesConfig(
+        **{**TINY, "ranks": (2,), "batches": (3,)},
+        methods=("convmf",),
+        models_dir=str(tmp_path / "none"),
+    )
+    (rec,) = run_frames(missing)
+    assert "no trained model" in rec["error"]

@@ -512,8 +512,9 @@ def training_throughput(
 ) -> dict[str, Any]:
     """Frames per second of ConvMF training steps (forward, loss, backward, fused Adam).
 
-    Times ``steps`` optimizer steps on random-order simulator-like frames (the data do not
-    change the cost), median of ``repeats``, after one warm-up block.
+    Times blocks of ``steps`` optimizer steps on uniform random frames (the values do not
+    change the cost of a dense network's step), median of ``repeats`` blocks, after one
+    warm-up block.
     """
     from neuralfactor.amortized.models import build_model
 
