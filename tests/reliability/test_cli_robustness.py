@@ -112,6 +112,9 @@ SPEC: dict[str, tuple[list[str], dict[str, str], list[list[str]]]] = {
             "--dtype": "choice",
             "--device": "choice",
             "--data-file": "in_path",
+            "--suite": "choice",
+            "--train-epochs": "posint",
+            "--train-frames": "posint",
         },
         [
             ["--size", "8"],

@@ -33,8 +33,20 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
         ) from None
 
 
+SUITES = ("default", "frames")
+
+
 def bench(
-    methods: str = typer.Option(DEFAULT_METHODS, help="Comma-separated factorizer names."),
+    suite: str = typer.Option(
+        "default",
+        help="default: synthetic/saved frames (--data); frames: simulator frames, every "
+        "classical, peer and learned factorizer, memory floor (benchmarks/frames_gpu.py).",
+    ),
+    methods: str | None = typer.Option(
+        None,
+        help=f"Comma-separated factorizer names (default suite: {DEFAULT_METHODS}; frames "
+        "suite: every classical, peer and learned one).",
+    ),
     size: list[str] = typer.Option(["128x256"], "--size", help="MxN; repeat for several."),
     ranks: str = typer.Option("6,12,30", help="Comma-separated ranks."),
     batches: str = typer.Option("1,1024", help="Comma-separated batch sizes."),
@@ -42,7 +54,9 @@ def bench(
     data_file: Path | None = typer.Option(
         None, "--data-file", help=".npy of frames (T, m, n) instead of synthetic data."
     ),
-    dtype: str = typer.Option("float32", help="float32 | float64."),
+    dtype: str = typer.Option(
+        "float32", help="float32 | float64 (frames suite: comma-separated float32, tf32, bf16)."
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     threads: int = typer.Option(1, help="torch and BLAS threads (0: leave unpinned)."),
     repeats: int = typer.Option(3, help="Timed repeats (median reported)."),
@@ -50,6 +64,8 @@ def bench(
         2.0, help="Time a sub-batch when a call would exceed this."
     ),
     seed: int = typer.Option(0),
+    train_epochs: int = typer.Option(10, help="frames suite: training epochs of learned ones."),
+    train_frames: int = typer.Option(512, help="frames suite: frames that train learned ones."),
     out: Path | None = typer.Option(None, help="Append records to this JSON-lines file."),
 ) -> None:
     """Benchmark factorizers on synthetic or saved frames; prints a table, writes JSON lines."""
@@ -59,8 +75,35 @@ def bench(
 
     from neuralfactor.bench.runner import BenchConfig, run_bench
     from neuralfactor.bench.tables import COLUMNS, rows_for_display
+    from neuralfactor.core.validation import check_option
     from neuralfactor.io import append_jsonl
 
+    check_option(suite, SUITES, name="suite", caller="bench")
+    if train_epochs < 1 or train_frames < 25:
+        raise ValueError(
+            f"The frames suite needs --train-epochs >= 1 and --train-frames >= 25. Got "
+            f"{train_epochs}, {train_frames}."
+        )
+    if suite == "frames":
+        _frames_suite(
+            methods,
+            size,
+            ranks,
+            batches,
+            dtype,
+            device,
+            threads,
+            repeats,
+            max_call_seconds,
+            seed,
+            train_epochs,
+            train_frames,
+            out,
+            data_file,
+        )
+        return
+    if methods is None:
+        methods = DEFAULT_METHODS
     frames = None
     if data_file is not None:
         if not data_file.is_file():
@@ -111,6 +154,99 @@ def bench(
         table.add_column(c)
     for row in rows_for_display(records):
         table.add_row(*row)
+    console.print(table)
+    if out is not None:
+        console.print(f"records appended to {out}")
+
+
+def _frames_suite(
+    methods,
+    size,
+    ranks,
+    batches,
+    dtype,
+    device,
+    threads,
+    repeats,
+    max_call_seconds,
+    seed,
+    train_epochs,
+    train_frames,
+    out,
+    data_file,
+) -> None:
+    from rich.table import Table
+
+    from neuralfactor.bench.frames import FRAME_COLUMNS, FramesConfig, run_frames
+    from neuralfactor.io import append_jsonl
+
+    if data_file is not None:
+        raise ValueError("--data-file applies to the default suite; the frames suite simulates.")
+    names = None
+    if methods is not None:
+        names = tuple(m.strip() for m in methods.split(",") if m.strip())
+        if not names:
+            raise ValueError("The '--methods' option must name at least one factorizer.")
+    config = FramesConfig(
+        device=device,
+        sizes=_parse_sizes(size),
+        ranks=_ints(ranks, "--ranks"),
+        batches=_ints(batches, "--batches"),
+        dtypes=tuple(d.strip() for d in dtype.split(",") if d.strip()),
+        methods=names,
+        threads=threads or None,
+        repeats=repeats,
+        max_call_seconds=max_call_seconds,
+        train_epochs=train_epochs,
+        train_frames=train_frames,
+        seed=seed,
+    )
+    records = []
+
+    def on_record(rec):
+        records.append(rec)
+        if out is not None:
+            append_jsonl(out, [rec])
+        if not state["quiet"]:
+            console.print(
+                f"  {rec['method']:>20} {rec['m']}x{rec['n']} r={rec['rank']} b={rec['batch']} "
+                f"{rec['dtype']}: {rec['seconds_per_matrix'] * 1e6:.1f} us/matrix "
+                f"({rec['x_floor']:.0f}x floor), ratio {rec['ratio_mean']:.4f}",
+                highlight=False,
+            )
+
+    def on_note(text):
+        if not state["quiet"]:
+            console.print(f"note: {text}", highlight=False)
+
+    run_frames(config, on_record=on_record, on_note=on_note)
+    table = Table(title=f"neuralfactor bench --suite frames ({records[0]['device']})")
+    for c in ("size", "rank", "batch", *FRAME_COLUMNS):
+        table.add_column(c)
+    base = {
+        (r["m"], r["n"], r["rank"], r["batch"]): r["seconds_per_matrix"]
+        for r in records
+        if r["method"] == "scipy-gesdd" and r["dtype"] == "float32"
+    }
+    for r in records:
+        b = base.get((r["m"], r["n"], r["rank"], r["batch"]))
+        table.add_row(
+            f"{r['m']}x{r['n']}",
+            str(r["rank"]),
+            str(r["batch"]),
+            r["method"],
+            r["family"],
+            r["dtype"],
+            str(r["timed_batch"]),
+            f"{r['seconds_per_matrix'] * 1e6:.3g}",
+            f"{r['floor_seconds_per_matrix'] * 1e6:.3g}",
+            f"{r['x_floor']:.3g}",
+            f"{b / r['seconds_per_matrix']:.3g}" if b else "-",
+            f"{r['scaled_loss_mean']:.3g}",
+            f"{r['ratio_mean']:.4f}",
+            f"{r['ratio_max']:.4f}",
+            f"{r['fit_seconds']:.3g}" if r["fit_seconds"] else "-",
+        )
     console.print(table)
     if out is not None:
         console.print(f"records appended to {out}")

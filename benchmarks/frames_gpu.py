@@ -1,0 +1,246 @@
+"""Frames suite (issue 9): every factorizer on simulator frames, time per matrix vs the floor.
+
+One call measures everything for one device and rewrites that device's section of
+docs/results/performance.md (the other device's section is kept):
+
+    CPU:  OMP_NUM_THREADS=1 python benchmarks/frames_gpu.py --device cpu
+    GPU:  python benchmarks/frames_gpu.py --device cuda
+
+Frames are simulated in memory (neuralfactor.vlasov, strong Landau at each size): no Zarr, no
+Dask needed. Records go to docs/results/performance-<device>.json; ``--from-records`` rewrites
+the markdown from them without measuring. ``neuralfactor bench --suite frames`` runs the same
+code (neuralfactor.bench.frames).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from neuralfactor.bench.frames import (
+    FRAME_DTYPES,
+    FramesConfig,
+    frames_markdown,
+    run_frames,
+    throughput_markdown,
+    training_throughput,
+)
+from neuralfactor.io import append_jsonl, atomic_write_text, read_json, write_json
+
+
+def _pairs(text: str) -> tuple[tuple[int, int], ...]:
+    return tuple(tuple(int(v) for v in s.lower().split("x")) for s in text.split(",") if s)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v.strip())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--sizes", default="64x128,128x256,256x512")
+    ap.add_argument("--ranks", default="6,12,30")
+    ap.add_argument("--batches", default=None, help="default: cpu 1,256; cuda 1,4096")
+    ap.add_argument("--max-batch-256x512", type=int, default=None, help="default: cuda 1024")
+    ap.add_argument("--dtypes", default=None, help="default: cpu float32; cuda float32,tf32,bf16")
+    ap.add_argument("--methods", default=None, help="default: every classical + peers + learned")
+    ap.add_argument("--train-epochs", type=int, default=10)
+    ap.add_argument("--train-frames", type=int, default=512)
+    ap.add_argument("--models", default=None, help="load trained models from DIR instead")
+    ap.add_argument("--threads", type=int, default=1, help="torch/BLAS threads (CPU peers too)")
+    ap.add_argument("--max-call-seconds", type=float, default=None)
+    ap.add_argument("--throughput-steps", type=int, default=None, help="0: skip")
+    ap.add_argument("--out", default="docs/results")
+    ap.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        help="seconds after which no new case starts (noted in the doc); default cuda 450",
+    )
+    ap.add_argument("--tag", default="", help="suffix for records/section (split runs)")
+    ap.add_argument("--from-records", action="store_true")
+    args = ap.parse_args()
+    cuda = args.device == "cuda"
+    out = Path(args.out)
+    key = f"{args.device}{args.tag}"
+    rec_path = out / f"performance-{key}.json"
+    if args.from_records:
+        if not rec_path.exists():  # a killed run: rebuild from the partial records
+            part = out / f"performance-{key}.partial.jsonl"
+            recs = [json.loads(line) for line in part.read_text().splitlines() if line]
+            cmd = "python benchmarks/frames_gpu.py (killed; partial records)"
+            meta = {"command": cmd, "elapsed_seconds": "?", "notes": [], "omp_num_threads": None}
+            write_json(rec_path, {"meta": meta, "records": recs})
+        data = read_json(rec_path)
+        write_doc(out, key, data["records"], data["meta"])
+        return
+    dtypes = tuple((args.dtypes or ("float32,tf32,bf16" if cuda else "float32")).split(","))
+    for d in dtypes:
+        if d not in FRAME_DTYPES:
+            sys.exit(f"--dtypes takes {FRAME_DTYPES}; got {d!r}")
+    if args.deadline is None and cuda:
+        args.deadline = 450.0  # one 600 s device call: measurement, throughput, the doc
+    cap = args.max_batch_256x512 or (1024 if cuda else None)
+    config = FramesConfig(
+        device=args.device,
+        sizes=_pairs(args.sizes),
+        ranks=_ints(args.ranks),
+        batches=_ints(args.batches or ("1,4096" if cuda else "1,256")),
+        dtypes=dtypes,
+        methods=tuple(args.methods.split(",")) if args.methods else None,
+        threads=args.threads or None,
+        max_call_seconds=args.max_call_seconds or 0.5,
+        min_seconds=0.1 if cuda else 0.05,
+        train_frames=args.train_frames,
+        train_epochs=args.train_epochs,
+        models_dir=args.models,
+        max_batch_at={"256x512": cap} if cap else None,
+        deadline_seconds=args.deadline,
+    )
+    t0 = time.time()
+    notes: list[str] = []
+    partial = out / f"performance-{key}.partial.jsonl"  # survives a killed run
+    partial.unlink(missing_ok=True)
+
+    def note(s: str) -> None:
+        notes.append(s)
+        print("note:", s, flush=True)
+
+    def show(r: dict) -> None:
+        append_jsonl(partial, [r])
+        err = f"  ERROR {r['error'][:80]}" if "error" in r else ""
+        print(
+            f"{r['m']}x{r['n']} r={r['rank']:>2} b={r['batch']:>4} {r['dtype']:>7} "
+            f"{r['method']:>22} {r['seconds_per_matrix'] * 1e6:10.2f} us "
+            f"x_floor {r['x_floor']:9.1f} ratio {r['ratio_mean']:.4f}{err}",
+            flush=True,
+        )
+
+    records = run_frames(config, on_record=show, on_note=note)
+    steps = args.throughput_steps if args.throughput_steps is not None else (200 if cuda else 30)
+    if steps:
+        settings = [(1, "float32"), (2, "float32")] if not cuda else [(1, "float32"), (1, "tf32")]
+        for threads, dt in settings:
+            r = training_throughput(
+                128, 256, 12, steps=steps, threads=threads, device=args.device, dtype=dt
+            )
+            print(f"train throughput threads={threads} {dt}: {r['frames_per_second']:.0f} frames/s")
+            records.append(r)
+            append_jsonl(partial, [r])
+    elapsed = time.time() - t0
+    meta = {
+        "command": "python benchmarks/frames_gpu.py " + " ".join(sys.argv[1:]),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "elapsed_seconds": round(elapsed),
+        "notes": notes,
+        "config": {k: v for k, v in vars(args).items()},
+    }
+    write_json(rec_path, {"meta": meta, "records": records})
+    partial.unlink(missing_ok=True)
+    write_doc(out, key, records, meta)
+
+
+def _section(device: str, records: list[dict], meta: dict) -> str:
+    rows = [r for r in records if r.get("suite") == "frames"]
+    r0 = rows[0] if rows else records[0]
+    loads = [r["loadavg_1min"] for r in records]
+    bw = r0.get("bandwidth_bytes_per_s", float("nan"))
+    precisions = sorted({(r["dtype"], r["matmul_precision"], r["allow_tf32"]) for r in rows})
+    lines = [
+        f"Command: `OMP_NUM_THREADS={meta.get('omp_num_threads')} {meta['command']}` "
+        f"({meta['elapsed_seconds']} s); `--from-records` rewrites this section from "
+        f"`performance-{device}.json`.",
+        "",
+        f"- device: {r0['device']} ({r0['device_name']}), {r0['cpu_count']} CPUs visible; "
+        f"torch {r0['torch_version']} (CUDA {r0['cuda_version']}), numpy {r0['numpy_version']}, "
+        f"scipy {r0['scipy_version']}, scikit-learn {r0['sklearn_version']}, "
+        f"neuralfactor {r0['version']}, Python {r0['python']}",
+        f"- threads: torch {r0['torch_threads']}, BLAS/OpenMP pools {r0['blas_threads']}",
+        f"- 1-minute load average during the run: {min(loads):.2f} to {max(loads):.2f}",
+        "- matmul settings per dtype (dtype, torch.get_float32_matmul_precision(), "
+        f"torch.backends.cuda.matmul.allow_tf32): {precisions}",
+        f"- measured read bandwidth (float32 `x.sum()` over 256 MiB): {bw / 1e9:.2f} GB/s; "
+        "`floor us` = m*n*4 bytes / that bandwidth (one float32 read of the matrix), "
+        "`x floor` = time / floor.",
+    ]
+    if rows:
+        sims = sorted(
+            {
+                (
+                    r["m"],
+                    r["n"],
+                    r["sim_save_every"],
+                    round(r["sim_t_first"], 2),
+                    round(r["sim_t_last"], 2),
+                    round(r["sim_dt"], 6),
+                )
+                for r in rows
+            }
+        )
+        lines.append(
+            "- frames: strong Landau damping simulated at each size (dt = min(hx, hv)/20), "
+            "time-ordered; the first `train_frames` frames train the learned methods and "
+            "`pod-basis`, the next `batch` are timed (warm-subspace continues the stream from "
+            "the last training frame: one iteration per frame). (m, n, save_every, t_first, "
+            f"t_last, dt): {sims}"
+        )
+        lr = [r for r in rows if r["family"] == "learned" and "train_epochs" in r]
+        if lr:
+            fits = sorted(
+                {
+                    (
+                        r["m"],
+                        r["n"],
+                        r["trained_rank"],
+                        r["method"].split("+")[0],
+                        round(r["fit_seconds"], 1),
+                    )
+                    for r in lr
+                }
+            )
+            lines.append(
+                f"- learned: ConvMF (original architecture) trained for {lr[0]['train_epochs']} "
+                f"epochs on {lr[0]['train_frames']} frames (Adam lr 1e-3, batch 25) of the same "
+                "simulation: a short training, so the plain network's ratios are far from what "
+                "a full training gives; `+refine` keeps the network's U and solves V by least "
+                "squares; `convmf-nested` is one model trained at the largest rank with the "
+                "nested loss and evaluated at each rank. (m, n, trained rank, model, fit s): "
+                f"{fits}"
+            )
+    for n in meta.get("notes", []):
+        lines.append(f"- note: {n}")
+    lines += ["", frames_markdown(records)]
+    tp = [r for r in records if r.get("suite") == "train-throughput"]
+    if tp:
+        lines += [
+            "### ConvMF training throughput",
+            "",
+            "Forward, unnormalized Frobenius loss, backward and fused Adam per step, batch 25, "
+            "128x256, rank 12; median of 3 blocks of steps after a warm-up block.",
+            "",
+            throughput_markdown(records),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_doc(out: Path, device: str, records: list[dict], meta: dict) -> None:
+    path = out / "performance.md"
+    begin, end = f"<!-- frames:{device}:begin -->", f"<!-- frames:{device}:end -->"
+    block = f"{begin}\n{_section(device, records, meta)}{end}"
+    text = path.read_text() if path.exists() else "# Performance: frame streams\n\n"
+    if begin in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + f"\n\n## {device.upper()}\n\n{block}\n"
+    atomic_write_text(path, text)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
