@@ -318,8 +318,10 @@ def main() -> None:
         "",
         f"Command: `OMP_NUM_THREADS=1 python benchmarks/convmf_study.py --epochs {args.epochs} "
         f"--lr {args.lr} --save-every {args.save_every} --ranks {args.ranks} --extrap-ranks "
-        f"{args.extrap_ranks}`. The script is resumable: trained models and finished evaluations "
-        "under runs/study/ are reused, so this invocation took "
+        f"{args.extrap_ranks}"
+        + ("" if args.root == "runs/study" else f" --root {args.root}")
+        + f"`. The script is resumable: trained models and finished evaluations under {args.root}/ "
+        "are reused, so this invocation took "
         f"{(time.time() - t_start) / 60:.1f} min; the training times of each model are listed "
         "below each table.",
         "",
@@ -332,10 +334,17 @@ def main() -> None:
         "- Splits: interpolation = random 70/20/10 (seed 0); extrapolation = first 70% of the "
         "time series trains, next 20% validates, the last 10% (t ≈ 36-40) is the test set.",
         f"- ConvMF exactly as the original (conv k5/p3, k3/p0, tanh; 500 -> 200 stem; 300-wide "
-        f"fork); Adam, batch 25, unnormalized loss. **Departures:** lr {args.lr} instead of 1e-4 "
-        f"and {args.epochs} epochs instead of 120, to fit a shared 2-core CPU. Measured on this "
-        "data at rank 6 after 6 epochs: validation scaled loss 0.030 with lr 1e-3, 0.041 with "
-        "3e-4, 0.097 with 1e-4 (optimum 0.0086), so 1e-4 would need far more epochs.",
+        f"fork); Adam, batch 25, {args.epochs} epochs (original: 120), unnormalized loss. "
+        + (
+            f"**Departures:** lr {args.lr} instead of 1e-4"
+            + ("" if args.epochs == 120 else f" and {args.epochs} epochs instead of 120")
+            + ", to fit a shared 2-core CPU. "
+            if args.lr != 1e-4 or args.epochs != 120
+            else ""
+        )
+        + "Measured on this data at rank 6 after 6 epochs: validation scaled loss 0.030 with lr "
+        "1e-3, 0.041 with 3e-4, 0.097 with 1e-4 (optimum 0.0086), so 1e-4 would need far more "
+        "epochs.",
         "- `+refine`: keep the network's U, V by least squares (= 'calculated V'). `+subspace`: "
         "then one subspace-iteration step. `nested`: one ConvMF trained at the largest rank with "
         "the nested loss (mean of the rank-1..r losses), evaluated at every rank by taking its "
