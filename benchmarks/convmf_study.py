@@ -191,6 +191,30 @@ def findings(results: dict[str, list[dict]]) -> list[str]:
     return out
 
 
+def training_health() -> list[str]:
+    """Best vs final validation loss of every trained model (from its saved history)."""
+    rows = []
+    for meta in sorted(ROOT.glob("*/model/meta.json")):
+        h = json.loads(meta.read_text())["history"]
+        best = min(h, key=lambda e: e["metric"])
+        last = h[-1]
+        flag = "**diverged**" if last["metric"] > 2 * best["metric"] else "ok"
+        rows.append(
+            f"| {meta.parent.parent.name} | {best['metric']:.3e} (step {best['step']}) | "
+            f"{last['metric']:.3e} (step {last['step']}) | {flag} |"
+        )
+    return [
+        "Training health (validation scaled loss, best and final, from each model's history). "
+        "The training loop keeps the final weights, not the best ones (the best are in "
+        "`ckpt/best`), so a run that diverged late is evaluated with its diverged weights:",
+        "",
+        "| run | best validation | final validation | |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=40)
@@ -358,6 +382,7 @@ def main() -> None:
         "",
     ]
     lines += findings(results)
+    lines += training_health()
     for split in ("interpolation", "extrapolation"):
         recs = results[split]
         lines += [
