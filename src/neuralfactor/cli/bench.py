@@ -36,6 +36,22 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
 SUITES = ("default", "frames")
 
 
+def _collector(out: Path | None, describe):
+    """(records, on_record): keep each record, append it to ``out`` and print one line."""
+    from neuralfactor.io import append_jsonl
+
+    records: list[dict] = []
+
+    def on_record(rec: dict) -> None:
+        records.append(rec)
+        if out is not None:
+            append_jsonl(out, [rec])
+        if not state["quiet"]:
+            console.print(describe(rec), highlight=False)
+
+    return records, on_record
+
+
 def bench(
     suite: str = typer.Option(
         "default",
@@ -76,7 +92,6 @@ def bench(
     from neuralfactor.bench.runner import BenchConfig, run_bench
     from neuralfactor.bench.tables import COLUMNS, rows_for_display
     from neuralfactor.core.validation import check_option
-    from neuralfactor.io import append_jsonl
 
     check_option(suite, SUITES, name="suite", caller="bench")
     if train_epochs < 1 or train_frames < 25:
@@ -131,19 +146,14 @@ def bench(
         max_call_seconds=max_call_seconds,
         seed=seed,
     )
-    records = []
-
-    def on_record(rec):
-        records.append(rec)
-        if out is not None:
-            append_jsonl(out, [rec])
-        if not state["quiet"]:
-            console.print(
-                f"  {rec['method']:>14} {rec['m']}x{rec['n']} r={rec['rank']} "
-                f"b={rec['batch']}: {rec['seconds_per_matrix'] * 1e6:.1f} us/matrix, "
-                f"ratio {rec['ratio_mean']:.4f}",
-                highlight=False,
-            )
+    records, on_record = _collector(
+        out,
+        lambda rec: (
+            f"  {rec['method']:>14} {rec['m']}x{rec['n']} r={rec['rank']} "
+            f"b={rec['batch']}: {rec['seconds_per_matrix'] * 1e6:.1f} us/matrix, "
+            f"ratio {rec['ratio_mean']:.4f}"
+        ),
+    )
 
     run_bench(config, on_record=on_record, frames=frames)
     table = Table(
@@ -178,7 +188,6 @@ def _frames_suite(
     from rich.table import Table
 
     from neuralfactor.bench.frames import FRAME_COLUMNS, FramesConfig, run_frames
-    from neuralfactor.io import append_jsonl
 
     if data_file is not None:
         raise ValueError("--data-file applies to the default suite; the frames suite simulates.")
@@ -201,19 +210,14 @@ def _frames_suite(
         train_frames=train_frames,
         seed=seed,
     )
-    records = []
-
-    def on_record(rec):
-        records.append(rec)
-        if out is not None:
-            append_jsonl(out, [rec])
-        if not state["quiet"]:
-            console.print(
-                f"  {rec['method']:>20} {rec['m']}x{rec['n']} r={rec['rank']} b={rec['batch']} "
-                f"{rec['dtype']}: {rec['seconds_per_matrix'] * 1e6:.1f} us/matrix "
-                f"({rec['x_floor']:.0f}x floor), ratio {rec['ratio_mean']:.4f}",
-                highlight=False,
-            )
+    records, on_record = _collector(
+        out,
+        lambda rec: (
+            f"  {rec['method']:>20} {rec['m']}x{rec['n']} r={rec['rank']} "
+            f"b={rec['batch']} {rec['dtype']}: {rec['seconds_per_matrix'] * 1e6:.1f} us/matrix "
+            f"({rec['x_floor']:.0f}x floor), ratio {rec['ratio_mean']:.4f}"
+        ),
+    )
 
     def on_note(text):
         if not state["quiet"]:
