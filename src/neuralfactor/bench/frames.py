@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from neuralfactor.bench.runner import time_within_budget
 from neuralfactor.core.factorizer import (
     FactorizationError,
     available_factorizers,
@@ -315,22 +316,16 @@ def _time_method(
             f.basis = start_basis
         return f.factorize(sub)
 
-    batch = X.shape[0]
-    probe = min(batch, 4)
-    t_probe = time_call(lambda: call(X[:probe]), device=device, warmup=1, repeats=1).median
-    per = t_probe / probe
-    timed = batch
-    if per * batch > config.max_call_seconds:
-        timed = max(probe, min(batch, int(config.max_call_seconds / max(per, 1e-12))))
-    sub = X[:timed]
-    repeats = config.repeats if per * timed < config.max_call_seconds / 2 else 1
-    timing = time_call(
-        lambda: call(sub),
+    timed, timing = time_within_budget(
+        call,
+        X,
         device=device,
+        max_call_seconds=config.max_call_seconds,
+        repeats=config.repeats,
         warmup=config.warmup,
-        repeats=repeats,
-        min_seconds=config.min_seconds if per * timed < config.min_seconds else 0.0,
+        min_seconds=config.min_seconds,
     )
+    sub = X[:timed]
     out = timing.result
     S = None if out.S is None else out.S.double()
     loss = scaled_loss(sub.double(), type(out)(out.U.double(), out.V.double(), S))

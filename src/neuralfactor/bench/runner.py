@@ -232,6 +232,42 @@ def run_bench(
     return records
 
 
+def time_within_budget(
+    call: Callable[[Tensor], Any],
+    X: Tensor,
+    *,
+    device: torch.device,
+    max_call_seconds: float,
+    repeats: int,
+    warmup: int,
+    min_seconds: float = 0.0,
+) -> tuple[int, Any]:
+    """Time ``call`` on the first ``timed`` matrices of X, ``timed`` chosen from a probe.
+
+    A probe on (at most) 4 matrices estimates the time per matrix; when the whole batch would
+    take longer than ``max_call_seconds`` per call, only as many matrices as fit are timed, and
+    a call longer than half the budget is timed once. ``min_seconds`` (> 0) repeats short calls
+    until their total reaches it. Returns ``(timed, timing)``.
+    """
+    batch = X.shape[0]
+    probe = min(batch, 4)
+    t_probe = time_call(lambda: call(X[:probe]), device=device, warmup=1, repeats=1).median
+    per_matrix = t_probe / probe
+    timed = batch
+    if per_matrix * batch > max_call_seconds:
+        timed = max(probe, min(batch, int(max_call_seconds / max(per_matrix, 1e-12))))
+    sub = X[:timed]
+    reps = repeats if per_matrix * timed < max_call_seconds / 2 else 1
+    timing = time_call(
+        lambda: call(sub),
+        device=device,
+        warmup=warmup,
+        repeats=reps,
+        min_seconds=min_seconds if per_matrix * timed < min_seconds else 0.0,
+    )
+    return timed, timing
+
+
 def _run_case(
     config: BenchConfig,
     method: str,
@@ -255,17 +291,15 @@ def _run_case(
             reset()
         return f.factorize(sub)
 
-    # Probe on a few matrices to decide how many can be timed within the budget.
-    batch = X.shape[0]
-    probe = min(batch, 4)
-    t_probe = time_call(lambda: call(X[:probe]), device=device, warmup=1, repeats=1).median
-    per_matrix = t_probe / probe
-    timed = batch
-    if per_matrix * batch > config.max_call_seconds:
-        timed = max(probe, min(batch, int(config.max_call_seconds / max(per_matrix, 1e-12))))
+    timed, timing = time_within_budget(
+        call,
+        X,
+        device=device,
+        max_call_seconds=config.max_call_seconds,
+        repeats=config.repeats,
+        warmup=config.warmup,
+    )
     sub = X[:timed]
-    repeats = config.repeats if per_matrix * timed < config.max_call_seconds / 2 else 1
-    timing = time_call(lambda: call(sub), device=device, warmup=config.warmup, repeats=repeats)
     loss = scaled_loss(sub, timing.result)
     ratio = loss / opt[:timed]
     return {
