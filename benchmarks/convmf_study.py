@@ -21,6 +21,17 @@ from neuralfactor.io import atomic_write_text, read_jsonl
 from neuralfactor.report import figures
 
 ROOT = Path("runs/study")
+#: The methods of the ratio tables (and, with the SVD, of the figures).
+TABLE_METHODS = (
+    "convmf",
+    "convmf+refine",
+    "convmf+subspace",
+    "nested",
+    "nested+refine",
+    "pod-basis",
+    "warm-subspace",
+    "rsvd-gemm",
+)
 BASELINES = ("svd", "svds-arpack", "rsvd", "rsvd-gemm", "warm-subspace", "pod-basis")
 
 
@@ -258,17 +269,7 @@ def main() -> None:
     fig_dir = Path(args.out) / "figures"
     for split in results:
         recs = results[split]
-        main_methods = {
-            "convmf",
-            "convmf+refine",
-            "convmf+subspace",
-            "nested",
-            "nested+refine",
-            "pod-basis",
-            "warm-subspace",
-            "rsvd-gemm",
-            "svd",
-        }
+        main_methods = {*TABLE_METHODS, "svd"}
         sel = [r for r in recs if r["method"] in main_methods]
         figures.plot_loss_vs_rank(
             sel,
@@ -314,16 +315,7 @@ def main() -> None:
             samples[split], fig_dir / f"convmf-{split}-reconstructions.png"
         )
     # ---- the document
-    cols = [
-        "convmf",
-        "convmf+refine",
-        "convmf+subspace",
-        "nested",
-        "nested+refine",
-        "pod-basis",
-        "warm-subspace",
-        "rsvd-gemm",
-    ]
+    cols = list(TABLE_METHODS)
     anal = ["convmf", "convmf calculated U", "convmf calculated V", "convmf calculated Sigma"]
     tcols = [
         "convmf",
