@@ -66,9 +66,6 @@ class PODBasis(BaseFactorizer):
         self.n_iter = check_positive_int(n_iter, name="n_iter", caller=self.name)
         self.basis: Tensor | None = None
 
-    def get_params(self):
-        return {"rank": self.rank, "extra": self.extra, "n_iter": self.n_iter}
-
     def fit(self, frames: Any = None) -> PODBasis:
         if frames is None:
             raise ValueError("pod-basis needs training frames: fit(frames) with frames (T, m, n).")

@@ -135,6 +135,8 @@ def randomized_svd_gemm(
 class RandomizedSVD(BaseFactorizer):
     """``rsvd`` / ``rsvd-gemm``: randomized SVD with an explicit seed (reproducible)."""
 
+    _hidden_params = ("gemm",)  # the registered name says it
+
     def __init__(
         self, rank: int, *, oversample: int = 10, n_iter: int = 2, seed: int = 0, gemm: bool = False
     ) -> None:
@@ -145,14 +147,6 @@ class RandomizedSVD(BaseFactorizer):
         )
         self.n_iter = check_positive_int(n_iter, name="n_iter", caller=self.name, minimum=0)
         self.seed, self.gemm = seed, gemm
-
-    def get_params(self):
-        return {
-            "rank": self.rank,
-            "oversample": self.oversample,
-            "n_iter": self.n_iter,
-            "seed": self.seed,
-        }
 
     def _factorize(self, X: Tensor) -> LowRank:
         fn = randomized_svd_gemm if self.gemm else randomized_svd
@@ -174,14 +168,6 @@ class TorchLowRank(BaseFactorizer):
         super().__init__(rank)
         self.oversample, self.n_iter, self.seed = oversample, n_iter, seed
 
-    def get_params(self):
-        return {
-            "rank": self.rank,
-            "oversample": self.oversample,
-            "n_iter": self.n_iter,
-            "seed": self.seed,
-        }
-
     def _factorize(self, X: Tensor) -> LowRank:
         q = _sketch_width(self.rank, self.oversample, *X.shape[-2:])
         devices = [X.device] if X.device.type == "cuda" else []
@@ -202,14 +188,6 @@ class SklearnRandomizedSVD(BaseFactorizer):
     ) -> None:
         super().__init__(rank)
         self.oversample, self.n_iter, self.seed = oversample, n_iter, seed
-
-    def get_params(self):
-        return {
-            "rank": self.rank,
-            "oversample": self.oversample,
-            "n_iter": self.n_iter,
-            "seed": self.seed,
-        }
 
     def _factorize(self, X: Tensor) -> LowRank:
         from sklearn.utils.extmath import randomized_svd as sk_rsvd

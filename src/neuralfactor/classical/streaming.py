@@ -92,15 +92,6 @@ class WarmSubspace(BaseFactorizer):
         self.seed = seed
         self.reset()
 
-    def get_params(self):
-        return {
-            "rank": self.rank,
-            "extra": self.extra,
-            "n_iter": self.n_iter,
-            "cold_iter": self.cold_iter,
-            "seed": self.seed,
-        }
-
     def reset(self) -> WarmSubspace:
         """Forget the carried basis; the next frame is started cold."""
         self.basis: Tensor | None = None

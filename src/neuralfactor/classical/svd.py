@@ -177,9 +177,6 @@ class Svds(BaseFactorizer):
         super().__init__(rank)
         self.solver, self.tol, self.seed = solver, tol, seed
 
-    def get_params(self):
-        return {"rank": self.rank, "solver": self.solver, "tol": self.tol, "seed": self.seed}
-
     def _factorize(self, X: Tensor) -> LowRank:
         return svds(X, self.rank, solver=self.solver, tol=self.tol, seed=self.seed)
 

@@ -9,6 +9,7 @@ providers, so the registry is complete whichever module a user imported first.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -101,9 +102,25 @@ class BaseFactorizer:
     def _factorize(self, X: Tensor) -> LowRank:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    #: Constructor parameters left out of :meth:`get_params` (implied by the registered name,
+    #: or execution settings that do not change the result).
+    _hidden_params: tuple[str, ...] = ()
+
     def get_params(self) -> dict[str, Any]:
-        """Constructor parameters, for records and reprs."""
-        return {"rank": self.rank}
+        """Constructor parameters, for records, specs and reprs.
+
+        Read from the ``__init__`` signature: every named parameter (but ``_hidden_params``)
+        is stored under an attribute of the same name. Subclasses whose parameters live
+        elsewhere override this.
+        """
+        sig = inspect.signature(type(self).__init__)
+        return {
+            name: getattr(self, name)
+            for name, p in sig.parameters.items()
+            if name != "self"
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            and name not in self._hidden_params
+        }
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

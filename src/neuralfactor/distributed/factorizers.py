@@ -107,6 +107,7 @@ class SVDCompressed(BaseFactorizer):
     """
 
     name = "svd-compressed"
+    _hidden_params = ("scheduler",)  # where it runs, not what it computes
 
     def __init__(
         self,
@@ -123,15 +124,6 @@ class SVDCompressed(BaseFactorizer):
         check_positive_int(oversample, name="oversample", caller=self.name, minimum=0)
         self.n_power_iter, self.oversample, self.seed = n_power_iter, oversample, seed
         self.row_chunk, self.scheduler = row_chunk, scheduler
-
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "rank": self.rank,
-            "n_power_iter": self.n_power_iter,
-            "oversample": self.oversample,
-            "seed": self.seed,
-            "row_chunk": self.row_chunk,
-        }
 
     def _kw(self) -> dict[str, Any]:
         return {
