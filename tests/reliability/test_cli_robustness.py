@@ -276,3 +276,16 @@ def test_every_command_has_a_spec():
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(ValueError, match="'nx' parameter"):
         main(["--debug", "simulate", "--nx", "0", "--out", str(tmp_path / "s.zarr")])
+
+
+def test_cli_works_without_a_standalone_click(monkeypatch, capsys):
+    """A fresh `pip install -e .` with a Typer that vendors click has no `click` module: the
+    CLI crashed on start-up with ModuleNotFoundError (the dev extras pull click in via dask)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "click", None)  # makes `import click` raise ImportError
+    from neuralfactor.cli import _click_exceptions
+
+    assert all(_click_exceptions())  # exception classes still found (Typer's copy)
+    assert main(["simulate", "--nx", "0", "--out", "x.zarr"]) == 2
+    assert "'nx' parameter" in capsys.readouterr().err

@@ -63,14 +63,23 @@ _register_commands()
 
 
 def _click_exceptions() -> tuple[tuple[type, ...], ...]:
-    """(Exit, Abort, NoArgsIsHelpError, ClickException) from click and Typer's vendored copy."""
-    import click
+    """(Exit, Abort, NoArgsIsHelpError, ClickException) from click and Typer's vendored copy.
 
-    mods = [click.exceptions]
-    try:  # Typer >= 0.16 ships its own click
+    Recent Typer vendors click and no longer installs it, older Typer uses click itself: take
+    the exception classes from whichever is importable (both when both are).
+    """
+    mods = []
+    try:
+        import click
+
+        mods.append(click.exceptions)
+    except ImportError:  # a fresh `pip install -e .` with a Typer that vendors click
+        pass
+    try:  # Typer >= 0.16 ships its own click (and its own Exit / Abort)
+        from typer import exceptions as typer_exceptions
         from typer._click import exceptions as vendored
 
-        mods.append(vendored)
+        mods += [vendored, typer_exceptions]
     except ImportError:
         pass
     names = ("Exit", "Abort", "NoArgsIsHelpError", "ClickException")
