@@ -167,3 +167,73 @@ def test_registered_names():
     names = nf.available_factorizers()
     for n in ("convmf", "fork", "danmf", "convmf+refine", "convmf+subspace", "convmf-nested"):
         assert n in names
+
+
+def test_training_loss_plain_and_nested(gen):
+    from neuralfactor.amortized.factorizer import training_loss
+
+    X = torch.randn(3, M, N, generator=gen, dtype=torch.float64)
+    U = torch.randn(3, M, 4, generator=gen, dtype=torch.float64)
+    V = torch.randn(3, 4, N, generator=gen, dtype=torch.float64)
+    plain = (X - U @ V).square().sum((-2, -1)).mean()
+    torch.testing.assert_close(training_loss(X, U, V, nested=False), plain)
+    nested = nested_losses(X, U, V).mean()
+    torch.testing.assert_close(training_loss(X, U, V, nested=True), nested)
+
+
+def _settings_small(**kw):
+    return TrainSettings(epochs=kw.pop("epochs", 6), lr=3e-3, batch_size=10, **kw)
+
+
+def test_cosine_subspace_training_resumes_bit_identically(frames, tmp_path, monkeypatch):
+    """An interruption mid-run (cosine schedule) loses nothing: the scheduler state resumes."""
+    import neuralfactor.amortized.factorizer as fac
+
+    kw = {"schedule": "cosine"}
+    make = lambda d, resume=False: LearnedFactorizer(  # noqa: E731
+        3,
+        model="fork",
+        settings=_settings_small(**kw),
+        model_kwargs={"stem": (64, 32), "branch": (32,)},
+        checkpoint_dir=d,
+        resume=resume,
+    )
+    full = make(tmp_path / "a").fit(frames[:20], frames[20:30])
+    real, calls = fac.training_loss, {"n": 0}
+
+    def interrupted(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 7:  # mid epoch 4 (2 steps per epoch); the last checkpoint is step 6
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(fac, "training_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        make(tmp_path / "b").fit(frames[:20], frames[20:30])
+    monkeypatch.setattr(fac, "training_loss", real)
+    resumed = make(tmp_path / "b", resume=True).fit(frames[:20], frames[20:30])
+    assert [h["metric"] for h in resumed.history] == [h["metric"] for h in full.history]
+    for (k, p), q in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(p, q), k
+
+
+@pytest.mark.parametrize("restore_best", [True, False])
+def test_fit_keeps_the_best_validation_weights(frames, restore_best):
+    # a learning rate high enough that validation is not monotone
+    s = TrainSettings(epochs=12, lr=3e-2, batch_size=10, restore_best=restore_best)
+    f = LearnedFactorizer(
+        3, model="fork", settings=s, model_kwargs={"stem": (64, 32), "branch": (32,)}
+    ).fit(frames[:20], frames[20:30])
+    metrics = [h["metric"] for h in f.history]
+    assert min(metrics) < metrics[-1]  # the scenario: the last epoch is not the best
+    val = frames[20:30]
+    now = float((scaled_loss(val, f.factorize(val))).float().mean())
+    want = min(metrics) if restore_best else metrics[-1]
+    assert now == pytest.approx(want, rel=1e-4)
+
+
+def test_settings_refuse_unknown_schedule():
+    with pytest.raises(ValueError, match="schedule"):
+        TrainSettings(schedule="linear")

@@ -67,6 +67,7 @@ SPEC: dict[str, tuple[list[str], dict[str, str], list[list[str]]]] = {
             "--split": "choice",
             "--device": "choice",
             "--dtype": "choice",
+            "--schedule": "choice",
             "--data": "in_path",
             "--threads": "nonneg_int",
         },

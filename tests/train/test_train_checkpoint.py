@@ -118,3 +118,57 @@ def test_nan_loss_stops_and_restores_last_good(tmp_path):
         )
     assert all(torch.isfinite(p).all() for p in m.parameters())
     assert load_checkpoint(tmp_path / "last")[0]["train_state"]["step"] == 4
+
+
+def _scripted_run(tmp_path, steps, metrics, snaps, *, restore_best=True, resume=False):
+    """Adam on Tiny; the i-th evaluation reports metrics[i] and records the weights it saw."""
+    X, Y = _data()
+    torch.manual_seed(1)
+    m = Tiny()
+    o = torch.optim.Adam(m.parameters(), 1e-2)
+
+    def eval_fn():
+        snaps.append({k: v.clone() for k, v in m.state_dict().items()})
+        return metrics[len(snaps) - 1]
+
+    run_training(
+        m,
+        o,
+        lambda step: (m.lin(X) - Y).square().mean(),
+        LoopConfig(steps=steps, eval_every=2, restore_best=restore_best),
+        eval_fn=eval_fn,
+        progress=False,
+        checkpoint_dir=tmp_path,
+        init_args={"n": 4},
+        resume=resume,
+    )
+    return m
+
+
+def _same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_restore_best_keeps_the_best_evaluation_not_the_last(tmp_path):
+    metrics = [3.0, 1.0, 2.0, 5.0]  # evaluations at steps 2, 4, 6, 8: the best is step 4
+    snaps: list = []
+    m = _scripted_run(tmp_path / "a", 8, metrics, snaps)
+    assert _same(m.state_dict(), snaps[1]) and not _same(m.state_dict(), snaps[3])
+    snaps_last: list = []
+    m_last = _scripted_run(tmp_path / "b", 8, metrics, snaps_last, restore_best=False)
+    assert _same(m_last.state_dict(), snaps_last[3])  # the default of the loop: last weights
+    # the last checkpoint still holds the last step (a resume continues from there)
+    _, tensors = load_checkpoint(tmp_path / "a" / "last")
+    assert torch.equal(tensors["model.lin.weight"], snaps[3]["lin.weight"])
+
+
+def test_restore_best_across_a_resume_reads_the_best_checkpoint(tmp_path):
+    metrics = [3.0, 1.0, 2.0, 5.0]
+    full_snaps: list = []
+    full = _scripted_run(tmp_path / "full", 8, metrics, full_snaps)
+    part_snaps: list = []
+    _scripted_run(tmp_path / "part", 4, metrics, part_snaps)  # stops at step 4 (the best)
+    more = metrics[2:]  # the resumed run sees the last two evaluations only
+    resumed = _scripted_run(tmp_path / "part", 8, more, [], resume=True)
+    assert _same(resumed.state_dict(), full.state_dict())
+    assert _same(resumed.state_dict(), full_snaps[1])

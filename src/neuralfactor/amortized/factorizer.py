@@ -29,16 +29,32 @@ from neuralfactor.core.factorizer import BaseFactorizer, FactorizationError, reg
 from neuralfactor.core.lowrank import LowRank
 from neuralfactor.core.validation import check_matrix, check_option, resolve_device
 
-__all__ = ["REFINE", "LearnedFactorizer", "TrainSettings", "nested_losses", "refine_factors"]
+__all__ = [
+    "REFINE",
+    "SCHEDULES",
+    "LearnedFactorizer",
+    "TrainSettings",
+    "lr_scheduler",
+    "nested_losses",
+    "refine_factors",
+    "training_loss",
+]
 
 Refine = Literal["none", "lstsq", "subspace"]
 REFINE: tuple[str, ...] = get_args(Refine)
+#: 'constant' (the original study) or 'cosine' (decay to 0 over the run).
+SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     """Training hyper-parameters; defaults are the original study's (Adam 1e-4, batch 25,
-    120 epochs). ``patience`` counts epochs without a validation improvement."""
+    120 epochs, constant learning rate).
+
+    ``patience`` counts epochs without a validation improvement. ``schedule`` is 'constant' or
+    'cosine' (to 0 at the last step). ``restore_best``: at the end of training keep the weights of the best validation
+    evaluation, not the last step's (a late divergence is not what gets used).
+    """
 
     epochs: int = 120
     lr: float = 1e-4
@@ -48,6 +64,8 @@ class TrainSettings:
     seed: int = 0
     device: str = "auto"
     dtype: str = "float32"
+    schedule: str = "constant"
+    restore_best: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
@@ -58,6 +76,7 @@ class TrainSettings:
         check_option(
             self.dtype, ("float32", "float64", "bfloat16"), name="dtype", caller="TrainSettings"
         )
+        check_option(self.schedule, SCHEDULES, name="schedule", caller="TrainSettings")
 
 
 def nested_losses(X: Tensor, U: Tensor, V: Tensor) -> Tensor:
@@ -71,6 +90,22 @@ def nested_losses(X: Tensor, U: Tensor, V: Tensor) -> Tensor:
     M = (U.mT @ U) * (V @ V.mT)
     block = M.cumsum(-1).cumsum(-2).diagonal(dim1=-2, dim2=-1)
     return xx.unsqueeze(-1) - 2 * cross.cumsum(-1) + block
+
+
+def training_loss(X: Tensor, U: Tensor, V: Tensor, *, nested: bool) -> Tensor:
+    """The batch-mean training loss of a factor network, unnormalized as in the original:
+    ``||X - UV||_F^2``, or with ``nested`` the mean of the rank-1..r losses."""
+    loss = nested_losses(X, U, V).mean(-1) if nested else (X - U @ V).square().sum(dim=(-2, -1))
+    return loss.mean()
+
+
+def lr_scheduler(
+    optimizer: torch.optim.Optimizer, settings: TrainSettings, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The learning-rate schedule of ``settings`` over ``total_steps`` (None: constant)."""
+    if settings.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
+    return None
 
 
 def refine_factors(X: Tensor, U: Tensor, rank: int, refine: Refine) -> LowRank:
@@ -209,9 +244,7 @@ class LearnedFactorizer(BaseFactorizer):
         def loss_fn(step: int) -> Tensor:
             X = batch_for(step)
             U, V = self.model(X)
-            if self.nested:
-                return nested_losses(X, U, V).mean()
-            return (X - U @ V).square().sum(dim=(-2, -1)).mean()
+            return training_loss(X, U, V, nested=self.nested)
 
         def eval_fn() -> float:
             ref = val_d if val_d is not None else train_d[: 4 * s.batch_size]
@@ -234,6 +267,7 @@ class LearnedFactorizer(BaseFactorizer):
             eval_every=steps_per_epoch,
             patience=s.patience,
             grad_clip=s.grad_clip,
+            restore_best=s.restore_best,
         )
         meta = {
             "factorizer": self.get_params(),
@@ -247,6 +281,7 @@ class LearnedFactorizer(BaseFactorizer):
             loss_fn,
             cfg,
             eval_fn=eval_fn,
+            scheduler=lr_scheduler(opt, s, cfg.steps),
             checkpoint_dir=self.checkpoint_dir,
             init_args=self.model.init_args,
             meta=meta,

@@ -139,6 +139,10 @@ def train_model(
     cfg = config.to_dict()
     if (out / "config.json").exists():
         old = read_json(out / "config.json")
+        try:  # a config written before a setting existed reads with that setting's default
+            old = json.loads(json.dumps(StudyConfig.from_dict(old).to_dict()))
+        except (TypeError, ValueError, KeyError):
+            pass  # unreadable: compared as written, so it differs and is refused below
         if old != json.loads(json.dumps(cfg)) and not overwrite:
             raise FileExistsError(
                 f"{out} holds a run with another configuration; pass --overwrite to replace it "

@@ -19,6 +19,14 @@ def train(
     epochs: int = typer.Option(120, help="Training epochs (original study: 120)."),
     lr: float = typer.Option(1e-4, help="Adam learning rate (original study: 1e-4)."),
     batch_size: int = typer.Option(25, help="Batch size (original study: 25)."),
+    schedule: str = typer.Option(
+        "constant", help="Learning-rate schedule: constant (original study) | cosine (to 0)."
+    ),
+    restore_best: bool = typer.Option(
+        True,
+        "--restore-best/--keep-last",
+        help="End with the weights of the best validation epoch (default) or of the last step.",
+    ),
     patience: int = typer.Option(
         0, help="Early stopping after this many epochs without validation improvement (0: off)."
     ),
@@ -52,6 +60,8 @@ def train(
         seed=seed,
         device=device,
         dtype=dtype,
+        schedule=schedule,
+        restore_best=restore_best,
     )
     config = StudyConfig(
         data=str(data),
@@ -71,10 +81,13 @@ def train(
         f = _train(config, out, resume, overwrite, distributed)
     if f is None:  # a non-zero rank of a distributed run
         return
-    last = f.history[-1] if f.history else {}
+    metrics = [h["metric"] for h in f.history]
+    last = metrics[-1] if metrics else float("nan")
+    kept = min(metrics) if metrics and restore_best else last
+    which = "best" if restore_best else "last"
     console.print(
         f"trained {f.name} rank {rank} in {f.fit_seconds:.1f} s; validation scaled loss "
-        f"{last.get('metric', float('nan')):.4g}; model in {out / 'model'}"
+        f"{kept:.4g} ({which} epoch kept; last {last:.4g}); model in {out / 'model'}"
     )
 
 

@@ -173,7 +173,12 @@ def train_model_distributed(
     from torch.nn.parallel import DistributedDataParallel
     from torch.utils.data.distributed import DistributedSampler
 
-    from neuralfactor.amortized.factorizer import LearnedFactorizer, nested_losses
+    from neuralfactor.amortized.factorizer import (
+        LearnedFactorizer,
+        lr_scheduler,
+        nested_losses,
+        training_loss,
+    )
     from neuralfactor.amortized.models import build_model
     from neuralfactor.data.store import MatrixStore
     from neuralfactor.io import write_json
@@ -250,9 +255,7 @@ def train_model_distributed(
                 order[epoch] = list(iter(sampler))
             X = train.batch(order[epoch][i * b : (i + 1) * b]).to(ctx.device)
             U, V = net(X)
-            if config.nested:
-                return nested_losses(X, U, V).mean()
-            return (X - U @ V).square().sum(dim=(-2, -1)).mean()
+            return training_loss(X, U, V, nested=config.nested)
 
         def eval_fn() -> float:
             U, V = module(val_d)
@@ -271,6 +274,7 @@ def train_model_distributed(
             eval_every=steps_per_epoch,
             patience=s.patience,
             grad_clip=s.grad_clip,
+            restore_best=s.restore_best,
         )
         meta = {
             "factorizer": f.get_params(),
@@ -285,6 +289,7 @@ def train_model_distributed(
             loss_fn,
             cfg,
             eval_fn=eval_fn,
+            scheduler=lr_scheduler(opt, s, total),
             checkpoint_dir=out / "ckpt",
             init_args=module.init_args,
             meta=meta,

@@ -9,6 +9,10 @@ and checkpoints that make ``resume=True`` continue bit-identically:
     ckpt_dir/last   model + optimizer + scheduler + generator states + history (resumable)
     ckpt_dir/best   model weights at the best evaluation
 
+With ``restore_best`` the model ends with the weights of its best evaluation (from memory, or
+from ``ckpt_dir/best`` when that evaluation happened before a resume); ``ckpt_dir/last`` still
+holds the last step's state, so a resume continues the run where it stopped.
+
 On a non-finite loss the loop stops, restores the last good weights and raises
 :class:`TrainingDivergedError` naming the step; the checkpoints on disk are left as they were.
 """
@@ -49,6 +53,7 @@ class LoopConfig:
     patience : stop after this many evaluations without an improvement of ``min_delta``
         (relative); ``None`` never stops early.
     grad_clip : clip the global gradient norm to this value (``None``: no clipping).
+    restore_best : end with the weights of the best evaluation instead of the last step's.
     """
 
     steps: int
@@ -56,6 +61,7 @@ class LoopConfig:
     patience: int | None = None
     min_delta: float = 0.0
     grad_clip: float | None = None
+    restore_best: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.eval_every < 1:
@@ -79,6 +85,28 @@ class LoopResult:
 
 def _state_copy(model: torch.nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _restore_best(
+    model: torch.nn.Module,
+    state: dict[str, Tensor] | None,
+    best_step: int,
+    step: int,
+    ckpt: Path | None,
+) -> None:
+    """Load the best evaluation's weights into ``model`` (a no-op if the last step was best)."""
+    if best_step < 0 or best_step == step:
+        return
+    if state is None:  # the best evaluation predates a resume: it is on disk
+        if ckpt is None or not (ckpt / "best").exists():
+            raise ValueError(
+                f"restore_best: the best evaluation (step {best_step}) is not in memory and "
+                f"there is no checkpoint {ckpt}/best to read it from."
+            )
+        _, state = load_checkpoint(ckpt / "best")
+        load_state(model, state, ckpt / "best")
+        return
+    model.load_state_dict(state)
 
 
 def run_training(
@@ -127,6 +155,8 @@ def run_training(
         start, best, best_step = ts["step"], ts["best"], ts["best_step"]
         history, bad_evals, elapsed0 = ts["history"], ts["bad_evals"], ts.get("seconds", 0.0)
         if start >= config.steps or ts.get("stopped") == "early-stopped":
+            if config.restore_best:
+                _restore_best(model, None, best_step, start, ckpt)
             return LoopResult(start, best, best_step, "resumed-complete", elapsed0, history)
 
     def save(step: int, stopped: str | None, seconds: float) -> None:
@@ -155,6 +185,7 @@ def run_training(
         )
 
     last_good = _state_copy(model)
+    best_state: dict[str, Tensor] | None = None
     t0 = time.perf_counter()
     stopped = "completed"
     params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -212,6 +243,8 @@ def run_training(
                 )
                 if metric < best * (1 - config.min_delta) or best_step < 0:
                     best, best_step, bad_evals = metric, step, 0
+                    if config.restore_best:
+                        best_state = _state_copy(model)
                     if ckpt is not None and write_checkpoints:
                         save_checkpoint(
                             ckpt / "best",
@@ -232,4 +265,6 @@ def run_training(
                 )
                 if stopped == "early-stopped":
                     break
+    if config.restore_best:
+        _restore_best(model, best_state, best_step, step, ckpt)
     return LoopResult(step, best, best_step, stopped, elapsed0 + time.perf_counter() - t0, history)
