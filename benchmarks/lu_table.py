@@ -1,6 +1,6 @@
 """Learned GFMM LU vs LAPACK and classical preconditioners (docs/results/learned-lu.md).
 
-Run (about 15 minutes of one core):
+Run (about 15 minutes of one core; `--optimizer lm --steps 60` for the Levenberg-Marquardt table):
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
         python benchmarks/lu_table.py --out runs/lu_table.json
@@ -58,6 +58,8 @@ def one_run(
             "iterations": cfg.steps * (cfg.inner if cfg.optimizer == "lbfgs" else 1)
             if not cfg.blockwise
             else None,
+            "steps": cfg.steps,
+            "cg_iters": cfg.cg_iters if cfg.optimizer == "lm" else None,
             "train_seconds": res.seconds,
             "train_rel_fro": res.rel_fro,
             "blockwise": cfg.blockwise,
@@ -115,9 +117,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/lu_table.json")
     ap.add_argument("--steps", type=int, default=100, help="L-BFGS steps of 20 iterations")
+    ap.add_argument("--optimizer", default="lbfgs", help="lbfgs or lm (Levenberg-Marquardt)")
+    ap.add_argument("--cg-iters", type=int, default=100, help="lm: CG iterations per step")
     ap.add_argument("--operators", nargs="*", default=list(OPERATORS))
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--no-2d", action="store_true")
+    ap.add_argument("--no-regime", action="store_true")
     args = ap.parse_args()
     t0 = time.time()
     out = {
@@ -137,7 +142,12 @@ def main() -> None:
     }
     with pinned_threads(1) as info:
         out["threads"] = info
-        cfg = LUTrainConfig(steps=args.steps, inner=20, eval_every=10)
+        if args.optimizer == "lm":
+            cfg = LUTrainConfig(
+                optimizer="lm", steps=args.steps, cg_iters=args.cg_iters, lr=1e-3, eval_every=5
+            )
+        else:
+            cfg = LUTrainConfig(steps=args.steps, inner=20, eval_every=10)
         for op in args.operators:
             r = one_run(op, 256, 32, 1, "triangular", cfg, "main")
             out["rows"].append(r)
@@ -178,7 +188,7 @@ def main() -> None:
                 out["two_d"].append(r)
                 print("2d", op, f"{r['op_err_fro']:.2e}", f"{time.time() - t0:.0f}s", flush=True)
                 write_json(args.out, out)
-        for n in (256, 1024, 4096):
+        for n in () if args.no_regime else (256, 1024, 4096):
             out["regime"].append(regime(n))
             write_json(args.out, out)
     out["total_seconds"] = time.time() - t0

@@ -157,6 +157,7 @@ SPEC: dict[str, tuple[list[str], dict[str, str], list[list[str]]]] = {
             "--band": "nonneg_int",
             "--steps": "nonneg_int",
             "--inner": "posint",
+            "--cg-iters": "posint",
             "--lr": "posfloat",
             "--block-steps": "posint",
             "--polish-steps": "nonneg_int",

@@ -29,6 +29,7 @@ def _train(
     out: Path,
     resume: bool,
     overwrite: bool,
+    cg_iters: int = 100,
 ) -> None:
     import torch
 
@@ -44,6 +45,7 @@ def _train(
         steps=steps,
         inner=inner,
         lr=lr if lr is not None else (1.0 if optimizer == "lbfgs" else 1e-3),
+        cg_iters=cg_iters,
         transpose_loss=transpose_loss,
         blockwise=blockwise,
         block_steps=block_steps,
@@ -210,10 +212,18 @@ def register(app: typer.Typer) -> None:
             "optimized 4x better on the 1-D Laplacian, docs/results/learned-lu.md).",
         ),
         dtype: str = typer.Option("float64", help="float32 or float64."),
-        optimizer: str = typer.Option("lbfgs", help="lbfgs or adam."),
-        steps: int = typer.Option(250, help="Optimizer steps (L-BFGS: x inner iterations)."),
+        optimizer: str = typer.Option(
+            "lbfgs", help="lbfgs, lm (Levenberg-Marquardt, reaches the smallest errors) or adam."
+        ),
+        steps: int = typer.Option(
+            250, help="Optimizer steps (L-BFGS: x inner iterations; LM: Gauss-Newton solves)."
+        ),
         inner: int = typer.Option(20, help="L-BFGS iterations per step."),
-        lr: float = typer.Option(None, help="Learning rate (default 1.0 L-BFGS, 1e-3 Adam)."),
+        cg_iters: int = typer.Option(100, help="LM: conjugate-gradient iterations per step."),
+        lr: float = typer.Option(
+            None,
+            help="Learning rate (default 1.0 L-BFGS, 1e-3 Adam); LM: initial damping (1e-3).",
+        ),
         transpose_loss: bool = typer.Option(
             False, "--transpose-loss", help="Add the transpose loss."
         ),
@@ -255,6 +265,7 @@ def register(app: typer.Typer) -> None:
             out,
             resume,
             overwrite,
+            cg_iters,
         )
 
     @lu.command("evaluate")
