@@ -288,13 +288,22 @@ def cosine_table(base: list[dict], cos: list[dict], split: str) -> list[str]:
                 cells.append(f"{r['scaled_loss_mean']:.3e} ({r['ratio_mean']:.3f}x)" if r else "-")
         rows.append("| " + " | ".join(cells) + " |")
     met = [k for k in ranks if cidx[("convmf+refine", k)]["ratio_mean"] <= 1.10]
+    ref = "convmf+refine"
+    both = [k for k in ranks if (ref, k) in idx]
+    better = [k for k in both if cidx[(ref, k)]["ratio_mean"] < idx[(ref, k)]["ratio_mean"]]
+    worse = [k for k in both if k not in better]
     return [
         f"### {split.capitalize()}: constant vs cosine learning rate",
         "",
         *rows,
         "",
         f"With the cosine schedule, convmf+refine is within 1.10x of the optimum at rank(s) "
-        f"{met or 'none'} of {ranks}.",
+        f"{met or 'none'} of {ranks}; against the constant rate it lowers convmf+refine's "
+        f"loss at rank(s) {better or 'none'} and raises it at rank(s) {worse or 'none'}. "
+        "Training time of the cosine models (s; two trainings ran at once on the 2 cores, "
+        "with other jobs): "
+        + ", ".join(f"rank {k}: {cidx[('convmf', k)]['fit_seconds']:.0f}" for k in ranks)
+        + ".",
         "",
     ]
 
@@ -433,6 +442,9 @@ def main() -> None:
         f"--lr {args.lr} --save-every {args.save_every} --ranks {args.ranks} --extrap-ranks "
         f"{args.extrap_ranks}"
         + ("" if args.root == "runs/study" else f" --root {args.root}")
+        + (f" --cosine-ranks {args.cosine_ranks}" if args.cosine_ranks else "")
+        + (f" --cosine-extrap-ranks {args.cosine_extrap_ranks}" if args.cosine_extrap_ranks else "")
+        + (f" --lanes {args.lanes}" if args.lanes > 1 else "")
         + f"`. The script is resumable: trained models and finished evaluations under {args.root}/ "
         "are reused, so this invocation took "
         f"{(time.time() - t_start) / 60:.1f} min; the training times of each model are listed "

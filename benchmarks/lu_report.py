@@ -1,11 +1,15 @@
 """Render the markdown tables of docs/results/learned-lu.md from the saved records.
 
-python benchmarks/lu_report.py runs/lu_table.json runs/lu_extra.json > /tmp/tables.md
+python benchmarks/lu_report.py runs/lu_table.json runs/lu_extra.json \
+    [--lm runs/lu_lm_a.json runs/lu_lm_b.json] > /tmp/tables.md
+
+``--lm``: records of ``lu_table.py --optimizer lm`` (any split of the operators), rendered as
+the Levenberg-Marquardt table beside the L-BFGS rows of the main table.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 from neuralfactor.io import read_json
 
@@ -30,7 +34,43 @@ def it(d: dict) -> str:
     return f"{int(d['iters'])}* (true res. {d['rel_residual']:.0e})"
 
 
-def main(table: str, extra: str | None) -> None:
+def lm_table(t: dict, files: list[str]) -> None:
+    """Levenberg-Marquardt rows beside the L-BFGS rows of the main table (same operators)."""
+    lb = {r["operator"]: r for r in t["rows"]}
+    rows = [r for f in files for r in read_json(f)["rows"]]
+    order = list(TARGETS)
+    rows.sort(key=lambda r: (order.index(r["operator"]), r["steps"]))
+    print(
+        "\n### Levenberg-Marquardt (steps of <= 100 CG iterations) vs L-BFGS (2,000 iterations),"
+        " float64, same operators and evaluation\n"
+    )
+    print(
+        "| operator | LM steps | L-BFGS rel. Frob. | **LM rel. Frob.** | target | met "
+        "| LM cond(L U) | LM sol. err. median | LM + 1 refinement | GMRES L-BFGS | **GMRES LM** "
+        "| ILU(0) | AMG | target | met | L-BFGS train s | LM train s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        op = r["operator"]
+        tf, ti = TARGETS[op]
+        g, b = r["gmres"], lb.get(op)
+        ok = "learned" in g and g["learned"]["converged"] and g["learned"]["iters"] <= ti
+        bl = it(b["gmres"]["learned"]) if b and "learned" in b["gmres"] else "n/a"
+        b_err = e(b["op_err_fro"]) if b else "-"
+        b_sec = f"{b['train_seconds']:.0f}" if b else "-"
+        print(
+            f"| {op} | {r['steps']} x {r['cg_iters']} | {b_err} | {e(r['op_err_fro'])} | {e(tf)} | "
+            f"{'yes' if r['op_err_fro'] <= tf else '**no**'} | {e(r['cond_LU'])} | "
+            f"{e(r['sol_err_median'])} | {e(r['refined_sol_err_median'])} | {bl} | "
+            f"{it(g['learned']) if 'learned' in g else 'n/a'} | {it(g['ilu0'])} | "
+            f"{it(g['amg'])} | {ti} | {'yes' if ok else '**no**'} | "
+            f"{b_sec} | {r['train_seconds']:.0f} |"
+        )
+    loads = [tuple(round(v, 1) for v in r["loadavg_train"]) for r in rows]
+    print(f"\nLoad averages at the start of each LM training: {loads}.")
+
+
+def main(table: str, extra: str | None, lm: list[str] | None = None) -> None:
     t = read_json(table)
     x = read_json(extra) if extra else {"lapack": [], "float32": []}
     lap = {(r["operator"], r["dtype"]): r for r in x["lapack"]}
@@ -144,7 +184,14 @@ def main(table: str, extra: str | None) -> None:
         f"\nLoad averages (1, 5, 15 min) at the start of each main training: {loads}; "
         f"threads: {t['threads']}; total {t.get('total_seconds', float('nan')):.0f} s."
     )
+    if lm:
+        lm_table(t, lm)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("table")
+    ap.add_argument("extra", nargs="?")
+    ap.add_argument("--lm", nargs="*", default=None)
+    a = ap.parse_args()
+    main(a.table, a.extra, a.lm)
