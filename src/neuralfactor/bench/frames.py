@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from neuralfactor.bench.runner import time_within_budget
+from neuralfactor.bench.tables import fmt_number
 from neuralfactor.core.factorizer import (
     FactorizationError,
     available_factorizers,
@@ -575,14 +576,8 @@ FRAME_COLUMNS = (
 )
 
 
-def _fmt(x: float, digits: int = 3) -> str:
-    if x != x:
-        return "nan"
-    if x == 0:
-        return "0"
-    if abs(x) >= 1e5 or abs(x) < 1e-3:
-        return f"{x:.{digits - 1}e}"
-    return f"{x:.{digits}g}"
+def _fmt(x: float) -> str:
+    return fmt_number(x, sci_above=1e5)
 
 
 def _case(r: dict[str, Any]) -> tuple:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["markdown_table", "rows_for_display"]
+__all__ = ["fmt_number", "markdown_table", "rows_for_display"]
 
 COLUMNS = (
     "method",
@@ -22,12 +22,13 @@ COLUMNS = (
 )
 
 
-def _fmt(x: float, digits: int = 3) -> str:
+def fmt_number(x: float, digits: int = 3, *, sci_above: float = 1e4) -> str:
+    """``digits`` significant digits; scientific notation from ``sci_above`` and below 1e-3."""
     if x != x:  # NaN
         return "nan"
     if x == 0:
         return "0"
-    if abs(x) >= 1e4 or abs(x) < 1e-3:
+    if abs(x) >= sci_above or abs(x) < 1e-3:
         return f"{x:.{digits - 1}e}"
     return f"{x:.{digits}g}"
 
@@ -63,7 +64,7 @@ def rows_for_display(
             continue
         key = (r["m"], r["n"], r["rank"], r["batch"], r["dtype"], r["device"])
         b = base.get(key)
-        speed = _fmt(b / r["seconds_per_matrix"]) if b else "-"
+        speed = fmt_number(b / r["seconds_per_matrix"]) if b else "-"
         rows.append(
             [
                 r["method"],
@@ -71,12 +72,12 @@ def rows_for_display(
                 str(r["rank"]),
                 str(r["batch"]),
                 str(r["timed_batch"]),
-                _fmt(r["seconds_per_matrix"] * 1e6),
+                fmt_number(r["seconds_per_matrix"] * 1e6),
                 speed,
-                _fmt(r["scaled_loss_mean"]),
+                fmt_number(r["scaled_loss_mean"]),
                 f"{r['ratio_mean']:.4f}",
                 f"{r['ratio_max']:.4f}",
-                _fmt(r["fit_seconds"]) if r["fit_seconds"] else "-",
+                fmt_number(r["fit_seconds"]) if r["fit_seconds"] else "-",
             ]
         )
     return rows
