@@ -34,6 +34,7 @@ __all__ = [
     "SCHEDULES",
     "LearnedFactorizer",
     "TrainSettings",
+    "frame_losses",
     "lr_scheduler",
     "nested_losses",
     "refine_factors",
@@ -52,8 +53,9 @@ class TrainSettings:
     120 epochs, constant learning rate).
 
     ``patience`` counts epochs without a validation improvement. ``schedule`` is 'constant' or
-    'cosine' (to 0 at the last step). ``restore_best``: at the end of training keep the weights of the best validation
-    evaluation, not the last step's (a late divergence is not what gets used).
+    'cosine' (to 0 at the last step). ``restore_best``: at the end of training keep the weights
+    of the best validation evaluation, not the last step's (a late divergence is not what gets
+    used).
     """
 
     epochs: int = 120
@@ -92,11 +94,17 @@ def nested_losses(X: Tensor, U: Tensor, V: Tensor) -> Tensor:
     return xx.unsqueeze(-1) - 2 * cross.cumsum(-1) + block
 
 
+def frame_losses(X: Tensor, U: Tensor, V: Tensor, *, nested: bool) -> Tensor:
+    """Per-frame loss of a factor network, shape ``X.shape[:-2]``, unnormalized as in the
+    original: ``||X - UV||_F^2``, or with ``nested`` the mean of the rank-1..r losses."""
+    if nested:
+        return nested_losses(X, U, V).mean(-1)
+    return (X - U @ V).square().sum(dim=(-2, -1))
+
+
 def training_loss(X: Tensor, U: Tensor, V: Tensor, *, nested: bool) -> Tensor:
-    """The batch-mean training loss of a factor network, unnormalized as in the original:
-    ``||X - UV||_F^2``, or with ``nested`` the mean of the rank-1..r losses."""
-    loss = nested_losses(X, U, V).mean(-1) if nested else (X - U @ V).square().sum(dim=(-2, -1))
-    return loss.mean()
+    """The batch mean of :func:`frame_losses`: what the training loop minimizes."""
+    return frame_losses(X, U, V, nested=nested).mean()
 
 
 def lr_scheduler(
@@ -252,11 +260,7 @@ class LearnedFactorizer(BaseFactorizer):
             for i in range(0, ref.shape[0], self.chunk):
                 Xb = ref[i : i + self.chunk]
                 U, V = self.model(Xb)
-                err = (
-                    nested_losses(Xb, U, V).mean(-1)
-                    if self.nested
-                    else (Xb - U @ V).square().sum(dim=(-2, -1))
-                )
+                err = frame_losses(Xb, U, V, nested=self.nested)
                 losses.append((err / Xb.square().sum(dim=(-2, -1))).float())
             return float(torch.cat(losses).mean())
 

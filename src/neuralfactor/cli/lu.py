@@ -29,7 +29,7 @@ def _train(
     out: Path,
     resume: bool,
     overwrite: bool,
-    cg_iters: int = 100,
+    cg_iters: int,
 ) -> None:
     import torch
 

@@ -175,8 +175,8 @@ def train_model_distributed(
 
     from neuralfactor.amortized.factorizer import (
         LearnedFactorizer,
+        frame_losses,
         lr_scheduler,
-        nested_losses,
         training_loss,
     )
     from neuralfactor.amortized.models import build_model
@@ -259,11 +259,7 @@ def train_model_distributed(
 
         def eval_fn() -> float:
             U, V = module(val_d)
-            err = (
-                nested_losses(val_d, U, V).mean(-1)
-                if config.nested
-                else (val_d - U @ V).square().sum(dim=(-2, -1))
-            )
+            err = frame_losses(val_d, U, V, nested=config.nested)
             return float((err / val_d.square().sum(dim=(-2, -1))).float().mean())
 
         fused = ctx.device.type in ("cpu", "cuda")

@@ -19,9 +19,10 @@ operators with cond(A) >= 1e4, and Adam plateaus around 1e-3 there (issue 7).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -68,10 +69,10 @@ class LUTrainConfig:
     cg_iters: int = 100
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("lbfgs", "adam", "lm"):
+        if self.optimizer not in get_args(OptimizerName):
             raise ValueError(
-                f"The 'optimizer' parameter of LUTrainConfig must be one of ['lbfgs', 'adam', "
-                f"'lm']. Got {self.optimizer!r}."
+                f"The 'optimizer' parameter of LUTrainConfig must be one of "
+                f"{list(get_args(OptimizerName))}. Got {self.optimizer!r}."
             )
         if self.optimizer == "lm" and (self.blockwise or self.transpose_loss):
             raise ValueError(
@@ -131,6 +132,7 @@ class _Objective:
         self.model, self.A, self.tl = model, A, transpose_loss
         self.eye = torch.eye(A.shape[0], dtype=A.dtype)
         self.scale = float((A**2).sum())
+        self.names = [n for n, _ in model.named_parameters()]  # order of ``residual``'s params
 
     def __call__(self, block: slice | None = None) -> Tensor:
         F = self.model(self.eye)  # rows are columns of LU: F = (LU)^T
@@ -146,6 +148,16 @@ class _Objective:
             else:  # block-column k of LU
                 loss = loss + ((T[:, block] - self.A[:, block]) ** 2).sum()
         return loss / self.scale
+
+    def residual(self, params: Sequence[Tensor]) -> Tensor:
+        """``vec(L U - A) / ||A||_F`` at the given parameter values (the model's
+        ``named_parameters`` order), a pure function for :class:`LevenbergMarquardt`;
+        its squared norm is ``self()``'s plain loss."""
+        from torch.func import functional_call
+
+        named = dict(zip(self.names, params, strict=True))
+        F = functional_call(self.model, named, (self.eye,))
+        return ((F - self.A.T) / math.sqrt(self.scale)).reshape(-1)
 
     @torch.no_grad()
     def rel_fro(self) -> float:
@@ -227,20 +239,10 @@ def _make_optimizer(
     params: list[Tensor], cfg: LUTrainConfig, obj: _Objective | None = None
 ) -> torch.optim.Optimizer:
     if cfg.optimizer == "lm":
-        from torch.func import functional_call
-
         from neuralfactor.train.lm import LevenbergMarquardt
 
         assert obj is not None
-        model = obj.model
-        names = [n for n, _ in model.named_parameters()]
-        At, scale = obj.A.T, math.sqrt(obj.scale)
-
-        def residual(ps):
-            F = functional_call(model, dict(zip(names, ps, strict=True)), (obj.eye,))
-            return ((F - At) / scale).reshape(-1)
-
-        return LevenbergMarquardt(params, residual, damping=cfg.lr, cg_iters=cfg.cg_iters)
+        return LevenbergMarquardt(params, obj.residual, damping=cfg.lr, cg_iters=cfg.cg_iters)
     if cfg.optimizer == "lbfgs":
         return _LBFGS(
             params,
