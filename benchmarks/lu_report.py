@@ -39,7 +39,7 @@ def lm_table(t: dict, files: list[str]) -> None:
     lb = {r["operator"]: r for r in t["rows"]}
     rows = [r for f in files for r in read_json(f)["rows"]]
     order = list(TARGETS)
-    rows.sort(key=lambda r: (order.index(r["operator"]), r["steps"]))
+    rows.sort(key=lambda r: (order.index(r["operator"]), r.get("diag") == "unit", r["steps"]))
     print(
         "\n### Levenberg-Marquardt (steps of <= 100 CG iterations) vs L-BFGS (2,000 iterations),"
         " float64, same operators and evaluation\n"
@@ -59,7 +59,8 @@ def lm_table(t: dict, files: list[str]) -> None:
         b_err = e(b["op_err_fro"]) if b else "-"
         b_sec = f"{b['train_seconds']:.0f}" if b else "-"
         print(
-            f"| {op} | {r['steps']} x {r['cg_iters']} | {b_err} | {e(r['op_err_fro'])} | {e(tf)} | "
+            f"| {op} | {r['steps']} x {r['cg_iters']}"
+            f"{', unit-diagonal L' if r.get('diag') == 'unit' else ''} | {b_err} | {e(r['op_err_fro'])} | {e(tf)} | "
             f"{'yes' if r['op_err_fro'] <= tf else '**no**'} | {e(r['cond_LU'])} | "
             f"{e(r['sol_err_median'])} | {e(r['refined_sol_err_median'])} | {bl} | "
             f"{it(g['learned']) if 'learned' in g else 'n/a'} | {it(g['ilu0'])} | "

@@ -120,6 +120,12 @@ def main() -> None:
     ap.add_argument("--optimizer", default="lbfgs", help="lbfgs or lm (Levenberg-Marquardt)")
     ap.add_argument("--cg-iters", type=int, default=100, help="lm: CG iterations per step")
     ap.add_argument("--operators", nargs="*", default=list(OPERATORS))
+    ap.add_argument(
+        "--diag",
+        default="triangular",
+        choices=["triangular", "unit", "full"],
+        help="diagonal blocks of the main rows (unit: unit-diagonal L)",
+    )
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--no-2d", action="store_true")
     ap.add_argument("--no-regime", action="store_true")
@@ -149,7 +155,7 @@ def main() -> None:
         else:
             cfg = LUTrainConfig(steps=args.steps, inner=20, eval_every=10)
         for op in args.operators:
-            r = one_run(op, 256, 32, 1, "triangular", cfg, "main")
+            r = one_run(op, 256, 32, 1, args.diag, cfg, "main")
             out["rows"].append(r)
             print(
                 op,

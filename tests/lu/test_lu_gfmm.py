@@ -38,12 +38,28 @@ def test_triangular_structure_exact(dim, n, leaf, triangle, gen):
 
 @pytest.mark.parametrize("dim,n,leaf", [(1, 128, 8), (2, 256, 16)])
 @pytest.mark.parametrize("triangle", ["lower", "upper"])
-def test_triangular_diag_mode_is_entrywise_triangular(dim, n, leaf, triangle, gen):
-    blk = _randomized(GFMMBlock(n, leaf, dim=dim, triangle=triangle, diag="triangular"), gen)
+@pytest.mark.parametrize("diag", ["triangular", "unit"])
+def test_triangular_diag_mode_is_entrywise_triangular(dim, n, leaf, triangle, diag, gen):
+    blk = _randomized(GFMMBlock(n, leaf, dim=dim, triangle=triangle, diag=diag), gen)
     M = blk.dense()
     wrong = torch.triu(M, 1) if triangle == "lower" else torch.tril(M, -1)
     assert float(wrong.abs().max()) == 0.0
-    assert float(torch.diagonal(M).abs().min()) > 0
+    if diag == "unit":  # the diagonal is fixed, whatever the (random) weights
+        assert torch.equal(torch.diagonal(M), torch.ones(n, dtype=M.dtype))
+    else:
+        assert float(torch.diagonal(M).abs().min()) > 0
+
+
+def test_unit_diag_is_not_trained_and_needs_a_triangle(gen):
+    blk = _randomized(GFMMBlock(64, 8, triangle="lower", diag="unit"), gen)
+    full = GFMMBlock(64, 8, triangle="lower", diag="triangular")
+    assert blk.num_parameters() == full.num_parameters() - 64  # the 64 diagonal entries
+    loss = blk(torch.randn(2, 64, generator=gen, dtype=torch.float64)).square().sum()
+    loss.backward()
+    d = (blk.near_t == blk.near_s).nonzero().flatten()
+    assert float(blk.near.grad[d].diagonal(dim1=-2, dim2=-1).abs().max()) == 0.0
+    with pytest.raises(ValueError, match="diag='unit' needs triangle"):
+        GFMMBlock(64, 8, triangle="none", diag="unit")
 
 
 @pytest.mark.parametrize("dim,n,leaf", LAYOUTS)

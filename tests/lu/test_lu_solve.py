@@ -51,7 +51,7 @@ def _exact_cholesky_model(A, n, leaf):
 
 
 @pytest.mark.parametrize("dim,n,leaf", [(1, 256, 32), (1, 128, 8), (2, 256, 16), (2, 256, 4)])
-@pytest.mark.parametrize("diag", ["full", "triangular"])
+@pytest.mark.parametrize("diag", ["full", "triangular", "unit"])
 def test_structured_solve_matches_truth(dim, n, leaf, diag, gen):
     m = _random_factors(n, leaf, dim, diag, gen)
     A = _dense_A(m)

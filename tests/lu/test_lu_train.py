@@ -156,6 +156,20 @@ def test_lm_learns_tiny_operator(seed):
     assert float(torch.tril(Ud, -1).abs().max()) == 0.0
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lm_learns_tiny_operator_with_unit_lower_factor(seed):
+    """diag='unit' (Doolittle): the same 15 LM steps reach ~2e-5 for both seeds (slower than
+    the free diagonal's ~3e-7: 1e-4 is a 5x margin), and L keeps its exact unit diagonal."""
+    A = make_operator("laplacian-1d", 32)
+    m = LUNetwork(32, 8, diag="unit", seed=seed)
+    res = train_lu(A, m, LUTrainConfig(optimizer="lm", steps=15, cg_iters=40, lr=1e-3))
+    assert res.rel_fro < 1e-4, res.rel_fro
+    Ld, Ud = m.dense_factors()
+    assert torch.equal(torch.diagonal(Ld), torch.ones(32, dtype=Ld.dtype))
+    assert float(torch.triu(Ld, 1).abs().max()) == 0.0
+    assert float(torch.tril(Ud, -1).abs().max()) == 0.0
+
+
 def test_lm_optimizer_planted_least_squares():
     """A zero-residual nonlinear problem (rank-1 factorization u v^T = M) is solved to
     round-off; the damping adapts and is part of the (JSON) optimizer state."""

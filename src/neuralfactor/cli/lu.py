@@ -208,8 +208,9 @@ def register(app: typer.Typer) -> None:
         band: int = typer.Option(2, help="Bridge reach at interior levels."),
         diag: str = typer.Option(
             "full",
-            help="'full' (block LU, the original method) or 'triangular' (entry-wise LU; "
-            "optimized 4x better on the 1-D Laplacian, docs/results/learned-lu.md).",
+            help="'full' (block LU, the original method), 'triangular' (entry-wise LU; "
+            "optimized 4x better on the 1-D Laplacian, docs/results/learned-lu.md) or 'unit' "
+            "(entry-wise LU with unit-diagonal L: better-conditioned factors, slower training).",
         ),
         dtype: str = typer.Option("float64", help="float32 or float64."),
         optimizer: str = typer.Option(

@@ -17,7 +17,9 @@ triangular: a signal entering leaf ``j`` can only reach leaves ``i >= j`` (``i >
 far field). ``'upper'`` is the mirror image; ``'none'`` is the unconstrained GFMM with a root
 bridge. With ``diag='triangular'`` the diagonal near blocks are masked to be triangular, so the
 dense extraction is triangular entry-wise (a true LU); ``'full'`` keeps full P x P diagonal
-blocks (a block LU).
+blocks (a block LU); ``'unit'`` is triangular with the diagonal fixed to 1 (not trained), the
+Doolittle normalization of ``L`` that removes the diagonal scaling ``L D, D^{-1} U`` the product
+cannot see.
 
 2-D ("tensor-product") variant: an ``s x s`` grid is cut into ``p x p`` patches (``P = p^2``),
 patches and tree nodes are ordered in Morton (Z) order, which is hierarchical, so "node before
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -49,7 +51,7 @@ from torch import Tensor, nn
 __all__ = ["DiagMode", "GFMMBlock", "GFMMStructure", "Triangle", "check_leaf_layout"]
 
 Triangle = Literal["lower", "upper", "none"]
-DiagMode = Literal["full", "triangular"]
+DiagMode = Literal["full", "triangular", "unit"]
 
 
 def check_leaf_layout(n: int, leaf: int, dim: int = 1, *, caller: str = "GFMMStructure") -> int:
@@ -211,7 +213,8 @@ class GFMMBlock(nn.Module):
     Parameters
     ----------
     n, leaf, dim, triangle, band : see :class:`GFMMStructure`.
-    diag : ``'full'`` (full diagonal blocks: block-triangular) or ``'triangular'``.
+    diag : ``'full'`` (full diagonal blocks: block-triangular), ``'triangular'`` or ``'unit'``
+        (triangular with a fixed unit diagonal).
     dtype : parameter dtype (float32 or float64).
     generator : explicit ``torch.Generator`` for the random initial encoder/decoder maps.
 
@@ -235,9 +238,15 @@ class GFMMBlock(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if diag not in ("full", "triangular"):
+        if diag not in get_args(DiagMode):
             raise ValueError(
-                f"The 'diag' parameter of GFMMBlock must be 'full' or 'triangular'. Got {diag!r}."
+                f"The 'diag' parameter of GFMMBlock must be one of {list(get_args(DiagMode))}. "
+                f"Got {diag!r}."
+            )
+        if diag == "unit" and triangle == "none":
+            raise ValueError(
+                "GFMMBlock: diag='unit' needs triangle='lower' or 'upper' (a unit diagonal is a "
+                "normalization of a triangular factor)."
             )
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(
@@ -257,11 +266,16 @@ class GFMMBlock(nn.Module):
         self.register_buffer("near_t", torch.as_tensor(t), persistent=False)
         self.register_buffer("near_s", torch.as_tensor(s), persistent=False)
         mask = torch.ones(len(t), P, P, dtype=dtype)
-        if diag == "triangular" and triangle != "none":
+        eye = torch.zeros(len(t), P, P, dtype=dtype)
+        if diag != "full" and triangle != "none":
+            off = 0 if diag == "triangular" else (-1 if triangle == "lower" else 1)
             tri = torch.ones(P, P, dtype=dtype)
-            tri = torch.tril(tri) if triangle == "lower" else torch.triu(tri)
+            tri = torch.tril(tri, off) if triangle == "lower" else torch.triu(tri, off)
             mask[torch.as_tensor(t == s)] = tri
+            if diag == "unit":
+                eye[torch.as_tensor(t == s)] = torch.eye(P, dtype=dtype)
         self.register_buffer("near_mask", mask, persistent=False)
+        self.register_buffer("near_eye", eye, persistent=False)
         self.near = nn.Parameter(torch.zeros(len(t), P, P, dtype=dtype))
         self.bridge = nn.ParameterDict()
         for level, (bt, bs) in st.bridges.items():
@@ -279,8 +293,10 @@ class GFMMBlock(nn.Module):
 
     # ------------------------------------------------------------------ structure helpers
     def near_weight(self) -> Tensor:
-        """Near-field maps with the diagonal mask applied, shape (#near, P, P)."""
-        return self.near * self.near_mask
+        """Near-field maps with the diagonal mask (and a fixed unit diagonal) applied, shape
+        (#near, P, P)."""
+        w = self.near * self.near_mask
+        return w + self.near_eye if self.diag == "unit" else w
 
     def num_parameters(self) -> int:
         """Effective number of weights (masked-out diagonal entries not counted)."""

@@ -55,7 +55,9 @@ class LUNetwork(nn.Module):
     leaf : leaf block size (1-D) or patch size ``p^2`` (2-D).
     dim : 1 or 2 (quad-tree over Morton-ordered patches; see :mod:`neuralfactor.lu.gfmm`).
     band : bridge reach at interior levels.
-    diag : ``'full'`` (block LU) or ``'triangular'`` (entry-wise LU).
+    diag : ``'full'`` (block LU), ``'triangular'`` (entry-wise LU) or ``'unit'`` (entry-wise LU
+        with a unit-diagonal ``L``, Doolittle's normalization: ``L U`` cannot see a diagonal
+        rescaling ``L D, D^{-1} U``, which otherwise lets ``L`` drift to ill-conditioned scalings).
     dtype : ``'float32'`` or ``'float64'``.
     seed : seed of the generator for the random initial encoder/decoder maps.
 
@@ -91,9 +93,11 @@ class LUNetwork(nn.Module):
             "seed": seed,
         }
         g = torch.Generator().manual_seed(int(seed))
-        kw = {"dim": dim, "band": band, "diag": diag, "dtype": _DTYPES[dtype], "generator": g}
-        self.L = GFMMBlock(n, leaf, triangle="lower", **kw)
-        self.U = GFMMBlock(n, leaf, triangle="upper", **kw)
+        kw = {"dim": dim, "band": band, "dtype": _DTYPES[dtype], "generator": g}
+        self.L = GFMMBlock(n, leaf, triangle="lower", diag=diag, **kw)
+        self.U = GFMMBlock(
+            n, leaf, triangle="upper", diag="triangular" if diag == "unit" else diag, **kw
+        )
         self.n, self.leaf, self.dim = n, leaf, dim
         self.dtype = _DTYPES[dtype]
 
@@ -123,7 +127,7 @@ class LUNetwork(nn.Module):
     def init_from_operator(self, A: Any) -> None:
         """Start near ``L = I``, ``U = block-upper(A)`` (near field of ``A``; bridges zero).
 
-        With ``diag='triangular'`` the diagonal blocks of ``U`` take the upper triangle of
+        With ``diag='triangular'`` or ``'unit'`` the diagonal blocks of ``U`` take the upper triangle of
         ``A``'s diagonal blocks. Keeps ``L U`` non-singular at the start, which the issue found
         to be what lets L-BFGS reach small errors without a singular product.
         """
