@@ -6,6 +6,8 @@ Writes runs under runs/study/ (resumable: finished models and evaluations are re
 tables/figures to docs/results/convmf-study.md and docs/results/figures/convmf-*.png.
 ``--cosine-*`` also trains ConvMF with a cosine learning-rate schedule (otherwise the same
 settings) at those ranks and adds a table comparing it with the constant-rate models.
+``--clip-*`` does the same for the cosine schedule with gradient-norm clipping (``--clip-norm``)
+and its own epoch count (``--clip-epochs``); those runs are named ``*-cosine-clip<norm>-e<epochs>``.
 ``--lanes 2`` trains the models that are missing in two processes at once (1 thread each).
 """
 
@@ -66,6 +68,8 @@ def simulate(path: Path, save_every: int) -> None:
 def run_name(split: str, rank: int, nested: bool, settings: TrainSettings) -> str:
     kind = "nested" if nested else "convmf"
     sched = "" if settings.schedule == "constant" else f"-{settings.schedule}"
+    if settings.grad_clip is not None:  # clipped runs carry their clip norm and epoch count
+        sched += f"-clip{settings.grad_clip:g}-e{settings.epochs}"
     return f"{split}-{kind}{sched}-r{rank}"
 
 
@@ -270,40 +274,44 @@ def train_missing(jobs: list[tuple], lanes: int) -> None:
             print(f"lane finished {name}", flush=True)
 
 
-def cosine_table(base: list[dict], cos: list[dict], split: str) -> list[str]:
-    """Constant vs cosine learning rate, same settings otherwise, same test frames."""
-    idx = {(r["method"], r["rank"]): r for r in base}
-    cidx = {(r["method"], r["rank"]): r for r in cos}
-    ranks = sorted({k for (_, k) in cidx})
+def variant_table(variants: list[tuple[str, list[dict]]], split: str) -> list[str]:
+    """The ConvMF methods under several training variants (the first is the reference, the
+    constant-rate models), same test frames; one sentence per further variant."""
     meths = ("convmf", "convmf+refine", "convmf+subspace")
-    head = (
-        "| rank | SVD optimum | " + " | ".join(f"{m} constant | {m} cosine" for m in meths) + " |"
-    )
-    rows = [head, "|" + "---|" * (2 + 2 * len(meths))]
+    idx = [(label, {(r["method"], r["rank"]): r for r in recs}) for label, recs in variants]
+    ranks = sorted({k for _, d in idx[1:] for (_, k) in d})
+    head = "| rank | SVD optimum | " + " | ".join(f"{m} {lab}" for m in meths for lab, _ in idx)
+    rows = [head + " |", "|" + "---|" * (2 + len(meths) * len(idx))]
     for k in ranks:
-        cells = [str(k), f"{cidx[('convmf', k)]['optimum_mean']:.3e}"]
+        opt = next(d[("convmf", k)]["optimum_mean"] for _, d in idx if ("convmf", k) in d)
+        cells = [str(k), f"{opt:.3e}"]
         for m in meths:
-            for d in (idx, cidx):
+            for _, d in idx:
                 r = d.get((m, k))
                 cells.append(f"{r['scaled_loss_mean']:.3e} ({r['ratio_mean']:.3f}x)" if r else "-")
         rows.append("| " + " | ".join(cells) + " |")
-    met = [k for k in ranks if cidx[("convmf+refine", k)]["ratio_mean"] <= 1.10]
-    ref = "convmf+refine"
-    both = [k for k in ranks if (ref, k) in idx]
-    better = [k for k in both if cidx[(ref, k)]["ratio_mean"] < idx[(ref, k)]["ratio_mean"]]
-    worse = [k for k in both if k not in better]
+    ref, (base_label, base) = "convmf+refine", idx[0]
+    notes = []
+    for label, d in idx[1:]:
+        ks = sorted(k for (m, k) in d if m == ref)
+        met = [k for k in ks if d[(ref, k)]["ratio_mean"] <= 1.10]
+        both = [k for k in ks if (ref, k) in base]
+        better = [k for k in both if d[(ref, k)]["ratio_mean"] < base[(ref, k)]["ratio_mean"]]
+        worse = [k for k in both if k not in better]
+        notes.append(
+            f"- {label}: convmf+refine within 1.10x of the optimum at rank(s) {met or 'none'} of "
+            f"{ks}; against the {base_label} rate it lowers convmf+refine's loss at rank(s) "
+            f"{better or 'none'} and raises it at rank(s) {worse or 'none'}. Training time (s; "
+            "two trainings at once on the 2 cores, with other jobs): "
+            + ", ".join(f"rank {k}: {d[('convmf', k)]['fit_seconds']:.0f}" for k in ks)
+            + "."
+        )
     return [
-        f"### {split.capitalize()}: constant vs cosine learning rate",
+        f"### {split.capitalize()}: " + " vs ".join(lab for lab, _ in idx),
         "",
         *rows,
         "",
-        f"With the cosine schedule, convmf+refine is within 1.10x of the optimum at rank(s) "
-        f"{met or 'none'} of {ranks}; against the constant rate it lowers convmf+refine's "
-        f"loss at rank(s) {better or 'none'} and raises it at rank(s) {worse or 'none'}. "
-        "Training time of the cosine models (s; two trainings ran at once on the 2 cores, "
-        "with other jobs): "
-        + ", ".join(f"rank {k}: {cidx[('convmf', k)]['fit_seconds']:.0f}" for k in ranks)
-        + ".",
+        *notes,
         "",
     ]
 
@@ -319,6 +327,12 @@ def main() -> None:
     ap.add_argument("--root", default="runs/study", help="Where runs are written (resumable).")
     ap.add_argument("--cosine-ranks", default="", help="Also train cosine-schedule ConvMF here.")
     ap.add_argument("--cosine-extrap-ranks", default="")
+    ap.add_argument(
+        "--clip-ranks", default="", help="Also train cosine + gradient-clipping ConvMF here."
+    )
+    ap.add_argument("--clip-extrap-ranks", default="")
+    ap.add_argument("--clip-norm", type=float, default=50.0, help="Gradient-norm clip.")
+    ap.add_argument("--clip-epochs", type=int, default=None, help="Default: --epochs.")
     ap.add_argument("--lanes", type=int, default=1, help="Train missing models N at a time.")
     args = ap.parse_args()
     global ROOT
@@ -345,7 +359,17 @@ def main() -> None:
         (data, sp, max(rs), True, settings)
         for sp, rs in (("interpolation", ranks), ("extrapolation", eranks))
     ]
-    jobs += [(data, sp, k, False, cos_settings) for sp, rs in cos_ranks.items() for k in rs]
+    clip_settings = dataclasses.replace(
+        cos_settings, grad_clip=args.clip_norm, epochs=args.clip_epochs or args.epochs
+    )
+    clip_ranks = {
+        "interpolation": [int(r) for r in args.clip_ranks.split(",") if r],
+        "extrapolation": [int(r) for r in args.clip_extrap_ranks.split(",") if r],
+    }
+    variants = [("cosine", cos_settings, cos_ranks), ("cosine+clip", clip_settings, clip_ranks)]
+    jobs += [
+        (data, sp, k, False, st) for _, st, rk in variants for sp, rs in rk.items() for k in rs
+    ]
     train_missing(jobs, args.lanes)
     results: dict[str, list[dict]] = {"interpolation": [], "extrapolation": []}
     samples: dict[str, list] = {"interpolation": [], "extrapolation": []}
@@ -367,11 +391,13 @@ def main() -> None:
                     r = dict(r, method=r["method"].replace("convmf-nested", "nested"))
                     results[split].append(r)
                     fit_s[split]["nested"] = r["fit_seconds"]
-    cos_results: dict[str, list[dict]] = {"interpolation": [], "extrapolation": []}
-    for split, rs in cos_ranks.items():
-        for k in rs:
-            out = run_one(data, split, k, False, cos_settings)
-            cos_results[split] += [r for r in evaluated(out) if r["kind"] != "classical"]
+    var_results: dict[str, dict[str, list[dict]]] = {}
+    for label, st, rk in variants:
+        var_results[label] = {"interpolation": [], "extrapolation": []}
+        for split, rs in rk.items():
+            for k in rs:
+                out = run_one(data, split, k, False, st)
+                var_results[label][split] += [r for r in evaluated(out) if r["kind"] != "classical"]
     fig_dir = Path(args.out) / "figures"
     for split in results:
         recs = results[split]
@@ -444,6 +470,13 @@ def main() -> None:
         + ("" if args.root == "runs/study" else f" --root {args.root}")
         + (f" --cosine-ranks {args.cosine_ranks}" if args.cosine_ranks else "")
         + (f" --cosine-extrap-ranks {args.cosine_extrap_ranks}" if args.cosine_extrap_ranks else "")
+        + (f" --clip-ranks {args.clip_ranks}" if args.clip_ranks else "")
+        + (f" --clip-extrap-ranks {args.clip_extrap_ranks}" if args.clip_extrap_ranks else "")
+        + (
+            f" --clip-norm {args.clip_norm:g} --clip-epochs {clip_settings.epochs}"
+            if args.clip_ranks or args.clip_extrap_ranks
+            else ""
+        )
         + (f" --lanes {args.lanes}" if args.lanes > 1 else "")
         + f"`. The script is resumable: trained models and finished evaluations under {args.root}/ "
         "are reused, so this invocation took "
@@ -483,18 +516,21 @@ def main() -> None:
         "",
     ]
     lines += findings(results)
-    if any(cos_results.values()):
+    if any(v for res in var_results.values() for v in res.values()):
         lines += [
-            "## Beyond the original: a cosine learning-rate schedule",
+            "## Beyond the original: learning-rate schedule and gradient clipping",
             "",
-            "The same ConvMF and settings, with the learning rate decayed from "
+            "The same ConvMF and settings, trained with (cosine) the learning rate decayed from "
             f"{args.lr:g} to 0 by a cosine over the {args.epochs} epochs "
-            "(`neuralfactor train --schedule cosine`), evaluated on the same test frames:",
+            "(`neuralfactor train --schedule cosine`) and with (cosine+clip) the same schedule "
+            f"over {clip_settings.epochs} epochs and the global gradient norm clipped to "
+            f"{args.clip_norm:g} (`--grad-clip`); evaluated on the same test frames:",
             "",
         ]
-        for split, recs in cos_results.items():
-            if recs:
-                lines += cosine_table(results[split], recs, split)
+        for split in ("interpolation", "extrapolation"):
+            present = [(lab, res[split]) for lab, res in var_results.items() if res[split]]
+            if present:
+                lines += variant_table([("constant", results[split]), *present], split)
     lines += training_health()
     for split in ("interpolation", "extrapolation"):
         recs = results[split]

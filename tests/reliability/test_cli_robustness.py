@@ -68,6 +68,7 @@ SPEC: dict[str, tuple[list[str], dict[str, str], list[list[str]]]] = {
             "--device": "choice",
             "--dtype": "choice",
             "--schedule": "choice",
+            "--grad-clip": "nonneg_float",
             "--data": "in_path",
             "--threads": "nonneg_int",
         },

@@ -172,3 +172,30 @@ def test_restore_best_across_a_resume_reads_the_best_checkpoint(tmp_path):
     resumed = _scripted_run(tmp_path / "part", 8, more, [], resume=True)
     assert _same(resumed.state_dict(), full.state_dict())
     assert _same(resumed.state_dict(), full_snaps[1])
+
+
+def test_grad_clip_bounds_every_step():
+    """With plain SGD (lr 1) a clipped step moves the weights by at most the clip norm; the
+    same loss unclipped moves them ~1e6 times further."""
+    X, Y = _data()
+
+    def step_size(clip):
+        torch.manual_seed(1)
+        m = Tiny()
+        before = torch.cat([p.detach().flatten().clone() for p in m.parameters()])
+        o = torch.optim.SGD(m.parameters(), lr=1.0)
+        cfg = LoopConfig(steps=1, eval_every=1, grad_clip=clip, restore_best=False)
+        run_training(m, o, lambda step: 1e6 * (m.lin(X) - Y).square().mean(), cfg, progress=False)
+        after = torch.cat([p.detach().flatten() for p in m.parameters()])
+        return float((after - before).norm())
+
+    assert step_size(0.5) == pytest.approx(0.5, rel=1e-5)
+    assert step_size(None) > 1e5
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_train_settings_refuse_bad_grad_clip(bad):
+    from neuralfactor.amortized.factorizer import TrainSettings
+
+    with pytest.raises(ValueError, match="'grad_clip' parameter of TrainSettings"):
+        TrainSettings(grad_clip=bad)

@@ -10,6 +10,7 @@ are a good rank-k factorization for every k <= rank).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,7 +53,8 @@ class TrainSettings:
     """Training hyper-parameters; defaults are the original study's (Adam 1e-4, batch 25,
     120 epochs, constant learning rate).
 
-    ``patience`` counts epochs without a validation improvement. ``schedule`` is 'constant' or
+    ``patience`` counts epochs without a validation improvement. ``grad_clip`` clips the global
+    gradient norm (``None``: off). ``schedule`` is 'constant' or
     'cosine' (to 0 at the last step). ``restore_best``: at the end of training keep the weights
     of the best validation evaluation, not the last step's (a late divergence is not what gets
     used).
@@ -79,6 +81,13 @@ class TrainSettings:
             self.dtype, ("float32", "float64", "bfloat16"), name="dtype", caller="TrainSettings"
         )
         check_option(self.schedule, SCHEDULES, name="schedule", caller="TrainSettings")
+        if self.grad_clip is not None and not (
+            isinstance(self.grad_clip, (int, float)) and 0 < self.grad_clip < math.inf
+        ):
+            raise ValueError(
+                f"The 'grad_clip' parameter of TrainSettings must be a finite number > 0 or "
+                f"None (off). Got {self.grad_clip!r}."
+            )
 
 
 def nested_losses(X: Tensor, U: Tensor, V: Tensor) -> Tensor:

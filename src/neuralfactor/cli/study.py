@@ -22,6 +22,11 @@ def train(
     schedule: str = typer.Option(
         "constant", help="Learning-rate schedule: constant (original study) | cosine (to 0)."
     ),
+    grad_clip: float = typer.Option(
+        0.0,
+        help="Clip the global gradient norm to this value (0: off). Kept the rank-12 training "
+        "from the loss spikes of Adam at lr 1e-3 (docs/results/convmf-study.md).",
+    ),
     restore_best: bool = typer.Option(
         True,
         "--restore-best/--keep-last",
@@ -61,6 +66,7 @@ def train(
         device=device,
         dtype=dtype,
         schedule=schedule,
+        grad_clip=grad_clip or None,
         restore_best=restore_best,
     )
     config = StudyConfig(
