@@ -70,6 +70,8 @@ def run_name(split: str, rank: int, nested: bool, settings: TrainSettings) -> st
     sched = "" if settings.schedule == "constant" else f"-{settings.schedule}"
     if settings.grad_clip is not None:  # clipped runs carry their clip norm and epoch count
         sched += f"-clip{settings.grad_clip:g}-e{settings.epochs}"
+    if settings.seed != 0:
+        sched += f"-s{settings.seed}"
     return f"{split}-{kind}{sched}-r{rank}"
 
 
@@ -274,6 +276,38 @@ def train_missing(jobs: list[tuple], lanes: int) -> None:
             print(f"lane finished {name}", flush=True)
 
 
+def variant_findings(
+    results: dict[str, list[dict]], var_results: dict[str, dict[str, list[dict]]], how: dict
+) -> list[str]:
+    """The target and finding (a) again for each training variant (interpolation)."""
+    opt = {r["rank"]: r["optimum_mean"] for r in results["interpolation"]}
+    out = []
+    for label, res in var_results.items():
+        recs = res["interpolation"]
+        if not recs:
+            continue
+        ref = {r["rank"]: r["ratio_mean"] for r in recs if r["method"] == "convmf+refine"}
+        sub = {r["rank"]: r["ratio_mean"] for r in recs if r["method"] == "convmf+subspace"}
+        loss = {r["rank"]: r["scaled_loss_mean"] for r in recs if r["method"] == "convmf"}
+        met = [k for k in sorted(ref) if ref[k] <= 1.10]
+        r_plus_2 = [
+            f"r={k}: {'yes' if loss[k + 2] <= opt[k] else 'no'}"
+            for k in sorted(loss)
+            if k + 2 in loss and k in opt
+        ]
+        out.append(
+            f"- With the {label} training ({how[label]}; section below): ConvMF+refine within "
+            f"1.10x at rank(s) **{met or 'none'} of {sorted(ref)}** (ratios "
+            + "/".join(f"{ref[k]:.3f}" for k in sorted(ref))
+            + "x; +subspace "
+            + "/".join(f"{sub[k]:.3f}" for k in sorted(sub))
+            + "x)"
+            + ("; 'ConvMF at r+2 <= SVD at r': " + ", ".join(r_plus_2) if r_plus_2 else "")
+            + "."
+        )
+    return out + ([""] if out else [])
+
+
 def variant_table(variants: list[tuple[str, list[dict]]], split: str) -> list[str]:
     """The ConvMF methods under several training variants (the first is the reference, the
     constant-rate models), same test frames; one sentence per further variant."""
@@ -333,6 +367,10 @@ def main() -> None:
     ap.add_argument("--clip-extrap-ranks", default="")
     ap.add_argument("--clip-norm", type=float, default=50.0, help="Gradient-norm clip.")
     ap.add_argument("--clip-epochs", type=int, default=None, help="Default: --epochs.")
+    ap.add_argument(
+        "--clip-seeds", default="", help="Further seeds of the cosine+clip models (robustness)."
+    )
+    ap.add_argument("--clip-seed-ranks", default="", help="Interpolation ranks for --clip-seeds.")
     ap.add_argument("--lanes", type=int, default=1, help="Train missing models N at a time.")
     args = ap.parse_args()
     global ROOT
@@ -367,6 +405,15 @@ def main() -> None:
         "extrapolation": [int(r) for r in args.clip_extrap_ranks.split(",") if r],
     }
     variants = [("cosine", cos_settings, cos_ranks), ("cosine+clip", clip_settings, clip_ranks)]
+    variants += [
+        (
+            f"cosine+clip seed {sd}",
+            dataclasses.replace(clip_settings, seed=int(sd)),
+            {"interpolation": [int(r) for r in args.clip_seed_ranks.split(",") if r]},
+        )
+        for sd in args.clip_seeds.split(",")
+        if sd
+    ]
     jobs += [
         (data, sp, k, False, st) for _, st, rk in variants for sp, rs in rk.items() for k in rs
     ]
@@ -473,6 +520,11 @@ def main() -> None:
         + (f" --clip-ranks {args.clip_ranks}" if args.clip_ranks else "")
         + (f" --clip-extrap-ranks {args.clip_extrap_ranks}" if args.clip_extrap_ranks else "")
         + (
+            f" --clip-seeds {args.clip_seeds} --clip-seed-ranks {args.clip_seed_ranks}"
+            if args.clip_seeds
+            else ""
+        )
+        + (
             f" --clip-norm {args.clip_norm:g} --clip-epochs {clip_settings.epochs}"
             if args.clip_ranks or args.clip_extrap_ranks
             else ""
@@ -516,6 +568,19 @@ def main() -> None:
         "",
     ]
     lines += findings(results)
+    how = {
+        "cosine": f"lr {args.lr:g} decayed by a cosine, {args.epochs} epochs",
+        "cosine+clip": f"cosine schedule, gradient norm clipped to {args.clip_norm:g}, "
+        f"{clip_settings.epochs} epochs",
+    }
+    for sd in (s for s in args.clip_seeds.split(",") if s):
+        how[f"cosine+clip seed {sd}"] = (
+            f"the same, initialization and batch order from seed {sd} instead of 0; same split "
+            "and test frames"
+        )
+    if lines[-1] == "":
+        lines.pop()
+    lines += variant_findings(results, var_results, how)
     if any(v for res in var_results.values() for v in res.values()):
         lines += [
             "## Beyond the original: learning-rate schedule and gradient clipping",
@@ -528,7 +593,11 @@ def main() -> None:
             "",
         ]
         for split in ("interpolation", "extrapolation"):
-            present = [(lab, res[split]) for lab, res in var_results.items() if res[split]]
+            present = [
+                (lab, res[split])
+                for lab, res in var_results.items()
+                if res.get(split) and " seed " not in lab
+            ]
             if present:
                 lines += variant_table([("constant", results[split]), *present], split)
     lines += training_health()

@@ -24,8 +24,8 @@ def train(
     ),
     grad_clip: float = typer.Option(
         0.0,
-        help="Clip the global gradient norm to this value (0: off). Kept the rank-12 training "
-        "from the loss spikes of Adam at lr 1e-3 (docs/results/convmf-study.md).",
+        help="Clip the global gradient norm to this value (0: off; the study's cosine+clip "
+        "models used 50, docs/results/convmf-study.md).",
     ),
     restore_best: bool = typer.Option(
         True,
