@@ -228,6 +228,10 @@ def training_health() -> list[str]:
         best = min(h, key=lambda e: e["metric"])
         last = h[-1]
         flag = "**diverged**" if last["metric"] > 2 * best["metric"] else "ok"
+        if min(e["loss"] for e in h) > 0.5 * h[0]["loss"]:  # training loss never halved
+            flag = (
+                f"**stuck** (training loss {h[0]['loss']:.3g} -> {min(e['loss'] for e in h):.3g})"
+            )
         kept = best if m["factorizer"]["settings"].get("restore_best", False) else last
         reexported += (meta.parent.parent / "model-last").exists()
         rows.append(
@@ -246,7 +250,9 @@ def training_health() -> list[str]:
         "Training health (validation scaled loss, best and final, from each model's history). "
         "Training ends with the weights of the best validation epoch (`TrainSettings."
         "restore_best`, the default), so a run that diverged late is evaluated at its best "
-        "epoch; the last column says which step's weights were evaluated." + note,
+        "epoch; the last column says which step's weights were evaluated. 'stuck': the training "
+        "loss never fell below half its first evaluation's (the training never left its starting "
+        "plateau)." + note,
         "",
         "| run | best validation | final validation | | evaluated weights |",
         "|---|---|---|---|---|",
@@ -295,12 +301,16 @@ def variant_findings(
             for k in sorted(loss)
             if k + 2 in loss and k in opt
         ]
+        plain = {r["rank"]: r["ratio_mean"] for r in recs if r["method"] == "convmf"}
+        where = "training health table" if " seed " in label else "section below"
         out.append(
-            f"- With the {label} training ({how[label]}; section below): ConvMF+refine within "
+            f"- With the {label} training ({how[label]}; {where}): ConvMF+refine within "
             f"1.10x at rank(s) **{met or 'none'} of {sorted(ref)}** (ratios "
             + "/".join(f"{ref[k]:.3f}" for k in sorted(ref))
             + "x; +subspace "
             + "/".join(f"{sub[k]:.3f}" for k in sorted(sub))
+            + "x; plain ConvMF "
+            + "/".join(f"{plain[k]:.3f}" for k in sorted(plain))
             + "x)"
             + ("; 'ConvMF at r+2 <= SVD at r': " + ", ".join(r_plus_2) if r_plus_2 else "")
             + "."
