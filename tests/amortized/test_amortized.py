@@ -185,11 +185,13 @@ def _settings_small(**kw):
     return TrainSettings(epochs=kw.pop("epochs", 6), lr=3e-3, batch_size=10, **kw)
 
 
-def test_cosine_subspace_training_resumes_bit_identically(frames, tmp_path, monkeypatch):
-    """An interruption mid-run (cosine schedule) loses nothing: the scheduler state resumes."""
+@pytest.mark.parametrize("warmup", [0, 2])
+def test_cosine_subspace_training_resumes_bit_identically(frames, tmp_path, monkeypatch, warmup):
+    """An interruption mid-run (cosine schedule, with or without a warmup) loses nothing: the
+    scheduler state resumes."""
     import neuralfactor.amortized.factorizer as fac
 
-    kw = {"schedule": "cosine"}
+    kw = {"schedule": "cosine", "warmup_epochs": warmup}
     make = lambda d, resume=False: LearnedFactorizer(  # noqa: E731
         3,
         model="fork",
@@ -217,6 +219,34 @@ def test_cosine_subspace_training_resumes_bit_identically(frames, tmp_path, monk
         full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
     ):
         assert torch.equal(p, q), k
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_warmup_ramps_then_follows_the_schedule(schedule):
+    from neuralfactor.amortized.factorizer import lr_scheduler
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    sch = lr_scheduler(opt, TrainSettings(epochs=10, schedule=schedule, warmup_epochs=2), 100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sch.step()
+    assert lrs[0] == pytest.approx(0.01)
+    ramp = zip(lrs[:20], lrs[1:21], strict=True)
+    assert all(b > a for a, b in ramp)  # linear ramp over 2 of 10 epochs
+    assert lrs[20] == pytest.approx(1.0)
+    if schedule == "constant":
+        assert lrs[20:] == pytest.approx([1.0] * 80)
+    else:  # a cosine over the remaining 80 steps
+        assert lrs[60] == pytest.approx(0.5) and lrs[99] < 1e-3
+
+
+@pytest.mark.parametrize("bad", [-1, 6, 2.5, True])
+def test_settings_refuse_bad_warmup(bad):
+    with pytest.raises(ValueError, match="'warmup_epochs' parameter of TrainSettings"):
+        TrainSettings(epochs=6, warmup_epochs=bad)
 
 
 @pytest.mark.parametrize("restore_best", [True, False])

@@ -69,6 +69,7 @@ SPEC: dict[str, tuple[list[str], dict[str, str], list[list[str]]]] = {
             "--dtype": "choice",
             "--schedule": "choice",
             "--grad-clip": "nonneg_float",
+            "--warmup-epochs": "nonneg_int",
             "--data": "in_path",
             "--threads": "nonneg_int",
         },

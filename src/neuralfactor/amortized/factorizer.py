@@ -54,7 +54,8 @@ class TrainSettings:
     120 epochs, constant learning rate).
 
     ``patience`` counts epochs without a validation improvement. ``grad_clip`` clips the global
-    gradient norm (``None``: off). ``schedule`` is 'constant' or
+    gradient norm (``None``: off). ``warmup_epochs`` raises the learning rate linearly from 1% to
+    ``lr`` over that many epochs before the schedule starts (0: off). ``schedule`` is 'constant' or
     'cosine' (to 0 at the last step). ``restore_best``: at the end of training keep the weights
     of the best validation evaluation, not the last step's (a late divergence is not what gets
     used).
@@ -70,6 +71,7 @@ class TrainSettings:
     dtype: str = "float32"
     schedule: str = "constant"
     restore_best: bool = True
+    warmup_epochs: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
@@ -81,6 +83,12 @@ class TrainSettings:
             self.dtype, ("float32", "float64", "bfloat16"), name="dtype", caller="TrainSettings"
         )
         check_option(self.schedule, SCHEDULES, name="schedule", caller="TrainSettings")
+        w = self.warmup_epochs
+        if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w < self.epochs:
+            raise ValueError(
+                f"The 'warmup_epochs' parameter of TrainSettings must be an int in [0, epochs="
+                f"{self.epochs}). Got {w!r}."
+            )
         if self.grad_clip is not None and not (
             isinstance(self.grad_clip, (int, float)) and 0 < self.grad_clip < math.inf
         ):
@@ -119,10 +127,20 @@ def training_loss(X: Tensor, U: Tensor, V: Tensor, *, nested: bool) -> Tensor:
 def lr_scheduler(
     optimizer: torch.optim.Optimizer, settings: TrainSettings, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """The learning-rate schedule of ``settings`` over ``total_steps`` (None: constant)."""
+    """The learning-rate schedule of ``settings`` over ``total_steps`` (None: constant): an
+    optional linear warmup of ``warmup_epochs`` epochs, then constant or cosine to 0."""
+    sched = torch.optim.lr_scheduler
+    warm = total_steps * settings.warmup_epochs // settings.epochs
+    rest = max(total_steps - warm, 1)
     if settings.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
-    return None
+        main: sched.LRScheduler | None = sched.CosineAnnealingLR(optimizer, T_max=rest)
+    else:
+        main = None
+    if warm == 0:
+        return main
+    main = main or sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    ramp = sched.LinearLR(optimizer, start_factor=0.01, end_factor=1.0, total_iters=warm)
+    return sched.SequentialLR(optimizer, [ramp, main], milestones=[warm])
 
 
 def refine_factors(X: Tensor, U: Tensor, rank: int, refine: Refine) -> LowRank:

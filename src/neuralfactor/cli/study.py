@@ -22,6 +22,9 @@ def train(
     schedule: str = typer.Option(
         "constant", help="Learning-rate schedule: constant (original study) | cosine (to 0)."
     ),
+    warmup_epochs: int = typer.Option(
+        0, help="Linear learning-rate warmup from 1% of --lr over this many epochs (0: off)."
+    ),
     grad_clip: float = typer.Option(
         0.0,
         help="Clip the global gradient norm to this value (0: off; the study's cosine+clip "
@@ -67,6 +70,7 @@ def train(
         dtype=dtype,
         schedule=schedule,
         grad_clip=grad_clip or None,
+        warmup_epochs=warmup_epochs,
         restore_best=restore_best,
     )
     config = StudyConfig(
