@@ -113,23 +113,25 @@ def _train_args(store, out, epochs):
     ]  # fmt: skip
 
 
-def _inject(kind, seed, tmp, ref, tally, store=None):
-    """One kill + resume of ``kind`` with a delay drawn from ``seed``; compare with ``ref``."""
+def _inject(kind, seed, tmp, ref, tally, store=None, seconds=None):
+    """One kill + resume of ``kind`` with a delay drawn from ``seed``; compare with ``ref``.
+
+    ``seconds``: how long the uninterrupted reference command took on this machine, now. The
+    kill lands at 15-75% of it (start-up included), so it interrupts the run on a fast idle
+    machine as on a loaded one (fixed delays let an idle machine finish first)."""
     rng = random.Random(seed)
     out = tmp / f"{kind}-{seed}"
+    frac = rng.uniform(0.15, 0.75)
     if kind == "simulate":
         args = [*SIM, "--out", str(out)]
-        delay = rng.uniform(1.5, 6.0)  # interpreter start-up ~2-3 s, the run ~3-6 s
     elif kind == "train":
         args = _train_args(store, out, 6)
-        delay = rng.uniform(3.0, 6.5)  # start-up ~3 s, the run ~7 s
     elif kind == "factorize":
         args = ["factorize", str(store), *FACTORIZE, "--out", str(out)]
-        delay = rng.uniform(2.5, 5.5)  # start-up ~3 s, 128 chunks ~2.6 s
     else:
         args = ["demo", "--quick", "--device", "cpu", "--out", str(out)]
-        delay = rng.uniform(3.0, max(4.0, 0.9 * ref["seconds"]))  # within the demo's run
-    killed = _kill_after(args, delay)
+        seconds = ref["seconds"]
+    killed = _kill_after(args, frac * seconds)
     tally[f"faults_injected.{kind}"] += int(killed)
     # Invariant right after the kill: nothing, or a complete and verifiable result.
     if kind == "simulate":
@@ -170,10 +172,17 @@ def _inject(kind, seed, tmp, ref, tally, store=None):
 @pytest.fixture(scope="module")
 def refs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ref")
-    _run([*SIM, "--out", str(tmp / "s.zarr")])
-    _run(_train_args(tmp / "s.zarr", tmp / "run", 6))
-    _run(["factorize", str(tmp / "s.zarr"), *FACTORIZE, "--out", str(tmp / "f.zarr")])
+    seconds = {}
+    for kind, args in (
+        ("simulate", [*SIM, "--out", str(tmp / "s.zarr")]),
+        ("train", _train_args(tmp / "s.zarr", tmp / "run", 6)),
+        ("factorize", ["factorize", str(tmp / "s.zarr"), *FACTORIZE, "--out", str(tmp / "f.zarr")]),
+    ):
+        t0 = time.perf_counter()
+        _run(args)
+        seconds[kind] = time.perf_counter() - t0
     return {
+        "seconds": seconds,
         "dir": tmp,
         "store": tmp / "s.zarr",
         "simulate": _store_state(tmp / "s.zarr"),
@@ -183,8 +192,11 @@ def refs(tmp_path_factory):
 
 
 def test_kill_and_resume_simulate_and_train_fast(refs, tmp_path, tally):
-    killed = _inject("simulate", 0, tmp_path, refs["simulate"], tally)
-    killed += _inject("train", 0, tmp_path, refs["train"], tally, store=refs["store"])
+    sec = refs["seconds"]
+    killed = _inject("simulate", 0, tmp_path, refs["simulate"], tally, seconds=sec["simulate"])
+    killed += _inject(
+        "train", 0, tmp_path, refs["train"], tally, store=refs["store"], seconds=sec["train"]
+    )
     assert killed >= 1  # at least one of the two was really interrupted
 
 
@@ -192,7 +204,9 @@ def test_kill_and_resume_simulate_and_train_fast(refs, tmp_path, tally):
 @pytest.mark.parametrize("seed", range(1, 6))
 @pytest.mark.parametrize("kind", ["simulate", "train", "factorize"])
 def test_kill_and_resume_many_seeds(kind, seed, refs, tmp_path, tally):
-    _inject(kind, seed, tmp_path, refs[kind], tally, store=refs["store"])
+    _inject(
+        kind, seed, tmp_path, refs[kind], tally, store=refs["store"], seconds=refs["seconds"][kind]
+    )
 
 
 @pytest.fixture(scope="module")
