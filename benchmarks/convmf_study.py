@@ -65,6 +65,11 @@ def simulate(path: Path, save_every: int) -> None:
         raise SystemExit(f"simulation failed (exit {rc})")
 
 
+def int_list(text: str) -> list[int]:
+    """``'4,8,12'`` -> ``[4, 8, 12]``; an empty string gives ``[]``."""
+    return [int(v) for v in text.split(",") if v]
+
+
 def run_name(split: str, rank: int, nested: bool, settings: TrainSettings) -> str:
     kind = "nested" if nested else "convmf"
     sched = "" if settings.schedule == "constant" else f"-{settings.schedule}"
@@ -228,10 +233,9 @@ def training_health() -> list[str]:
         best = min(h, key=lambda e: e["metric"])
         last = h[-1]
         flag = "**diverged**" if last["metric"] > 2 * best["metric"] else "ok"
-        if min(e["loss"] for e in h) > 0.5 * h[0]["loss"]:  # training loss never halved
-            flag = (
-                f"**stuck** (training loss {h[0]['loss']:.3g} -> {min(e['loss'] for e in h):.3g})"
-            )
+        low = min(e["loss"] for e in h)
+        if low > 0.5 * h[0]["loss"]:  # the training loss never halved
+            flag = f"**stuck** (training loss {h[0]['loss']:.3g} -> {low:.3g})"
         kept = best if m["factorizer"]["settings"].get("restore_best", False) else last
         reexported += (meta.parent.parent / "model-last").exists()
         rows.append(
@@ -283,34 +287,35 @@ def train_missing(jobs: list[tuple], lanes: int) -> None:
 
 
 def variant_findings(
-    results: dict[str, list[dict]], var_results: dict[str, dict[str, list[dict]]], how: dict
+    results: dict[str, list[dict]], var_results: dict[str, dict[str, list[dict]]], variants: list
 ) -> list[str]:
-    """The target and finding (a) again for each training variant (interpolation)."""
+    """The target and finding (a) again for each training variant (interpolation);
+    ``variants`` as built in :func:`main`: (label, settings, ranks, how, in_table)."""
     opt = {r["rank"]: r["optimum_mean"] for r in results["interpolation"]}
     out = []
-    for label, res in var_results.items():
-        recs = res["interpolation"]
+    for label, _, _, how, in_table in variants:
+        recs = var_results[label]["interpolation"]
         if not recs:
             continue
         ref = {r["rank"]: r["ratio_mean"] for r in recs if r["method"] == "convmf+refine"}
         sub = {r["rank"]: r["ratio_mean"] for r in recs if r["method"] == "convmf+subspace"}
-        loss = {r["rank"]: r["scaled_loss_mean"] for r in recs if r["method"] == "convmf"}
+        plain = {r["rank"]: r for r in recs if r["method"] == "convmf"}
+        loss = {k: r["scaled_loss_mean"] for k, r in plain.items()}
         met = [k for k in sorted(ref) if ref[k] <= 1.10]
         r_plus_2 = [
             f"r={k}: {'yes' if loss[k + 2] <= opt[k] else 'no'}"
             for k in sorted(loss)
             if k + 2 in loss and k in opt
         ]
-        plain = {r["rank"]: r["ratio_mean"] for r in recs if r["method"] == "convmf"}
-        where = "training health table" if " seed " in label else "section below"
+        where = "section below" if in_table else "training health table"
         out.append(
-            f"- With the {label} training ({how[label]}; {where}): ConvMF+refine within "
+            f"- With the {label} training ({how}; {where}): ConvMF+refine within "
             f"1.10x at rank(s) **{met or 'none'} of {sorted(ref)}** (ratios "
             + "/".join(f"{ref[k]:.3f}" for k in sorted(ref))
             + "x; +subspace "
             + "/".join(f"{sub[k]:.3f}" for k in sorted(sub))
             + "x; plain ConvMF "
-            + "/".join(f"{plain[k]:.3f}" for k in sorted(plain))
+            + "/".join(f"{plain[k]['ratio_mean']:.3f}" for k in sorted(plain))
             + "x)"
             + ("; 'ConvMF at r+2 <= SVD at r': " + ", ".join(r_plus_2) if r_plus_2 else "")
             + "."
@@ -391,12 +396,11 @@ def main() -> None:
     data = ROOT / "landau64.zarr"
     simulate(data, args.save_every)
     settings = TrainSettings(epochs=args.epochs, lr=args.lr, batch_size=25, device="cpu")
-    ranks = [int(r) for r in args.ranks.split(",")]
-    eranks = [int(r) for r in args.extrap_ranks.split(",")]
+    ranks, eranks = int_list(args.ranks), int_list(args.extrap_ranks)
     cos_settings = dataclasses.replace(settings, schedule="cosine")
     cos_ranks = {
-        "interpolation": [int(r) for r in args.cosine_ranks.split(",") if r],
-        "extrapolation": [int(r) for r in args.cosine_extrap_ranks.split(",") if r],
+        "interpolation": int_list(args.cosine_ranks),
+        "extrapolation": int_list(args.cosine_extrap_ranks),
     }
     jobs = [
         (data, sp, k, False, settings)
@@ -411,21 +415,43 @@ def main() -> None:
         cos_settings, grad_clip=args.clip_norm, epochs=args.clip_epochs or args.epochs
     )
     clip_ranks = {
-        "interpolation": [int(r) for r in args.clip_ranks.split(",") if r],
-        "extrapolation": [int(r) for r in args.clip_extrap_ranks.split(",") if r],
+        "interpolation": int_list(args.clip_ranks),
+        "extrapolation": int_list(args.clip_extrap_ranks),
     }
-    variants = [("cosine", cos_settings, cos_ranks), ("cosine+clip", clip_settings, clip_ranks)]
-    variants += [
+    # (label, settings, ranks per split, how it was trained, shown in the variant tables)
+    variants = [
+        (
+            "cosine",
+            cos_settings,
+            cos_ranks,
+            f"lr {args.lr:g} decayed by a cosine, {args.epochs} epochs",
+            True,
+        ),
+        (
+            "cosine+clip",
+            clip_settings,
+            clip_ranks,
+            f"cosine schedule, gradient norm clipped to {args.clip_norm:g}, "
+            f"{clip_settings.epochs} epochs",
+            True,
+        ),
+    ]
+    variants += [  # seed checks: findings lines and the health table only
         (
             f"cosine+clip seed {sd}",
-            dataclasses.replace(clip_settings, seed=int(sd)),
-            {"interpolation": [int(r) for r in args.clip_seed_ranks.split(",") if r]},
+            dataclasses.replace(clip_settings, seed=sd),
+            {"interpolation": int_list(args.clip_seed_ranks)},
+            f"the same, initialization and batch order from seed {sd} instead of 0; same split "
+            "and test frames",
+            False,
         )
-        for sd in args.clip_seeds.split(",")
-        if sd
+        for sd in int_list(args.clip_seeds)
     ]
     jobs += [
-        (data, sp, k, False, st) for _, st, rk in variants for sp, rs in rk.items() for k in rs
+        (data, sp, k, False, st)
+        for _, st, rk, _, _ in variants
+        for sp, rs in rk.items()
+        for k in rs
     ]
     train_missing(jobs, args.lanes)
     results: dict[str, list[dict]] = {"interpolation": [], "extrapolation": []}
@@ -449,7 +475,7 @@ def main() -> None:
                     results[split].append(r)
                     fit_s[split]["nested"] = r["fit_seconds"]
     var_results: dict[str, dict[str, list[dict]]] = {}
-    for label, st, rk in variants:
+    for label, st, rk, _, _ in variants:
         var_results[label] = {"interpolation": [], "extrapolation": []}
         for split, rs in rk.items():
             for k in rs:
@@ -578,19 +604,9 @@ def main() -> None:
         "",
     ]
     lines += findings(results)
-    how = {
-        "cosine": f"lr {args.lr:g} decayed by a cosine, {args.epochs} epochs",
-        "cosine+clip": f"cosine schedule, gradient norm clipped to {args.clip_norm:g}, "
-        f"{clip_settings.epochs} epochs",
-    }
-    for sd in (s for s in args.clip_seeds.split(",") if s):
-        how[f"cosine+clip seed {sd}"] = (
-            f"the same, initialization and batch order from seed {sd} instead of 0; same split "
-            "and test frames"
-        )
     if lines[-1] == "":
         lines.pop()
-    lines += variant_findings(results, var_results, how)
+    lines += variant_findings(results, var_results, variants)
     if any(v for res in var_results.values() for v in res.values()):
         lines += [
             "## Beyond the original: learning-rate schedule and gradient clipping",
@@ -604,9 +620,9 @@ def main() -> None:
         ]
         for split in ("interpolation", "extrapolation"):
             present = [
-                (lab, res[split])
-                for lab, res in var_results.items()
-                if res.get(split) and " seed " not in lab
+                (lab, var_results[lab][split])
+                for lab, _, _, _, in_table in variants
+                if in_table and var_results[lab].get(split)
             ]
             if present:
                 lines += variant_table([("constant", results[split]), *present], split)

@@ -6,7 +6,8 @@ factors, no training (seconds).
 Prints and writes (JSON):
 
 * the nugget's share of ``||K||_F`` (a relative operator error above it need not "see" the
-  nugget) and the condition number of the kernel without it;
+  nugget), the eigenvalue range of the kernel without it and how many of its eigenvalues
+  exceed the nugget;
 * the pivots of the exact (Doolittle) LU, ``K = L_e U_e`` with unit-diagonal ``L_e``, and the
   condition numbers of ``L_e`` and ``U_e``;
 * the numerical rank of the off-diagonal blocks of ``K``, ``L_e`` and ``U_e`` that the GFMM

@@ -17,6 +17,7 @@ import os
 import platform
 import time
 import warnings
+from typing import get_args
 
 import numpy as np
 import scipy
@@ -26,6 +27,7 @@ import torch
 from neuralfactor.core.timing import pinned_threads, time_call
 from neuralfactor.io import write_json
 from neuralfactor.lu.evaluate import evaluate_learned
+from neuralfactor.lu.gfmm import DiagMode
 from neuralfactor.lu.model import LUNetwork
 from neuralfactor.lu.operators import OPERATORS, make_operator
 from neuralfactor.lu.precond import iteration_counts
@@ -123,7 +125,7 @@ def main() -> None:
     ap.add_argument(
         "--diag",
         default="triangular",
-        choices=["triangular", "unit", "full"],
+        choices=list(get_args(DiagMode)),
         help="diagonal blocks of the main rows (unit: unit-diagonal L)",
     )
     ap.add_argument("--no-ablation", action="store_true")

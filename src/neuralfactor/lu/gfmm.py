@@ -266,14 +266,16 @@ class GFMMBlock(nn.Module):
         self.register_buffer("near_t", torch.as_tensor(t), persistent=False)
         self.register_buffer("near_s", torch.as_tensor(s), persistent=False)
         mask = torch.ones(len(t), P, P, dtype=dtype)
-        eye = torch.zeros(len(t), P, P, dtype=dtype)
+        eye = None  # the fixed unit diagonal added to the diagonal near blocks ('unit' only)
         if diag != "full" and triangle != "none":
+            on_diag = torch.as_tensor(t == s)
             off = 0 if diag == "triangular" else (-1 if triangle == "lower" else 1)
             tri = torch.ones(P, P, dtype=dtype)
             tri = torch.tril(tri, off) if triangle == "lower" else torch.triu(tri, off)
-            mask[torch.as_tensor(t == s)] = tri
+            mask[on_diag] = tri
             if diag == "unit":
-                eye[torch.as_tensor(t == s)] = torch.eye(P, dtype=dtype)
+                eye = torch.zeros(len(t), P, P, dtype=dtype)
+                eye[on_diag] = torch.eye(P, dtype=dtype)
         self.register_buffer("near_mask", mask, persistent=False)
         self.register_buffer("near_eye", eye, persistent=False)
         self.near = nn.Parameter(torch.zeros(len(t), P, P, dtype=dtype))
@@ -296,7 +298,7 @@ class GFMMBlock(nn.Module):
         """Near-field maps with the diagonal mask (and a fixed unit diagonal) applied, shape
         (#near, P, P)."""
         w = self.near * self.near_mask
-        return w + self.near_eye if self.diag == "unit" else w
+        return w if self.near_eye is None else w + self.near_eye
 
     def num_parameters(self) -> int:
         """Effective number of weights (masked-out diagonal entries not counted)."""
