@@ -75,6 +75,10 @@ def run_name(split: str, rank: int, nested: bool, settings: TrainSettings) -> st
     sched = "" if settings.schedule == "constant" else f"-{settings.schedule}"
     if settings.grad_clip is not None:  # clipped runs carry their clip norm and epoch count
         sched += f"-clip{settings.grad_clip:g}-e{settings.epochs}"
+    if settings.warmup_epochs:
+        sched += f"-w{settings.warmup_epochs}"
+    if settings.objective != "factors":
+        sched += "-proj"
     if settings.seed != 0:
         sched += f"-s{settings.seed}"
     return f"{split}-{kind}{sched}-r{rank}"

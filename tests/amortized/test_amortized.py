@@ -267,3 +267,53 @@ def test_fit_keeps_the_best_validation_weights(frames, restore_best):
 def test_settings_refuse_unknown_schedule():
     with pytest.raises(ValueError, match="schedule"):
         TrainSettings(schedule="linear")
+
+
+def test_projection_losses_are_the_least_squares_residual(gen):
+    """The projection loss is ||X - U V*||^2 for the least-squares V* (what +refine computes),
+    independent of U's basis, zero when span(U) holds X's column space, nested alike."""
+    from neuralfactor.amortized import projection_losses
+
+    X = torch.randn(3, M, N, generator=gen, dtype=torch.float64)
+    U = torch.randn(3, M, 4, generator=gen, dtype=torch.float64)
+    Vls = torch.linalg.lstsq(U, X).solution
+    torch.testing.assert_close(projection_losses(X, U), (X - U @ Vls).square().sum((-2, -1)))
+    G = torch.randn(4, 4, generator=gen, dtype=torch.float64) + 4 * torch.eye(4)
+    torch.testing.assert_close(projection_losses(X, U @ G), projection_losses(X, U))
+    nested = projection_losses(X, U, nested=True)
+    for k in range(1, 5):
+        Vk = torch.linalg.lstsq(U[..., :k], X).solution
+        torch.testing.assert_close(nested[:, k - 1], (X - U[..., :k] @ Vk).square().sum((-2, -1)))
+    low = U @ torch.randn(3, 4, N, generator=gen, dtype=torch.float64)
+    assert float(projection_losses(low, U).max()) < 1e-20 * float(low.square().sum())
+
+
+def test_factors_plus_projection_objective_trains_every_parameter(frames, gen):
+    from neuralfactor.amortized import projection_losses
+    from neuralfactor.amortized.factorizer import training_loss
+
+    X = torch.randn(3, M, N, generator=gen, dtype=torch.float64)
+    U = torch.randn(3, M, 4, generator=gen, dtype=torch.float64)
+    V = torch.randn(3, 4, N, generator=gen, dtype=torch.float64)
+    both = training_loss(X, U, V, nested=False, objective="factors+projection")
+    plain = training_loss(X, U, V, nested=False)
+    torch.testing.assert_close(both, plain + projection_losses(X, U).mean())
+    net = ConvMF(M, N, 3, stem=(32, 16), branch=(16,))
+    U, V = net(frames[:5])
+    training_loss(frames[:5], U, V, nested=False, objective="factors+projection").backward()
+    unused = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not unused, unused
+    s = TrainSettings(epochs=8, lr=3e-3, batch_size=10, objective="factors+projection")
+    f = LearnedFactorizer(
+        3, model="fork", settings=s, model_kwargs={"stem": (64, 32), "branch": (32,)}
+    ).fit(frames[:40], frames[40:50])
+    metrics = [h["metric"] for h in f.history]
+    assert metrics[-1] < 0.5 * metrics[0]  # the summed validation loss falls
+    assert f.get_params()["settings"]["objective"] == "factors+projection"
+
+
+def test_settings_refuse_an_unknown_objective_and_read_old_checkpoints():
+    with pytest.raises(ValueError, match="objective"):
+        TrainSettings(objective="projection-only")
+    old = {k: v for k, v in TrainSettings().__dict__.items() if k != "objective"}
+    assert TrainSettings(**old).objective == "factors"  # written before the option existed

@@ -68,6 +68,7 @@ SPEC: dict[str, tuple[list[str], dict[str, str], list[list[str]]]] = {
             "--device": "choice",
             "--dtype": "choice",
             "--schedule": "choice",
+            "--objective": "choice",
             "--grad-clip": "nonneg_float",
             "--warmup-epochs": "nonneg_int",
             "--data": "in_path",

@@ -5,10 +5,12 @@ their ``+refine`` hybrids, ``convmf+subspace`` and ``convmf-nested``).
 """
 
 from neuralfactor.amortized.factorizer import (
+    OBJECTIVES,
     REFINE,
     LearnedFactorizer,
     TrainSettings,
     nested_losses,
+    projection_losses,
     refine_factors,
 )
 from neuralfactor.amortized.models import DANMF, MODELS, ConvMF, Fork, build_model
@@ -16,6 +18,7 @@ from neuralfactor.amortized.models import DANMF, MODELS, ConvMF, Fork, build_mod
 __all__ = [
     "DANMF",
     "MODELS",
+    "OBJECTIVES",
     "REFINE",
     "ConvMF",
     "Fork",
@@ -23,5 +26,6 @@ __all__ = [
     "TrainSettings",
     "build_model",
     "nested_losses",
+    "projection_losses",
     "refine_factors",
 ]

@@ -31,6 +31,7 @@ from neuralfactor.core.lowrank import LowRank
 from neuralfactor.core.validation import check_matrix, check_option, resolve_device
 
 __all__ = [
+    "OBJECTIVES",
     "REFINE",
     "SCHEDULES",
     "LearnedFactorizer",
@@ -38,6 +39,7 @@ __all__ = [
     "frame_losses",
     "lr_scheduler",
     "nested_losses",
+    "projection_losses",
     "refine_factors",
     "training_loss",
 ]
@@ -46,6 +48,9 @@ Refine = Literal["none", "lstsq", "subspace"]
 REFINE: tuple[str, ...] = get_args(Refine)
 #: 'constant' (the original study) or 'cosine' (decay to 0 over the run).
 SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+#: 'factors' (the original study: ||X - UV||^2) or 'factors+projection' (adds the loss of the
+#: least-squares refit of U, ||X - Q Q^T X||^2 with Q = orth(U): what ``+refine`` evaluates).
+OBJECTIVES: tuple[str, ...] = ("factors", "factors+projection")
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,10 @@ class TrainSettings:
     ``lr`` over that many epochs before the schedule starts (0: off). ``schedule`` is 'constant' or
     'cosine' (to 0 at the last step). ``restore_best``: at the end of training keep the weights
     of the best validation evaluation, not the last step's (a late divergence is not what gets
-    used).
+    used). ``objective``: 'factors' (the original ``||X - UV||_F^2``) or 'factors+projection',
+    which adds ``||X - Q Q^T X||_F^2`` (Q = orth(U), the residual of the least-squares V that
+    ``+refine`` computes) so the network's U is trained for the refit it is used with; the V
+    branch keeps its own term. Validation (early stopping, ``restore_best``) uses the same sum.
     """
 
     epochs: int = 120
@@ -72,6 +80,7 @@ class TrainSettings:
     schedule: str = "constant"
     restore_best: bool = True
     warmup_epochs: int = 0
+    objective: str = "factors"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
@@ -83,6 +92,7 @@ class TrainSettings:
             self.dtype, ("float32", "float64", "bfloat16"), name="dtype", caller="TrainSettings"
         )
         check_option(self.schedule, SCHEDULES, name="schedule", caller="TrainSettings")
+        check_option(self.objective, OBJECTIVES, name="objective", caller="TrainSettings")
         w = self.warmup_epochs
         if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w < self.epochs:
             raise ValueError(
@@ -111,17 +121,43 @@ def nested_losses(X: Tensor, U: Tensor, V: Tensor) -> Tensor:
     return xx.unsqueeze(-1) - 2 * cross.cumsum(-1) + block
 
 
-def frame_losses(X: Tensor, U: Tensor, V: Tensor, *, nested: bool) -> Tensor:
-    """Per-frame loss of a factor network, shape ``X.shape[:-2]``, unnormalized as in the
-    original: ``||X - UV||_F^2``, or with ``nested`` the mean of the rank-1..r losses."""
+def projection_losses(X: Tensor, U: Tensor, *, nested: bool = False) -> Tensor:
+    """``||X - Q Q^T X||_F^2`` with Q = orth(U) (QR): the loss of the least-squares V for
+    span(U), shape ``X.shape[:-2]``; with ``nested`` shape (*, r), the loss of the leading k
+    columns for every k (Q's leading k columns span U's, so one QR serves every k).
+
+    U must have full column rank (QR's gradient is undefined otherwise); a network's U does
+    generically, and a collapse shows as a non-finite loss that stops training.
+    """
+    Q, _ = torch.linalg.qr(U)
     if nested:
-        return nested_losses(X, U, V).mean(-1)
-    return (X - U @ V).square().sum(dim=(-2, -1))
+        xx = X.square().sum(dim=(-2, -1))
+        return xx.unsqueeze(-1) - (Q.mT @ X).square().sum(-1).cumsum(-1)
+    return (X - Q @ (Q.mT @ X)).square().sum(dim=(-2, -1))
 
 
-def training_loss(X: Tensor, U: Tensor, V: Tensor, *, nested: bool) -> Tensor:
+def frame_losses(
+    X: Tensor, U: Tensor, V: Tensor, *, nested: bool, objective: str = "factors"
+) -> Tensor:
+    """Per-frame loss of a factor network, shape ``X.shape[:-2]``, unnormalized as in the
+    original: ``||X - UV||_F^2``, or with ``nested`` the mean of the rank-1..r losses; with
+    ``objective='factors+projection'`` plus :func:`projection_losses` (nested alike)."""
+    if nested:
+        loss = nested_losses(X, U, V)
+        if objective == "factors+projection":
+            loss = loss + projection_losses(X, U, nested=True)
+        return loss.mean(-1)
+    loss = (X - U @ V).square().sum(dim=(-2, -1))
+    if objective == "factors+projection":
+        loss = loss + projection_losses(X, U)
+    return loss
+
+
+def training_loss(
+    X: Tensor, U: Tensor, V: Tensor, *, nested: bool, objective: str = "factors"
+) -> Tensor:
     """The batch mean of :func:`frame_losses`: what the training loop minimizes."""
-    return frame_losses(X, U, V, nested=nested).mean()
+    return frame_losses(X, U, V, nested=nested, objective=objective).mean()
 
 
 def lr_scheduler(
@@ -279,7 +315,7 @@ class LearnedFactorizer(BaseFactorizer):
         def loss_fn(step: int) -> Tensor:
             X = batch_for(step)
             U, V = self.model(X)
-            return training_loss(X, U, V, nested=self.nested)
+            return training_loss(X, U, V, nested=self.nested, objective=s.objective)
 
         def eval_fn() -> float:
             ref = val_d if val_d is not None else train_d[: 4 * s.batch_size]
@@ -287,7 +323,7 @@ class LearnedFactorizer(BaseFactorizer):
             for i in range(0, ref.shape[0], self.chunk):
                 Xb = ref[i : i + self.chunk]
                 U, V = self.model(Xb)
-                err = frame_losses(Xb, U, V, nested=self.nested)
+                err = frame_losses(Xb, U, V, nested=self.nested, objective=s.objective)
                 losses.append((err / Xb.square().sum(dim=(-2, -1))).float())
             return float(torch.cat(losses).mean())
 

@@ -30,6 +30,11 @@ def train(
         help="Clip the global gradient norm to this value (0: off; the study's cosine+clip "
         "models used 50, docs/results/convmf-study.md).",
     ),
+    objective: str = typer.Option(
+        "factors",
+        help="Training loss: factors (original study, ||X - UV||^2) | factors+projection (adds "
+        "the least-squares refit's loss ||X - QQ^T X||^2, Q = orth(U): trains U for +refine).",
+    ),
     restore_best: bool = typer.Option(
         True,
         "--restore-best/--keep-last",
@@ -72,6 +77,7 @@ def train(
         grad_clip=grad_clip or None,
         warmup_epochs=warmup_epochs,
         restore_best=restore_best,
+        objective=objective,
     )
     config = StudyConfig(
         data=str(data),

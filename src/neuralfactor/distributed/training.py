@@ -255,11 +255,11 @@ def train_model_distributed(
                 order[epoch] = list(iter(sampler))
             X = train.batch(order[epoch][i * b : (i + 1) * b]).to(ctx.device)
             U, V = net(X)
-            return training_loss(X, U, V, nested=config.nested)
+            return training_loss(X, U, V, nested=config.nested, objective=s.objective)
 
         def eval_fn() -> float:
             U, V = module(val_d)
-            err = frame_losses(val_d, U, V, nested=config.nested)
+            err = frame_losses(val_d, U, V, nested=config.nested, objective=s.objective)
             return float((err / val_d.square().sum(dim=(-2, -1))).float().mean())
 
         fused = ctx.device.type in ("cpu", "cuda")
