@@ -286,6 +286,8 @@ def test_projection_losses_are_the_least_squares_residual(gen):
         torch.testing.assert_close(nested[:, k - 1], (X - U[..., :k] @ Vk).square().sum((-2, -1)))
     low = U @ torch.randn(3, 4, N, generator=gen, dtype=torch.float64)
     assert float(projection_losses(low, U).max()) < 1e-20 * float(low.square().sum())
+    bf = projection_losses(X.bfloat16(), U.bfloat16())  # computed in float32
+    torch.testing.assert_close(bf.double(), projection_losses(X, U), rtol=0.05, atol=0.0)
 
 
 def test_factors_plus_projection_objective_trains_every_parameter(frames, gen):

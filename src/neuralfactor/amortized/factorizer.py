@@ -127,8 +127,11 @@ def projection_losses(X: Tensor, U: Tensor, *, nested: bool = False) -> Tensor:
     columns for every k (Q's leading k columns span U's, so one QR serves every k).
 
     U must have full column rank (QR's gradient is undefined otherwise); a network's U does
-    generically, and a collapse shows as a non-finite loss that stops training.
+    generically, and a collapse shows as a non-finite loss that stops training. bfloat16
+    inputs are computed in float32 (QR has no bfloat16 kernel).
     """
+    if U.dtype == torch.bfloat16:
+        X, U = X.float(), U.float()
     Q, _ = torch.linalg.qr(U)
     if nested:
         xx = X.square().sum(dim=(-2, -1))
