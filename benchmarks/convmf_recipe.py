@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--root", default="runs/recipe")
     ap.add_argument("--out", default="docs/results")
     ap.add_argument("--lanes", type=int, default=1)
+    ap.add_argument("--note", default="", help="A line on how the run went (load, restarts).")
     args = ap.parse_args()
     t_start = time.time()
     study.ROOT = root = Path(args.root)
@@ -132,6 +133,7 @@ def write_doc(args, base, ranks, seeds, rows, timing, t_start) -> list[str]:
         + f" --epochs {args.epochs} --lr {args.lr:g} --clip-norm {args.clip_norm:g} "
         f"--warmup-epochs {args.warmup_epochs} --objective {args.objective} --root {args.root}"
         + (f" --lanes {args.lanes}" if args.lanes > 1 else "")
+        + (f' --note "{args.note}"' if args.note else "")
     )
     ref = [ratio(r, "convmf+refine") for r in rows]
     miss = [r for r in rows if ratio(r, "convmf+refine") > TARGET]
@@ -171,7 +173,9 @@ def write_doc(args, base, ranks, seeds, rows, timing, t_start) -> list[str]:
         )
         + ". The weights of the best validation epoch are kept.",
         "- Float32, CPU, 1 thread per training, two trainings at once on the 2 cores; "
-        "evaluation: 1 thread, batch = the whole test set, medians of 3 repeats.",
+        "evaluation: 1 thread, batch = the whole test set, medians of 3 repeats. Training "
+        "seconds are wall time, summed over a resumed run's parts.",
+        *([f"- {args.note}"] if args.note else []),
         "",
         "## Result",
         "",
