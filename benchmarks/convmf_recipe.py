@@ -159,7 +159,13 @@ def write_doc(args, base, ranks, seeds, rows, timing, t_start) -> list[str]:
         "- Data, split and test frames: those of `docs/results/convmf-study.md` (strong Landau "
         f"damping 64x128, every {args.save_every}th step saved, interpolation split 70/20/10 "
         "with split seed 0). The seed below changes the network's initialization and the batch "
-        "order only.",
+        "order only. "
+        + (
+            f"Seeds {args.seeds} at every rank."
+            if args.seed_ranks is None
+            else f"Seeds {args.seeds} at ranks {args.seed_ranks}; the other ranks with seed "
+            f"{seeds[0]} only (CPU budget)."
+        ),
         f"- Recipe: ConvMF as in the original; Adam lr {base.lr:g}, batch {base.batch_size}, "
         f"{base.epochs} epochs, linear warmup over {base.warmup_epochs} epochs, then a cosine "
         f"decay to 0, gradient norm clipped to {base.grad_clip:g}, training objective "
@@ -171,7 +177,10 @@ def write_doc(args, base, ranks, seeds, rows, timing, t_start) -> list[str]:
             if base.objective == "factors+projection"
             else ""
         )
-        + ". The weights of the best validation epoch are kept.",
+        + ". The weights of the best validation epoch are kept. The same models without "
+        "the projection term and the warmup (cosine+clip, seeds 0-2) are in "
+        "`docs/results/convmf-study.md` (section 'Beyond the original' and its seed findings), "
+        "on the same test frames.",
         "- Float32, CPU, 1 thread per training, two trainings at once on the 2 cores; "
         "evaluation: 1 thread, batch = the whole test set, medians of 3 repeats. Training "
         "seconds are wall time, summed over a resumed run's parts.",
