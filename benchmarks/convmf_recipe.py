@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -122,7 +123,11 @@ def main() -> None:
                 }
             recs_out += [
                 {
-                    **{a: b for a, b in r.items() if a != "t" and not a.startswith("per_frame")},
+                    **{
+                        a: None if isinstance(b, float) and math.isnan(b) else b  # strict JSON
+                        for a, b in r.items()
+                        if a != "t" and not a.startswith("per_frame")
+                    },
                     "seed": sd,
                 }
                 for r in recs

@@ -616,7 +616,7 @@ def main() -> None:
     lines += [
         "- The training recipe that meets the target for every seed tried (cosine+clip plus a "
         "5-epoch warmup and the `factors+projection` objective, ranks 4-12, three seeds at ranks "
-        "10 and 12): [convmf-recipe.md](convmf-recipe.md), on the same test frames.",
+        "8, 10 and 12): [convmf-recipe.md](convmf-recipe.md), on the same test frames.",
         "",
     ]
     if any(v for res in var_results.values() for v in res.values()):
