@@ -28,30 +28,21 @@ import convmf_study as study
 import torch
 
 from neuralfactor.amortized.factorizer import OBJECTIVES, TrainSettings
-from neuralfactor.amortized.study import evaluate_run
-from neuralfactor.io import atomic_write_text, read_jsonl
+from neuralfactor.io import atomic_write_text
 
 LEARNED = ("convmf", "convmf+refine", "convmf+subspace")
 TIMED = ("convmf+refine", "convmf+subspace", *study.BASELINES)
 TARGET = 1.10
 
 
-def records(out: Path, baselines: tuple[str, ...]) -> list[dict]:
-    if not (out / "records.jsonl").exists():
-        evaluate_run(out, baselines=baselines, repeats=3, threads=1)
-    return read_jsonl(out / "records.jsonl")
-
-
 def health(out: Path) -> dict:
     """Best/final validation and the 'stuck' flag of convmf_study's health table."""
-    h = json.loads((out / "model" / "meta.json").read_text())["history"]
-    best = min(h, key=lambda e: e["metric"])
-    low = min(e["loss"] for e in h)
+    hh = study.history_health(json.loads((out / "model" / "meta.json").read_text())["history"])
     return {
-        "best": best["metric"],
-        "best_step": best["step"],
-        "final": h[-1]["metric"],
-        "stuck": low > 0.5 * h[0]["loss"],
+        "best": hh["best"]["metric"],
+        "best_step": hh["best"]["step"],
+        "final": hh["last"]["metric"],
+        "stuck": hh["stuck"],
     }
 
 
@@ -106,7 +97,7 @@ def main() -> None:
         for sd in seeds_of[k]:
             out = study.run_one(data, "interpolation", k, False, settings[sd])
             baselines = study.BASELINES if sd == seeds[0] else ()
-            recs = records(out, baselines)
+            recs = study.evaluated(out, baselines=baselines)
             by = {r["method"]: r for r in recs}
             rows.append({"rank": k, "seed": sd, "run": out.name, **health(out), "recs": by})
             if sd == seeds[0]:

@@ -98,10 +98,13 @@ def run_one(data: Path, split: str, rank: int, nested: bool, settings: TrainSett
     return out
 
 
-def evaluated(out: Path, rank: int | None = None) -> list[dict]:
+def evaluated(
+    out: Path, rank: int | None = None, baselines: tuple[str, ...] = BASELINES
+) -> list[dict]:
+    """The run's evaluation records, evaluating it first (against ``baselines``) if needed."""
     name = "records.jsonl" if rank is None else f"records-r{rank}.jsonl"
     if not (out / name).exists():
-        evaluate_run(out, baselines=BASELINES, rank=rank, repeats=3, threads=1)
+        evaluate_run(out, baselines=baselines, rank=rank, repeats=3, threads=1)
     return read_jsonl(out / name)
 
 
@@ -228,18 +231,32 @@ def findings(results: dict[str, list[dict]]) -> list[str]:
     return out
 
 
+def history_health(h: list[dict]) -> dict:
+    """Best and last evaluation of a training history, its lowest training loss, and the
+    flags: 'diverged' (last validation > 2x the best), 'stuck' (the training loss never fell
+    below half its first evaluation's: the run never left its starting plateau)."""
+    best, last = min(h, key=lambda e: e["metric"]), h[-1]
+    low = min(e["loss"] for e in h)
+    return {
+        "best": best,
+        "last": last,
+        "low": low,
+        "diverged": last["metric"] > 2 * best["metric"],
+        "stuck": low > 0.5 * h[0]["loss"],
+    }
+
+
 def training_health() -> list[str]:
     """Best vs final validation loss of every trained model (from its saved history)."""
     rows, reexported = [], 0
     for meta in sorted(ROOT.glob("*/model/meta.json")):
         m = json.loads(meta.read_text())
         h = m["history"]
-        best = min(h, key=lambda e: e["metric"])
-        last = h[-1]
-        flag = "**diverged**" if last["metric"] > 2 * best["metric"] else "ok"
-        low = min(e["loss"] for e in h)
-        if low > 0.5 * h[0]["loss"]:  # the training loss never halved
-            flag = f"**stuck** (training loss {h[0]['loss']:.3g} -> {low:.3g})"
+        hh = history_health(h)
+        best, last = hh["best"], hh["last"]
+        flag = "**diverged**" if hh["diverged"] else "ok"
+        if hh["stuck"]:
+            flag = f"**stuck** (training loss {h[0]['loss']:.3g} -> {hh['low']:.3g})"
         kept = best if m["factorizer"]["settings"].get("restore_best", False) else last
         reexported += (meta.parent.parent / "model-last").exists()
         rows.append(

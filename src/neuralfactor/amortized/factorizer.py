@@ -145,15 +145,10 @@ def frame_losses(
     """Per-frame loss of a factor network, shape ``X.shape[:-2]``, unnormalized as in the
     original: ``||X - UV||_F^2``, or with ``nested`` the mean of the rank-1..r losses; with
     ``objective='factors+projection'`` plus :func:`projection_losses` (nested alike)."""
-    if nested:
-        loss = nested_losses(X, U, V)
-        if objective == "factors+projection":
-            loss = loss + projection_losses(X, U, nested=True)
-        return loss.mean(-1)
-    loss = (X - U @ V).square().sum(dim=(-2, -1))
+    loss = nested_losses(X, U, V) if nested else (X - U @ V).square().sum(dim=(-2, -1))
     if objective == "factors+projection":
-        loss = loss + projection_losses(X, U)
-    return loss
+        loss = loss + projection_losses(X, U, nested=nested)
+    return loss.mean(-1) if nested else loss
 
 
 def training_loss(
