@@ -38,11 +38,18 @@ SPD = {"laplacian-1d", "laplacian-2d", "biharmonic-1d", "biharmonic-2d", "rbf"}
 
 
 def one_run(
-    op: str, n: int, leaf: int, dim: int, diag: str, cfg: LUTrainConfig, label: str
+    op: str,
+    n: int,
+    leaf: int,
+    dim: int,
+    diag: str,
+    cfg: LUTrainConfig,
+    label: str,
+    symmetric: bool = False,
 ) -> dict:
     A = make_operator(op, n)
     Ad = A.toarray() if sp.issparse(A) else A
-    model = LUNetwork(n, leaf, dim=dim, diag=diag, dtype="float64")
+    model = LUNetwork(n, leaf, dim=dim, diag=diag, dtype="float64", symmetric=symmetric)
     load0 = os.getloadavg()
     res = train_lu(A, model, cfg)
     with warnings.catch_warnings():
@@ -66,6 +73,8 @@ def one_run(
             "train_rel_fro": res.rel_fro,
             "blockwise": cfg.blockwise,
             "transpose_loss": cfg.transpose_loss,
+            "symmetric": symmetric,
+            "precond_weight": cfg.precond_weight,
             "loadavg_train": load0,
         }
     )
@@ -128,6 +137,15 @@ def main() -> None:
         choices=list(get_args(DiagMode)),
         help="diagonal blocks of the main rows (unit: unit-diagonal L)",
     )
+    ap.add_argument(
+        "--symmetric", action="store_true", help="learn L only, U = L^T (SPD operators)"
+    )
+    ap.add_argument(
+        "--precond-weight",
+        type=float,
+        default=0.0,
+        help="lm: weight of the preconditioned residual term (LUTrainConfig.precond_weight)",
+    )
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--no-2d", action="store_true")
     ap.add_argument("--no-regime", action="store_true")
@@ -152,12 +170,17 @@ def main() -> None:
         out["threads"] = info
         if args.optimizer == "lm":
             cfg = LUTrainConfig(
-                optimizer="lm", steps=args.steps, cg_iters=args.cg_iters, lr=1e-3, eval_every=5
+                optimizer="lm",
+                steps=args.steps,
+                cg_iters=args.cg_iters,
+                lr=1e-3,
+                eval_every=5,
+                precond_weight=args.precond_weight,
             )
         else:
             cfg = LUTrainConfig(steps=args.steps, inner=20, eval_every=10)
         for op in args.operators:
-            r = one_run(op, 256, 32, 1, args.diag, cfg, "main")
+            r = one_run(op, 256, 32, 1, args.diag, cfg, "main", symmetric=args.symmetric)
             out["rows"].append(r)
             print(
                 op,

@@ -34,6 +34,10 @@ def main() -> None:
     ap.add_argument("--out", default="runs/spectral_hydrogen")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--envelope", type=float, default=0.1)
+    ap.add_argument(
+        "--radius-feature", action="store_true", help="append |x| to the MLP inputs (the cusp)"
+    )
+    ap.add_argument("--eval-every", type=int, default=1000)
     args = ap.parse_args()
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
     records = []
@@ -52,8 +56,9 @@ def main() -> None:
             sigma=8.0,
             dtype="float64",
             envelope=args.envelope,
+            radius_feature=args.radius_feature,
             seed=0,
-            eval_every=1000,
+            eval_every=args.eval_every,
         )
         out = Path(args.out) / method
         load0 = os.getloadavg()

@@ -47,3 +47,20 @@ def test_cli_bad_input(tmp_path, capsys):
     assert main(["lu"]) == 2
     assert "'--out' option" in capsys.readouterr().err
     assert main(["lu", "evaluate", str(tmp_path / "missing")]) == 2
+
+
+def test_cli_symmetric_with_precond_weight(tmp_path, capsys):
+    out = tmp_path / "sym"
+    args = ["--quiet", "lu", "--operator", "laplacian-1d", "--n", "32", "--leaf", "8"]
+    args += ["--diag", "triangular", "--optimizer", "lm", "--steps", "3", "--cg-iters", "10"]
+    args += ["--symmetric", "--precond-weight", "0.1", "--out", str(out)]
+    assert main(args) == 0
+    assert read_json(out / "config.json")["symmetric"] is True
+    assert read_json(out / "config.json")["train"]["precond_weight"] == 0.1
+    assert main(["--quiet", "lu", "evaluate", str(out), "--samples", "5"]) == 0
+    m = read_json(out / "metrics.json")
+    assert m["iterations"]["learned"]["converged"]
+    # the learned Cholesky form refuses a non-symmetric operator, with the reason
+    bad = ["lu", "--operator", "convdiff-1d", "--n", "32", "--leaf", "8", "--diag", "triangular"]
+    assert main(bad + ["--symmetric", "--out", str(tmp_path / "bad")]) == 2
+    assert "non-symmetric operator" in capsys.readouterr().err

@@ -128,3 +128,25 @@ def test_two_d_permutation_is_patch_morton():
     # patch 0 = top-left 2x2, patch 1 = top-right (Morton: (0,0),(0,1),(1,0),(1,1))
     np.testing.assert_array_equal(st.perm[:8], [0, 1, 4, 5, 2, 3, 6, 7])
     assert sorted(st.perm.tolist()) == list(range(16))
+
+
+@pytest.mark.parametrize("dim,n,leaf", LAYOUTS)
+@pytest.mark.parametrize("triangle", ["lower", "upper", "none"])
+@pytest.mark.parametrize("diag", ["full", "triangular"])
+def test_transposed_block_is_the_transpose(dim, n, leaf, triangle, diag, gen):
+    blk = _randomized(GFMMBlock(n, leaf, dim=dim, triangle=triangle, diag=diag), gen)
+    mirror = blk.transposed()
+    M = blk.dense()
+    expected = {"lower": "upper", "upper": "lower", "none": "none"}[triangle]
+    assert mirror.triangle == expected
+    # float64 round-off of sums of ~n products of O(max|M|) terms
+    assert torch.allclose(mirror.dense(), M.T, atol=1e-13 * n * float(M.abs().max()), rtol=0)
+    # an independent copy: changing it leaves the original alone
+    with torch.no_grad():
+        mirror.near.add_(1.0)
+    assert torch.equal(blk.dense(), M)
+
+
+def test_transposed_refuses_unit_diagonal():
+    with pytest.raises(ValueError, match="unit-diagonal block has no unit-diagonal mirror"):
+        GFMMBlock(64, 8, triangle="lower", diag="unit").transposed()

@@ -102,6 +102,24 @@ def test_fd_and_autograd_laplacians_agree(gen):
     torch.testing.assert_close(lf, la, rtol=1e-5, atol=1e-5)
 
 
+def test_radius_feature(gen):
+    """|x| as an extra input: the net is a function of (x, |x|), NaN-free at the origin (value
+    and autograd Laplacian), and its FD and autograd Laplacians agree away from the origin."""
+    net = ParallelMLP(3, 2, 16, 2, radius_feature=True, generator=gen, dtype=torch.float64)
+    assert net.weights[0].shape[1] == 3  # x, y, |x|
+    x = torch.randn(40, 2, generator=gen, dtype=torch.float64) + 0.5
+    h = net.features(x)
+    torch.testing.assert_close(h[:, 2], x.norm(dim=-1), rtol=1e-10, atol=1e-12)
+    fa, la = SchrodingerOperator(laplacian="autograd").laplacian_values(net, x)
+    ff, lf = SchrodingerOperator(laplacian="fd", fd_step=1e-4).laplacian_values(net, x)
+    torch.testing.assert_close(fa, ff)
+    torch.testing.assert_close(lf, la, rtol=1e-5, atol=1e-5)
+    f0, l0 = SchrodingerOperator(laplacian="autograd").laplacian_values(
+        net, torch.zeros(2, 2, dtype=torch.float64)
+    )
+    assert bool(torch.isfinite(f0).all() and torch.isfinite(l0).all())
+
+
 def test_parallel_mlp_modes_are_independent(gen):
     net = ParallelMLP(3, 2, 8, 2, fourier=4, envelope=0.1, generator=gen, dtype=torch.float64)
     x = torch.randn(10, 2, generator=gen, dtype=torch.float64)
@@ -224,6 +242,7 @@ def test_cli_train_and_evaluate(tmp_path):
             "8",
             "--envelope",
             "0.5",
+            "--radius-feature",
             "--lr",
             "0.002",
             "--eval-every",
@@ -235,6 +254,7 @@ def test_cli_train_and_evaluate(tmp_path):
     assert rc == 0
     cfg = json.loads((out / "config.json").read_text())  # every option reaches the config
     assert (cfg["envelope"], cfg["lr"], cfg["eval_every"], cfg["hidden"]) == (0.5, 0.002, 3, 8)
+    assert cfg["radius_feature"] is True
     ev = json.loads((out / "evaluation.json").read_text())
     assert len(ev["eigenvalues"]) == 3 and ev["true"] == [4.0, 2.0, 2.0]
     assert (out / "figure.png").stat().st_size > 1000

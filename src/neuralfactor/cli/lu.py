@@ -30,6 +30,8 @@ def _train(
     resume: bool,
     overwrite: bool,
     cg_iters: int,
+    symmetric: bool = False,
+    precond_weight: float = 0.0,
 ) -> None:
     import torch
 
@@ -46,6 +48,7 @@ def _train(
         inner=inner,
         lr=lr if lr is not None else (1.0 if optimizer == "lbfgs" else 1e-3),
         cg_iters=cg_iters,
+        precond_weight=precond_weight,
         transpose_loss=transpose_loss,
         blockwise=blockwise,
         block_steps=block_steps,
@@ -62,6 +65,8 @@ def _train(
         "seed": seed,
         "train": cfg.__dict__,
     }
+    if symmetric:
+        run["symmetric"] = True
     if (out / "config.json").exists():
         if resume:
             old = read_json(out / "config.json")
@@ -75,7 +80,9 @@ def _train(
                 f"{out} already holds a run; pass --resume to continue it or --overwrite."
             )
     A = make_operator(operator, n)
-    model = LUNetwork(n, leaf, dim=dim, band=band, diag=diag, dtype=dtype, seed=seed)
+    model = LUNetwork(
+        n, leaf, dim=dim, band=band, diag=diag, dtype=dtype, seed=seed, symmetric=symmetric
+    )
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", run)
     torch.set_num_threads(1)
@@ -221,6 +228,16 @@ def register(app: typer.Typer) -> None:
         ),
         inner: int = typer.Option(20, help="L-BFGS iterations per step."),
         cg_iters: int = typer.Option(100, help="LM: conjugate-gradient iterations per step."),
+        symmetric: bool = typer.Option(
+            False,
+            "--symmetric",
+            help="Learn L only, U = L^T (a learned Cholesky L L^T; SPD operators only).",
+        ),
+        precond_weight: float = typer.Option(
+            0.0,
+            help="LM: weight of the preconditioned residual L0^-1 (LU - A) U0^-1 (factors "
+            "frozen per step); keeps L U as well conditioned as A (the RBF kernel needs it).",
+        ),
         lr: float = typer.Option(
             None,
             help="Learning rate (default 1.0 L-BFGS, 1e-3 Adam); LM: initial damping (1e-3).",
@@ -267,6 +284,8 @@ def register(app: typer.Typer) -> None:
             resume,
             overwrite,
             cg_iters,
+            symmetric,
+            precond_weight,
         )
 
     @lu.command("evaluate")

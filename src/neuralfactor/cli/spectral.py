@@ -66,6 +66,11 @@ def register(app: typer.Typer) -> None:
         envelope: float = typer.Option(
             None, help="Multiply each MLP by exp(-a sqrt(1+|x|^2)) with this rate a."
         ),
+        radius_feature: bool = typer.Option(
+            False,
+            "--radius-feature",
+            help="Append |x| to each MLP's inputs (fits hydrogen's cusp at the origin).",
+        ),
         dtype: str = typer.Option("float64", help="float32 | float64"),
         ema_decay: float = typer.Option(0.995, help="EMA decay of the evaluated weights."),
         seed: int = typer.Option(0, help="Seed of initialization and sampling."),
@@ -100,6 +105,7 @@ def register(app: typer.Typer) -> None:
             ema_decay=ema_decay,
             seed=seed,
             envelope=envelope,
+            radius_feature=radius_feature,
             eval_every=eval_every,
         )
         with pinned_threads(threads):

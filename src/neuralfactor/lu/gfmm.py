@@ -372,3 +372,50 @@ class GFMMBlock(nn.Module):
         """The dense ``(n, n)`` matrix ``M`` (n matvecs with identity columns; no autograd)."""
         eye = torch.eye(self.n, dtype=self.near.dtype, device=self.near.device)
         return self.forward(eye).T
+
+    @torch.no_grad()
+    def transposed(self) -> GFMMBlock:
+        """A new GFMM-block whose operator is this one's transpose (``lower`` <-> ``upper``).
+
+        The transposed graph is again a GFMM-block: near and bridge maps are transposed and
+        move to the mirrored node pairs, and the encoder and decoder swap roles (each
+        transposed). ``result.dense()`` equals ``self.dense().T`` to round-off; the copy does
+        not share parameters with ``self``.
+        """
+        if self.diag == "unit":
+            raise ValueError(
+                "GFMMBlock.transposed: a unit-diagonal block has no unit-diagonal mirror in "
+                "this parametrization (the upper factor is triangular); use diag='triangular'."
+            )
+        mirror = {"lower": "upper", "upper": "lower", "none": "none"}[self.triangle]
+        out = GFMMBlock(
+            self.n,
+            self.leaf,
+            dim=self.dim,
+            triangle=mirror,  # type: ignore[arg-type]
+            band=self.band,
+            diag=self.diag,  # type: ignore[arg-type]
+            dtype=self.near.dtype,
+        ).to(self.near.device)
+
+        def moved(src_t: Tensor, src_s: Tensor, dst_t: Tensor, dst_s: Tensor) -> Tensor:
+            index = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(src_s, src_t, strict=True))}
+            return torch.as_tensor(
+                [index[(int(a), int(b))] for a, b in zip(dst_t, dst_s, strict=True)],
+                dtype=torch.int64,
+            )
+
+        k = moved(self.near_t, self.near_s, out.near_t, out.near_s)
+        out.near.copy_(self.near[k].transpose(-1, -2) * out.near_mask)
+        for level, w in self.bridge.items():
+            k = moved(
+                getattr(self, f"bt{level}"),
+                getattr(self, f"bs{level}"),
+                getattr(out, f"bt{level}"),
+                getattr(out, f"bs{level}"),
+            )
+            out.bridge[level].copy_(w[k].transpose(-1, -2))
+        for level in self.enc:
+            out.enc[level].copy_(self.dec[level].transpose(-1, -2))
+            out.dec[level].copy_(self.enc[level].transpose(-1, -2))
+        return out

@@ -2,7 +2,9 @@
 
 ``LUNetwork(x) = L(U(x))``; with identity columns as inputs its outputs are the columns of
 ``L U``, which training fits to ``A`` without ever inverting ``A``. ``rmatvec`` runs the
-transposed graph ``U^T (L^T x)`` (the transpose loss).
+transposed graph ``U^T (L^T x)`` (the transpose loss). With ``symmetric=True`` only ``L`` is
+learned and ``U = L^T`` is its transposed graph: a learned Cholesky factorization ``L L^T`` for
+symmetric positive-definite operators.
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ class LUNetwork(nn.Module):
         with a unit-diagonal ``L``, Doolittle's normalization: ``L U`` cannot see a diagonal
         rescaling ``L D, D^{-1} U``, which otherwise lets ``L`` drift to ill-conditioned scalings).
     dtype : ``'float32'`` or ``'float64'``.
+    symmetric : learn only ``L`` and use ``U = L^T`` (its transposed graph), i.e. ``A ~ L L^T``
+        for a symmetric positive-definite ``A``. Halves the weights and removes the gauge
+        ``L D, D^{-1} U`` (only column signs of ``L`` remain free), which on the RBF kernel is
+        what lets ``L U`` drift to singular scalings (``docs/results/learned-lu.md``). Needs
+        ``diag='triangular'`` or ``'full'``.
     seed : seed of the generator for the random initial encoder/decoder maps.
 
     Notes
@@ -77,11 +84,18 @@ class LUNetwork(nn.Module):
         diag: DiagMode = "full",
         dtype: str = "float64",
         seed: int = 0,
+        symmetric: bool = False,
     ) -> None:
         super().__init__()
         if dtype not in _DTYPES:
             raise ValueError(
                 f"The 'dtype' parameter of LUNetwork must be one of {list(_DTYPES)}. Got {dtype!r}."
+            )
+        if symmetric and diag == "unit":
+            raise ValueError(
+                "LUNetwork: symmetric=True (A ~ L L^T) cannot have a unit-diagonal L, whose "
+                "L L^T has a fixed diagonal scale; use diag='triangular' (a Cholesky factor) or "
+                "'full'."
             )
         self.init_args = {
             "n": n,
@@ -92,14 +106,26 @@ class LUNetwork(nn.Module):
             "dtype": dtype,
             "seed": seed,
         }
+        if symmetric:  # only then, so that older checkpoints' init_args stay equal
+            self.init_args["symmetric"] = True
+        self.symmetric = bool(symmetric)
         g = torch.Generator().manual_seed(int(seed))
         kw = {"dim": dim, "band": band, "dtype": _DTYPES[dtype], "generator": g}
         self.L = GFMMBlock(n, leaf, triangle="lower", diag=diag, **kw)
-        self.U = GFMMBlock(
-            n, leaf, triangle="upper", diag="triangular" if diag == "unit" else diag, **kw
-        )
+        if not symmetric:
+            self.U = GFMMBlock(
+                n, leaf, triangle="upper", diag="triangular" if diag == "unit" else diag, **kw
+            )
         self.n, self.leaf, self.dim = n, leaf, dim
         self.dtype = _DTYPES[dtype]
+
+    @property
+    def U(self) -> GFMMBlock:  # noqa: N802 - the factor's name
+        """The upper factor: the trained block, or ``L``'s transposed graph when ``symmetric``
+        (a fresh copy on each access, not a parameter)."""
+        if self.symmetric:
+            return self.L.transposed()
+        return self._modules["U"]  # type: ignore[return-value]
 
     @property
     def perm(self) -> np.ndarray | None:
@@ -113,14 +139,21 @@ class LUNetwork(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``L (U x)`` for ``x`` of shape ``(*, n)``."""
+        if self.symmetric:
+            return self.L(self.L.rmatvec(x))
         return self.L(self.U(x))
 
     def rmatvec(self, x: Tensor) -> Tensor:
         """``U^T (L^T x)`` by the transposed graphs."""
+        if self.symmetric:
+            return self.forward(x)
         return self.U.rmatvec(self.L.rmatvec(x))
 
     def num_parameters(self) -> int:
-        """Effective weights of ``L`` and ``U`` together (compare with ``n**2``)."""
+        """Effective weights of ``L`` and ``U`` together (compare with ``n**2``); with
+        ``symmetric`` only ``L``'s."""
+        if self.symmetric:
+            return self.L.num_parameters()
         return self.L.num_parameters() + self.U.num_parameters()
 
     @torch.no_grad()
@@ -129,13 +162,17 @@ class LUNetwork(nn.Module):
 
         With ``diag='triangular'`` or ``'unit'`` the diagonal blocks of ``U`` take the upper triangle of
         ``A``'s diagonal blocks. Keeps ``L U`` non-singular at the start, which the issue found
-        to be what lets L-BFGS reach small errors without a singular product.
+        to be what lets L-BFGS reach small errors without a singular product. With
+        ``symmetric`` only ``L = I`` is set (the first Gauss-Newton step then moves ``L`` to
+        about the lower near field of ``A``).
         """
         Ad = torch.as_tensor(self.permute(as_dense_operator(A, caller="init_from_operator")))
         self.L.set_near_from(torch.eye(self.n, dtype=torch.float64))
-        self.U.set_near_from(Ad)
+        if not self.symmetric:
+            self.U.set_near_from(Ad)
 
     @torch.no_grad()
     def dense_factors(self) -> tuple[Tensor, Tensor]:
         """Dense ``(L, U)``, each ``(n, n)`` in the parameter dtype (no autograd graph)."""
-        return self.L.dense(), self.U.dense()
+        L = self.L.dense()
+        return (L, L.T.clone()) if self.symmetric else (L, self.U.dense())

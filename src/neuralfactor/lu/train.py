@@ -10,6 +10,14 @@ the columns of ``L U``). Options:
   transpose loss) until it converges, then freezes every parameter that feeds it (found by a
   gradient probe at random weights, so the dependency is structural) and moves on.
 
+* ``precond_weight`` (``mu``, Levenberg-Marquardt only): add ``mu * vec(L0^{-1} (L U - A) U0^{-1})
+  / sqrt(n)`` to the residual, where ``L0, U0`` are the factors frozen at the start of each LM
+  step (dense triangular solves; ``A`` is never inverted). At ``L U = A`` this term is zero like
+  the plain one, so the minimizer is unchanged; on the way it weighs the error by the factors'
+  own inverse, i.e. as a preconditioner sees it (``(L U)^{-1} A - I``). The plain Frobenius loss
+  cannot see a small nugget of the RBF kernel (1.1e-5 of its norm) and lets ``L U`` go
+  singular; with this term the factors keep cond(L U) ~ cond(A) (``docs/results/learned-lu.md``).
+
 Optimizers: ``'lm'`` (matrix-free Levenberg-Marquardt, :mod:`neuralfactor.train.lm`; one step
 is one damped Gauss-Newton solve of at most ``cg_iters`` CG iterations) reaches the smallest
 errors; L-BFGS in float64 (one step = ``inner`` iterations) stalls around 1e-5-1e-4 on
@@ -29,9 +37,10 @@ import torch
 from torch import Tensor
 
 from neuralfactor.lu.model import LUNetwork, as_dense_operator
+from neuralfactor.train.lm import LevenbergMarquardt
 from neuralfactor.train.loop import LoopConfig, LoopResult, run_training
 
-__all__ = ["LUTrainConfig", "LUTrainResult", "check_nonsingular", "train_lu"]
+__all__ = ["LUTrainConfig", "LUTrainResult", "check_nonsingular", "check_spd", "train_lu"]
 
 OptimizerName = Literal["lbfgs", "adam", "lm"]
 
@@ -52,6 +61,8 @@ class LUTrainConfig:
     transpose_loss, blockwise : see the module docstring.
     block_steps : optimizer steps per block-row stage when ``blockwise``.
     polish_steps : end-to-end steps after the block-wise stages (0: none).
+    precond_weight : weight of the preconditioned residual term (see the module docstring);
+        0 (default) is the plain loss. LM only.
     eval_every, patience : evaluation cadence and early stopping (in steps).
     """
 
@@ -67,6 +78,7 @@ class LUTrainConfig:
     eval_every: int = 10
     patience: int | None = None
     cg_iters: int = 100
+    precond_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in get_args(OptimizerName):
@@ -90,6 +102,20 @@ class LUTrainConfig:
                     f"The '{name}' parameter of LUTrainConfig must be an int >= {minimum}. "
                     f"Got {v!r}."
                 )
+        w = self.precond_weight
+        if (
+            isinstance(w, bool)
+            or not isinstance(w, (int, float))
+            or not (math.isfinite(w) and w >= 0)
+        ):
+            raise ValueError(
+                f"The 'precond_weight' parameter of LUTrainConfig must be a number >= 0. Got {w!r}."
+            )
+        if w > 0 and self.optimizer != "lm":
+            raise ValueError(
+                "LUTrainConfig: precond_weight > 0 needs optimizer='lm' (the weights are frozen "
+                "per Gauss-Newton step)."
+            )
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(
                 f"The 'lr' parameter of LUTrainConfig must be a number > 0. Got {self.lr!r}."
@@ -125,14 +151,45 @@ def check_nonsingular(A: np.ndarray, *, caller: str = "train_lu") -> float:
     return float(1.0 / np.linalg.cond(A, 1))
 
 
+def check_spd(A: np.ndarray, *, caller: str = "train_lu") -> None:
+    """Raise ``ValueError`` unless ``A`` is symmetric positive definite (what ``L L^T`` fits)."""
+    asym = float(np.linalg.norm(A - A.T) / np.linalg.norm(A))
+    if asym > 1e-12:
+        raise ValueError(
+            f"A symmetric LUNetwork (A ~ L L^T) was given to {caller} with a non-symmetric "
+            f"operator (||A - A^T||_F/||A||_F = {asym:.1e}); use symmetric=False (L U)."
+        )
+    try:
+        np.linalg.cholesky(A)
+    except np.linalg.LinAlgError:
+        raise ValueError(
+            f"A symmetric LUNetwork (A ~ L L^T) was given to {caller} with a symmetric operator "
+            f"that is not positive definite; L L^T cannot fit it. Use symmetric=False (L U)."
+        ) from None
+
+
 class _Objective:
     """Relative squared Frobenius error of ``LU`` against ``A``, optionally on one block."""
 
-    def __init__(self, model: LUNetwork, A: Tensor, transpose_loss: bool) -> None:
+    def __init__(
+        self, model: LUNetwork, A: Tensor, transpose_loss: bool, precond_weight: float = 0.0
+    ) -> None:
         self.model, self.A, self.tl = model, A, transpose_loss
         self.eye = torch.eye(A.shape[0], dtype=A.dtype)
         self.scale = float((A**2).sum())
         self.names = [n for n, _ in model.named_parameters()]  # order of ``residual``'s params
+        self.mu = float(precond_weight)
+        self.frozen: tuple[Tensor, Tensor] | None = None  # (L0, U0) of the current LM step
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """Freeze the current dense factors as the weights of the preconditioned term (a
+        factor with a zero pivot leaves the term out for this step)."""
+        if self.mu == 0.0:
+            return
+        L, U = self.model.dense_factors()
+        ok = bool(torch.diagonal(L).abs().min() > 0 and torch.diagonal(U).abs().min() > 0)
+        self.frozen = (L, U) if ok else None
 
     def __call__(self, block: slice | None = None) -> Tensor:
         F = self.model(self.eye)  # rows are columns of LU: F = (LU)^T
@@ -157,7 +214,13 @@ class _Objective:
 
         named = dict(zip(self.names, params, strict=True))
         F = functional_call(self.model, named, (self.eye,))
-        return ((F - self.A.T) / math.sqrt(self.scale)).reshape(-1)
+        r = ((F - self.A.T) / math.sqrt(self.scale)).reshape(-1)
+        if self.frozen is None:
+            return r
+        L0, U0 = self.frozen  # R = F^T - A = L U - A, weighted: L0^{-1} R U0^{-1}
+        W = torch.linalg.solve_triangular(L0, F.T - self.A, upper=False)
+        W = torch.linalg.solve_triangular(U0, W, upper=True, left=False)
+        return torch.cat([r, (self.mu / math.sqrt(self.A.shape[0])) * W.reshape(-1)])
 
     @torch.no_grad()
     def rel_fro(self) -> float:
@@ -235,13 +298,26 @@ class _LBFGS(torch.optim.LBFGS):
         super().load_state_dict({"state": state, "param_groups": state_dict["param_groups"]})
 
 
+class _ReweightedLM(LevenbergMarquardt):
+    """LM whose objective re-freezes the preconditioned term's factors before each step (from
+    the current weights, so a resumed run continues identically)."""
+
+    def __init__(self, params: Any, obj: _Objective, **kw: Any) -> None:
+        super().__init__(params, obj.residual, **kw)
+        self.obj = obj
+
+    def step(self, closure: Any = None) -> Tensor:  # type: ignore[override]
+        self.obj.refresh()
+        return super().step(closure)
+
+
 def _make_optimizer(
     params: list[Tensor], cfg: LUTrainConfig, obj: _Objective | None = None
 ) -> torch.optim.Optimizer:
     if cfg.optimizer == "lm":
-        from neuralfactor.train.lm import LevenbergMarquardt
-
         assert obj is not None
+        if cfg.precond_weight > 0:
+            return _ReweightedLM(params, obj, damping=cfg.lr, cg_iters=cfg.cg_iters)
         return LevenbergMarquardt(params, obj.residual, damping=cfg.lr, cg_iters=cfg.cg_iters)
     if cfg.optimizer == "lbfgs":
         return _LBFGS(
@@ -298,11 +374,13 @@ def train_lu(
             f"n={model.n}."
         )
     check_nonsingular(Ad)
+    if getattr(model, "symmetric", False):
+        check_spd(Ad)
     Ap = model.permute(Ad)
     if init and not resume:
         model.init_from_operator(Ad)
     At = torch.as_tensor(Ap, dtype=model.dtype)
-    obj = _Objective(model, At, cfg.transpose_loss)
+    obj = _Objective(model, At, cfg.transpose_loss, cfg.precond_weight)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     base_meta = {"lu_train_config": asdict(cfg), **(meta or {})}
     stages: list[dict[str, Any]] = []

@@ -38,6 +38,12 @@ class ParallelMLP(nn.Module):
         If > 0, inputs are first mapped to ``[cos(2 pi B x), sin(2 pi B x)]`` with a fixed
         Gaussian ``B`` of shape (d, fourier) and scale ``fourier_scale`` (Tancik et al. 2020);
         the raw ``x`` is kept beside them.
+    radius_feature : bool
+        If True, ``|x|`` (as ``sqrt(|x|^2 + 1e-12)``, NaN-free at the origin) is appended to the
+        inputs. A smooth MLP of ``x`` alone fits a cusp like hydrogen's ``exp(-|x|)`` only
+        slowly; with ``|x|`` as an input it is a smooth function. In 2-D and 3-D ``|x|`` has an
+        integrable Laplacian (``(d - 1)/|x|``) and no singular part at the origin, so the
+        pointwise Laplacian stays the operator's.
     envelope : float, optional
         If given, the output is multiplied by ``exp(-envelope * sqrt(1 + |x|^2))``, a smooth
         decaying envelope (use a rate below the slowest true decay rate).
@@ -60,6 +66,7 @@ class ParallelMLP(nn.Module):
         *,
         fourier: int = 0,
         fourier_scale: float = 1.0,
+        radius_feature: bool = False,
         envelope: float | None = None,
         beta: float = 1.0,
         out_scale: float = 1.0,
@@ -74,6 +81,7 @@ class ParallelMLP(nn.Module):
         if fourier < 0:
             raise ValueError(f"The 'fourier' parameter of ParallelMLP must be >= 0. Got {fourier}.")
         self.envelope = envelope
+        self.radius_feature = bool(radius_feature)
         self.beta = beta
         g = (
             generator
@@ -88,7 +96,7 @@ class ParallelMLP(nn.Module):
             )
         else:
             self.register_buffer("fourier_B", torch.zeros(dim, 0, dtype=dtype))
-        d_in = dim + 2 * fourier
+        d_in = dim + 2 * fourier + int(self.radius_feature)
         sizes = [d_in] + [hidden] * depth + [1]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -100,10 +108,13 @@ class ParallelMLP(nn.Module):
             self.biases.append(nn.Parameter(b))
 
     def features(self, x: Tensor) -> Tensor:
-        if self.fourier_B.shape[1] == 0:
-            return x
-        z = 2 * math.pi * x @ self.fourier_B
-        return torch.cat([x, torch.cos(z), torch.sin(z)], dim=-1)
+        parts = [x]
+        if self.fourier_B.shape[1]:
+            z = 2 * math.pi * x @ self.fourier_B
+            parts += [torch.cos(z), torch.sin(z)]
+        if self.radius_feature:
+            parts.append(torch.sqrt((x * x).sum(-1, keepdim=True) + 1e-12))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim == 2:

@@ -180,6 +180,7 @@ class SpectralConfig:
     hidden: int = 32
     depth: int = 3
     fourier: int = 0
+    radius_feature: bool = False
     envelope: float | None = None
     laplacian: str = "fd"
     fd_step: float = 1e-3
@@ -255,6 +256,7 @@ def build_problem(config: SpectralConfig) -> tuple[SchrodingerOperator, Spectral
         config.hidden,
         config.depth,
         fourier=config.fourier,
+        radius_feature=config.radius_feature,
         envelope=config.envelope,
         generator=gen,
         dtype=DTYPES[config.dtype],
@@ -277,7 +279,8 @@ def run_spectral(
     cfg_path = out / "config.json"
     if cfg_path.exists():
         old = read_json(cfg_path)
-        if old != asdict(config):
+        # compared as configurations: a field added since (with its default) is not a change
+        if SpectralConfig.from_dict(old) != config:
             if not resume:
                 raise FileExistsError(
                     f"{out} holds a run with a different configuration; choose another --out or "
