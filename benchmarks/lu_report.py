@@ -2,9 +2,13 @@
 
 python benchmarks/lu_report.py runs/lu_table.json runs/lu_extra.json \
     [--lm runs/lu_lm_a.json runs/lu_lm_b.json] > /tmp/tables.md
+python benchmarks/lu_report.py --sym runs/lu_sym_rbf_b.json
 
 ``--lm``: records of ``lu_table.py --optimizer lm`` (any split of the operators), rendered as
 the Levenberg-Marquardt table beside the L-BFGS rows of the main table.
+
+``--sym``: records of ``lu_table.py --symmetric --precond-weight ...`` (the learned Cholesky
+with the preconditioned term), rendered with left- and right-preconditioned GMRES.
 """
 
 from __future__ import annotations
@@ -39,7 +43,15 @@ def lm_table(t: dict, files: list[str]) -> None:
     lb = {r["operator"]: r for r in t["rows"]}
     rows = [r for f in files for r in read_json(f)["rows"]]
     order = list(TARGETS)
-    rows.sort(key=lambda r: (order.index(r["operator"]), r.get("diag") == "unit", r["steps"]))
+    rows.sort(
+        key=lambda r: (
+            order.index(r["operator"]),
+            r.get("diag") == "unit",
+            bool(r.get("symmetric")),
+            r.get("precond_weight") or 0.0,
+            r["steps"],
+        )
+    )
     print(
         "\n### Levenberg-Marquardt (steps of <= 100 CG iterations) vs L-BFGS (2,000 iterations),"
         " float64, same operators and evaluation\n"
@@ -58,9 +70,12 @@ def lm_table(t: dict, files: list[str]) -> None:
         bl = it(b["gmres"]["learned"]) if b and "learned" in b["gmres"] else "n/a"
         b_err = e(b["op_err_fro"]) if b else "-"
         b_sec = f"{b['train_seconds']:.0f}" if b else "-"
+        variant = ", unit-diagonal L" if r.get("diag") == "unit" else ""
+        variant += ", symmetric L L^T" if r.get("symmetric") else ""
+        w = r.get("precond_weight") or 0.0
+        variant += f", precond. weight {w:g}" if w else ""
         print(
-            f"| {op} | {r['steps']} x {r['cg_iters']}"
-            f"{', unit-diagonal L' if r.get('diag') == 'unit' else ''} | {b_err} | {e(r['op_err_fro'])} | {e(tf)} | "
+            f"| {op} | {r['steps']} x {r['cg_iters']}{variant} | {b_err} | {e(r['op_err_fro'])} | {e(tf)} | "
             f"{'yes' if r['op_err_fro'] <= tf else '**no**'} | {e(r['cond_LU'])} | "
             f"{e(r['sol_err_median'])} | {e(r['refined_sol_err_median'])} | {bl} | "
             f"{it(g['learned']) if 'learned' in g else 'n/a'} | {it(g['ilu0'])} | "
@@ -69,6 +84,37 @@ def lm_table(t: dict, files: list[str]) -> None:
         )
     loads = [tuple(round(v, 1) for v in r["loadavg_train"]) for r in rows]
     print(f"\nLoad averages at the start of each LM training: {loads}.")
+
+
+def sym_table(files: list[str]) -> None:
+    """Symmetric L L^T rows (precond. weight, stages) with left and right GMRES counts."""
+    rows = [r for f in files for r in read_json(f)["rows"]]
+    print(
+        "\n| operator | LM steps (precond. weight) | rel. Frob. | target | met | cond(L U) "
+        "| cond(A) | cond(L) | weights | GMRES left: learned / none / ILU(0) / AMG "
+        "| GMRES right: learned / none / ILU(0) / AMG | target | met (right) | plain CG | "
+        "train s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        tf, ti = TARGETS[r["operator"]]
+        sched = [(r["precond_weight"], r["steps"] - sum(s["steps"] for s in r["stages"]))]
+        sched += [(s["precond_weight"], s["steps"]) for s in r["stages"]]
+        steps = " + ".join(f"{k} ({w:g})" for w, k in sched)
+        gl, gr = r["gmres"], r["gmres_right"]
+        ok = gr["learned"]["converged"] and gr["learned"]["iters"] <= ti
+        cg = it(r["cg"]["none"]) if "cg" in r else "-"
+        print(
+            f"| {r['operator']} | {steps} | {e(r['op_err_fro'])} | {e(tf)} | "
+            f"{'yes' if r['op_err_fro'] <= tf else '**no**'} | {e(r['cond_LU'])} | "
+            f"{e(r['cond_A'])} | {e(r['cond_L'])} | {r['params']} | "
+            + " / ".join(it(gl[k]) for k in ("learned", "none", "ilu0", "amg"))
+            + " | "
+            + " / ".join(it(gr[k]) for k in ("learned", "none", "ilu0", "amg"))
+            + f" | {ti} | {'yes' if ok else '**no**'} | {cg} | {r['train_seconds']:.0f} |"
+        )
+    loads = [tuple(round(v, 1) for v in r["loadavg_train"]) for r in rows]
+    print(f"\nLoad averages at the start of each training: {loads}.")
 
 
 def main(table: str, extra: str | None, lm: list[str] | None = None) -> None:
@@ -191,8 +237,14 @@ def main(table: str, extra: str | None, lm: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("table")
+    ap.add_argument("table", nargs="?")
     ap.add_argument("extra", nargs="?")
     ap.add_argument("--lm", nargs="*", default=None)
+    ap.add_argument("--sym", nargs="*", default=None)
     a = ap.parse_args()
-    main(a.table, a.extra, a.lm)
+    if a.sym:
+        sym_table(a.sym)
+    elif a.table is None:
+        ap.error("give the main table's record (or --sym RECORDS)")
+    else:
+        main(a.table, a.extra, a.lm)

@@ -13,6 +13,7 @@ Records carry thread counts and os.getloadavg() (the machine is shared).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import time
@@ -46,12 +47,19 @@ def one_run(
     cfg: LUTrainConfig,
     label: str,
     symmetric: bool = False,
+    stages: list[tuple[float, int]] | None = None,
 ) -> dict:
     A = make_operator(op, n)
     Ad = A.toarray() if sp.issparse(A) else A
     model = LUNetwork(n, leaf, dim=dim, diag=diag, dtype="float64", symmetric=symmetric)
     load0 = os.getloadavg()
     res = train_lu(A, model, cfg)
+    stage_log = []
+    for w, k in stages or ():  # warm-started LM stages with other precond. weights
+        sub = dataclasses.replace(cfg, steps=k, precond_weight=w)
+        r2 = train_lu(A, model, sub, init=False)
+        res = dataclasses.replace(r2, seconds=res.seconds + r2.seconds)
+        stage_log.append({"precond_weight": w, "steps": k, "rel_fro": r2.rel_fro})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IllConditionedFactorsWarning)
         row = evaluate_learned(A, model, samples=100)
@@ -67,7 +75,7 @@ def one_run(
             "iterations": cfg.steps * (cfg.inner if cfg.optimizer == "lbfgs" else 1)
             if not cfg.blockwise
             else None,
-            "steps": cfg.steps,
+            "steps": cfg.steps + sum(k for _, k in stages or ()),
             "cg_iters": cfg.cg_iters if cfg.optimizer == "lm" else None,
             "train_seconds": res.seconds,
             "train_rel_fro": res.rel_fro,
@@ -75,6 +83,7 @@ def one_run(
             "transpose_loss": cfg.transpose_loss,
             "symmetric": symmetric,
             "precond_weight": cfg.precond_weight,
+            "stages": stage_log,
             "loadavg_train": load0,
         }
     )
@@ -87,6 +96,9 @@ def one_run(
         row["learned_precond_error"] = str(exc)
     pcs = ("none", "jacobi", "ilu0", "spilu", "amg") + (("learned",) if solver is not None else ())
     row["gmres"] = iteration_counts(A, b, solver=solver, preconditioners=pcs, method="gmres")
+    row["gmres_right"] = iteration_counts(
+        A, b, solver=solver, preconditioners=pcs, method="gmres-right"
+    )
     if op in SPD:
         row["cg"] = iteration_counts(A, b, preconditioners=("none", "jacobi", "amg"), method="cg")
     row["loadavg_end"] = os.getloadavg()
@@ -146,6 +158,11 @@ def main() -> None:
         default=0.0,
         help="lm: weight of the preconditioned residual term (LUTrainConfig.precond_weight)",
     )
+    ap.add_argument(
+        "--stages",
+        default="",
+        help="lm: further warm-started stages WEIGHT:STEPS,... after --steps at --precond-weight",
+    )
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--no-2d", action="store_true")
     ap.add_argument("--no-regime", action="store_true")
@@ -180,7 +197,12 @@ def main() -> None:
         else:
             cfg = LUTrainConfig(steps=args.steps, inner=20, eval_every=10)
         for op in args.operators:
-            r = one_run(op, 256, 32, 1, args.diag, cfg, "main", symmetric=args.symmetric)
+            stages = [
+                (float(w), int(k)) for w, k in (v.split(":") for v in args.stages.split(",") if v)
+            ]
+            r = one_run(
+                op, 256, 32, 1, args.diag, cfg, "main", symmetric=args.symmetric, stages=stages
+            )
             out["rows"].append(r)
             print(
                 op,

@@ -150,3 +150,21 @@ def test_operator_bad_input():
         make_operator("poisson", 64)
     with pytest.raises(ValueError, match="perfect square.*try 49 or 64"):
         make_operator("laplacian-2d", 50)
+
+
+def test_right_preconditioned_gmres_monitors_the_true_residual(gen):
+    """method='gmres-right' runs GMRES on A M: exact factors take 1 iteration, no
+    preconditioner takes as many as left GMRES, and every converged count has a true residual
+    at the tolerance (left GMRES stops on ||M r||, which an ill-conditioned M can fool)."""
+    A = make_operator("laplacian-1d", 256).toarray()
+    m = _exact_cholesky_model(A, 256, 32)
+    b = A @ torch.randn(256, generator=gen, dtype=torch.float64).numpy()
+    right = iteration_counts(A, b, solver=LUSolver(m), method="gmres-right")
+    left = iteration_counts(A, b, solver=LUSolver(m), method="gmres")
+    assert right["learned"]["iters"] == 1 and right["learned"]["rel_residual"] < 1e-8
+    assert right["none"]["iters"] == left["none"]["iters"]
+    for name, r in right.items():
+        if r["converged"]:
+            assert r["rel_residual"] <= 1e-8 * (1 + 1e-6), name
+    with pytest.raises(ValueError, match="'gmres', 'gmres-right' or 'cg'"):
+        iteration_counts(A, b, preconditioners=("none",), method="bicg")

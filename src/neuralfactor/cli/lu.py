@@ -292,7 +292,9 @@ def register(app: typer.Typer) -> None:
     def lu_evaluate(
         run: Path = typer.Argument(..., help="Run directory written by `neuralfactor lu`."),
         samples: int = typer.Option(100, help="Random solutions x (b = A x) per metric."),
-        method: str = typer.Option("gmres", help="Krylov method: gmres or cg."),
+        method: str = typer.Option(
+            "gmres", help="Krylov method: gmres (left-preconditioned), gmres-right or cg."
+        ),
     ) -> None:
         """All metrics vs LAPACK, and Krylov iterations with every preconditioner."""
         _evaluate(run, samples, method)
