@@ -38,6 +38,11 @@ def main() -> None:
         "--radius-feature", action="store_true", help="append |x| to the MLP inputs (the cusp)"
     )
     ap.add_argument("--eval-every", type=int, default=1000)
+    ap.add_argument(
+        "--init-from",
+        default=None,
+        help="warm start: a directory holding <method>/ runs of the same architecture",
+    )
     args = ap.parse_args()
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
     records = []
@@ -59,6 +64,7 @@ def main() -> None:
             radius_feature=args.radius_feature,
             seed=0,
             eval_every=args.eval_every,
+            init_from=None if args.init_from is None else str(Path(args.init_from) / method),
         )
         out = Path(args.out) / method
         load0 = os.getloadavg()

@@ -282,6 +282,24 @@ def test_cli_train_and_evaluate(tmp_path):
     assert main(["spectral", "evaluate", str(tmp_path / "missing")]) == 2
 
 
+def test_warm_start_from_another_run(tmp_path):
+    """init_from copies the weights (and EMA) of a run of the same architecture before training;
+    another architecture is refused with the differing fields named."""
+    from neuralfactor.spectral.trainer import load_run, run_spectral
+
+    base = dict(problem="oscillator-2d", modes=2, batch=16, hidden=8, depth=2, envelope=0.5)
+    run_spectral(SpectralConfig(iters=4, eval_every=2, **base), tmp_path / "a")
+    _, first, _ = load_run(tmp_path / "a")
+    cfg = SpectralConfig(iters=1, eval_every=1, lr=1e-12, init_from=str(tmp_path / "a"), **base)
+    run_spectral(cfg, tmp_path / "b")
+    _, second, _ = load_run(tmp_path / "b")
+    for (k, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-9, msg=k)  # one step at lr 1e-12
+    other = SpectralConfig(iters=1, init_from=str(tmp_path / "a"), **{**base, "hidden": 16})
+    with pytest.raises(ValueError, match="another architecture \\(hidden differ"):
+        run_spectral(other, tmp_path / "c")
+
+
 @pytest.mark.slow
 def test_oscillator_nestedlora_joint_short_training(tmp_path):
     """A short CPU training (3000 steps) on the 2-D oscillator orders the first two levels.

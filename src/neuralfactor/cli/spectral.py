@@ -77,6 +77,11 @@ def register(app: typer.Typer) -> None:
         eval_every: int = typer.Option(500, help="Validation/checkpoint interval (steps)."),
         threads: int = typer.Option(1, help="CPU threads (pinned)."),
         resume: bool = typer.Option(False, help="Continue an interrupted run in --out."),
+        init_from: Path = typer.Option(
+            None,
+            help="Warm start from the weights of another run (same architecture); the "
+            "optimizer, schedule and sampler start fresh.",
+        ),
         figure: bool = typer.Option(True, help="Write figure.png after training."),
     ) -> None:
         """Train ordered eigenfunctions of a differential operator and evaluate them."""
@@ -107,6 +112,7 @@ def register(app: typer.Typer) -> None:
             envelope=envelope,
             radius_feature=radius_feature,
             eval_every=eval_every,
+            init_from=None if init_from is None else str(init_from),
         )
         with pinned_threads(threads):
             ev = run_spectral(cfg, out, resume=resume, progress=not state["quiet"])

@@ -165,7 +165,9 @@ def train_operator(
 class SpectralConfig:
     """One differential-operator experiment (written as ``config.json`` beside its outputs).
 
-    Defaults are the CPU configuration used in ``docs/results/neuralsvd.md``.
+    Defaults are the CPU configuration used in ``docs/results/neuralsvd.md``. ``init_from``
+    (a run directory of the same architecture) warm-starts the weights from that run's
+    ``ckpt/last``; the optimizer, learning-rate schedule and sampler start fresh.
     """
 
     problem: str = "hydrogen-2d"
@@ -192,6 +194,7 @@ class SpectralConfig:
     eval_every: int = 500
     grad_clip: float | None = None
     eval_scale: float = 2.0
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         c = "SpectralConfig"
@@ -294,6 +297,8 @@ def run_spectral(
     out.mkdir(parents=True, exist_ok=True)
     write_json(cfg_path, asdict(config))
     op, model = build_problem(config)
+    if config.init_from is not None and not (out / "ckpt" / "last").exists():
+        _warm_start(model, config)
     dtype = DTYPES[config.dtype]
     val_gen = torch.Generator().manual_seed(config.seed + 10_000)
     val = op.sample(2048, val_gen, dtype=dtype)
@@ -344,6 +349,32 @@ def run_spectral(
     ev["steps_done"] = result.steps_done
     write_json(out / "evaluation.json", ev)
     return ev
+
+
+_ARCHITECTURE = (
+    "problem",
+    "modes",
+    "hidden",
+    "depth",
+    "fourier",
+    "radius_feature",
+    "envelope",
+    "dtype",
+)
+
+
+def _warm_start(model: SpectralModel, config: SpectralConfig) -> None:
+    """Start from the weights (trained, EMA, SpIN covariance) of the run ``config.init_from``,
+    which must have the same architecture; the optimizer, schedule and sampler start fresh."""
+    src = Path(config.init_from)  # type: ignore[arg-type]
+    old, old_model, _ = load_run(src)
+    diff = [k for k in _ARCHITECTURE if getattr(old, k) != getattr(config, k)]
+    if diff:
+        raise ValueError(
+            f"init_from={src} has another architecture ({', '.join(diff)} differ); a warm start "
+            f"needs the same problem, modes, width, depth, features, envelope and dtype."
+        )
+    model.load_state_dict(old_model.state_dict())
 
 
 def load_run(run: str | Path) -> tuple[SpectralConfig, SpectralModel, dict]:
