@@ -92,17 +92,19 @@ def sym_table(files: list[str]) -> None:
     print(
         "\n| operator | LM steps (precond. weight) | rel. Frob. | target | met | cond(L U) "
         "| cond(A) | cond(L) | weights | GMRES left: learned / none / ILU(0) / AMG "
-        "| GMRES right: learned / none / ILU(0) / AMG | target | met (right) | plain CG | "
+        "| GMRES right: learned / none / ILU(0) / AMG | target | met | plain CG | "
         "train s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         tf, ti = TARGETS[r["operator"]]
-        sched = [(r["precond_weight"], r["steps"] - sum(s["steps"] for s in r["stages"]))]
-        sched += [(s["precond_weight"], s["steps"]) for s in r["stages"]]
+        stages = r.get("stages", [])
+        sched = [(r["precond_weight"], r["steps"] - sum(s["steps"] for s in stages))]
+        sched += [(s["precond_weight"], s["steps"]) for s in stages]
         steps = " + ".join(f"{k} ({w:g})" for w, k in sched)
-        gl, gr = r["gmres"], r["gmres_right"]
-        ok = gr["learned"]["converged"] and gr["learned"]["iters"] <= ti
+        gl, gr = r["gmres"], r.get("gmres_right")
+        g = gr or gl  # the first record has left GMRES only
+        ok = g["learned"]["converged"] and g["learned"]["iters"] <= ti
         cg = it(r["cg"]["none"]) if "cg" in r else "-"
         print(
             f"| {r['operator']} | {steps} | {e(r['op_err_fro'])} | {e(tf)} | "
@@ -110,7 +112,7 @@ def sym_table(files: list[str]) -> None:
             f"{e(r['cond_A'])} | {e(r['cond_L'])} | {r['params']} | "
             + " / ".join(it(gl[k]) for k in ("learned", "none", "ilu0", "amg"))
             + " | "
-            + " / ".join(it(gr[k]) for k in ("learned", "none", "ilu0", "amg"))
+            + (" / ".join(it(gr[k]) for k in ("learned", "none", "ilu0", "amg")) if gr else "-")
             + f" | {ti} | {'yes' if ok else '**no**'} | {cg} | {r['train_seconds']:.0f} |"
         )
     loads = [tuple(round(v, 1) for v in r["loadavg_train"]) for r in rows]
