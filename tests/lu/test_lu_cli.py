@@ -53,10 +53,14 @@ def test_cli_symmetric_with_precond_weight(tmp_path, capsys):
     out = tmp_path / "sym"
     args = ["--quiet", "lu", "--operator", "laplacian-1d", "--n", "32", "--leaf", "8"]
     args += ["--diag", "triangular", "--optimizer", "lm", "--steps", "3", "--cg-iters", "10"]
-    args += ["--symmetric", "--precond-weight", "0.1", "--out", str(out)]
+    args += ["--symmetric", "--precond-weight", "0.1", "--precond-stages", "0.01:2", "--out"]
+    args += [str(out)]
     assert main(args) == 0
+    assert main(args + ["--resume"]) == 0  # the stages survive the config.json round trip
     assert read_json(out / "config.json")["symmetric"] is True
     assert read_json(out / "config.json")["train"]["precond_weight"] == 0.1
+    assert read_json(out / "config.json")["train"]["precond_stages"] == [[0.01, 2]]
+    assert [s["stage"] for s in read_json(out / "train.json")["stages"]] == ["e2e", "precond1"]
     assert main(["--quiet", "lu", "evaluate", str(out), "--samples", "5"]) == 0
     m = read_json(out / "metrics.json")
     assert m["iterations"]["learned"]["converged"]
@@ -64,3 +68,5 @@ def test_cli_symmetric_with_precond_weight(tmp_path, capsys):
     bad = ["lu", "--operator", "convdiff-1d", "--n", "32", "--leaf", "8", "--diag", "triangular"]
     assert main(bad + ["--symmetric", "--out", str(tmp_path / "bad")]) == 2
     assert "non-symmetric operator" in capsys.readouterr().err
+    assert main(bad[:-2] + ["--precond-stages", "0.1", "--out", str(tmp_path / "b2")]) == 2
+    assert "WEIGHT:STEPS pairs" in capsys.readouterr().err

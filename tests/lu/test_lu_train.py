@@ -323,3 +323,30 @@ def test_precond_weight_config_and_resume(tmp_path):
     train_lu(A, m2, cfg, checkpoint_dir=tmp_path, resume=True)
     for (k, a), b in zip(ref.state_dict().items(), m2.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
+
+
+def test_precond_stages_schedule_and_resume(tmp_path):
+    """precond_stages runs further LM stages with other weights, each checkpointed, and a run
+    interrupted inside a later stage resumes to the same weights as a straight run."""
+    with pytest.raises(ValueError, match="'precond_stages' parameter"):
+        LUTrainConfig(optimizer="lm", precond_stages=((0.1, 0),))
+    with pytest.raises(ValueError, match="'precond_stages' parameter"):
+        LUTrainConfig(optimizer="lm", precond_stages=((-1.0, 3),))
+    with pytest.raises(ValueError, match="precond_stages needs optimizer='lm'"):
+        LUTrainConfig(precond_stages=((0.1, 3),))
+    A = _spd(32)
+    kw = dict(optimizer="lm", steps=2, cg_iters=10, eval_every=1, precond_weight=0.1)
+    cfg = LUTrainConfig(**kw, precond_stages=((0.01, 2), (0.0, 2)))
+    ref = LUNetwork(32, 8, diag="triangular", symmetric=True)
+    res = train_lu(A, ref, cfg, checkpoint_dir=tmp_path / "ref")
+    assert [s["stage"] for s in res.stages] == ["e2e", "precond1", "precond2"]
+    assert [s["steps"] for s in res.stages] == [2, 2, 2]
+    assert res.rel_fro <= res.stages[0]["rel_fro"]
+    # interrupted after the first stage (same checkpoint layout), then resumed
+    part = LUTrainConfig(**kw)
+    m = LUNetwork(32, 8, diag="triangular", symmetric=True)
+    train_lu(A, m, part, checkpoint_dir=tmp_path / "cut")
+    m2 = LUNetwork(32, 8, diag="triangular", symmetric=True)
+    train_lu(A, m2, cfg, checkpoint_dir=tmp_path / "cut", resume=True)
+    for (k, a), b in zip(ref.state_dict().items(), m2.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k

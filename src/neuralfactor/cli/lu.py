@@ -32,7 +32,10 @@ def _train(
     cg_iters: int,
     symmetric: bool = False,
     precond_weight: float = 0.0,
+    precond_stages: str = "",
 ) -> None:
+    import json
+
     import torch
 
     from neuralfactor.cli import console, state
@@ -49,6 +52,7 @@ def _train(
         lr=lr if lr is not None else (1.0 if optimizer == "lbfgs" else 1e-3),
         cg_iters=cg_iters,
         precond_weight=precond_weight,
+        precond_stages=_parse_stages(precond_stages),
         transpose_loss=transpose_loss,
         blockwise=blockwise,
         block_steps=block_steps,
@@ -67,6 +71,7 @@ def _train(
     }
     if symmetric:
         run["symmetric"] = True
+    run = json.loads(json.dumps(run))  # as written to config.json (tuples -> lists)
     if (out / "config.json").exists():
         if resume:
             old = read_json(out / "config.json")
@@ -116,6 +121,21 @@ def _train(
         f"{res.rel_fro:.3e} in {res.seconds:.1f} s; {model.num_parameters()} weights "
         f"(dense n^2 = {n * n}); saved to {out}"
     )
+
+
+def _parse_stages(text: str) -> tuple[tuple[float, int], ...]:
+    """``'0.01:30,0.003:40'`` -> ``((0.01, 30), (0.003, 40))``."""
+    stages = []
+    for item in (v.strip() for v in text.split(",") if v.strip()):
+        try:
+            w, k = item.split(":")
+            stages.append((float(w), int(k)))
+        except ValueError:
+            raise ValueError(
+                f"The '--precond-stages' option takes WEIGHT:STEPS pairs separated by commas, "
+                f"e.g. 0.01:30,0.003:40. Got {item!r}."
+            ) from None
+    return tuple(stages)
 
 
 def _evaluate(run_dir: Path, samples: int, method: str) -> None:
@@ -238,6 +258,11 @@ def register(app: typer.Typer) -> None:
             help="LM: weight of the preconditioned residual L0^-1 (LU - A) U0^-1 (factors "
             "frozen per step); keeps L U as well conditioned as A (the RBF kernel needs it).",
         ),
+        precond_stages: str = typer.Option(
+            "",
+            help="LM: further stages WEIGHT:STEPS,... after --steps, e.g. "
+            "0.01:30,0.003:40,0.001:60 (the RBF schedule of docs/results/learned-lu.md).",
+        ),
         lr: float = typer.Option(
             None,
             help="Learning rate (default 1.0 L-BFGS, 1e-3 Adam); LM: initial damping (1e-3).",
@@ -286,6 +311,7 @@ def register(app: typer.Typer) -> None:
             cg_iters,
             symmetric,
             precond_weight,
+            precond_stages,
         )
 
     @lu.command("evaluate")

@@ -63,6 +63,11 @@ class LUTrainConfig:
     polish_steps : end-to-end steps after the block-wise stages (0: none).
     precond_weight : weight of the preconditioned residual term (see the module docstring);
         0 (default) is the plain loss. LM only.
+    precond_stages : further LM stages after ``steps``, as ``(weight, steps)`` pairs, each with
+        a fresh damping and its own checkpoint directory (``precond1``, ...): a schedule of the
+        weight (a large weight conditions the factors, a small one lets the Frobenius error
+        fall; the RBF table uses ``0.03`` for 100 steps, then ``(0.01, 30), (0.003, 40),
+        (0.001, 60)``).
     eval_every, patience : evaluation cadence and early stopping (in steps).
     """
 
@@ -79,6 +84,7 @@ class LUTrainConfig:
     patience: int | None = None
     cg_iters: int = 100
     precond_weight: float = 0.0
+    precond_stages: tuple[tuple[float, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.optimizer not in get_args(OptimizerName):
@@ -116,6 +122,24 @@ class LUTrainConfig:
                 "LUTrainConfig: precond_weight > 0 needs optimizer='lm' (the weights are frozen "
                 "per Gauss-Newton step)."
             )
+        try:
+            stages = tuple((float(w), k) for w, k in self.precond_stages)
+        except (TypeError, ValueError):
+            stages = None
+        if stages is None or any(
+            not (math.isfinite(w) and w >= 0)
+            or isinstance(k, bool)
+            or not isinstance(k, int)
+            or k < 1
+            for w, k in stages
+        ):
+            raise ValueError(
+                f"The 'precond_stages' parameter of LUTrainConfig must be (weight >= 0, steps >= "
+                f"1) pairs. Got {self.precond_stages!r}."
+            )
+        object.__setattr__(self, "precond_stages", stages)
+        if stages and self.optimizer != "lm":
+            raise ValueError("LUTrainConfig: precond_stages needs optimizer='lm'.")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(
                 f"The 'lr' parameter of LUTrainConfig must be a number > 0. Got {self.lr!r}."
@@ -316,7 +340,7 @@ def _make_optimizer(
 ) -> torch.optim.Optimizer:
     if cfg.optimizer == "lm":
         assert obj is not None
-        if cfg.precond_weight > 0:
+        if obj.mu > 0:
             return _ReweightedLM(params, obj, damping=cfg.lr, cg_iters=cfg.cg_iters)
         return LevenbergMarquardt(params, obj.residual, damping=cfg.lr, cg_iters=cfg.cg_iters)
     if cfg.optimizer == "lbfgs":
@@ -425,17 +449,20 @@ def train_lu(
         for name, p in named.items()
     ]
     try:
-        seconds = _run_stages(cfg, model, run, params, frozen)
+        seconds = _run_stages(cfg, model, run, params, frozen, obj)
     finally:
         for h in hooks:
             h.remove()
     return LUTrainResult(rel_fro=obj.rel_fro(), seconds=seconds, stages=stages)
 
 
-def _run_stages(cfg, model, run, params, frozen) -> float:
+def _run_stages(cfg, model, run, params, frozen, obj) -> float:
     seconds = 0.0
     if not cfg.blockwise:
         seconds += run("e2e", cfg.steps, None, params).seconds
+        for i, (weight, steps) in enumerate(cfg.precond_stages, start=1):
+            obj.mu, obj.frozen = weight, None
+            seconds += run(f"precond{i}", steps, None, params).seconds
     else:
         deps = _block_dependencies(model, cfg.transpose_loss)
         P = model.leaf
