@@ -275,12 +275,13 @@ def test_symmetric_lm_learns_tiny_operator():
         assert torch.equal(U, L.T)
 
 
-def test_precond_term_is_the_weighted_residual(gen):
+@pytest.mark.parametrize("diag", ["triangular", "full"])
+def test_precond_term_is_the_weighted_residual(diag, gen):
     """The residual with precond_weight = [vec((LU - A)^T)/||A||_F ; mu vec(L0^-1 (LU - A) U0^-1)/sqrt(n)]
     with (L0, U0) frozen by ``refresh``; it vanishes at an exact factorization and the optimum is
     unchanged."""
     n = 32
-    m = LUNetwork(n, 8, diag="triangular")
+    m = LUNetwork(n, 8, diag=diag)
     with torch.no_grad():
         for p in m.parameters():
             p.copy_(0.1 * torch.randn(p.shape, generator=gen, dtype=p.dtype))

@@ -204,6 +204,7 @@ class _Objective:
         self.names = [n for n, _ in model.named_parameters()]  # order of ``residual``'s params
         self.mu = float(precond_weight)
         self.frozen: tuple[Tensor, Tensor] | None = None  # (L0, U0) of the current LM step
+        self.inverted = False  # frozen holds (L0^{-1}, U0^{-1}) (block-triangular factors)
 
     @torch.no_grad()
     def refresh(self) -> None:
@@ -212,6 +213,19 @@ class _Objective:
         if self.mu == 0.0:
             return
         L, U = self.model.dense_factors()
+        if self.model.init_args.get("diag") == "full":
+            # block-triangular factors: weight with their inverses, formed once per step
+            try:
+                L, U = torch.linalg.inv(L), torch.linalg.inv(U)
+            except torch.linalg.LinAlgError:
+                self.frozen = None
+                return
+            self.frozen = (
+                (L, U) if bool(torch.isfinite(L).all() and torch.isfinite(U).all()) else None
+            )
+            self.inverted = True
+            return
+        self.inverted = False
         ok = bool(torch.diagonal(L).abs().min() > 0 and torch.diagonal(U).abs().min() > 0)
         self.frozen = (L, U) if ok else None
 
@@ -242,8 +256,11 @@ class _Objective:
         if self.frozen is None:
             return r
         L0, U0 = self.frozen  # R = F^T - A = L U - A, weighted: L0^{-1} R U0^{-1}
-        W = torch.linalg.solve_triangular(L0, F.T - self.A, upper=False)
-        W = torch.linalg.solve_triangular(U0, W, upper=True, left=False)
+        if self.inverted:  # diag='full': the frozen pair holds the inverses
+            W = L0 @ (F.T - self.A) @ U0
+        else:
+            W = torch.linalg.solve_triangular(L0, F.T - self.A, upper=False)
+            W = torch.linalg.solve_triangular(U0, W, upper=True, left=False)
         return torch.cat([r, (self.mu / math.sqrt(self.A.shape[0])) * W.reshape(-1)])
 
     @torch.no_grad()
