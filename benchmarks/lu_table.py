@@ -13,7 +13,6 @@ Records carry thread counts and os.getloadavg() (the machine is shared).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import platform
 import time
@@ -33,7 +32,7 @@ from neuralfactor.lu.model import LUNetwork
 from neuralfactor.lu.operators import OPERATORS, make_operator
 from neuralfactor.lu.precond import iteration_counts
 from neuralfactor.lu.solve import IllConditionedFactorsWarning, LUSolver
-from neuralfactor.lu.train import LUTrainConfig, train_lu
+from neuralfactor.lu.train import LUTrainConfig, parse_precond_stages, train_lu
 
 SPD = {"laplacian-1d", "laplacian-2d", "biharmonic-1d", "biharmonic-2d", "rbf"}
 
@@ -47,19 +46,17 @@ def one_run(
     cfg: LUTrainConfig,
     label: str,
     symmetric: bool = False,
-    stages: list[tuple[float, int]] | None = None,
 ) -> dict:
     A = make_operator(op, n)
     Ad = A.toarray() if sp.issparse(A) else A
     model = LUNetwork(n, leaf, dim=dim, diag=diag, dtype="float64", symmetric=symmetric)
     load0 = os.getloadavg()
     res = train_lu(A, model, cfg)
-    stage_log = []
-    for w, k in stages or ():  # warm-started LM stages with other precond. weights
-        sub = dataclasses.replace(cfg, steps=k, precond_weight=w)
-        r2 = train_lu(A, model, sub, init=False)
-        res = dataclasses.replace(r2, seconds=res.seconds + r2.seconds)
-        stage_log.append({"precond_weight": w, "steps": k, "rel_fro": r2.rel_fro})
+    # the precond. stages as recorded: weight, steps and the error after each stage
+    stage_log = [
+        {"precond_weight": w, "steps": st["steps"], "rel_fro": st["rel_fro"]}
+        for (w, _), st in zip(cfg.precond_stages, res.stages[1:], strict=True)
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IllConditionedFactorsWarning)
         row = evaluate_learned(A, model, samples=100)
@@ -75,7 +72,7 @@ def one_run(
             "iterations": cfg.steps * (cfg.inner if cfg.optimizer == "lbfgs" else 1)
             if not cfg.blockwise
             else None,
-            "steps": cfg.steps + sum(k for _, k in stages or ()),
+            "steps": cfg.steps + sum(k for _, k in cfg.precond_stages),
             "cg_iters": cfg.cg_iters if cfg.optimizer == "lm" else None,
             "train_seconds": res.seconds,
             "train_rel_fro": res.rel_fro,
@@ -161,7 +158,8 @@ def main() -> None:
     ap.add_argument(
         "--stages",
         default="",
-        help="lm: further warm-started stages WEIGHT:STEPS,... after --steps at --precond-weight",
+        help="lm: further stages WEIGHT:STEPS,... after --steps at --precond-weight "
+        "(LUTrainConfig.precond_stages)",
     )
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--no-2d", action="store_true")
@@ -193,16 +191,12 @@ def main() -> None:
                 lr=1e-3,
                 eval_every=5,
                 precond_weight=args.precond_weight,
+                precond_stages=parse_precond_stages(args.stages),
             )
         else:
             cfg = LUTrainConfig(steps=args.steps, inner=20, eval_every=10)
         for op in args.operators:
-            stages = [
-                (float(w), int(k)) for w, k in (v.split(":") for v in args.stages.split(",") if v)
-            ]
-            r = one_run(
-                op, 256, 32, 1, args.diag, cfg, "main", symmetric=args.symmetric, stages=stages
-            )
+            r = one_run(op, 256, 32, 1, args.diag, cfg, "main", symmetric=args.symmetric)
             out["rows"].append(r)
             print(
                 op,

@@ -42,7 +42,7 @@ def _train(
     from neuralfactor.io import read_json, write_json
     from neuralfactor.lu.model import LUNetwork
     from neuralfactor.lu.operators import make_operator
-    from neuralfactor.lu.train import LUTrainConfig, train_lu
+    from neuralfactor.lu.train import LUTrainConfig, parse_precond_stages, train_lu
     from neuralfactor.train.checkpoint import save_checkpoint
 
     cfg = LUTrainConfig(
@@ -52,7 +52,7 @@ def _train(
         lr=lr if lr is not None else (1.0 if optimizer == "lbfgs" else 1e-3),
         cg_iters=cg_iters,
         precond_weight=precond_weight,
-        precond_stages=_parse_stages(precond_stages),
+        precond_stages=parse_precond_stages(precond_stages),
         transpose_loss=transpose_loss,
         blockwise=blockwise,
         block_steps=block_steps,
@@ -121,21 +121,6 @@ def _train(
         f"{res.rel_fro:.3e} in {res.seconds:.1f} s; {model.num_parameters()} weights "
         f"(dense n^2 = {n * n}); saved to {out}"
     )
-
-
-def _parse_stages(text: str) -> tuple[tuple[float, int], ...]:
-    """``'0.01:30,0.003:40'`` -> ``((0.01, 30), (0.003, 40))``."""
-    stages = []
-    for item in (v.strip() for v in text.split(",") if v.strip()):
-        try:
-            w, k = item.split(":")
-            stages.append((float(w), int(k)))
-        except ValueError:
-            raise ValueError(
-                f"The '--precond-stages' option takes WEIGHT:STEPS pairs separated by commas, "
-                f"e.g. 0.01:30,0.003:40. Got {item!r}."
-            ) from None
-    return tuple(stages)
 
 
 def _evaluate(run_dir: Path, samples: int, method: str) -> None:

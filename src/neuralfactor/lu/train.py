@@ -40,7 +40,14 @@ from neuralfactor.lu.model import LUNetwork, as_dense_operator
 from neuralfactor.train.lm import LevenbergMarquardt
 from neuralfactor.train.loop import LoopConfig, LoopResult, run_training
 
-__all__ = ["LUTrainConfig", "LUTrainResult", "check_nonsingular", "check_spd", "train_lu"]
+__all__ = [
+    "LUTrainConfig",
+    "LUTrainResult",
+    "check_nonsingular",
+    "check_spd",
+    "parse_precond_stages",
+    "train_lu",
+]
 
 OptimizerName = Literal["lbfgs", "adam", "lm"]
 
@@ -175,6 +182,22 @@ def check_nonsingular(A: np.ndarray, *, caller: str = "train_lu") -> float:
     return float(1.0 / np.linalg.cond(A, 1))
 
 
+def parse_precond_stages(text: str) -> tuple[tuple[float, int], ...]:
+    """``'0.01:30,0.003:40'`` -> ``((0.01, 30), (0.003, 40))`` for ``precond_stages`` (the
+    command-line form); ``ValueError`` naming the bad item."""
+    stages = []
+    for item in (v.strip() for v in text.split(",") if v.strip()):
+        try:
+            w, k = item.split(":")
+            stages.append((float(w), int(k)))
+        except ValueError:
+            raise ValueError(
+                f"The precond. stages take WEIGHT:STEPS pairs separated by commas, e.g. "
+                f"0.01:30,0.003:40. Got {item!r}."
+            ) from None
+    return tuple(stages)
+
+
 def check_spd(A: np.ndarray, *, caller: str = "train_lu") -> None:
     """Raise ``ValueError`` unless ``A`` is symmetric positive definite (what ``L L^T`` fits)."""
     asym = float(np.linalg.norm(A - A.T) / np.linalg.norm(A))
@@ -213,7 +236,7 @@ class _Objective:
         if self.mu == 0.0:
             return
         L, U = self.model.dense_factors()
-        if self.model.init_args.get("diag") == "full":
+        if self.model.L.diag == "full":
             # block-triangular factors: weight with their inverses, formed once per step
             try:
                 L, U = torch.linalg.inv(L), torch.linalg.inv(U)
@@ -415,7 +438,7 @@ def train_lu(
             f"n={model.n}."
         )
     check_nonsingular(Ad)
-    if getattr(model, "symmetric", False):
+    if model.symmetric:
         check_spd(Ad)
     Ap = model.permute(Ad)
     if init and not resume:
