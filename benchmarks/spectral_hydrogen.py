@@ -43,7 +43,15 @@ def main() -> None:
         default=None,
         help="warm start: a directory holding <method>/ runs of the same architecture",
     )
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--reset-modes",
+        default="",
+        help="with --init-from: comma-separated modes re-initialized from --seed",
+    )
     args = ap.parse_args()
+    reset = tuple(int(m) for m in args.reset_modes.split(",") if m.strip())
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
     records = []
     for method in args.methods.split(","):
@@ -52,7 +60,7 @@ def main() -> None:
             modes=9,
             method=method,
             iters=args.iters,
-            batch=256,
+            batch=args.batch,
             lr=args.lr,
             hidden=32,
             depth=3,
@@ -62,9 +70,10 @@ def main() -> None:
             dtype="float64",
             envelope=args.envelope,
             radius_feature=args.radius_feature,
-            seed=0,
+            seed=args.seed,
             eval_every=args.eval_every,
             init_from=None if args.init_from is None else str(Path(args.init_from) / method),
+            reset_modes=reset,
         )
         out = Path(args.out) / method
         load0 = os.getloadavg()

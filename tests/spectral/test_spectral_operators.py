@@ -280,6 +280,21 @@ def test_cli_train_and_evaluate(tmp_path):
     )
     assert main(["spectral", "--method", "lobpcg", "--out", str(tmp_path / "x")]) == 2
     assert main(["spectral", "evaluate", str(tmp_path / "missing")]) == 2
+    for reset in ("8,x", "9"):  # malformed; out of range for 9 modes
+        assert (
+            main(
+                [
+                    "spectral",
+                    "--init-from",
+                    str(out),
+                    "--reset-modes",
+                    reset,
+                    "--out",
+                    str(tmp_path / "r"),
+                ]
+            )
+            == 2
+        )
 
 
 def test_warm_start_from_another_run(tmp_path):
@@ -369,3 +384,83 @@ def test_resume_is_bit_identical_with_ema_and_spin_state(method, tmp_path):
         assert torch.equal(sa[k], sb[k]), k
     if method == "spin":
         assert int(resumed.sigma_count) == 12 and float(resumed.sigma_avg.abs().sum()) > 0
+
+
+class _Scaled(torch.nn.Module):
+    """``f_l = c_l psi_l`` for closed-form hydrogen states ``psi`` (optionally a column swapped
+    for a small multiple of another: the stalled-mode pattern)."""
+
+    def __init__(self, coef, columns) -> None:
+        super().__init__()
+        self.coef, self.columns = coef, columns
+        self.modes = len(columns)
+
+    def forward(self, x):
+        if x.ndim == 3:
+            return torch.stack([self.forward(x[l])[:, l] for l in range(self.modes)], -1)
+        return hydrogen_2d_eigenfunctions(x, 3)[:, self.columns] * self.coef
+
+
+def test_evaluate_functions_on_planted_eigenfunctions():
+    """The evaluation harness against planted truth: the closed-form states score rel. error,
+    orthogonality and subspace distance at round-off, ``sq_norms`` are the quadrature norms;
+    a last mode replaced by 1e-2 x the ground state (a mode stalled near zero) is caught by
+    its small norm, its wrong eigenvalue and the incomplete n = 2 subspace."""
+    from neuralfactor.spectral.evaluate import evaluate_functions
+
+    x, w = polar_quadrature(96, 32, 2.0)
+    psi = hydrogen_2d_eigenfunctions(x, 3)
+    nrm = (w[:, None] * psi * psi).sum(0).sqrt()
+    true, _, _ = true_spectrum("hydrogen-2d", 9)
+    coef = true.sqrt() / nrm  # the NestedLoRA minimizer f_l = sqrt(lambda_l) phi_l
+    ev = evaluate_functions("hydrogen-2d", _Scaled(coef, list(range(9))), 9)
+    assert max(ev["rel_error"]) < 1e-9 and ev["orthogonality"] < 1e-10
+    assert all(g["subspace_distance"] < 1e-6 for g in ev["groups"])
+    torch.testing.assert_close(
+        torch.tensor(ev["sq_norms"], dtype=true.dtype), true, rtol=1e-9, atol=0
+    )
+
+    stalled = coef.clone()
+    stalled[8] = 1e-2 * coef[0]
+    ev = evaluate_functions("hydrogen-2d", _Scaled(stalled, list(range(8)) + [0]), 9)
+    assert ev["sq_norms"][8] == pytest.approx(1e-4 * float(true[0]), rel=1e-9)
+    assert ev["rel_error"][8] == pytest.approx(24.0, rel=1e-6)  # Rayleigh quotient 1 vs 0.04
+    assert ev["groups"][2]["subspace_distance"] > 0.99
+    assert ev["orthogonality"] == pytest.approx(1.0, abs=1e-9)
+    assert max(ev["rel_error"][:8]) < 1e-9
+
+
+def test_warm_start_resets_listed_modes(tmp_path):
+    """reset_modes keeps the copied weights of the other modes and gives the listed ones the
+    fresh initialization of ``seed`` (trained and EMA copies); bad lists are refused."""
+    from neuralfactor.spectral.trainer import build_problem, load_run, run_spectral
+
+    base = dict(problem="oscillator-2d", modes=3, batch=16, hidden=8, depth=2, envelope=0.5)
+    run_spectral(SpectralConfig(iters=4, eval_every=2, **base), tmp_path / "a")
+    _, first, _ = load_run(tmp_path / "a")
+    cfg = SpectralConfig(
+        iters=1,
+        eval_every=1,
+        lr=1e-12,
+        init_from=str(tmp_path / "a"),
+        reset_modes=[2],
+        seed=5,
+        **base,
+    )
+    assert cfg.reset_modes == (2,)
+    run_spectral(cfg, tmp_path / "b")
+    config, second, _ = load_run(tmp_path / "b")
+    assert config.reset_modes == (2,)  # round-trips through config.json
+    _, fresh = build_problem(cfg)
+    a, b, f = first.state_dict(), second.state_dict(), fresh.state_dict()
+    per_mode = [k for k in a if k.startswith(("net.", "ema.")) and "fourier" not in k]
+    assert len(per_mode) == 12  # weights and biases of 3 layers, trained and EMA
+    for k in per_mode:
+        torch.testing.assert_close(b[k][:2], a[k][:2], rtol=0, atol=1e-9, msg=k)
+        torch.testing.assert_close(b[k][2], f[k][2], rtol=0, atol=1e-9, msg=k)
+        assert not torch.allclose(b[k][2], a[k][2]), k
+    for bad in ([3], [-1], [1, 1]):
+        with pytest.raises(ValueError, match="'reset_modes' parameter of SpectralConfig"):
+            SpectralConfig(init_from=str(tmp_path / "a"), reset_modes=bad, **base)
+    with pytest.raises(ValueError, match="it needs 'init_from'"):
+        SpectralConfig(reset_modes=[0], **base)

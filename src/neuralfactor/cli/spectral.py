@@ -20,13 +20,16 @@ def _print_evaluation(ev: dict) -> None:
     from neuralfactor.cli import console
 
     t = Table(title=f"{ev['method']} on {ev['problem']} (EMA weights, polar quadrature)")
-    for col in ("mode", "group", "eigenvalue", "true", "rel. error"):
+    for col in ("mode", "group", "eigenvalue", "true", "rel. error", "||f||^2"):
         t.add_column(col, justify="right")
     gid = {m: g["group"] for g in ev["groups"] for m in g["modes"]}
-    for l, (lam, tr, err) in enumerate(
-        zip(ev["eigenvalues"], ev["true"], ev["rel_error"], strict=True)
+    norms = ev.get("sq_norms") or [float("nan")] * len(ev["eigenvalues"])  # older runs lack it
+    for l, (lam, tr, err, nrm) in enumerate(
+        zip(ev["eigenvalues"], ev["true"], ev["rel_error"], norms, strict=True)
     ):
-        t.add_row(str(l), str(gid.get(l, "")), f"{lam:.6g}", f"{tr:.6g}", f"{err:.2e}")
+        t.add_row(
+            str(l), str(gid.get(l, "")), f"{lam:.6g}", f"{tr:.6g}", f"{err:.2e}", f"{nrm:.3g}"
+        )
     console.print(t)
     for g in ev["groups"]:
         if g["modes"]:
@@ -82,6 +85,11 @@ def register(app: typer.Typer) -> None:
             help="Warm start from the weights of another run (same architecture); the "
             "optimizer, schedule and sampler start fresh.",
         ),
+        reset_modes: str = typer.Option(
+            "",
+            help="With --init-from: comma-separated modes given a fresh initialization (from "
+            "--seed) instead of the copied weights, e.g. a mode stalled at the zero function.",
+        ),
         figure: bool = typer.Option(True, help="Write figure.png after training."),
     ) -> None:
         """Train ordered eigenfunctions of a differential operator and evaluate them."""
@@ -93,6 +101,13 @@ def register(app: typer.Typer) -> None:
         from neuralfactor.core.timing import pinned_threads
         from neuralfactor.spectral.trainer import SpectralConfig, load_run, run_spectral
 
+        try:
+            reset = tuple(int(m) for m in reset_modes.split(",") if m.strip())
+        except ValueError:
+            raise ValueError(
+                f"The '--reset-modes' option takes comma-separated mode indices, e.g. 8 or 7,8. "
+                f"Got {reset_modes!r}."
+            ) from None
         cfg = SpectralConfig(
             problem=problem,
             modes=modes,
@@ -113,6 +128,7 @@ def register(app: typer.Typer) -> None:
             radius_feature=radius_feature,
             eval_every=eval_every,
             init_from=None if init_from is None else str(init_from),
+            reset_modes=reset,
         )
         with pinned_threads(threads):
             ev = run_spectral(cfg, out, resume=resume, progress=not state["quiet"])

@@ -72,7 +72,9 @@ def evaluate_functions(
 
     Returns
     -------
-    dict with per-mode ``eigenvalues``, ``true``, ``rel_error``; ``orthogonality`` (max
+    dict with per-mode ``eigenvalues``, ``true``, ``rel_error``, ``sq_norms`` (``||f_l||^2``,
+    which NestedLoRA drives to the eigenvalue: a mode far below it sits near the zero
+    function); ``orthogonality`` (max
     off-diagonal normalized Gram entry), ``gram`` (L x L), ``rayleigh_ritz`` eigenvalues of the
     learned span, and ``groups``: per complete degenerate group its modes, max relative
     eigenvalue error and subspace distance. Modes beyond the last complete group are
@@ -124,6 +126,7 @@ def evaluate_functions(
         "true": true[:modes].tolist(),
         "rel_error": rel.tolist(),
         "max_rel_error": float(rel.max()),
+        "sq_norms": G.diagonal().tolist(),
         "orthogonality": float(off.abs().max()) if modes > 1 else 0.0,
         "gram": Gn.tolist(),
         "rayleigh_ritz": rr.tolist(),

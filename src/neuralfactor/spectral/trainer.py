@@ -168,6 +168,10 @@ class SpectralConfig:
     Defaults are the CPU configuration used in ``docs/results/neuralsvd.md``. ``init_from``
     (a run directory of the same architecture) warm-starts the weights from that run's
     ``ckpt/last``; the optimizer, learning-rate schedule and sampler start fresh.
+    ``reset_modes`` (with ``init_from``) gives the listed modes a fresh initialization from
+    ``seed`` instead of the copied weights: a restart for a mode that stalled at the zero
+    function (``||f_l||^2`` far below its Rayleigh quotient, see ``sq_norms`` in the
+    evaluation) while the modes before it converged.
     """
 
     problem: str = "hydrogen-2d"
@@ -195,9 +199,22 @@ class SpectralConfig:
     grad_clip: float | None = None
     eval_scale: float = 2.0
     init_from: str | None = None
+    reset_modes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         c = "SpectralConfig"
+        object.__setattr__(self, "reset_modes", tuple(int(m) for m in self.reset_modes))
+        bad = [m for m in self.reset_modes if not 0 <= m < self.modes]
+        if bad or len(set(self.reset_modes)) != len(self.reset_modes):
+            raise ValueError(
+                f"The 'reset_modes' parameter of {c} must list distinct mode indices in "
+                f"[0, {self.modes}). Got {list(self.reset_modes)}."
+            )
+        if self.reset_modes and self.init_from is None:
+            raise ValueError(
+                f"The 'reset_modes' parameter of {c} re-initializes modes of a warm start; "
+                f"it needs 'init_from'."
+            )
         check_option(self.problem, PROBLEMS, name="problem", caller=c)
         check_option(self.method, METHODS, name="method", caller=c)
         check_option(self.optimizer, OPTIMIZERS, name="optimizer", caller=c)
@@ -374,7 +391,15 @@ def _warm_start(model: SpectralModel, config: SpectralConfig) -> None:
             f"init_from={src} has another architecture ({', '.join(diff)} differ); a warm start "
             f"needs the same problem, modes, width, depth, features, envelope and dtype."
         )
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(old_model.state_dict())
+    if config.reset_modes:
+        idx = torch.tensor(config.reset_modes)
+        with torch.no_grad():
+            for net in (model.net, model.ema):
+                for name, p in net.named_parameters():
+                    key = ("net." if net is model.net else "ema.") + name
+                    p[idx] = fresh[key][idx]
 
 
 def load_run(run: str | Path) -> tuple[SpectralConfig, SpectralModel, dict]:
