@@ -416,6 +416,7 @@ def test_evaluate_functions_on_planted_eigenfunctions():
     ev = evaluate_functions("hydrogen-2d", _Scaled(coef, list(range(9))), 9)
     assert max(ev["rel_error"]) < 1e-9 and ev["orthogonality"] < 1e-10
     assert all(g["subspace_distance"] < 1e-6 for g in ev["groups"])
+    assert ev["stalled_modes"] == []
     torch.testing.assert_close(
         torch.tensor(ev["sq_norms"], dtype=true.dtype), true, rtol=1e-9, atol=0
     )
@@ -424,6 +425,7 @@ def test_evaluate_functions_on_planted_eigenfunctions():
     stalled[8] = 1e-2 * coef[0]
     ev = evaluate_functions("hydrogen-2d", _Scaled(stalled, list(range(8)) + [0]), 9)
     assert ev["sq_norms"][8] == pytest.approx(1e-4 * float(true[0]), rel=1e-9)
+    assert ev["stalled_modes"] == [8]
     assert ev["rel_error"][8] == pytest.approx(24.0, rel=1e-6)  # Rayleigh quotient 1 vs 0.04
     assert ev["groups"][2]["subspace_distance"] > 0.99
     assert ev["orthogonality"] == pytest.approx(1.0, abs=1e-9)

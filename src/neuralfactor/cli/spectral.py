@@ -39,6 +39,13 @@ def _print_evaluation(ev: dict) -> None:
                 f"{g['max_rel_error']:.2e}, subspace distance {g['subspace_distance']:.2e}"
             )
     console.print(f"orthogonality (max |normalized Gram off-diagonal|): {ev['orthogonality']:.2e}")
+    stalled = ev.get("stalled_modes") or []
+    if stalled:
+        console.print(
+            f"modes {stalled} are near the zero function (||f||^2 far below their Rayleigh "
+            f"quotient): a saddle of the objective, not eigenfunctions. Train longer; if the "
+            f"modes before them have converged, restart these: --init-from RUN --reset-modes {','.join(map(str, stalled))} --seed <new seed>."
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -29,7 +29,11 @@ from neuralfactor.spectral.analytic import (
 from neuralfactor.spectral.operators import SchrodingerOperator
 from neuralfactor.spectral.spin import spin_whiten
 
-__all__ = ["evaluate_functions", "evaluate_model", "learned_spectrum", "plot_run"]
+__all__ = ["STALL_RATIO", "evaluate_functions", "evaluate_model", "learned_spectrum", "plot_run"]
+
+#: a NestedLoRA mode with ``||f_l||^2`` below this fraction of its Rayleigh quotient is reported
+#: as stalled near the zero function (at the minimizer the ratio is 1)
+STALL_RATIO = 0.1
 
 
 def learned_spectrum(F: Tensor, G: Tensor | None, cross: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -73,8 +77,9 @@ def evaluate_functions(
     Returns
     -------
     dict with per-mode ``eigenvalues``, ``true``, ``rel_error``, ``sq_norms`` (``||f_l||^2``,
-    which NestedLoRA drives to the eigenvalue: a mode far below it sits near the zero
-    function); ``orthogonality`` (max
+    which NestedLoRA drives to the eigenvalue), ``stalled_modes`` (NestedLoRA modes with
+    ``||f_l||^2 < STALL_RATIO x`` their positive Rayleigh quotient: near the zero function,
+    candidates for ``reset_modes``); ``orthogonality`` (max
     off-diagonal normalized Gram entry), ``gram`` (L x L), ``rayleigh_ritz`` eigenvalues of the
     learned span, and ``groups``: per complete degenerate group its modes, max relative
     eigenvalue error and subspace distance. Modes beyond the last complete group are
@@ -97,6 +102,14 @@ def evaluate_functions(
     lam = Pi.diagonal() / G.diagonal()
     true, gid, ngroups = true_spectrum(problem, modes, shift=shift)
     rel = (lam - true[:modes]).abs() / true[:modes].abs()
+    # NestedLoRA's minimizer has ||f_l||^2 = lambda_l; a mode far below its own Rayleigh
+    # quotient sits near the zero function (a saddle), not at an eigenfunction. Meaningless
+    # for whitened (SpIN) functions.
+    stalled = (
+        []
+        if whiten is not None
+        else [l for l in range(modes) if lam[l] > 0 and G[l, l] < STALL_RATIO * lam[l]]
+    )
     # Rayleigh-Ritz on the learned span: generalized eigenproblem Pi v = mu G v
     C = torch.linalg.cholesky(G + 1e-14 * G.diagonal().mean() * torch.eye(modes, dtype=G.dtype))
     Ci = torch.linalg.inv(C)
@@ -127,6 +140,7 @@ def evaluate_functions(
         "rel_error": rel.tolist(),
         "max_rel_error": float(rel.max()),
         "sq_norms": G.diagonal().tolist(),
+        "stalled_modes": stalled,
         "orthogonality": float(off.abs().max()) if modes > 1 else 0.0,
         "gram": Gn.tolist(),
         "rayleigh_ritz": rr.tolist(),
