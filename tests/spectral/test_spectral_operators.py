@@ -461,7 +461,7 @@ def test_warm_start_resets_listed_modes(tmp_path):
         torch.testing.assert_close(b[k][:2], a[k][:2], rtol=0, atol=1e-9, msg=k)
         torch.testing.assert_close(b[k][2], f[k][2], rtol=0, atol=1e-9, msg=k)
         assert not torch.allclose(b[k][2], a[k][2]), k
-    for bad in ([3], [-1], [1, 1]):
+    for bad in ([3], [-1], [1, 1], [1.5], [True]):
         with pytest.raises(ValueError, match="'reset_modes' parameter of SpectralConfig"):
             SpectralConfig(init_from=str(tmp_path / "a"), reset_modes=bad, **base)
     with pytest.raises(ValueError, match="it needs 'init_from'"):

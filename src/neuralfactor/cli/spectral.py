@@ -44,7 +44,8 @@ def _print_evaluation(ev: dict) -> None:
         console.print(
             f"modes {stalled} are near the zero function (||f||^2 far below their Rayleigh "
             f"quotient): a saddle of the objective, not eigenfunctions. Train longer; if the "
-            f"modes before them have converged, restart these: --init-from RUN --reset-modes {','.join(map(str, stalled))} --seed <new seed>."
+            f"modes before them have converged, restart these: --init-from RUN "
+            f"--reset-modes {','.join(map(str, stalled))} --seed <new seed>."
         )
 
 

@@ -8,6 +8,7 @@ EMA of the weights for evaluation, explicit generators, checkpoints, exact resum
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -203,18 +204,6 @@ class SpectralConfig:
 
     def __post_init__(self) -> None:
         c = "SpectralConfig"
-        object.__setattr__(self, "reset_modes", tuple(int(m) for m in self.reset_modes))
-        bad = [m for m in self.reset_modes if not 0 <= m < self.modes]
-        if bad or len(set(self.reset_modes)) != len(self.reset_modes):
-            raise ValueError(
-                f"The 'reset_modes' parameter of {c} must list distinct mode indices in "
-                f"[0, {self.modes}). Got {list(self.reset_modes)}."
-            )
-        if self.reset_modes and self.init_from is None:
-            raise ValueError(
-                f"The 'reset_modes' parameter of {c} re-initializes modes of a warm start; "
-                f"it needs 'init_from'."
-            )
         check_option(self.problem, PROBLEMS, name="problem", caller=c)
         check_option(self.method, METHODS, name="method", caller=c)
         check_option(self.optimizer, OPTIMIZERS, name="optimizer", caller=c)
@@ -228,11 +217,28 @@ class SpectralConfig:
             raise ValueError(f"The 'batch' parameter of {c} must be even. Got {self.batch}.")
         if self.envelope is not None:
             check_positive_float(self.envelope, name="envelope", caller=c, allow_zero=True)
+        self._check_reset_modes()
         if not 0 <= self.ema_decay < 1 or not 0 <= self.spin_decay < 1:
             raise ValueError(
                 f"The 'ema_decay' and 'spin_decay' parameters of {c} must be in [0, 1). Got "
                 f"{self.ema_decay}, {self.spin_decay}."
             )
+
+    def _check_reset_modes(self) -> None:
+        c = "SpectralConfig"
+        modes = tuple(self.reset_modes)  # a list from config.json
+        ok = all(isinstance(m, numbers.Integral) and not isinstance(m, bool) for m in modes)
+        if not ok or any(not 0 <= m < self.modes for m in modes) or len(set(modes)) < len(modes):
+            raise ValueError(
+                f"The 'reset_modes' parameter of {c} must list distinct mode indices in "
+                f"[0, {self.modes}). Got {list(modes)}."
+            )
+        if modes and self.init_from is None:
+            raise ValueError(
+                f"The 'reset_modes' parameter of {c} re-initializes modes of a warm start; "
+                f"it needs 'init_from'."
+            )
+        object.__setattr__(self, "reset_modes", tuple(int(m) for m in modes))
 
     @property
     def resolved_shift(self) -> float:
@@ -395,11 +401,9 @@ def _warm_start(model: SpectralModel, config: SpectralConfig) -> None:
     model.load_state_dict(old_model.state_dict())
     if config.reset_modes:
         idx = torch.tensor(config.reset_modes)
-        with torch.no_grad():
-            for net in (model.net, model.ema):
-                for name, p in net.named_parameters():
-                    key = ("net." if net is model.net else "ema.") + name
-                    p[idx] = fresh[key][idx]
+        with torch.no_grad():  # trained and EMA copies; every parameter is (modes, ...)
+            for name, p in model.named_parameters():
+                p[idx] = fresh[name][idx]
 
 
 def load_run(run: str | Path) -> tuple[SpectralConfig, SpectralModel, dict]:
