@@ -30,15 +30,12 @@ from neuralfactor.bench.frames import (
     throughput_markdown,
     training_throughput,
 )
+from neuralfactor.core.validation import parse_ints
 from neuralfactor.io import append_jsonl, atomic_write_text, read_json, write_json
 
 
 def _pairs(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(tuple(int(v) for v in s.lower().split("x")) for s in text.split(",") if s)
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(",") if v.strip())
 
 
 def main() -> None:
@@ -90,8 +87,8 @@ def main() -> None:
     config = FramesConfig(
         device=args.device,
         sizes=_pairs(args.sizes),
-        ranks=_ints(args.ranks),
-        batches=_ints(args.batches or ("1,4096" if cuda else "1,256")),
+        ranks=parse_ints(args.ranks, "--ranks"),
+        batches=parse_ints(args.batches or ("1,4096" if cuda else "1,256"), "--batches"),
         dtypes=dtypes,
         methods=tuple(args.methods.split(",")) if args.methods else None,
         threads=args.threads or None,

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from neuralfactor.core.timing import pinned_threads
+from neuralfactor.core.validation import parse_ints
 from neuralfactor.io import write_json
 from neuralfactor.spectral.evaluate import plot_run
 from neuralfactor.spectral.trainer import SpectralConfig, load_run, run_spectral
@@ -51,7 +52,7 @@ def main() -> None:
         help="with --init-from: comma-separated modes re-initialized from --seed",
     )
     args = ap.parse_args()
-    reset = tuple(int(m) for m in args.reset_modes.split(",") if m.strip())
+    reset = parse_ints(args.reset_modes, "--reset-modes")
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
     records = []
     for method in args.methods.split(","):

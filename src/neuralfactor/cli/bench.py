@@ -24,15 +24,6 @@ def _parse_sizes(sizes: list[str]) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-def _ints(text: str, name: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ValueError(
-            f"The '{name}' option takes comma-separated integers. Got {text!r}."
-        ) from None
-
-
 SUITES = ("default", "frames")
 
 
@@ -91,7 +82,7 @@ def bench(
 
     from neuralfactor.bench.runner import BenchConfig, run_bench
     from neuralfactor.bench.tables import COLUMNS, rows_for_display
-    from neuralfactor.core.validation import check_option
+    from neuralfactor.core.validation import check_option, parse_ints
 
     check_option(suite, SUITES, name="suite", caller="bench")
     if train_epochs < 1 or train_frames < 25:
@@ -136,8 +127,8 @@ def bench(
     config = BenchConfig(
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         sizes=_parse_sizes(size) if frames is None else (tuple(frames.shape[-2:]),),
-        ranks=_ints(ranks, "--ranks"),
-        batches=_ints(batches, "--batches"),
+        ranks=parse_ints(ranks, "--ranks"),
+        batches=parse_ints(batches, "--batches"),
         data=data,
         dtype=dtype,
         device=device,
@@ -188,6 +179,7 @@ def _frames_suite(
     from rich.table import Table
 
     from neuralfactor.bench.frames import FRAME_COLUMNS, FramesConfig, run_frames
+    from neuralfactor.core.validation import parse_ints
 
     if data_file is not None:
         raise ValueError("--data-file applies to the default suite; the frames suite simulates.")
@@ -199,8 +191,8 @@ def _frames_suite(
     config = FramesConfig(
         device=device,
         sizes=_parse_sizes(size),
-        ranks=_ints(ranks, "--ranks"),
-        batches=_ints(batches, "--batches"),
+        ranks=parse_ints(ranks, "--ranks"),
+        batches=parse_ints(batches, "--batches"),
         dtypes=tuple(d.strip() for d in dtype.split(",") if d.strip()),
         methods=names,
         threads=threads or None,

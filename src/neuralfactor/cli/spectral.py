@@ -107,15 +107,9 @@ def register(app: typer.Typer) -> None:
             raise ValueError("The '--out' option is required to train (a run directory).")
         from neuralfactor.cli import console, state
         from neuralfactor.core.timing import pinned_threads
+        from neuralfactor.core.validation import parse_ints
         from neuralfactor.spectral.trainer import SpectralConfig, load_run, run_spectral
 
-        try:
-            reset = tuple(int(m) for m in reset_modes.split(",") if m.strip())
-        except ValueError:
-            raise ValueError(
-                f"The '--reset-modes' option takes comma-separated mode indices, e.g. 8 or 7,8. "
-                f"Got {reset_modes!r}."
-            ) from None
         cfg = SpectralConfig(
             problem=problem,
             modes=modes,
@@ -136,7 +130,7 @@ def register(app: typer.Typer) -> None:
             radius_feature=radius_feature,
             eval_every=eval_every,
             init_from=None if init_from is None else str(init_from),
-            reset_modes=reset,
+            reset_modes=parse_ints(reset_modes, "--reset-modes"),
         )
         with pinned_threads(threads):
             ev = run_spectral(cfg, out, resume=resume, progress=not state["quiet"])

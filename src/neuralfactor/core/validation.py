@@ -24,6 +24,7 @@ __all__ = [
     "check_positive_int",
     "check_rank",
     "check_same_device",
+    "parse_ints",
     "resolve_device",
 ]
 
@@ -229,3 +230,14 @@ def check_positive_float(
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"The '{name}' parameter{_where(caller)} must be {bound}. Got {value}.")
     return value
+
+
+def parse_ints(text: str, name: str) -> tuple[int, ...]:
+    """``'4,8'`` -> ``(4, 8)``: a comma-separated list of integers from the command line (empty
+    items skipped); ``ValueError`` naming the option ``name`` otherwise."""
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(
+            f"The '{name}' option takes comma-separated integers. Got {text!r}."
+        ) from None

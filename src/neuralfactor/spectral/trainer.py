@@ -397,13 +397,15 @@ def _warm_start(model: SpectralModel, config: SpectralConfig) -> None:
             f"init_from={src} has another architecture ({', '.join(diff)} differ); a warm start "
             f"needs the same problem, modes, width, depth, features, envelope and dtype."
         )
-    fresh = {k: v.clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(old_model.state_dict())
-    if config.reset_modes:
-        idx = torch.tensor(config.reset_modes)
-        with torch.no_grad():  # trained and EMA copies; every parameter is (modes, ...)
-            for name, p in model.named_parameters():
-                p[idx] = fresh[name][idx]
+    idx = torch.tensor(config.reset_modes, dtype=torch.long)
+    with torch.no_grad():
+        # keep the fresh initialization of the reset modes only (advanced indexing copies),
+        # trained and EMA copies; every parameter is (modes, ...)
+        fresh = {name: p[idx] for name, p in model.named_parameters()} if len(idx) else {}
+        model.load_state_dict(old_model.state_dict())
+        for name, p in model.named_parameters():
+            if name in fresh:
+                p[idx] = fresh[name]
 
 
 def load_run(run: str | Path) -> tuple[SpectralConfig, SpectralModel, dict]:
