@@ -51,6 +51,12 @@ def main() -> None:
         default="",
         help="with --init-from: comma-separated modes re-initialized from --seed",
     )
+    ap.add_argument(
+        "--sampler",
+        default="radial",
+        help="radial (Monte Carlo, sigma 8) | quadrature (randomized polar rule)",
+    )
+    ap.add_argument("--quad-theta", type=int, default=16)
     args = ap.parse_args()
     reset = parse_ints(args.reset_modes, "--reset-modes")
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
@@ -66,8 +72,9 @@ def main() -> None:
             hidden=32,
             depth=3,
             laplacian="fd",
-            sampler="radial",
+            sampler=args.sampler,
             sigma=8.0,
+            quad_theta=args.quad_theta,
             dtype="float64",
             envelope=args.envelope,
             radius_feature=args.radius_feature,

@@ -72,8 +72,16 @@ def register(app: typer.Typer) -> None:
         hidden: int = typer.Option(32, help="Hidden width of each mode's MLP."),
         depth: int = typer.Option(3, help="Hidden layers of each mode's MLP."),
         laplacian: str = typer.Option("fd", help="fd | autograd"),
-        sampler: str = typer.Option("radial", help="radial | gaussian"),
-        sigma: float = typer.Option(8.0, help="Sampler scale."),
+        sampler: str = typer.Option(
+            "radial",
+            help="radial | gaussian (Monte Carlo) | quadrature (randomized polar rule; --batch "
+            "a multiple of 2 * --quad-theta).",
+        ),
+        sigma: float = typer.Option(8.0, help="Scale of the radial and gaussian samplers."),
+        quad_theta: int = typer.Option(16, help="Angles per rule of the quadrature sampler."),
+        quad_scale: float = typer.Option(
+            2.0, help="Gauss-Laguerre length of the quadrature sampler."
+        ),
         envelope: float = typer.Option(
             None, help="Multiply each MLP by exp(-a sqrt(1+|x|^2)) with this rate a."
         ),
@@ -123,6 +131,8 @@ def register(app: typer.Typer) -> None:
             laplacian=laplacian,
             sampler=sampler,
             sigma=sigma,
+            quad_theta=quad_theta,
+            quad_scale=quad_scale,
             dtype=dtype,
             ema_decay=ema_decay,
             seed=seed,

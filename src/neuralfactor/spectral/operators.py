@@ -19,7 +19,8 @@ KernelOperator
 SchrodingerOperator
     ``T = shift - H`` with ``H = -Laplacian + V`` on R^d (Lebesgue measure), ``V`` the 2-D
     hydrogen ``-1/|x|`` or the harmonic oscillator ``|x|^2``; Laplacian by exact autograd or
-    central finite differences; importance sampling from a Gaussian (Cartesian or radial).
+    central finite differences; importance sampling from a Gaussian (Cartesian or radial), or
+    (2-D) a randomized polar quadrature.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from neuralfactor.core.validation import (
     check_positive_float,
     check_positive_int,
 )
+from neuralfactor.spectral.analytic import gauss_laguerre
 from neuralfactor.spectral.models import FunctionPair, TabularFunctions
 from neuralfactor.spectral.objectives import gram
 
@@ -53,8 +55,10 @@ __all__ = [
 
 Laplacian = Literal["autograd", "fd"]
 LAPLACIANS: tuple[str, ...] = ("autograd", "fd")
-Sampler = Literal["gaussian", "radial"]
-SAMPLERS: tuple[str, ...] = ("gaussian", "radial")
+Sampler = Literal["gaussian", "radial", "quadrature"]
+SAMPLERS: tuple[str, ...] = ("gaussian", "radial", "quadrature")
+#: relative spread of the randomized quadrature's Gauss-Laguerre length per draw
+QUADRATURE_JITTER = 0.2
 POTENTIALS: tuple[str, ...] = ("coulomb", "harmonic")
 
 
@@ -320,12 +324,24 @@ class SchrodingerOperator:
         Exact second derivatives by double backward, or central differences with step
         ``fd_step`` (``2d + 1`` evaluations, no double backward; error ``O(h^2)`` plus round-off
         ``O(eps / h^2)``, so prefer float64 with it).
-    sampler : {'gaussian', 'radial'}
+    sampler : {'gaussian', 'radial', 'quadrature'}
         ``x ~ N(0, sigma^2 I)``, or (2-D only) ``|x| ~ |N(0, sigma^2)|`` with a uniform angle,
         whose density ``~ 1/|x|`` cancels the Coulomb singularity so the estimator of the
-        potential term has finite variance.
+        potential term has finite variance; or (2-D only) a **randomized polar quadrature**:
+        each half of a batch of ``B`` points is its own rule, Gauss-Laguerre in ``r`` with
+        ``B / (2 quad_theta)`` nodes and length ``quad_scale (1 + u QUADRATURE_JITTER)``,
+        ``u ~ U(-1, 1)``, times the trapezoid rule in ``theta`` with ``quad_theta`` angles and a
+        uniformly random offset. The angular integral is exact in expectation (so the two halves
+        give an unbiased quadratic term in ``theta``); the radial rule is deterministic up to
+        the jitter, with the Gauss-Laguerre error of smooth, exponentially decaying integrands.
+        Its variance is far below the Monte Carlo samplers' (``docs/results/neuralsvd.md``).
     sigma : float
-        Sampler scale.
+        Scale of the Gaussian and radial samplers.
+    quad_theta : int
+        Angles per rule of the quadrature sampler.
+    quad_scale : float
+        Gauss-Laguerre length of the quadrature sampler (near the slowest decay length of the
+        integrands, as for the evaluation's rule).
     mask_radius : float, optional
         Multiply every function by ``max(0, 1 - |x|^2 / R^2)`` (Dirichlet box of radius R).
     r_min : float
@@ -345,6 +361,8 @@ class SchrodingerOperator:
         fd_step: float = 1e-3,
         sampler: Sampler = "gaussian",
         sigma: float = 8.0,
+        quad_theta: int = 16,
+        quad_scale: float = 2.0,
         mask_radius: float | None = None,
         r_min: float = 1e-6,
     ) -> None:
@@ -355,9 +373,13 @@ class SchrodingerOperator:
         self.laplacian = check_option(laplacian, LAPLACIANS, name="laplacian", caller=caller)
         self.fd_step = check_positive_float(fd_step, name="fd_step", caller=caller)
         self.sampler = check_option(sampler, SAMPLERS, name="sampler", caller=caller)
-        if self.sampler == "radial" and self.dim != 2:
-            raise ValueError(f"sampler='radial' is implemented for dim=2 only. Got dim={dim}.")
+        if self.sampler in ("radial", "quadrature") and self.dim != 2:
+            raise ValueError(
+                f"sampler={self.sampler!r} is implemented for dim=2 only. Got dim={dim}."
+            )
         self.sigma = check_positive_float(sigma, name="sigma", caller=caller)
+        self.quad_theta = check_positive_int(quad_theta, name="quad_theta", caller=caller)
+        self.quad_scale = check_positive_float(quad_scale, name="quad_scale", caller=caller)
         self.mask_radius = (
             None
             if mask_radius is None
@@ -374,8 +396,24 @@ class SchrodingerOperator:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ) -> Batch:
-        """Draw ``batch`` points and their weights ``1 / (batch q(x))``."""
+        """Draw ``batch`` points and their weights ``1 / (batch q(x))``.
+
+        For ``sampler='quadrature'`` the weights are the two rules' weights halved (so that the
+        whole batch, like each half with doubled weights, approximates the integral);
+        ``batch`` must be a multiple of ``2 quad_theta``.
+        """
         batch = check_positive_int(batch, name="batch", caller="SchrodingerOperator.sample")
+        if self.sampler == "quadrature":
+            if batch % (2 * self.quad_theta):
+                raise ValueError(
+                    f"The quadrature sampler needs a batch that is a multiple of 2 * quad_theta "
+                    f"= {2 * self.quad_theta} (two rules of quad_theta angles). Got {batch}."
+                )
+            n_r = batch // (2 * self.quad_theta)
+            halves = [self._quadrature_rule(n_r, generator) for _ in range(2)]
+            x = torch.cat([h[0] for h in halves]).to(dtype=dtype, device=device)
+            w = torch.cat([h[1] for h in halves]).to(dtype=dtype, device=device) / 2
+            return Batch(x, w)
         x = torch.randn(batch, self.dim, generator=generator, dtype=dtype, device=device)
         s = self.sigma
         if self.sampler == "gaussian":
@@ -389,6 +427,22 @@ class SchrodingerOperator:
             p_r = 2.0 / (math.sqrt(2 * math.pi) * s) * torch.exp(-r * r / (2 * s * s))
             w = 2 * math.pi * r / (p_r * batch)  # 1 / (B q), q = p_r / (2 pi r)
         return Batch(x, w)
+
+    def _quadrature_rule(
+        self, n_r: int, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """One randomized polar rule (float64): nodes (n_r quad_theta, 2) and weights."""
+        u = torch.rand(2, generator=generator, dtype=torch.float64)
+        scale = self.quad_scale * (1.0 + QUADRATURE_JITTER * (2.0 * u[0] - 1.0))
+        xg, wg = gauss_laguerre(n_r)
+        r = scale * xg
+        wr = scale * wg * r  # Jacobian r
+        n_t = self.quad_theta
+        theta = (torch.arange(n_t, dtype=torch.float64) + u[1]) * (2 * math.pi / n_t)
+        R, TH = torch.meshgrid(r, theta, indexing="ij")
+        x = torch.stack([R * torch.cos(TH), R * torch.sin(TH)], -1).reshape(-1, 2)
+        w = (wr[:, None] * (2 * math.pi / n_t)).expand(n_r, n_t).reshape(-1)
+        return x, w
 
     # -- the operator ---------------------------------------------------------------------
     def potential_values(self, x: Tensor) -> Tensor:

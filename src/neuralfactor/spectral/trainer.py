@@ -193,6 +193,8 @@ class SpectralConfig:
     fd_step: float = 1e-3
     sampler: str = "radial"
     sigma: float = 8.0
+    quad_theta: int = 16
+    quad_scale: float = 2.0
     shift: float | None = None
     dtype: str = "float64"
     seed: int = 0
@@ -215,6 +217,14 @@ class SpectralConfig:
         check_positive_int(self.batch, name="batch", caller=c, minimum=2)
         if self.batch % 2:
             raise ValueError(f"The 'batch' parameter of {c} must be even. Got {self.batch}.")
+        check_positive_int(self.quad_theta, name="quad_theta", caller=c)
+        check_positive_float(self.quad_scale, name="quad_scale", caller=c)
+        if self.sampler == "quadrature" and self.batch % (2 * self.quad_theta):
+            raise ValueError(
+                f"With sampler='quadrature' the 'batch' parameter of {c} must be a multiple of "
+                f"2 * quad_theta = {2 * self.quad_theta} (two rules of quad_theta angles). Got "
+                f"{self.batch}."
+            )
         if self.envelope is not None:
             check_positive_float(self.envelope, name="envelope", caller=c, allow_zero=True)
         self._check_reset_modes()
@@ -274,6 +284,8 @@ def build_problem(config: SpectralConfig) -> tuple[SchrodingerOperator, Spectral
         fd_step=config.fd_step,
         sampler=config.sampler,
         sigma=config.sigma,
+        quad_theta=config.quad_theta,
+        quad_scale=config.quad_scale,
     )
     gen = torch.Generator().manual_seed(config.seed)
     net = ParallelMLP(
