@@ -54,9 +54,9 @@ def main() -> None:
     ap.add_argument(
         "--sampler",
         default="radial",
-        help="radial (Monte Carlo, sigma 8) | quadrature (randomized polar rule)",
+        help="radial (Monte Carlo, sigma 8) | lattice (randomly shifted polar lattice)",
     )
-    ap.add_argument("--quad-theta", type=int, default=16)
+    ap.add_argument("--lattice-theta", type=int, default=16)
     args = ap.parse_args()
     reset = parse_ints(args.reset_modes, "--reset-modes")
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
@@ -74,7 +74,7 @@ def main() -> None:
             laplacian="fd",
             sampler=args.sampler,
             sigma=8.0,
-            quad_theta=args.quad_theta,
+            lattice_theta=args.lattice_theta,
             dtype="float64",
             envelope=args.envelope,
             radius_feature=args.radius_feature,

@@ -74,13 +74,13 @@ def register(app: typer.Typer) -> None:
         laplacian: str = typer.Option("fd", help="fd | autograd"),
         sampler: str = typer.Option(
             "radial",
-            help="radial | gaussian (Monte Carlo) | quadrature (randomized polar rule; --batch "
-            "a multiple of 2 * --quad-theta).",
+            help="radial | gaussian (Monte Carlo) | lattice (randomly shifted polar lattice, "
+            "2-D; --batch a multiple of 2 * --lattice-theta).",
         ),
         sigma: float = typer.Option(8.0, help="Scale of the radial and gaussian samplers."),
-        quad_theta: int = typer.Option(16, help="Angles per rule of the quadrature sampler."),
-        quad_scale: float = typer.Option(
-            2.0, help="Gauss-Laguerre length of the quadrature sampler."
+        lattice_theta: int = typer.Option(16, help="Angles per rule of the lattice sampler."),
+        lattice_scale: float = typer.Option(
+            1.0, help="Radial map r = a t / (1 - t)^2 of the lattice sampler: this a."
         ),
         envelope: float = typer.Option(
             None, help="Multiply each MLP by exp(-a sqrt(1+|x|^2)) with this rate a."
@@ -131,8 +131,8 @@ def register(app: typer.Typer) -> None:
             laplacian=laplacian,
             sampler=sampler,
             sigma=sigma,
-            quad_theta=quad_theta,
-            quad_scale=quad_scale,
+            lattice_theta=lattice_theta,
+            lattice_scale=lattice_scale,
             dtype=dtype,
             ema_decay=ema_decay,
             seed=seed,

@@ -18,7 +18,6 @@ integrands).
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -32,7 +31,6 @@ __all__ = [
     "oscillator_2d_eigenfunctions",
     "true_spectrum",
     "polar_quadrature",
-    "gauss_laguerre",
 ]
 
 
@@ -109,15 +107,6 @@ def true_spectrum(problem: str, modes: int, *, shift: float = 0.0) -> tuple[Tens
     return torch.tensor(vals, dtype=torch.float64), torch.tensor(gid), groups
 
 
-@functools.lru_cache(maxsize=16)
-def gauss_laguerre(n: int) -> tuple[Tensor, Tensor]:
-    """``n`` Gauss-Laguerre nodes and weights for ``int_0^inf h(r) dr`` (float64; the weights
-    include ``e^x``, so ``sum_k w_k h(x_k)`` is exact for ``poly(r) e^{-r}`` of degree
-    ``< 2n``). Cached; do not modify the returned tensors."""
-    x, w = np.polynomial.laguerre.laggauss(n)
-    return torch.as_tensor(x), torch.as_tensor(w * np.exp(x))
-
-
 def polar_quadrature(
     n_r: int = 96, n_theta: int = 32, scale: float = 2.0, dtype: torch.dtype = torch.float64
 ) -> tuple[Tensor, Tensor]:
@@ -127,9 +116,9 @@ def polar_quadrature(
     degree ``2 n_r - 1``), trapezoid in ``theta``. Choose ``scale`` near the slowest decay
     length of the integrands.
     """
-    xg, wg = (t.numpy() for t in gauss_laguerre(n_r))
+    xg, wg = np.polynomial.laguerre.laggauss(n_r)
     r = scale * xg
-    wr = scale * wg * r  # includes the Jacobian r
+    wr = scale * wg * np.exp(xg) * r  # includes the Jacobian r
     th = 2 * np.pi * np.arange(n_theta) / n_theta
     R, TH = np.meshgrid(r, th, indexing="ij")
     pts = np.stack([R * np.cos(TH), R * np.sin(TH)], -1).reshape(-1, 2)

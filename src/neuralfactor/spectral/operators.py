@@ -20,7 +20,7 @@ SchrodingerOperator
     ``T = shift - H`` with ``H = -Laplacian + V`` on R^d (Lebesgue measure), ``V`` the 2-D
     hydrogen ``-1/|x|`` or the harmonic oscillator ``|x|^2``; Laplacian by exact autograd or
     central finite differences; importance sampling from a Gaussian (Cartesian or radial), or
-    (2-D) a randomized polar quadrature.
+    (2-D) a randomly shifted polar lattice (randomized quasi-Monte Carlo).
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from neuralfactor.core.validation import (
     check_positive_float,
     check_positive_int,
 )
-from neuralfactor.spectral.analytic import gauss_laguerre
 from neuralfactor.spectral.models import FunctionPair, TabularFunctions
 from neuralfactor.spectral.objectives import gram
 
@@ -55,10 +54,8 @@ __all__ = [
 
 Laplacian = Literal["autograd", "fd"]
 LAPLACIANS: tuple[str, ...] = ("autograd", "fd")
-Sampler = Literal["gaussian", "radial", "quadrature"]
-SAMPLERS: tuple[str, ...] = ("gaussian", "radial", "quadrature")
-#: relative spread of the randomized quadrature's Gauss-Laguerre length per draw
-QUADRATURE_JITTER = 0.2
+Sampler = Literal["gaussian", "radial", "lattice"]
+SAMPLERS: tuple[str, ...] = ("gaussian", "radial", "lattice")
 POTENTIALS: tuple[str, ...] = ("coulomb", "harmonic")
 
 
@@ -324,24 +321,26 @@ class SchrodingerOperator:
         Exact second derivatives by double backward, or central differences with step
         ``fd_step`` (``2d + 1`` evaluations, no double backward; error ``O(h^2)`` plus round-off
         ``O(eps / h^2)``, so prefer float64 with it).
-    sampler : {'gaussian', 'radial', 'quadrature'}
-        ``x ~ N(0, sigma^2 I)``, or (2-D only) ``|x| ~ |N(0, sigma^2)|`` with a uniform angle,
-        whose density ``~ 1/|x|`` cancels the Coulomb singularity so the estimator of the
-        potential term has finite variance; or (2-D only) a **randomized polar quadrature**:
-        each half of a batch of ``B`` points is its own rule, Gauss-Laguerre in ``r`` with
-        ``B / (2 quad_theta)`` nodes and length ``quad_scale (1 + u QUADRATURE_JITTER)``,
-        ``u ~ U(-1, 1)``, times the trapezoid rule in ``theta`` with ``quad_theta`` angles and a
-        uniformly random offset. The angular integral is exact in expectation (so the two halves
-        give an unbiased quadratic term in ``theta``); the radial rule is deterministic up to
-        the jitter, with the Gauss-Laguerre error of smooth, exponentially decaying integrands.
-        Its variance is far below the Monte Carlo samplers' (``docs/results/neuralsvd.md``).
+    sampler : {'gaussian', 'radial', 'lattice'}
+        Monte Carlo ``x ~ N(0, sigma^2 I)``, or (2-D only) ``|x| ~ |N(0, sigma^2)|`` with a
+        uniform angle, whose density ``~ 1/|x|`` cancels the Coulomb singularity so the
+        estimator of the potential term has finite variance; or (2-D only) a **randomly
+        shifted polar lattice** (randomized quasi-Monte Carlo): each half of a batch of ``B``
+        points is its own product rule, ``n_r = B / (2 lattice_theta)`` radii
+        ``r = a t / (1 - t)^2`` at ``t_k = (k + u) / n_r`` (``a = lattice_scale``) times
+        ``lattice_theta`` equally spaced angles with a random offset ``v``; ``u, v ~ U(0, 1)``
+        independent per half. Every point is uniform in ``(t, theta)``, so each half is an
+        unbiased estimate of the integral (of any integrable function) and the two halves give
+        the unbiased quadratic term; for the smooth, decaying integrands here its error is
+        orders of magnitude below Monte Carlo's at the same batch (closed-form hydrogen Gram
+        matrix: about 3e-5 r.m.s. with 32 x 16 points per half).
     sigma : float
         Scale of the Gaussian and radial samplers.
-    quad_theta : int
-        Angles per rule of the quadrature sampler.
-    quad_scale : float
-        Gauss-Laguerre length of the quadrature sampler (near the slowest decay length of the
-        integrands, as for the evaluation's rule).
+    lattice_theta : int
+        Angles per rule of the lattice sampler.
+    lattice_scale : float
+        ``a`` of the lattice sampler's radial map (``r ~ a t`` near the origin, so
+        ``n_r / a`` radii per unit length there).
     mask_radius : float, optional
         Multiply every function by ``max(0, 1 - |x|^2 / R^2)`` (Dirichlet box of radius R).
     r_min : float
@@ -361,8 +360,8 @@ class SchrodingerOperator:
         fd_step: float = 1e-3,
         sampler: Sampler = "gaussian",
         sigma: float = 8.0,
-        quad_theta: int = 16,
-        quad_scale: float = 2.0,
+        lattice_theta: int = 16,
+        lattice_scale: float = 1.0,
         mask_radius: float | None = None,
         r_min: float = 1e-6,
     ) -> None:
@@ -373,13 +372,15 @@ class SchrodingerOperator:
         self.laplacian = check_option(laplacian, LAPLACIANS, name="laplacian", caller=caller)
         self.fd_step = check_positive_float(fd_step, name="fd_step", caller=caller)
         self.sampler = check_option(sampler, SAMPLERS, name="sampler", caller=caller)
-        if self.sampler in ("radial", "quadrature") and self.dim != 2:
+        if self.sampler in ("radial", "lattice") and self.dim != 2:
             raise ValueError(
                 f"sampler={self.sampler!r} is implemented for dim=2 only. Got dim={dim}."
             )
         self.sigma = check_positive_float(sigma, name="sigma", caller=caller)
-        self.quad_theta = check_positive_int(quad_theta, name="quad_theta", caller=caller)
-        self.quad_scale = check_positive_float(quad_scale, name="quad_scale", caller=caller)
+        self.lattice_theta = check_positive_int(lattice_theta, name="lattice_theta", caller=caller)
+        self.lattice_scale = check_positive_float(
+            lattice_scale, name="lattice_scale", caller=caller
+        )
         self.mask_radius = (
             None
             if mask_radius is None
@@ -398,19 +399,19 @@ class SchrodingerOperator:
     ) -> Batch:
         """Draw ``batch`` points and their weights ``1 / (batch q(x))``.
 
-        For ``sampler='quadrature'`` the weights are the two rules' weights halved (so that the
-        whole batch, like each half with doubled weights, approximates the integral);
-        ``batch`` must be a multiple of ``2 quad_theta``.
+        For ``sampler='lattice'`` the weights are the two rules' weights halved (so that the
+        whole batch, like each half with doubled weights, estimates the integral); ``batch``
+        must be a multiple of ``2 lattice_theta``.
         """
         batch = check_positive_int(batch, name="batch", caller="SchrodingerOperator.sample")
-        if self.sampler == "quadrature":
-            if batch % (2 * self.quad_theta):
+        if self.sampler == "lattice":
+            if batch % (2 * self.lattice_theta):
                 raise ValueError(
-                    f"The quadrature sampler needs a batch that is a multiple of 2 * quad_theta "
-                    f"= {2 * self.quad_theta} (two rules of quad_theta angles). Got {batch}."
+                    f"The lattice sampler needs a batch that is a multiple of 2 * lattice_theta "
+                    f"= {2 * self.lattice_theta} (two rules of lattice_theta angles). Got {batch}."
                 )
-            n_r = batch // (2 * self.quad_theta)
-            halves = [self._quadrature_rule(n_r, generator) for _ in range(2)]
+            n_r = batch // (2 * self.lattice_theta)
+            halves = [self._lattice_rule(n_r, generator) for _ in range(2)]
             x = torch.cat([h[0] for h in halves]).to(dtype=dtype, device=device)
             w = torch.cat([h[1] for h in halves]).to(dtype=dtype, device=device) / 2
             return Batch(x, w)
@@ -428,16 +429,14 @@ class SchrodingerOperator:
             w = 2 * math.pi * r / (p_r * batch)  # 1 / (B q), q = p_r / (2 pi r)
         return Batch(x, w)
 
-    def _quadrature_rule(
-        self, n_r: int, generator: torch.Generator | None
-    ) -> tuple[Tensor, Tensor]:
-        """One randomized polar rule (float64): nodes (n_r quad_theta, 2) and weights."""
+    def _lattice_rule(self, n_r: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """One randomly shifted polar rule (float64): nodes (n_r lattice_theta, 2), weights."""
         u = torch.rand(2, generator=generator, dtype=torch.float64)
-        scale = self.quad_scale * (1.0 + QUADRATURE_JITTER * (2.0 * u[0] - 1.0))
-        xg, wg = gauss_laguerre(n_r)
-        r = scale * xg
-        wr = scale * wg * r  # Jacobian r
-        n_t = self.quad_theta
+        a = self.lattice_scale
+        t = (torch.arange(n_r, dtype=torch.float64) + u[0]) / n_r  # in (0, 1)
+        r = a * t / (1 - t) ** 2
+        wr = a * (1 + t) / (1 - t) ** 3 * r / n_r  # dr/dt, the Jacobian r, 1/n_r
+        n_t = self.lattice_theta
         theta = (torch.arange(n_t, dtype=torch.float64) + u[1]) * (2 * math.pi / n_t)
         R, TH = torch.meshgrid(r, theta, indexing="ij")
         x = torch.stack([R * torch.cos(TH), R * torch.sin(TH)], -1).reshape(-1, 2)

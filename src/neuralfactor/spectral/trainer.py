@@ -193,8 +193,8 @@ class SpectralConfig:
     fd_step: float = 1e-3
     sampler: str = "radial"
     sigma: float = 8.0
-    quad_theta: int = 16
-    quad_scale: float = 2.0
+    lattice_theta: int = 16
+    lattice_scale: float = 1.0
     shift: float | None = None
     dtype: str = "float64"
     seed: int = 0
@@ -217,12 +217,12 @@ class SpectralConfig:
         check_positive_int(self.batch, name="batch", caller=c, minimum=2)
         if self.batch % 2:
             raise ValueError(f"The 'batch' parameter of {c} must be even. Got {self.batch}.")
-        check_positive_int(self.quad_theta, name="quad_theta", caller=c)
-        check_positive_float(self.quad_scale, name="quad_scale", caller=c)
-        if self.sampler == "quadrature" and self.batch % (2 * self.quad_theta):
+        check_positive_int(self.lattice_theta, name="lattice_theta", caller=c)
+        check_positive_float(self.lattice_scale, name="lattice_scale", caller=c)
+        if self.sampler == "lattice" and self.batch % (2 * self.lattice_theta):
             raise ValueError(
-                f"With sampler='quadrature' the 'batch' parameter of {c} must be a multiple of "
-                f"2 * quad_theta = {2 * self.quad_theta} (two rules of quad_theta angles). Got "
+                f"With sampler='lattice' the 'batch' parameter of {c} must be a multiple of "
+                f"2 * lattice_theta = {2 * self.lattice_theta} (two rules of lattice_theta angles). Got "
                 f"{self.batch}."
             )
         if self.envelope is not None:
@@ -284,8 +284,8 @@ def build_problem(config: SpectralConfig) -> tuple[SchrodingerOperator, Spectral
         fd_step=config.fd_step,
         sampler=config.sampler,
         sigma=config.sigma,
-        quad_theta=config.quad_theta,
-        quad_scale=config.quad_scale,
+        lattice_theta=config.lattice_theta,
+        lattice_scale=config.lattice_scale,
     )
     gen = torch.Generator().manual_seed(config.seed)
     net = ParallelMLP(
