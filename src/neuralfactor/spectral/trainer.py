@@ -222,8 +222,8 @@ class SpectralConfig:
         if self.sampler == "lattice" and self.batch % (2 * self.lattice_theta):
             raise ValueError(
                 f"With sampler='lattice' the 'batch' parameter of {c} must be a multiple of "
-                f"2 * lattice_theta = {2 * self.lattice_theta} (two rules of lattice_theta angles). Got "
-                f"{self.batch}."
+                f"2 * lattice_theta = {2 * self.lattice_theta} (two rules of lattice_theta "
+                f"angles). Got {self.batch}."
             )
         if self.envelope is not None:
             check_positive_float(self.envelope, name="envelope", caller=c, allow_zero=True)
