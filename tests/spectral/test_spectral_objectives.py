@@ -48,7 +48,7 @@ def grad_norm(op: MatrixOperator, net: FunctionPair, nesting: str) -> float:
 
 def loss_value(op: MatrixOperator, net: FunctionPair) -> float:
     cross, P, Q = op.svd_moments(net, Batch(None), sequential=False, split=False)
-    return float(nestedlora_loss(cross, P, Q, nesting="joint"))
+    return float(nestedlora_loss(cross, P, Q, nesting="joint").detach())
 
 
 @pytest.mark.parametrize("nesting", ["joint", "seq"])
