@@ -48,6 +48,7 @@ __all__ = [
     "SchrodingerOperator",
     "LAPLACIANS",
     "SAMPLERS",
+    "check_lattice_batch",
     "POTENTIALS",
     "evd_moments",
 ]
@@ -66,6 +67,16 @@ class Batch:
     x: Tensor | None
     w: Tensor | None = None
     y: Tensor | None = None  # row indices for the SVD form
+
+
+def check_lattice_batch(batch: int, lattice_theta: int, *, caller: str) -> None:
+    """The lattice sampler splits a batch into two rules of ``lattice_theta`` angles each."""
+    if batch % (2 * lattice_theta):
+        raise ValueError(
+            f"The 'batch' parameter of {caller} must be a multiple of 2 * lattice_theta = "
+            f"{2 * lattice_theta} for the lattice sampler (two rules of lattice_theta angles). "
+            f"Got {batch}."
+        )
 
 
 def _check_modes(modes: int, rank: int, what: str) -> int:
@@ -405,11 +416,7 @@ class SchrodingerOperator:
         """
         batch = check_positive_int(batch, name="batch", caller="SchrodingerOperator.sample")
         if self.sampler == "lattice":
-            if batch % (2 * self.lattice_theta):
-                raise ValueError(
-                    f"The lattice sampler needs a batch that is a multiple of 2 * lattice_theta "
-                    f"= {2 * self.lattice_theta} (two rules of lattice_theta angles). Got {batch}."
-                )
+            check_lattice_batch(batch, self.lattice_theta, caller="SchrodingerOperator.sample")
             n_r = batch // (2 * self.lattice_theta)
             halves = [self._lattice_rule(n_r, generator) for _ in range(2)]
             x = torch.cat([h[0] for h in halves]).to(dtype=dtype, device=device)

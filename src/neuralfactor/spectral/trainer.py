@@ -23,6 +23,7 @@ from neuralfactor.spectral.operators import (
     SAMPLERS,
     MatrixOperator,
     SchrodingerOperator,
+    check_lattice_batch,
     evd_moments,
 )
 from neuralfactor.spectral.spin import spin_loss
@@ -219,12 +220,8 @@ class SpectralConfig:
             raise ValueError(f"The 'batch' parameter of {c} must be even. Got {self.batch}.")
         check_positive_int(self.lattice_theta, name="lattice_theta", caller=c)
         check_positive_float(self.lattice_scale, name="lattice_scale", caller=c)
-        if self.sampler == "lattice" and self.batch % (2 * self.lattice_theta):
-            raise ValueError(
-                f"With sampler='lattice' the 'batch' parameter of {c} must be a multiple of "
-                f"2 * lattice_theta = {2 * self.lattice_theta} (two rules of lattice_theta "
-                f"angles). Got {self.batch}."
-            )
+        if self.sampler == "lattice":
+            check_lattice_batch(self.batch, self.lattice_theta, caller=c)
         if self.envelope is not None:
             check_positive_float(self.envelope, name="envelope", caller=c, allow_zero=True)
         self._check_reset_modes()
