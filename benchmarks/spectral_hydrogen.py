@@ -57,6 +57,9 @@ def main() -> None:
         help="radial (Monte Carlo, sigma 8) | lattice (randomly shifted polar lattice)",
     )
     ap.add_argument("--lattice-theta", type=int, default=16)
+    ap.add_argument(
+        "--shift", type=float, default=None, help="train on T = shift - H (evaluation on -H)"
+    )
     args = ap.parse_args()
     reset = parse_ints(args.reset_modes, "--reset-modes")
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
@@ -75,6 +78,7 @@ def main() -> None:
             sampler=args.sampler,
             sigma=8.0,
             lattice_theta=args.lattice_theta,
+            shift=args.shift,
             dtype="float64",
             envelope=args.envelope,
             radius_feature=args.radius_feature,

@@ -1,13 +1,16 @@
 """Diagnostic (docs/results/neuralsvd.md 2d): the exact ground state in place of mode 0.
 
     OMP_NUM_THREADS=1 python benchmarks/spectral_oracle_mode0.py RUN STEPS LR OUT.json oracle
+    OMP_NUM_THREADS=1 python benchmarks/spectral_oracle_mode0.py RUN STEPS LR OUT.json learned SHIFT
 
 Loads a hydrogen run (``RUN`` = a run directory, e.g. runs/h_lattice/nestedlora-seq), replaces
 mode 0 by the closed-form sqrt(lambda_0) phi_0 (``oracle``; anything else keeps the learned
 mode 0) and keeps training modes 1-8 by sequential NestedLoRA with the lattice sampler (batch
 1024, cosine lr), printing the Gram row of mode 0 and the orthogonality every STEPS/8 steps.
 If the n = 2 modes' overlap with mode 0 only reflected the learned ground state's error, it
-would fall at once with the exact one.
+would fall at once with the exact one. With ``SHIFT`` (section 2e) the modes train on
+``SHIFT - H`` instead, rescaled at the start as a warm start under a new shift is
+(:class:`~neuralfactor.spectral.trainer.SpectralConfig`); the evaluation stays on ``-H``.
 """
 
 import json
@@ -23,11 +26,19 @@ warnings.filterwarnings("ignore")
 torch.set_num_threads(1)
 from neuralfactor.spectral.evaluate import evaluate_functions  # noqa: E402
 from neuralfactor.spectral.models import SpectralModel  # noqa: E402
-from neuralfactor.spectral.trainer import build_problem, load_run, train_operator  # noqa: E402
+from neuralfactor.spectral.trainer import (  # noqa: E402
+    build_problem,
+    load_run,
+    rescale_for_shift,
+    train_operator,
+)
 
 src, steps, lr, out = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 oracle = sys.argv[5] == "oracle"
+shift = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
 cfg, model, meta = load_run(src)
+if shift != cfg.resolved_shift:
+    rescale_for_shift(model, shift - cfg.resolved_shift, cfg)
 
 
 class Oracle(torch.nn.Module):
@@ -44,7 +55,9 @@ class Oracle(torch.nn.Module):
 
 
 m = SpectralModel(Oracle(model.net), cfg.modes) if oracle else model
-op, _ = build_problem(replace(cfg, sampler="lattice", batch=1024, lattice_theta=16, init_from=None))
+op, _ = build_problem(
+    replace(cfg, sampler="lattice", batch=1024, lattice_theta=16, init_from=None, shift=shift)
+)
 hist = []
 t0 = time.time()
 

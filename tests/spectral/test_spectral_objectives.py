@@ -200,3 +200,34 @@ def test_evd_form_and_kernel_match_eigh(gen):
     torch.testing.assert_close(
         nestedlora_loss_evd(d, Po, weights=torch.eye(L)[-1]), -(lam**2).sum(), rtol=1e-10, atol=0
     )
+
+
+@pytest.mark.parametrize("shift", [0.0, 1.0])
+def test_sequential_overlap_bias_from_an_earlier_modes_error(shift):
+    """The fixed point behind docs/results/neuralsvd.md 2e. With mode 0 held at
+    sqrt(lambda_0') (e_0 + eps e_1) on T' = diag(lambda) + shift I, mode 1's sequential
+    minimizer has normalized overlap (1 - lambda_0' / lambda_1') eps with it: -24 eps for
+    hydrogen-like levels 1 and 0.04 at shift 0, -0.92 eps at shift 1."""
+    lam = torch.tensor([1.0, 0.04, 0.02, 0.01], dtype=torch.float64) + shift
+    T = torch.diag(lam)
+    eps = 1e-4
+    f0 = lam[0].sqrt() * torch.tensor([1.0, eps, 0.0, 0.0], dtype=torch.float64)
+    f1 = (lam[1].sqrt() * torch.tensor([0.0, 1.0, 0.0, 0.0], dtype=torch.float64)).requires_grad_()
+    opt = torch.optim.LBFGS([f1], lr=1, max_iter=500, tolerance_grad=1e-15, tolerance_change=0)
+
+    def closure():
+        opt.zero_grad()
+        F = torch.stack([f0, f1], 1)
+        diag = (F * (T @ F)).sum(0)
+        loss = nestedlora_loss_evd(
+            diag, gram(F, torch.ones(4, dtype=F.dtype), sequential=True), nesting="seq"
+        )
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    f1 = f1.detach()
+    overlap = float(f0 @ f1 / (f0.norm() * f1.norm()))
+    predicted = (1 - float(lam[0] / lam[1])) * eps
+    assert overlap == pytest.approx(predicted, rel=1e-3)
+    assert abs(overlap) > 20 * eps if shift == 0.0 else abs(overlap) < eps

@@ -567,3 +567,74 @@ def test_warm_start_resets_listed_modes(tmp_path):
             SpectralConfig(init_from=str(tmp_path / "a"), reset_modes=bad, **base)
     with pytest.raises(ValueError, match="it needs 'init_from'"):
         SpectralConfig(reset_modes=[0], **base)
+
+
+def test_hydrogen_is_evaluated_on_minus_h_whatever_the_training_shift():
+    """A training shift leaves hydrogen's reported levels those of -H (the issue's spectrum):
+    planted closed-form states score round-off errors at shift 0 and at shift 1, and the
+    shift is recorded; only ``sq_norms`` (the trained operator's optimum) depend on it."""
+    from types import SimpleNamespace
+
+    from neuralfactor.spectral.evaluate import evaluate_model
+
+    x, w = polar_quadrature(96, 32, 2.0)
+    psi = hydrogen_2d_eigenfunctions(x, 3)
+    nrm = (w[:, None] * psi * psi).sum(0).sqrt()
+    true, _, _ = true_spectrum("hydrogen-2d", 9)
+    model = SimpleNamespace(ema=_Scaled((true + 1.0).sqrt() / nrm, list(range(9))))
+    evs = [evaluate_model(SpectralConfig(shift=s), model) for s in (None, 1.0)]
+    assert [ev["train_shift"] for ev in evs] == [0.0, 1.0]
+    for ev in evs:
+        assert ev["true"] == true.tolist()
+        assert max(ev["rel_error"]) < 1e-9 and ev["orthogonality"] < 1e-10
+        torch.testing.assert_close(
+            torch.tensor(ev["sq_norms"], dtype=true.dtype), true + 1.0, rtol=1e-9, atol=0
+        )
+
+
+def test_shift_is_refused_where_a_wanted_eigenvalue_is_not_positive():
+    """NestedLoRA needs the wanted eigenvalues of T = shift - H positive; SpIN does not."""
+    SpectralConfig(modes=9, shift=-0.03)  # lambda_8 = 0.04 - 0.03 > 0
+    with pytest.raises(ValueError, match=r"non-positive eigenvalue -0\.01.*shift > -0\.04"):
+        SpectralConfig(modes=9, shift=-0.05)
+    SpectralConfig(modes=9, shift=-0.05, method="spin")
+    with pytest.raises(ValueError, match="'shift' parameter of SpectralConfig must be finite"):
+        SpectralConfig(shift=float("nan"))
+    # oscillator levels shift - 2, shift - 4 (twice): shift 4 leaves the second at 0
+    with pytest.raises(ValueError, match="non-positive eigenvalue 0 among the 3"):
+        SpectralConfig(problem="oscillator-2d", modes=3, shift=4.0)
+    assert SpectralConfig(problem="oscillator-2d", modes=3).training_spectrum() == [4.0, 2.0, 2.0]
+
+
+def test_warm_start_under_another_shift_rescales_the_modes(tmp_path):
+    """init_from with a larger shift starts NestedLoRA modes at ||f_l||^2 + delta (the new
+    optimum's norms) with unchanged shapes; SpIN (scale invariant) is copied as it is; a shift
+    that would need a non-positive norm is refused."""
+    from neuralfactor.spectral.evaluate import evaluate_model
+    from neuralfactor.spectral.trainer import load_run, run_spectral
+
+    base = dict(problem="oscillator-2d", modes=2, batch=16, hidden=8, depth=2, envelope=0.5)
+    for method in ("nestedlora-seq", "spin"):
+        a = tmp_path / f"a-{method}"
+        run_spectral(SpectralConfig(iters=4, eval_every=2, method=method, **base), a)
+        cfg_a, first, _ = load_run(a)
+        assert cfg_a.resolved_shift == 6.0
+        cfg = SpectralConfig(
+            iters=1, eval_every=1, lr=1e-12, method=method, shift=7.0, init_from=str(a), **base
+        )
+        run_spectral(cfg, tmp_path / f"b-{method}")
+        _, second, _ = load_run(tmp_path / f"b-{method}")
+        if method == "spin":  # weights copied as they are (one step at lr 1e-12)
+            for name, p in first.ema.named_parameters():
+                torch.testing.assert_close(dict(second.ema.named_parameters())[name], p)
+            continue
+        ev_a, ev_b = evaluate_model(cfg_a, first), evaluate_model(cfg, second)
+        # Rayleigh quotients of -H: the shapes did not change
+        torch.testing.assert_close(
+            torch.tensor(ev_b["eigenvalues"]) - 7.0, torch.tensor(ev_a["eigenvalues"]) - 6.0
+        )
+        na, nb = torch.tensor(ev_a["sq_norms"]), torch.tensor(ev_b["sq_norms"])
+        torch.testing.assert_close(nb, na + 1.0, rtol=1e-6, atol=1e-9)
+    low = SpectralConfig(iters=1, shift=5.5, init_from=str(tmp_path / "a-nestedlora-seq"), **base)
+    with pytest.raises(ValueError, match="would have to become non-positive"):
+        run_spectral(low, tmp_path / "c")

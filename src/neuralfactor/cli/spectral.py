@@ -82,6 +82,12 @@ def register(app: typer.Typer) -> None:
         lattice_scale: float = typer.Option(
             1.0, help="Radial map r = a t / (1 - t)^2 of the lattice sampler: this a."
         ),
+        shift: float = typer.Option(
+            None,
+            help="Train on T = shift - H (default: 0 for hydrogen, above the wanted oscillator "
+            "levels). For hydrogen a shift of about 1 makes sequential NestedLoRA's n = 2 modes "
+            "far less sensitive to the ground state's error; evaluation stays on -H.",
+        ),
         envelope: float = typer.Option(
             None, help="Multiply each MLP by exp(-a sqrt(1+|x|^2)) with this rate a."
         ),
@@ -133,6 +139,7 @@ def register(app: typer.Typer) -> None:
             sigma=sigma,
             lattice_theta=lattice_theta,
             lattice_scale=lattice_scale,
+            shift=shift,
             dtype=dtype,
             ema_decay=ema_decay,
             seed=seed,

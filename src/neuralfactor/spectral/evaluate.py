@@ -77,7 +77,8 @@ def evaluate_functions(
     Returns
     -------
     dict with per-mode ``eigenvalues``, ``true``, ``rel_error``, ``sq_norms`` (``||f_l||^2``,
-    which NestedLoRA drives to the eigenvalue), ``stalled_modes`` (NestedLoRA modes with
+    which NestedLoRA drives to the eigenvalue of the *trained* operator, ``lambda_l`` plus
+    its shift), ``stalled_modes`` (NestedLoRA modes with
     ``||f_l||^2 < STALL_RATIO x`` their positive Rayleigh quotient: near the zero function,
     candidates for ``reset_modes``); ``orthogonality`` (max
     off-diagonal normalized Gram entry), ``gram`` (L x L), ``rayleigh_ritz`` eigenvalues of the
@@ -151,19 +152,24 @@ def evaluate_functions(
 
 
 def evaluate_model(config: Any, model: Any, *, use_ema: bool = True) -> dict[str, Any]:
-    """:func:`evaluate_functions` for a ``SpectralConfig`` and its trained ``SpectralModel``."""
+    """:func:`evaluate_functions` for a ``SpectralConfig`` and its trained ``SpectralModel``.
+
+    Hydrogen is evaluated on ``-H`` whatever shift it was trained with (``train_shift`` in the
+    result); the oscillator on ``shift - H`` as trained.
+    """
     net = model.ema if use_ema else model.net
     whiten = model.sigma_avg if config.method == "spin" else None
     out = evaluate_functions(
         config.problem,
         net,
         config.modes,
-        shift=config.resolved_shift,
+        shift=config.eval_shift,
         whiten=whiten,
         scale=config.eval_scale,
     )
     out["method"] = config.method
     out["weights"] = "ema" if use_ema else "last"
+    out["train_shift"] = config.resolved_shift
     return out
 
 

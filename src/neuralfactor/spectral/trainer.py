@@ -8,6 +8,7 @@ EMA of the weights for evaluation, explicit generators, checkpoints, exact resum
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = [
     "run_spectral",
     "load_run",
     "tabular_model",
+    "rescale_for_shift",
 ]
 
 Method = Literal["nestedlora-seq", "nestedlora-joint", "spin"]
@@ -174,6 +176,16 @@ class SpectralConfig:
     ``seed`` instead of the copied weights: a restart for a mode that stalled at the zero
     function (``||f_l||^2`` far below its Rayleigh quotient, see ``sq_norms`` in the
     evaluation) while the modes before it converged.
+
+    ``shift`` trains on ``T = shift - H`` (default: 0 for hydrogen, just above the wanted
+    levels for the oscillator). For hydrogen it is a training device only: the evaluation
+    always reports the levels of ``-H``. In sequential NestedLoRA an error ``e`` of a learned
+    earlier mode along a later mode's eigenfunction biases their normalized overlap by about
+    ``(1 - (lambda_0 + shift) / (lambda_l + shift)) e``, 24 e for hydrogen's n = 2 modes
+    against its ground state at shift 0 and 0.92 e at shift 1 (docs/results/neuralsvd.md 2e).
+    A warm start (``init_from``) under another shift rescales each copied NestedLoRA mode
+    from ``||f_l||^2`` to ``||f_l||^2 + (new shift - old shift)``, the new optimum's norm.
+    NestedLoRA needs the wanted eigenvalues of ``T`` positive; other shifts are refused.
     """
 
     problem: str = "hydrogen-2d"
@@ -225,6 +237,7 @@ class SpectralConfig:
         if self.envelope is not None:
             check_positive_float(self.envelope, name="envelope", caller=c, allow_zero=True)
         self._check_reset_modes()
+        self._check_shift()
         if not 0 <= self.ema_decay < 1 or not 0 <= self.spin_decay < 1:
             raise ValueError(
                 f"The 'ema_decay' and 'spin_decay' parameters of {c} must be in [0, 1). Got "
@@ -246,6 +259,41 @@ class SpectralConfig:
                 f"it needs 'init_from'."
             )
         object.__setattr__(self, "reset_modes", tuple(int(m) for m in modes))
+
+    def _check_shift(self) -> None:
+        if self.shift is None:
+            return
+        if not math.isfinite(self.shift):
+            raise ValueError(
+                f"The 'shift' parameter of SpectralConfig must be finite. Got {self.shift}."
+            )
+        if self.method == "spin":
+            return  # SpIN's whitened objective does not need positive eigenvalues
+        wanted = self.training_spectrum()[self.modes - 1]
+        if wanted <= 0:
+            raise ValueError(
+                f"The 'shift' parameter of SpectralConfig gives T = shift - H a non-positive "
+                f"eigenvalue {wanted:.6g} among the {self.modes} wanted ones; NestedLoRA finds "
+                f"the top positive eigenvalues. Use shift > {self.shift - wanted:.6g} (or omit "
+                f"it for the problem's default)."
+            )
+
+    def training_spectrum(self) -> list[float]:
+        """The top ``modes`` eigenvalues of the trained ``T = resolved_shift - H``."""
+        from neuralfactor.spectral.analytic import true_spectrum
+
+        s = self.resolved_shift
+        if self.problem == "hydrogen-2d":  # the levels of -H, then the shift
+            true, _, _ = true_spectrum(self.problem, self.modes)
+            return [float(v) + s for v in true[: self.modes]]
+        true, _, _ = true_spectrum(self.problem, self.modes, shift=s)
+        return [float(v) for v in true[: self.modes]]
+
+    @property
+    def eval_shift(self) -> float:
+        """Shift of the evaluated operator: 0 for hydrogen (the levels of ``-H``), else the
+        training shift (the oscillator's levels are reported for ``shift - H``)."""
+        return 0.0 if self.problem == "hydrogen-2d" else self.resolved_shift
 
     @property
     def resolved_shift(self) -> float:
@@ -406,6 +454,9 @@ def _warm_start(model: SpectralModel, config: SpectralConfig) -> None:
             f"init_from={src} has another architecture ({', '.join(diff)} differ); a warm start "
             f"needs the same problem, modes, width, depth, features, envelope and dtype."
         )
+    delta = config.resolved_shift - old.resolved_shift
+    if delta != 0.0 and config.method != "spin":
+        rescale_for_shift(old_model, delta, config)
     idx = torch.tensor(config.reset_modes, dtype=torch.long)
     with torch.no_grad():
         # keep the fresh initialization of the reset modes only (advanced indexing copies),
@@ -415,6 +466,31 @@ def _warm_start(model: SpectralModel, config: SpectralConfig) -> None:
         for name, p in model.named_parameters():
             if name in fresh:
                 p[idx] = fresh[name]
+
+
+def rescale_for_shift(model: SpectralModel, delta: float, config: SpectralConfig) -> None:
+    """Scale each mode (trained and EMA copies) from ``||f_l||^2`` to ``||f_l||^2 + delta``:
+    NestedLoRA's optimum has ``||f_l||^2 = lambda_l + shift``, so a warm start under a shift
+    larger by ``delta`` starts at the new optimum's norms instead of relearning the scale."""
+    from neuralfactor.spectral.analytic import polar_quadrature
+
+    x, w = polar_quadrature(96, 32, config.eval_scale)
+    for net in (model.net, model.ema):
+        if not isinstance(net, ParallelMLP):
+            raise TypeError(f"A shift change on warm start needs a ParallelMLP, not {type(net)}.")
+        with torch.no_grad():
+            F = net(x.to(net.weights[0].dtype)).double()
+            sq = (w[:, None] * F * F).sum(0)
+            target = sq + delta
+            if not bool((target > 0).all()):
+                raise ValueError(
+                    f"init_from={config.init_from}: with the shift changed by {delta:+.6g} the "
+                    f"modes' squared norms {sq.tolist()} would have to become non-positive; "
+                    f"choose a larger shift."
+                )
+            c = (target / sq.clamp_min(1e-300)).sqrt().to(net.weights[-1].dtype)
+            net.weights[-1].mul_(c[:, None, None])
+            net.biases[-1].mul_(c[:, None, None])
 
 
 def load_run(run: str | Path) -> tuple[SpectralConfig, SpectralModel, dict]:
