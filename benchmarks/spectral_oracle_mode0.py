@@ -50,7 +50,8 @@ class Oracle(torch.nn.Module):
     def forward(self, x):
         out = self.net(x)
         xx = x if x.ndim == 2 else x[0]
-        phi0 = torch.exp(-xx.norm(dim=-1)) / math.sqrt(math.pi / 2)
+        # sqrt(lambda_0 + shift) phi_0, the NestedLoRA minimizer (lambda_0 = 1, ||phi_0|| = 1)
+        phi0 = math.sqrt(1.0 + shift) * torch.exp(-xx.norm(dim=-1)) / math.sqrt(math.pi / 2)
         return torch.cat([phi0[:, None].to(out.dtype), out[:, 1:]], 1)
 
 
