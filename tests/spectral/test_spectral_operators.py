@@ -590,6 +590,12 @@ def test_hydrogen_is_evaluated_on_minus_h_whatever_the_training_shift():
         torch.testing.assert_close(
             torch.tensor(ev["sq_norms"], dtype=true.dtype), true + 1.0, rtol=1e-9, atol=0
         )
+    # evaluating the trained operator 1 - H itself compares with the shifted levels
+    from neuralfactor.spectral.evaluate import evaluate_functions
+
+    ev = evaluate_functions("hydrogen-2d", model.ema, 9, shift=1.0)
+    torch.testing.assert_close(torch.tensor(ev["true"], dtype=true.dtype), true + 1.0)
+    assert max(ev["rel_error"]) < 1e-9
 
 
 def test_shift_is_refused_where_a_wanted_eigenvalue_is_not_positive():

@@ -54,9 +54,10 @@ def _hermite(k: int, t: Tensor) -> Tensor:
     return cur
 
 
-def hydrogen_2d_levels(groups: int) -> list[tuple[float, int]]:
-    """``[(lambda_n, 2n + 1)]`` for ``n < groups`` (eigenvalues of ``Laplacian + 1/|x|``)."""
-    return [(1.0 / (4.0 * (n + 0.5) ** 2), 2 * n + 1) for n in range(groups)]
+def hydrogen_2d_levels(groups: int, shift: float = 0.0) -> list[tuple[float, int]]:
+    """``[(shift + lambda_n, 2n + 1)]`` for ``n < groups``: eigenvalues of ``shift - H``, where
+    ``lambda_n`` are those of ``-H = Laplacian + 1/|x|``."""
+    return [(shift + 1.0 / (4.0 * (n + 0.5) ** 2), 2 * n + 1) for n in range(groups)]
 
 
 def oscillator_2d_levels(groups: int, shift: float) -> list[tuple[float, int]]:
@@ -91,14 +92,14 @@ def oscillator_2d_eigenfunctions(x: Tensor, groups: int) -> Tensor:
 
 
 def true_spectrum(problem: str, modes: int, *, shift: float = 0.0) -> tuple[Tensor, Tensor, int]:
-    """True top eigenvalues of ``T`` for the first ``modes`` states, their group ids, and the
-    number of complete groups needed to cover them (float64)."""
+    """True top eigenvalues of ``T = shift - H`` for the first ``modes`` states, their group
+    ids, and the number of complete groups needed to cover them (float64)."""
     levels: list[tuple[float, int]] = []
     groups = 0
     while sum(d for _, d in levels) < modes:
         groups += 1
         levels = (
-            hydrogen_2d_levels(groups)
+            hydrogen_2d_levels(groups, shift)
             if problem == "hydrogen-2d"
             else oscillator_2d_levels(groups, shift)
         )

@@ -282,12 +282,8 @@ class SpectralConfig:
         """The top ``modes`` eigenvalues of the trained ``T = resolved_shift - H``."""
         from neuralfactor.spectral.analytic import true_spectrum
 
-        s = self.resolved_shift
-        if self.problem == "hydrogen-2d":  # the levels of -H, then the shift
-            true, _, _ = true_spectrum(self.problem, self.modes)
-            return [float(v) + s for v in true[: self.modes]]
-        true, _, _ = true_spectrum(self.problem, self.modes, shift=s)
-        return [float(v) for v in true[: self.modes]]
+        true, _, _ = true_spectrum(self.problem, self.modes, shift=self.resolved_shift)
+        return true[: self.modes].tolist()
 
     @property
     def eval_shift(self) -> float:
