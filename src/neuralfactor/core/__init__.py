@@ -9,7 +9,7 @@ from neuralfactor.core.factorizer import (
     make_factorizer,
     register_factorizer,
 )
-from neuralfactor.core.lowrank import LowRank
+from neuralfactor.core.lowrank import LowRank, svd_flip
 
 __all__ = [
     "BaseFactorizer",
@@ -20,4 +20,5 @@ __all__ = [
     "available_factorizers",
     "make_factorizer",
     "register_factorizer",
+    "svd_flip",
 ]

@@ -15,7 +15,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from torch import Tensor
 
-from neuralfactor.core.lowrank import LowRank
+from neuralfactor.core.lowrank import LowRank, svd_flip
 from neuralfactor.core.validation import check_matrix, check_rank
 
 __all__ = [
@@ -66,7 +66,12 @@ class BaseFactorizer:
 
     Subclasses set ``name``, implement ``_factorize(X)`` for a validated tensor and, when
     data-driven, override ``fit``. ``factorize`` checks the input (dtype, shape, finite
-    entries, rank range) once, here, so every method rejects bad input the same way.
+    entries, rank range) once, here, so every method rejects bad input the same way, and
+    applies the one sign convention (:func:`~neuralfactor.core.lowrank.svd_flip`: the
+    largest-magnitude entry of each column of ``U`` positive, ``V`` flipped with it) to every
+    result, so factors are reproducible across seeds and methods. Subclasses return raw
+    factors from ``_factorize`` and keep any warm-start state internal (never the flipped
+    output).
     """
 
     name: str = "base"
@@ -97,7 +102,7 @@ class BaseFactorizer:
             raise NotFittedError(
                 f"{self.name} is data-driven: call fit(frames) before factorize(X)."
             )
-        return self._factorize(X)
+        return svd_flip(self._factorize(X))
 
     def _factorize(self, X: Tensor) -> LowRank:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["LowRank"]
+__all__ = ["LowRank", "svd_flip"]
 
 
 @dataclass(frozen=True)
@@ -136,3 +136,37 @@ class LowRank:
             f"LowRank(shape={self.shape}, rank={self.rank}, dtype="
             f"{str(self.dtype).removeprefix('torch.')}, device={self.device}{s})"
         )
+
+
+def svd_flip(lr: LowRank) -> LowRank:
+    """The sign convention of every factorizer: each column of ``U`` has its largest entry > 0.
+
+    Column ``i`` of ``U`` and row ``i`` of ``V`` are multiplied by the same sign, so
+    ``U @ diag(S) @ V`` (or ``U @ V`` without ``S``) is unchanged exactly and singular factors
+    become unique for distinct singular values: results, stored factors and checksums agree
+    across seeds and methods. This is scikit-learn's ``svd_flip`` with ``u_based_decision``
+    (Pedregosa et al. 2011, "Scikit-learn: Machine learning in Python"), batched.
+
+    Ties are resolved deterministically: among the entries within a relative ``sqrt(eps)`` of a
+    column's largest magnitude (equal up to round-off), the first (lowest row index) decides.
+    A zero column keeps its sign.
+
+    Parameters
+    ----------
+    lr : LowRank of shape (*, m, n) and rank r
+
+    Returns
+    -------
+    LowRank with the same ``S`` and flipped ``U``, ``V``. Cost O((m + n) r) per matrix.
+    """
+    U, V = lr.U, lr.V
+    if U.numel() == 0:
+        return lr
+    absU = U.detach().abs()
+    amax = absU.amax(dim=-2, keepdim=True)  # (*, 1, r)
+    rtol = torch.finfo(U.dtype).eps ** 0.5
+    near = absU >= amax * (1 - rtol)  # entries tied with the largest up to round-off
+    idx = near.to(torch.uint8).argmax(dim=-2, keepdim=True)  # the first of them
+    pick = U.detach().gather(-2, idx)
+    sign = torch.where(pick < 0, -1.0, 1.0).to(U.dtype)  # (*, 1, r); zero columns keep +1
+    return LowRank(U * sign, V * sign.mT, lr.S)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from neuralfactor.core.factorizer import BaseFactorizer
-from neuralfactor.core.lowrank import LowRank
+from neuralfactor.core.lowrank import LowRank, svd_flip
 from neuralfactor.matvec.fit import MatvecFit, fit_matvec
 
 __all__ = ["MatvecFactorizer"]
@@ -81,12 +81,14 @@ class MatvecFactorizer(BaseFactorizer):
 
         ``X`` is a tensor ``(*, m, n)`` or, after ``fit(op)``, that same operator.
         """
+        # BaseFactorizer.factorize applies the sign convention to tensors; these two paths
+        # bypass it (cached result, operator input), so they apply it themselves.
         if self._is_fitted_on(X):
-            return self.result_.lowrank
+            return svd_flip(self.result_.lowrank)
         if not isinstance(X, (Tensor, np.ndarray)):
             res = fit_matvec(X, self.rank, **self.params)
             self.result_, self._fitted_on = res, X
-            return res.lowrank
+            return svd_flip(res.lowrank)
         return super().factorize(X)
 
     def _factorize(self, X: Tensor) -> LowRank:
