@@ -129,7 +129,7 @@ def svds(
     solver: SvdsSolver = "arpack",
     tol: float = 0.0,
     seed: int = 0,
-    retries: int = 2,
+    retries: int = 5,
     fallback: SvdsFallback = "dense",
 ) -> LowRank:
     """Partial SVD by ``scipy.sparse.linalg.svds`` (ARPACK, PROPACK or LOBPCG), per matrix.
@@ -141,7 +141,7 @@ def svds(
     solver : {"arpack", "propack", "lobpcg"}
     tol : float, default 0 -- scipy's tolerance; 0 asks for machine precision.
     seed : int -- the starting vectors come from it, so results are reproducible.
-    retries : int, default 2 -- further starting vectors tried after a breakdown.
+    retries : int, default 5 -- further starting vectors tried after a breakdown.
     fallback : {"dense", "raise"}, default "dense" -- what happens when the Krylov solver
         cannot deliver the triplets (see the rule below).
 
@@ -153,7 +153,8 @@ def svds(
     -----
     **Fallback rule.** Each matrix is scaled by a power of two (exact) and handed to the Krylov
     solver with a starting vector drawn from ``seed``. Its triplets are accepted when they are
-    finite, orthonormal to ``10 sqrt(eps)`` and their residuals ``||A v - s u||`` and
+    finite and, after a Rayleigh-Ritz step in the returned right subspace (orthonormal
+    factors to round-off), their residuals ``||A v - s u||`` and
     ``||A^T u - s v||`` are at most ``max(tol, sqrt(eps)) ||A||_F``. Otherwise (a breakdown:
     scipy's PROPACK returns non-orthonormal vectors on some starting vectors even for exactly
     rank-``rank`` matrices, ARPACK stops on an exhausted Krylov space when the matrix has
@@ -197,8 +198,13 @@ def svds(
                 u, s, vh = scipy.sparse.linalg.svds(a, **kwargs)
         except (np.linalg.LinAlgError, scipy.sparse.linalg.ArpackError) as exc:
             return None, str(exc)
-        order = np.argsort(s, kind="stable")[::-1]
-        u, s, vh = u[:, order], s[order], vh[order]
+        if not (np.isfinite(s).all() and np.isfinite(vh).all()):
+            return None, "the solver returned non-finite values"
+        # Rayleigh-Ritz in the returned right subspace: exact singular triplets of A within
+        # it, orthonormal to round-off (PROPACK's vectors are only semi-orthogonal).
+        q = np.linalg.qr(vh.T.astype(np.float64))[0]
+        u, s, w = np.linalg.svd(a.astype(np.float64) @ q, full_matrices=False)
+        u, s, vh = u.astype(a.dtype), s.astype(a.dtype), (w @ q.T).astype(a.dtype)
         if not _triplets_ok(a, u, s, vh, tol):
             return None, "the returned vectors are not orthonormal singular vectors"
         return (u, s, vh), ""
@@ -272,7 +278,7 @@ class Svds(BaseFactorizer):
         solver: SvdsSolver = "arpack",
         tol: float = 0.0,
         seed: int = 0,
-        retries: int = 2,
+        retries: int = 5,
         fallback: SvdsFallback = "dense",
     ) -> None:
         check_option(solver, SVDS_SOLVERS, name="solver", caller="svds")
