@@ -22,7 +22,13 @@ import scipy.sparse.linalg
 import torch
 from torch import Tensor
 
-from neuralfactor.core.factorizer import BaseFactorizer, FactorizationError, register_factorizer
+from neuralfactor.core.factorizer import (
+    BaseFactorizer,
+    Contract,
+    FactorizationError,
+    register_contract,
+    register_factorizer,
+)
 from neuralfactor.core.lowrank import LowRank
 from neuralfactor.core.validation import (
     check_matrix,
@@ -243,7 +249,11 @@ def svds(
 
 
 class TruncatedSVD(BaseFactorizer):
-    """``svd``: exact truncated SVD by ``torch.linalg.svd`` (the optimum every method is scored by)."""
+    """``svd``: exact truncated SVD by ``torch.linalg.svd`` (the optimum every method is scored by).
+
+    Contract: every finite float32/float64 X (*, m, n) with 1 <= rank <= min(m, n) is
+    accepted; the scaled loss is the Eckart-Young optimum to round-off (``EXACT_CONTRACT``).
+    """
 
     name = "svd"
 
@@ -252,7 +262,10 @@ class TruncatedSVD(BaseFactorizer):
 
 
 class ScipyGesdd(BaseFactorizer):
-    """``scipy-gesdd``: ``scipy.linalg.svd(lapack_driver='gesdd')`` per matrix (the CPU peer)."""
+    """``scipy-gesdd``: ``scipy.linalg.svd(lapack_driver='gesdd')`` per matrix (the CPU peer).
+
+    Contract: as ``svd`` (every finite float32/float64 X with 1 <= rank <= min(m, n); exact).
+    """
 
     name = "scipy-gesdd"
 
@@ -269,7 +282,12 @@ class ScipyGesdd(BaseFactorizer):
 
 
 class Svds(BaseFactorizer):
-    """``svds-<solver>``: ``scipy.sparse.linalg.svds`` per matrix."""
+    """``svds-<solver>``: ``scipy.sparse.linalg.svds`` per matrix.
+
+    Contract (``SVDS_CONTRACT``): every finite float32/float64 X (*, m, n) with
+    1 <= rank <= min(m, n) is accepted, whatever its numerical rank; at ``tol=0`` the scaled
+    loss is the Eckart-Young optimum to round-off (the fallback rule of :func:`svds`).
+    """
 
     def __init__(
         self,
@@ -301,10 +319,22 @@ class Svds(BaseFactorizer):
         )
 
 
+#: The documented contracts (valid inputs and accuracy; see :class:`Contract`).
+EXACT_CONTRACT = Contract(accuracy="exact: the Eckart-Young optimum to round-off (LAPACK SVD)")
+SVDS_CONTRACT = Contract(
+    accuracy=(
+        "exact at tol=0 (the default): Krylov triplets accepted at residual sqrt(eps) ||X||_F "
+        "after a Rayleigh-Ritz step, else retried from fresh starting vectors, else the dense SVD"
+    )
+)
+
 register_factorizer("svd", TruncatedSVD)
+register_contract("svd", EXACT_CONTRACT)
 register_factorizer("scipy-gesdd", ScipyGesdd)
+register_contract("scipy-gesdd", EXACT_CONTRACT)
 for _solver in SVDS_SOLVERS:
     register_factorizer(
         f"svds-{_solver}",
         lambda rank, _s=_solver, **kw: Svds(rank, solver=_s, **kw),
     )
+    register_contract(f"svds-{_solver}", SVDS_CONTRACT)

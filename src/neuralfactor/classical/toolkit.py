@@ -19,7 +19,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from neuralfactor.core.factorizer import BaseFactorizer, FactorizationError, register_factorizer
+from neuralfactor.core.factorizer import (
+    BaseFactorizer,
+    Contract,
+    FactorizationError,
+    register_contract,
+    register_factorizer,
+)
 from neuralfactor.core.lowrank import LowRank
 from neuralfactor.core.metrics import principal_angles
 from neuralfactor.core.validation import (
@@ -187,6 +193,10 @@ class NMFFactorizer(BaseFactorizer):
     """Registry wrapper of :func:`nmf` (``make_factorizer("nmf", rank=k, alpha_W=...)``).
 
     Only nonnegative matrices are accepted; a negative entry raises ``ValueError``.
+
+    Contract (``NMF_CONTRACT``): every finite float32/float64 X >= 0 with
+    1 <= rank <= min(m, n) is accepted. NMF is not an Eckart-Young approximation; its bound is
+    relative to the best rank-1 approximation (see ``NMF_CONTRACT.accuracy``).
     """
 
     name = "nmf"
@@ -202,7 +212,24 @@ class NMFFactorizer(BaseFactorizer):
         return nmf(X, self.rank, **self.params)
 
 
+#: For X >= 0 the leading singular pair is nonnegative (Perron-Frobenius), so the best rank-1
+#: approximation is a nonnegative factorization. The default NNDSVDa start is built from the
+#: leading singular pairs (Boutsidis & Gallopoulos 2008, "SVD based initialization: A head
+#: start for nonnegative matrix factorization") and coordinate descent does not increase the
+#: loss, so the fit ends at or below the rank-1 optimum. This is a stated bound checked by the
+#: property suite, not a theorem (NNDSVDa fills zeros with the mean; a random restart is used
+#: for input NNDSVD cannot start from). NMF is nonconvex: no rank-r bound holds in general.
+NMF_CONTRACT = Contract(
+    accuracy=(
+        "scaled loss <= that of the best rank-1 approximation + 1e-8 (the solver's stopping "
+        "tolerance); not the rank-r optimum (NMF is nonconvex)"
+    ),
+    slack=1e-8,
+    relative_to_rank_one=True,
+    nonnegative=True,
+)
 register_factorizer("nmf", NMFFactorizer)
+register_contract("nmf", NMF_CONTRACT)
 
 
 # ============================================================================ nuclear norm

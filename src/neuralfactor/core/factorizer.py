@@ -11,8 +11,10 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, Self, runtime_checkable
 
+import torch
 from torch import Tensor
 
 from neuralfactor.core.lowrank import LowRank, svd_flip
@@ -20,11 +22,14 @@ from neuralfactor.core.validation import check_matrix, check_rank
 
 __all__ = [
     "BaseFactorizer",
+    "Contract",
     "FactorizationError",
     "Factorizer",
     "NotFittedError",
     "available_factorizers",
+    "factorizer_contract",
     "make_factorizer",
+    "register_contract",
     "register_factorizer",
 ]
 
@@ -38,6 +43,7 @@ _PROVIDERS: tuple[str, ...] = (
 )
 
 _REGISTRY: dict[str, Callable[..., Factorizer]] = {}
+_CONTRACTS: dict[str, Contract] = {}
 _loaded = False
 
 
@@ -47,6 +53,105 @@ class NotFittedError(RuntimeError):
 
 class FactorizationError(RuntimeError):
     """A solver failed on valid input (no convergence, breakdown); the message says why."""
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a factorizer promises: the inputs it must accept and its accuracy on them.
+
+    **Valid input** is every finite float32/float64 tensor ``X`` of shape ``(*, m, n)`` with
+    ``1 <= rank <= min(m, n)``, narrowed only by the flags below. A factorizer must accept
+    every valid input (a refusal is a defect, not a documented error) and return factors
+    whose scaled loss ``||X - X_r||_F^2 / ||X||_F^2`` satisfies
+
+        loss <= loss_factor * optimum + roundoff + slack,
+
+    with ``optimum`` the Eckart-Young loss at the same rank (Eckart & Young 1936, "The
+    approximation of one matrix by another of lower rank") and ``roundoff =
+    100 eps max(m, n)`` for ``X``'s dtype (plus the spacing of subnormals relative to the
+    largest entry, for subnormal data). ``loss_factor = 1`` states an exact method.
+
+    Parameters
+    ----------
+    accuracy : str
+        The bound in words, with its budget (the default parameters it holds at).
+    loss_factor : float
+        Multiple of the optimum allowed (1 for exact methods).
+    slack : float
+        Extra absolute scaled loss allowed (e.g. directions below a Gram threshold).
+    gram_threshold : bool
+        The method drops directions whose squared singular value is below
+        ``max((k eps)^2, 10 k eps64)`` of the largest (Gram/Cholesky-QR orthonormalization, k
+        the sketch width): the bound adds ``min(m, n)`` times that floor, with k = min(m, n).
+    relative_to_rank_one : bool
+        The bound is ``loss_factor`` times the rank-1 optimum instead (methods that are not
+        Eckart-Young approximations, e.g. NMF).
+    nonnegative : bool
+        Only ``X >= 0`` is valid.
+    fit_on_same_shape : bool
+        Valid only after ``fit`` on frames of X's (m, n).
+    """
+
+    accuracy: str
+    loss_factor: float = 1.0
+    slack: float = 0.0
+    gram_threshold: bool = False
+    relative_to_rank_one: bool = False
+    nonnegative: bool = False
+    fit_on_same_shape: bool = False
+
+    def preconditions(self) -> str:
+        """The valid inputs in words (for docstrings, the reliability page and test output)."""
+        parts = ["finite float32/float64 X (*, m, n)", "1 <= rank <= min(m, n)"]
+        if self.nonnegative:
+            parts.append("X >= 0")
+        if self.fit_on_same_shape:
+            parts.append("fit on frames of the same (m, n) first")
+        return "; ".join(parts)
+
+    def is_valid(self, X: Tensor, rank: int) -> bool:
+        """Is ``(X, rank)`` inside the preconditions (``fit`` is the caller's part)?"""
+        if not isinstance(X, Tensor) or X.dtype not in (torch.float32, torch.float64):
+            return False
+        if X.ndim < 2 or X.numel() == 0 or not bool(torch.isfinite(X).all()):
+            return False
+        if isinstance(rank, bool) or not isinstance(rank, int):
+            return False
+        if not 1 <= rank <= min(X.shape[-2:]):
+            return False
+        return not (self.nonnegative and bool((X < 0).any()))
+
+    def loss_bound(self, X: Tensor, singular_values: Tensor, rank: int) -> Tensor:
+        """The largest scaled loss allowed per matrix of ``X``, from its float64 singular values
+        (shape (*, min(m, n)), descending). Zero matrices get bound ``roundoff``."""
+        s2 = singular_values.double() ** 2
+        total = s2.sum(-1)
+        denom = torch.where(total > 0, total, torch.ones_like(total))
+        opt = s2[..., (1 if self.relative_to_rank_one else rank) :].sum(-1) / denom
+        fi = torch.finfo(X.dtype)
+        m, n = X.shape[-2:]
+        amax = X.detach().double().abs().amax(dim=(-2, -1))
+        amax = amax.clamp_min(fi.smallest_normal * fi.eps)
+        subnormal = 10 * (m * n) ** 0.5 * fi.smallest_normal * fi.eps / amax
+        roundoff = 100 * fi.eps * max(m, n) + subnormal
+        slack = self.slack
+        if self.gram_threshold:
+            k = min(m, n)
+            slack += k * max((k * fi.eps) ** 2, 10 * k * torch.finfo(torch.float64).eps)
+        return self.loss_factor * opt + roundoff + slack
+
+
+def register_contract(name: str, contract: Contract) -> None:
+    """State the :class:`Contract` of the factorizer registered as ``name``."""
+    _CONTRACTS[name] = contract
+
+
+def factorizer_contract(name: str) -> Contract | None:
+    """The registered :class:`Contract` of ``name`` (``None`` when it states none)."""
+    _load_providers()
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown factorizer {name!r}; expected one of {sorted(_REGISTRY)}.")
+    return _CONTRACTS.get(name)
 
 
 @runtime_checkable

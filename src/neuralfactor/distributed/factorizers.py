@@ -17,7 +17,13 @@ import torch
 from torch import Tensor
 
 from neuralfactor.classical import power_of_two_scale, rescale
-from neuralfactor.core.factorizer import BaseFactorizer, FactorizationError, register_factorizer
+from neuralfactor.core.factorizer import (
+    BaseFactorizer,
+    Contract,
+    FactorizationError,
+    register_contract,
+    register_factorizer,
+)
 from neuralfactor.core.lowrank import LowRank
 from neuralfactor.core.validation import check_positive_int, check_rank
 
@@ -150,5 +156,15 @@ class SVDCompressed(BaseFactorizer):
         return svd_compressed(A, self.rank, **self._kw())
 
 
+#: Valid inputs and accuracy (see :class:`~neuralfactor.core.factorizer.Contract`).
+SVD_COMPRESSED_CONTRACT = Contract(
+    accuracy=(
+        "at the defaults (oversample 10, 2 power iterations): scaled loss <= 1.1 x the optimum; "
+        "exact when rank + oversample >= min(m, n) (Halko, Martinsson & Tropp 2011)"
+    ),
+    loss_factor=1.1,
+)
+
 if importlib.util.find_spec("dask") is not None:
     register_factorizer("svd-compressed", SVDCompressed)
+    register_contract("svd-compressed", SVD_COMPRESSED_CONTRACT)
