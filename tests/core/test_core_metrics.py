@@ -46,8 +46,15 @@ def test_random_rank_r_never_beats_optimum(gen):
     A = torch.randn(4, 20, 3, generator=gen, dtype=torch.float64)
     B = torch.randn(4, 3, 25, generator=gen, dtype=torch.float64)
     assert (ratio_to_optimum(X, LowRank(A, B)) > 1).all()
-    # even the best V for a random U cannot
-    assert (ratio_to_optimum(X, calculated_V(X, A)) > 1).all()
+    # even the best V for a random U cannot: it is the projection onto span(A), whose scaled
+    # loss is exactly 1 - ||Q^T X||^2 / ||X||^2 (Q an orthonormal basis of span(A))
+    Q = torch.linalg.qr(A).Q
+    s = torch.linalg.svdvals(X)
+    total = (s**2).sum(-1)
+    expected = (1 - (Q.mT @ X).square().sum((-2, -1)) / total) / ((s[..., 3:] ** 2).sum(-1) / total)
+    ratio = ratio_to_optimum(X, calculated_V(X, A))
+    torch.testing.assert_close(ratio, expected, rtol=1e-10, atol=0)
+    assert (ratio > 1).all()
 
 
 def test_ratio_on_exact_low_rank_is_one_when_recovered():

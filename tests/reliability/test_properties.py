@@ -123,13 +123,16 @@ def _record_worst(tally, key, value):
     tally[key] = max(tally.get(key, 0.0), round(float(value), 6))
 
 
-def test_every_classical_factorizer_states_a_contract():
+def test_every_classical_factorizer_states_a_contract(tally):
     missing = [n for n in CLASSICAL if factorizer_contract(n) is None]
     assert not missing, f"classical factorizers without a Contract: {missing}"
     for name in CLASSICAL:
         c = factorizer_contract(name)
         assert c.accuracy and "PLACEHOLDER" not in c.accuracy, name
         assert 1.0 <= c.loss_factor <= 10.0, (name, c.loss_factor)
+        # the records carry the contracts the counts were made under (for the results page)
+        tally[f"contract_preconditions.{name}"] = c.preconditions()
+        tally[f"contract_accuracy.{name}"] = c.accuracy
 
 
 @pytest.mark.parametrize("name", CLASSICAL)
