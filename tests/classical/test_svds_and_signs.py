@@ -104,8 +104,15 @@ def test_svds_degenerate_inputs_are_exact(solver):
 
 def test_svds_fallback_raise_names_the_alternative():
     X = torch.randn(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(FactorizationError, match=r"could not compute 4 singular triplets .* 'svd'"):
+    msg = r"could not compute 4 singular triplets of a 5x4 matrix \(scipy's svds needs rank <"
+    with pytest.raises(FactorizationError, match=msg + r".* or the 'svd' factorizer"):
         svds(X, 4, solver="arpack", fallback="raise")
+    # PROPACK stops on a rank-1 matrix at rank 3 (an invariant subspace): scipy's reason and
+    # the number of starting vectors tried are named
+    ones = torch.ones(6, 8, dtype=torch.float64)
+    msg = r"\(An invariant subspace of dimension 2 was found.; 3 starting vectors tried\)"
+    with pytest.raises(FactorizationError, match=msg):
+        svds(ones, 3, solver="propack", retries=2, fallback="raise")
 
 
 @pytest.mark.parametrize(
@@ -125,6 +132,8 @@ def test_svds_bad_parameters(kw, exc, msg):
     X = torch.randn(5, 4, dtype=torch.float64)
     with pytest.raises(exc, match=msg):
         svds(X, 2, solver="arpack", **kw)
+    with pytest.raises(exc, match=msg):  # the registered factorizer checks them up front
+        nf.make_factorizer("svds-arpack", rank=2, **kw)
 
 
 def test_svd_flip_convention_is_exact():

@@ -128,6 +128,15 @@ def _triplets_ok(a: np.ndarray, u: np.ndarray, s: np.ndarray, vh: np.ndarray, to
     return bool(max(res_v.max(), res_u.max()) <= bound)
 
 
+def _check_tol(tol: float, caller: str) -> float:
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1:
+        raise ValueError(
+            f"The 'tol' parameter of {caller} must be a float in [0, 1) (0: machine "
+            f"precision). Got {tol!r}."
+        )
+    return float(tol)
+
+
 def svds(
     X: Tensor,
     rank: int,
@@ -183,11 +192,7 @@ def svds(
     check_option(solver, SVDS_SOLVERS, name="solver", caller="svds")
     check_option(fallback, SVDS_FALLBACKS, name="fallback", caller=f"svds-{solver}")
     check_positive_int(retries, name="retries", caller=f"svds-{solver}", minimum=0)
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1:
-        raise ValueError(
-            f"The 'tol' parameter of svds-{solver} must be a float in [0, 1) (0: machine "
-            f"precision). Got {tol!r}."
-        )
+    _check_tol(tol, f"svds-{solver}")
     rank = check_rank(rank, X.shape, caller=f"svds-{solver}")
 
     def krylov(a: np.ndarray, attempt: int):
@@ -212,7 +217,7 @@ def svds(
         u, s, w = np.linalg.svd(a.astype(np.float64) @ q, full_matrices=False)
         u, s, vh = u.astype(a.dtype), s.astype(a.dtype), (w @ q.T).astype(a.dtype)
         if not _triplets_ok(a, u, s, vh, tol):
-            return None, "the returned vectors are not orthonormal singular vectors"
+            return None, "the returned vectors are not singular vectors to working precision"
         return (u, s, vh), ""
 
     def one(a: np.ndarray):
@@ -230,17 +235,18 @@ def svds(
         a = (a.astype(np.float64) * 2.0 ** (-exp // 2) * 2.0 ** (-exp - (-exp // 2))).astype(
             a.dtype
         )
-        why = f"scipy's svds needs rank < min(m, n)={min(m, n)} for {solver}"
         if solver == "propack" or rank < min(m, n):
             for attempt in range(1 + retries):
                 out, why = krylov(a, attempt)
                 if out is not None:
                     return out[0], out[1] * 2.0**exp, out[2]
+            why = f"{why}; {1 + retries} starting vectors tried"
+        else:
+            why = f"scipy's svds needs rank < min(m, n)={min(m, n)} for {solver}"
         if fallback == "raise":
             raise FactorizationError(
                 f"svds-{solver} could not compute {rank} singular triplets of a {m}x{n} matrix "
-                f"({why}; {1 + retries} starting vectors tried). Use fallback='dense' (the "
-                f"default) or the 'svd' factorizer."
+                f"({why}). Use fallback='dense' (the default) or the 'svd' factorizer."
             )
         u, s, vh = _dense_svd(a, rank)
         return u, s * 2.0**exp, vh
@@ -304,6 +310,7 @@ class Svds(BaseFactorizer):
         super().__init__(rank)
         check_option(fallback, SVDS_FALLBACKS, name="fallback", caller=self.name)
         check_positive_int(retries, name="retries", caller=self.name, minimum=0)
+        _check_tol(tol, self.name)
         self.solver, self.tol, self.seed = solver, tol, seed
         self.retries, self.fallback = retries, fallback
 
