@@ -1,7 +1,11 @@
-"""Reliability suite: Hypothesis profiles and the tally of inputs tried / faults / refusals.
+"""Reliability suite: Hypothesis profiles and the tally of what the tests tried and found.
 
 Set ``NEURALFACTOR_RELIABILITY_COUNTS=path.json`` to have the session write (overwrite) the
-counts it made (docs/results/reliability.md cites such a file); without it nothing is written.
+tally it made; without it nothing is written. Keys are ``<what>.<subject>``: integer counts
+(property inputs tried / valid / accepted / refused / inaccurate / invalid rejected, CLI
+argument lists, files refused, faults injected, runs recovered), the worst ratio to the
+optimum per factorizer (a float) and the contracts the property counts were made under
+(strings). ``benchmarks/reliability_page.py`` renders docs/results/reliability.md from them.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ _TALLY: Counter = Counter()
 
 @pytest.fixture
 def tally() -> Counter:
-    """``tally[key] += 1`` counts an input tried, a fault injected or a file refused."""
+    """``tally[key] += 1`` counts an input tried, a fault injected or a file refused; a few
+    keys hold a float (worst ratio) or a string (a contract) instead."""
     return _TALLY
 
 
