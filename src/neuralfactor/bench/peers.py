@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["OUR_BUDGET", "PEER_SETTINGS", "PeerSetting", "expand_peers", "peer_label"]
+__all__ = ["OUR_BUDGET", "PEER_SETTINGS", "PeerSetting", "expand_peers", "peer_label", "setting_of"]
 
 #: The sketch budget of neuralfactor's ``rsvd`` (its defaults).
 OUR_BUDGET: dict[str, Any] = {"oversample": 10, "n_iter": 2}
@@ -78,3 +78,16 @@ def expand_peers(methods: Iterable[str], rank: int) -> list[tuple[str, str, dict
         rows.append((peer_label(name, "defaults"), name, peer.defaults(rank)))
         rows.append((peer_label(name, "budget"), name, dict(peer.budget)))
     return rows
+
+
+def setting_of(method: str, params: dict[str, Any], rank: int) -> str:
+    """Which setting ('defaults', 'budget' or '') a peer's recorded parameters are."""
+    peer = PEER_SETTINGS.get(method)
+    if peer is None:
+        return ""
+    sub = {k: params.get(k) for k in peer.budget}
+    if sub == peer.defaults(rank):
+        return "defaults"
+    if sub == peer.budget:
+        return "budget"
+    return "custom"
