@@ -572,6 +572,11 @@ def _case(r: dict[str, Any]) -> tuple:
     return (r["m"], r["n"], r["rank"], r["batch"])
 
 
+def _is_warm(r: dict[str, Any]) -> bool:
+    """Warm-started row (records before the harness recorded it: warm-subspace always was)."""
+    return bool(r.get("warm", r["method"] == "warm-subspace"))
+
+
 def frames_markdown(records: list[dict[str, Any]]) -> str:
     """Summary + one table per (size, rank, batch), from the records alone."""
     rows = [r for r in records if r.get("suite") == "frames"]
@@ -592,7 +597,7 @@ def frames_markdown(records: list[dict[str, Any]]) -> str:
         good = [r for r in ok if r["ratio_max"] <= 1.05 and r["family"] != "learned"]
         good_all = [r for r in ok if r["ratio_max"] <= 1.05]
         best = min(good_all, key=lambda r: r["seconds_per_matrix"], default=None)
-        warm = " warm" if best is not None and best.get("warm") else ""
+        warm = " warm" if best is not None and _is_warm(best) else ""
         best_cl = min(good, key=lambda r: r["seconds_per_matrix"], default=None)
         learned = [r for r in ok if r["family"] == "learned" and r["method"].endswith("+refine")]
         bl = min(learned, key=lambda r: r["ratio_mean"], default=None)
@@ -616,7 +621,7 @@ def frames_markdown(records: list[dict[str, Any]]) -> str:
                 rel = "- (not in the 1.05 band)"
             else:
                 rel = str(speed_ratio(Spread.from_record(best_cl), Spread.from_record(bl)))
-                if best_cl.get("warm"):
+                if _is_warm(best_cl):
                     rel += f" vs {best_cl['method']} (warm)"
             cells += [
                 f"{bl['method']} ({bl['dtype']})",
@@ -642,7 +647,7 @@ def frames_markdown(records: list[dict[str, Any]]) -> str:
                 continue
             b = base.get(c)
             cells = [
-                r.get("label", r["method"]) + (" (warm)" if r.get("warm") else ""),
+                r.get("label", r["method"]) + (" (warm)" if _is_warm(r) else ""),
                 r["family"],
                 r["dtype"],
                 str(r["timed_batch"]),
