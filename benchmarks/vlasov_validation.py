@@ -120,7 +120,7 @@ def main() -> None:
             f"{threads['torch_threads']}, BLAS/OpenMP pools {threads['threadpools']}. "
             f"neuralfactor {__version__}, torch {torch.__version__}, numpy {np.__version__}, "
             f"scipy {scipy.__version__}, Python {sys.version.split()[0]}. Load average "
-            f"(1/5/15 min) at start: {load()}. GPU: **not measured, no GPU in this session**.\n"
+            f"(1/5/15 min) at start: {load()}. GPU: **not run on a GPU** (no CUDA device in this session).\n"
         )
 
         # -- 1. analytic references ----------------------------------------------------------
@@ -546,7 +546,7 @@ def main() -> None:
             )
             + "\n"
         )
-        md.append("GPU (ensemble of 64): **not measured, no GPU in this session**.\n")
+        md.append("GPU: **not run on a GPU** (no CUDA device in this session).\n")
         md.append(
             f"Load average at the end: {load()}; total wall time {time.time() - t_start:.0f} s.\n"
         )

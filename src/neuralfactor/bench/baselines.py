@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from neuralfactor.bench.peers import PEER_SETTINGS, peer_label, setting_of
-from neuralfactor.bench.tables import _is_warm, fmt_number, markdown_table
+from neuralfactor.bench.tables import is_warm, fmt_number, markdown_table
 from neuralfactor.core.timing import Spread, loadavg, speed_ratio
 
 __all__ = [
@@ -126,7 +126,7 @@ def _label(r: dict[str, Any]) -> str:
 
 def _marks(r: dict[str, Any]) -> str:
     marks = []
-    if _is_warm(r):
+    if is_warm(r):
         marks.append("warm")
     if r["method"] == "pod-basis" or r.get("trained"):
         marks.append("trained")

@@ -11,7 +11,7 @@ from typing import Any
 
 from neuralfactor.core.timing import Spread, speed_ratio
 
-__all__ = ["fmt_number", "markdown_table", "rows_for_display"]
+__all__ = ["fmt_number", "is_warm", "markdown_table", "rows_for_display"]
 
 COLUMNS = (
     "method",
@@ -40,7 +40,7 @@ def fmt_number(x: float, digits: int = 3, *, sci_above: float = 1e4) -> str:
     return f"{x:.{digits}g}"
 
 
-def _is_warm(r: dict[str, Any]) -> bool:
+def is_warm(r: dict[str, Any]) -> bool:
     """A warm-started row; records from before the harness recorded it: a streaming method on
     more than one matrix (each frame after the first warm-started from the previous one)."""
     if "warm" in r:
@@ -89,7 +89,7 @@ def rows_for_display(
         iqr = fmt_number((q75 - q25) * 1e6) if q25 is not None else "not recorded"
         rows.append(
             [
-                r.get("label", r["method"]) + (" (warm)" if _is_warm(r) else ""),
+                r.get("label", r["method"]) + (" (warm)" if is_warm(r) else ""),
                 f"{r['m']}x{r['n']}",
                 str(r["rank"]),
                 str(r["batch"]),
