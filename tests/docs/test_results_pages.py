@@ -24,7 +24,6 @@ COMMAND = re.compile(
 )
 
 KNOWN_NOT_GENERATED = {
-    "demo.md": "wall times of `neuralfactor demo` typed from /usr/bin/time runs; no records",
     "distributed.md": "prose with per-chunk times and RSS typed beside the jsonl records",
     "convmf-study.md": "its script rewrites the page only after re-running evaluations; the "
     "per-model records it reads live under runs/ and are not committed",
