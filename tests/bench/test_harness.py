@@ -134,6 +134,13 @@ def test_time_call_never_takes_a_single_sample():
         (Spread(1.0, 0.9, 1.2), Spread(0.5, 0.3, 0.6), "faster", "2x (1.5-4)"),
         # disjoint spreads, slower
         (Spread(1.0, 0.95, 1.05), Spread(4.0, 3.5, 4.2), "slower", "0.25x (0.23-0.3)"),
+        # medians 3.3x apart, but the method's IQR is so wide its ratio range 0.475-3.75 holds 1
+        (
+            Spread(1.0, 0.95, 1.05),
+            Spread(0.3, 0.28, 2.0),
+            "within noise",
+            "within noise (0.47-3.8x)",
+        ),
         # a spread that was not recorded (old single-sample records)
         (Spread(2.0, float("nan"), float("nan")), Spread(1.0, 0.9, 1.1), "unknown", "2x (spread"),
     ],

@@ -323,17 +323,22 @@ class SpeedRatio:
 
     ``low``/``high``: the ratio's range from the quartiles (``baseline.q25 / method.q75`` to
     ``baseline.q75 / method.q25``). ``verdict``: "within noise" when the spreads overlap by at
-    least the difference of the medians, "unknown" when a spread was not recorded.
+    least the difference of the medians, or when the ratio's range contains 1; "unknown" when a
+    spread was not recorded.
     """
 
     ratio: float
     low: float
     high: float
     verdict: Verdict
+    overlapping: bool = False  # the interquartile ranges overlap by more than medians differ
 
     def __str__(self) -> str:
         if self.verdict == "within noise":
-            return "~1x (within noise)"
+            if self.overlapping:
+                return "~1x (within noise)"
+            # medians apart, but a spread so wide that the ratio's quartile range contains 1
+            return f"within noise ({_fmt_ratio(self.low)}-{_fmt_ratio(self.high)}x)"
         if self.verdict == "unknown":
             return f"{_fmt_ratio(self.ratio)}x (spread not recorded)"
         return f"{_fmt_ratio(self.ratio)}x ({_fmt_ratio(self.low)}-{_fmt_ratio(self.high)})"
@@ -349,7 +354,9 @@ def speed_ratio(baseline: Spread, method: Spread) -> SpeedRatio:
     The two interquartile ranges ``[q25, q75]`` overlap by
     ``max(0, min(q75) - max(q25))``; when that overlap is at least ``|median_b - median_m|``
     the two timings are indistinguishable and the verdict is "within noise" (printed ``~1x``).
-    Otherwise the ratio of medians is reported with the range its quartiles allow.
+    So is a ratio whose quartile range ``[baseline.q25 / method.q75, baseline.q75 / method.q25]``
+    contains 1 (one side's spread is so wide that it cannot be ranked; printed with that
+    range). Otherwise the ratio of medians is reported with the range its quartiles allow.
     """
     ratio = baseline.median / method.median
     spreads = (baseline.q25, baseline.q75, method.q25, method.q75)
@@ -358,8 +365,9 @@ def speed_ratio(baseline: Spread, method: Spread) -> SpeedRatio:
     overlap = max(0.0, min(baseline.q75, method.q75) - max(baseline.q25, method.q25))
     low = baseline.q25 / method.q75 if method.q75 > 0 else float("inf")
     high = baseline.q75 / method.q25 if method.q25 > 0 else float("inf")
-    if overlap >= abs(baseline.median - method.median):
-        return SpeedRatio(ratio, low, high, "within noise")
+    overlapping = overlap >= abs(baseline.median - method.median)
+    if overlapping or low <= 1 <= high:
+        return SpeedRatio(ratio, low, high, "within noise", overlapping)
     return SpeedRatio(ratio, low, high, "faster" if ratio > 1 else "slower")
 
 
