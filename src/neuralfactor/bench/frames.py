@@ -611,7 +611,9 @@ def frames_markdown(records: list[dict[str, Any]]) -> str:
                 f"ratio {best['ratio_max']:.4f})",
                 _fmt(best["seconds_per_matrix"] * 1e6),
                 _fmt(best["x_floor"]),
-                str(speed_ratio(b, Spread.from_record(best))) if b else "-",
+                "1"
+                if best["method"] == BASELINE
+                else (str(speed_ratio(b, Spread.from_record(best))) if b else "-"),
             ]
         if bl is None:
             cells += ["-", "-", "-", "-"]
