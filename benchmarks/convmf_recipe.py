@@ -184,7 +184,8 @@ def write_doc(args, base, ranks, seeds, rows, timing, t_start) -> list[str]:
         "`docs/results/convmf-study.md` (section 'Beyond the original' and its seed findings), "
         "on the same test frames.",
         "- Float32, CPU, 1 thread per training, two trainings at once on the 2 cores; "
-        "evaluation: 1 thread, batch = the whole test set, medians of 3 repeats. Training "
+        "evaluation: 1 thread, batch = the whole test set, every method timed in the same "
+        "interleaved rounds (median of at least 3). Training "
         "seconds are wall time, summed over a resumed run's parts.",
         *([f"- {args.note}"] if args.note else []),
         "",

@@ -609,18 +609,17 @@ def main() -> None:
             if args.lr != 1e-4 or args.epochs != 120
             else ""
         )
-        + "Measured on this data at rank 6 after 6 epochs: validation scaled loss 0.030 with lr "
-        "1e-3, 0.041 with 3e-4, 0.097 with 1e-4 (optimum 0.0086), so 1e-4 would need far more "
-        "epochs.",
+        + "The learning rate was chosen from a short sweep whose records are not committed, "
+        "so no number from it is quoted here.",
         "- `+refine`: keep the network's U, V by least squares (= 'calculated V'). `+subspace`: "
         "then one subspace-iteration step. `nested`: one ConvMF trained at the largest rank with "
         "the nested loss (mean of the rank-1..r losses), evaluated at every rank by taking its "
         "leading columns. `pod-basis`: global POD basis from the training frames + one subspace "
         "step per frame (the data-driven classical counterpart).",
         "- All methods factorize the same test frames, float32, CPU, 1 torch/BLAS thread, "
-        "batch = the whole test set; times are medians of 3 repeats. The machine (2 cores) was "
-        "shared with other jobs during the run, so absolute times are noisy; all methods of one "
-        "rank were timed back to back.",
+        "batch = the whole test set; every method of one rank is timed in the same interleaved "
+        "rounds (median of at least 3 rounds; quartiles and load before/after in the records). "
+        "Run conditions of each evaluation are in its records.",
         "- Numbers are `scaled loss (ratio to the SVD optimum)`, mean over the test frames.",
         "",
     ]

@@ -1,23 +1,22 @@
-"""Frames suite (issue 9): every factorizer on simulator frames, time per matrix vs the floor.
+"""Frames suite: every factorizer on simulator frames, time per matrix vs the memory floor.
 
-One call measures everything for one device and rewrites that device's section of
-docs/results/performance.md (the other device's section is kept):
+One call measures everything for one device, writes its records to
+docs/results/records/performance-<device><tag>.json and rewrites the whole page
+docs/results/performance.md from every records file there:
 
     CPU:  OMP_NUM_THREADS=1 python benchmarks/frames_gpu.py --device cpu
     GPU:  python benchmarks/frames_gpu.py --device cuda
 
-Frames are simulated in memory (neuralfactor.vlasov, strong Landau at each size): no Zarr, no
-Dask needed. Records go to docs/results/performance-<device>.json; ``--from-records`` rewrites
-the markdown from them without measuring. ``neuralfactor bench --suite frames`` runs the same
-code (neuralfactor.bench.frames).
+``--from-records`` rewrites the page from the committed records, byte for byte, without
+measuring. Frames are simulated in memory (neuralfactor.vlasov, strong Landau at each size):
+no Zarr, no Dask needed. ``neuralfactor bench --suite frames`` runs the same code
+(neuralfactor.bench.frames).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -53,7 +52,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch/BLAS threads (CPU peers too)")
     ap.add_argument("--max-call-seconds", type=float, default=None)
     ap.add_argument("--throughput-steps", type=int, default=None, help="0: skip")
-    ap.add_argument("--out", default="docs/results")
+    ap.add_argument("--records-dir", type=Path, default=Path("docs/results/records"))
+    ap.add_argument("--page", type=Path, default=Path("docs/results/performance.md"))
     ap.add_argument(
         "--deadline",
         type=float,
@@ -64,18 +64,10 @@ def main() -> None:
     ap.add_argument("--from-records", action="store_true")
     args = ap.parse_args()
     cuda = args.device == "cuda"
-    out = Path(args.out)
     key = f"{args.device}{args.tag}"
-    rec_path = out / f"performance-{key}.json"
+    rec_path = args.records_dir / f"performance-{key}.json"
     if args.from_records:
-        if not rec_path.exists():  # a killed run: rebuild from the partial records
-            part = out / f"performance-{key}.partial.jsonl"
-            recs = [json.loads(line) for line in part.read_text().splitlines() if line]
-            cmd = "python benchmarks/frames_gpu.py (killed; partial records)"
-            meta = {"command": cmd, "elapsed_seconds": "?", "notes": [], "omp_num_threads": None}
-            write_json(rec_path, {"meta": meta, "records": recs})
-        data = read_json(rec_path)
-        write_doc(out, key, data["records"], data["meta"])
+        write_page(args.records_dir, args.page)
         return
     dtypes = tuple((args.dtypes or ("float32,tf32,bf16" if cuda else "float32")).split(","))
     for d in dtypes:
@@ -102,7 +94,7 @@ def main() -> None:
     )
     t0 = time.time()
     notes: list[str] = []
-    partial = out / f"performance-{key}.partial.jsonl"  # survives a killed run
+    partial = args.records_dir / f"performance-{key}.partial.jsonl"  # survives a killed run
     partial.unlink(missing_ok=True)
 
     def note(s: str) -> None:
@@ -136,23 +128,24 @@ def main() -> None:
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "elapsed_seconds": round(elapsed),
         "notes": notes,
-        "config": {k: v for k, v in vars(args).items()},
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
     write_json(rec_path, {"meta": meta, "records": records})
     partial.unlink(missing_ok=True)
-    write_doc(out, key, records, meta)
+    write_page(args.records_dir, args.page)
 
 
 def _section(device: str, records: list[dict], meta: dict) -> str:
     rows = [r for r in records if r.get("suite") == "frames"]
     r0 = rows[0] if rows else records[0]
-    loads = [r["loadavg_1min"] for r in records]
+    loads = [r.get("loadavg_before", r.get("loadavg_1min")) for r in records]
+    loads += [r["loadavg_after"] for r in records if "loadavg_after" in r]
     bw = r0.get("bandwidth_bytes_per_s", float("nan"))
     precisions = sorted({(r["dtype"], r["matmul_precision"], r["allow_tf32"]) for r in rows})
     lines = [
         f"Command: `OMP_NUM_THREADS={meta.get('omp_num_threads')} {meta['command']}` "
-        f"({meta['elapsed_seconds']} s); `--from-records` rewrites this section from "
-        f"`performance-{device}.json`.",
+        f"({meta['elapsed_seconds']} s). Records: "
+        f"`docs/results/records/performance-{device}.json`.",
         "",
         f"- device: {r0['device']} ({r0['device_name']}), {r0['cpu_count']} CPUs visible; "
         f"torch {r0['torch_version']} (CUDA {r0['cuda_version']}), numpy {r0['numpy_version']}, "
@@ -226,17 +219,83 @@ def _section(device: str, records: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_doc(out: Path, device: str, records: list[dict], meta: dict) -> None:
-    path = out / "performance.md"
-    begin, end = f"<!-- frames:{device}:begin -->", f"<!-- frames:{device}:end -->"
-    block = f"{begin}\n{_section(device, records, meta)}{end}"
-    text = path.read_text() if path.exists() else "# Performance: frame streams\n\n"
-    if begin in text:
-        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + f"\n\n## {device.upper()}\n\n{block}\n"
-    atomic_write_text(path, text)
-    print(f"wrote {path}")
+HEADER = """# Performance: factorizing frame streams
+
+Generated by `benchmarks/frames_gpu.py` (the command of each section is given in it).
+Regenerate: `python benchmarks/frames_gpu.py --from-records` (rewrites this whole page from
+`docs/results/records/performance-*.json`, byte for byte, without measuring).
+
+Every factorizer of the registry, the library peers (at their documented defaults and at our
+budget) and the learned factorizers are timed in the same run, on the same simulator frames,
+device, precision and batch; since the interleaved harness, every row of a case is timed in
+the same rounds. Every row states its time per matrix, its memory floor (the matrix read once
+at the bandwidth measured on that device in the same run) and its ratio to that floor, and its
+scaled loss ||X - UV||_F^2 / ||X||_F^2 with the ratio to the Eckart-Young optimum of the same
+frames (computed in float64).
+
+How to read the tables:
+
+- `us/matrix`: median time of a call / matrices in the call (a sub-batch, `timed`, when the
+  whole batch would take longer than the call budget).
+- `floor us`: m*n*4 bytes / measured read bandwidth. On the CPU the bandwidth is that of one
+  thread (threads are pinned to 1), so the floor is a single-core floor.
+- `x scipy-gesdd`: `scipy.linalg.svd` (gesdd) time / this row's time, same case, same run
+  (> 1: faster); `~1x (within noise)` when the two interquartile ranges overlap by more than
+  the medians differ; `spread not recorded` for records that predate the interleaved harness
+  (their speed ratios rank nothing).
+- `ratio mean` / `ratio max`: scaled loss / optimum over the timed matrices. The summary
+  compares a learned method's speed with the fastest classical one only when both are within
+  1.05x of the optimum.
+- `warm-subspace` continues the time series from the last training frame (marked `warm`):
+  one subspace iteration per frame.
+- `nmf` fails on these frames by design (the spectral solver's frames have small negative
+  entries; NMF needs X >= 0): the row is kept so the omission is visible.
+"""
+
+GPU_NOT_RUN = """## GPU: not run on a GPU
+
+No records from a CUDA device exist, so this page has no GPU numbers and no GPU target has
+been checked. The suite runs in one device call (it stops starting new cases after 450 s and
+says so in the notes):
+
+    PYTHONUNBUFFERED=1 PYTHONPATH=src python3 benchmarks/frames_gpu.py --device cuda \\
+      --records-dir $OUT --page $OUT/performance.md
+
+then copy `$OUT/performance-cuda.json` into `docs/results/records/` and run
+`python benchmarks/frames_gpu.py --from-records`.
+"""
+
+FOOTER = """## What this page does not do yet
+
+- GPU kernel engineering (fused k x k work, rank <= 32 kernels, CUDA graphs, `torch.compile`,
+  a cheaper encoder than ConvMF's dense first layer) was not attempted.
+- The learned methods are trained briefly (stated in each section: epochs, frames, seconds),
+  not to the original study's validation loss. `--models DIR` loads fully trained models
+  (`convmf-MxN-rR`, `convmf-nested-MxN-rR`, as written by `LearnedFactorizer.save`) instead.
+- Training throughput is the cost of optimizer steps (ConvMF, 128x256, rank 12, batch 25,
+  uniform random frames); it is not a convergence measurement.
+"""
+
+
+def render_page(records_dir: Path) -> str:
+    """The whole performance page from every ``performance-*.json`` in ``records_dir``."""
+    parts = [HEADER]
+    files = sorted(records_dir.glob("performance-*.json"), key=lambda p: p.stem)
+    keys = []
+    for path in files:
+        key = path.stem[len("performance-") :]
+        keys.append(key)
+        data = read_json(path)
+        parts.append(f"## {key}\n\n" + _section(key, data["records"], data["meta"]))
+    if not any(k.startswith("cuda") for k in keys):
+        parts.append(GPU_NOT_RUN)
+    parts.append(FOOTER)
+    return "\n".join(parts)
+
+
+def write_page(records_dir: Path, page: Path) -> None:
+    atomic_write_text(page, render_page(records_dir))
+    print(f"wrote {page}")
 
 
 if __name__ == "__main__":

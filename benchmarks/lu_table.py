@@ -24,7 +24,7 @@ import scipy
 import scipy.sparse as sp
 import torch
 
-from neuralfactor.core.timing import pinned_threads, time_call
+from neuralfactor.core.timing import pinned_threads, time_interleaved
 from neuralfactor.io import write_json
 from neuralfactor.lu.evaluate import evaluate_learned
 from neuralfactor.lu.gfmm import DiagMode
@@ -115,11 +115,12 @@ def regime(n: int, leaf: int = 32) -> dict:
     s = LUSolver(m)
     B = A @ np.random.default_rng(0).standard_normal((16, n)).T
     lu = sla.lu_factor(A)
-    t_learn = time_call(lambda: s.solve(B.T), repeats=3)
-    t_lapack = time_call(lambda: sla.lu_solve(lu, B), repeats=5)
-    err = np.linalg.norm(np.asarray(t_learn.result).T - t_lapack.result) / np.linalg.norm(
-        t_lapack.result
+    pair = time_interleaved(  # both solves in the same rounds
+        {"learn": lambda: s.solve(B.T), "lapack": lambda: sla.lu_solve(lu, B)}, min_rounds=5
     )
+    t_learn, t_lapack = pair.stats["learn"], pair.stats["lapack"]
+    x_learn, x_lapack = pair.results["learn"], pair.results["lapack"]
+    err = np.linalg.norm(np.asarray(x_learn).T - x_lapack) / np.linalg.norm(x_lapack)
     return {
         "n": n,
         "leaf": leaf,

@@ -1,4 +1,4 @@
-"""The classical low-rank toolkit on reference problems (issue 6), with the SVD baseline.
+"""The classical low-rank toolkit on reference problems, with the SVD baseline.
 
 Run (CPU, one thread):
 
@@ -33,7 +33,7 @@ from neuralfactor.classical.toolkit import (
 )
 from neuralfactor.core.lowrank import LowRank
 from neuralfactor.core.metrics import ratio_to_optimum, scaled_loss
-from neuralfactor.core.timing import pinned_threads, time_call
+from neuralfactor.core.timing import pinned_threads, time_call, time_interleaved
 from neuralfactor.data.gallery import get_matrix
 from neuralfactor.io import write_json
 from neuralfactor.matvec import compress_linear
@@ -66,12 +66,16 @@ def main() -> None:
         # ---------------------------------------------------------------- NMF
         X = torch.as_tensor(get_matrix("camera", size=256))
         k = 10
-        t_svd = time_call(lambda: svd_lr(X, k), repeats=3)
-        rows = [("svd", t_svd.result, t_svd.median)]
-        t = time_call(lambda: nmf(X, k), warmup=0, repeats=1)
-        rows.append(("nmf (sklearn, cd, nndsvda)", t.result, t.median))
-        t = time_call(lambda: sparse_nmf(X, k, alpha=1e-3), warmup=0, repeats=1)
-        rows.append(("sparse-nmf (alpha=1e-3, L1 on H)", t.result, t.median))
+        # all three timed in the same interleaved rounds, each warmed up once
+        runs = time_interleaved(
+            {
+                "svd": lambda: svd_lr(X, k),
+                "nmf (sklearn, cd, nndsvda)": lambda: nmf(X, k),
+                "sparse-nmf (alpha=1e-3, L1 on H)": lambda: sparse_nmf(X, k, alpha=1e-3),
+            },
+            min_rounds=3,
+        )
+        rows = [(name, runs.results[name], st.median) for name, st in runs.stats.items()]
         out["nmf"] = []
         print("\n### NMF on camera 256x256, rank 10\n")
         print("| method | rel. Frobenius | ratio to SVD loss | zero fraction of H | seconds |")
@@ -95,13 +99,17 @@ def main() -> None:
         M = spiked(40, 30, [12.0, 9.0, 6.0], 0.1, seed=0)
         out["nuclear"] = []
         for lam in (1.0, 3.0, 7.0):
-            tg = time_call(
-                lambda lam=lam: factored_nuclear_gd(M, lam, rank=8, tol=1e-10, max_iter=50000),
-                warmup=0,
-                repeats=1,
+            pair = time_interleaved(
+                {
+                    "gd": lambda lam=lam: factored_nuclear_gd(
+                        M, lam, rank=8, tol=1e-10, max_iter=50000
+                    ),
+                    "svt": lambda lam=lam: svt(M, lam),
+                },
+                min_rounds=3,
             )
-            ts = time_call(lambda lam=lam: svt(M, lam), repeats=3)
-            res, ref = tg.result, ts.result.reconstruct()
+            tg, ts = pair.stats["gd"], pair.stats["svt"]
+            res, ref = pair.results["gd"], pair.results["svt"].reconstruct()
             Xg = res.lowrank.reconstruct()
             diff = float(torch.linalg.norm(Xg - ref) / torch.linalg.norm(ref))
             obj = lambda Z, lam=lam: float(0.5 * (Z - M).square().sum() + lam * nuclear_norm(Z))  # noqa: E731

@@ -18,7 +18,7 @@ import warnings
 import torch
 
 from neuralfactor.core.metrics import principal_angles
-from neuralfactor.core.timing import pinned_threads, time_call
+from neuralfactor.core.timing import pinned_threads, time_call, time_interleaved
 from neuralfactor.io import write_json
 from neuralfactor.spectral.evaluate import learned_spectrum
 from neuralfactor.spectral.models import FunctionPair, ParallelMLP, SpectralModel, TabularFunctions
@@ -86,13 +86,24 @@ def main() -> None:
         # RBF kernel on 500 Gaussian samples in 2-D
         X = torch.randn(500, 2, generator=g, dtype=torch.float64)
         kop = KernelOperator(X, 1.0)
-        ref = time_call(lambda: kop.reference(L), repeats=3)
-        lam, phi = ref.result
+        # the dense reference and both Nystrom sizes timed in the same interleaved rounds
+        kt = time_interleaved(
+            {
+                "ref": lambda: kop.reference(L),
+                **{
+                    f"nystrom{lm}": lambda lm=lm: kop.nystrom(
+                        L, lm, torch.Generator().manual_seed(2)
+                    )
+                    for lm in (100, 250)
+                },
+            },
+            min_rounds=3,
+        )
+        ref = kt.stats["ref"]
+        lam, phi = kt.results["ref"]
         for landmarks in (100, 250):
-            t = time_call(
-                lambda lm=landmarks: kop.nystrom(L, lm, torch.Generator().manual_seed(2)), repeats=3
-            )
-            lam_n, phi_n = t.result
+            t = kt.stats[f"nystrom{landmarks}"]
+            lam_n, phi_n = kt.results[f"nystrom{landmarks}"]
             rows.append(
                 row(
                     f"kernel N=500, Nystrom M={landmarks}",

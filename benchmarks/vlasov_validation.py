@@ -27,7 +27,13 @@ import scipy
 import torch
 
 from neuralfactor import __version__
-from neuralfactor.core.timing import pinned_threads, time_call
+from neuralfactor.core.timing import (
+    Spread,
+    pinned_threads,
+    speed_ratio,
+    time_call,
+    time_interleaved,
+)
 from neuralfactor.io import atomic_write_text
 from neuralfactor.vlasov import (
     SimulationConfig,
@@ -120,7 +126,7 @@ def main() -> None:
             f"{threads['torch_threads']}, BLAS/OpenMP pools {threads['threadpools']}. "
             f"neuralfactor {__version__}, torch {torch.__version__}, numpy {np.__version__}, "
             f"scipy {scipy.__version__}, Python {sys.version.split()[0]}. Load average "
-            f"(1/5/15 min) at start: {load()}. GPU: **not measured, no GPU in this session**.\n"
+            f"(1/5/15 min) at start: {load()}. GPU: **not run on a GPU** (no CUDA device in this session).\n"
         )
 
         # -- 1. analytic references ----------------------------------------------------------
@@ -489,14 +495,15 @@ def main() -> None:
                     if scheme == "spectral" and B == 1:
                         # interleave with the NumPy baseline so both see the same load
                         np_fn, np_k = numpy_spectral_block(m, n)
-                        fn(), np_fn()  # warm-up
-                        ours, theirs = [], []
-                        for _ in range(7):
-                            ours.append(time_call(fn, warmup=0, repeats=1).median / K)
-                            theirs.append(time_call(np_fn, warmup=0, repeats=1).median / np_k)
-                        med, best = float(np.median(ours)), min(ours)
-                        bmed, bbest = float(np.median(theirs)), min(theirs)
-                        ratio = f"{bmed / med:.2f}x (min: {bbest / best:.2f}x)"
+                        pair = time_interleaved({"ours": fn, "numpy": np_fn}, min_rounds=7)
+                        ours, theirs = pair.stats["ours"], pair.stats["numpy"]
+                        med, best = ours.median / K, ours.min / K
+                        bmed, bbest = theirs.median / np_k, theirs.min / np_k
+                        sr = speed_ratio(
+                            Spread(theirs.median / np_k, theirs.q25 / np_k, theirs.q75 / np_k),
+                            Spread(med, ours.q25 / K, ours.q75 / K),
+                        )
+                        ratio = f"{sr} (min: {bbest / best:.2f}x)"
                         prows.append(
                             [
                                 f"{m}x{n}",
@@ -546,7 +553,7 @@ def main() -> None:
             )
             + "\n"
         )
-        md.append("GPU (ensemble of 64): **not measured, no GPU in this session**.\n")
+        md.append("GPU: **not run on a GPU** (no CUDA device in this session).\n")
         md.append(
             f"Load average at the end: {load()}; total wall time {time.time() - t_start:.0f} s.\n"
         )

@@ -14,16 +14,21 @@ def test_run_bench_records_peers_in_same_run():
         sizes=((24, 40),),
         ranks=(3,),
         batches=(1, 5),
-        repeats=1,
+        repeats=3,
         warmup=0,
+        max_case_seconds=0.1,
     )
     recs = run_bench(cfg)
     assert len(recs) == 8
     for r in recs:
-        assert r["seconds_per_matrix"] > 0 and r["torch_threads"] == 1
+        assert r["seconds_per_matrix_q25"] <= r["seconds_per_matrix"]
+        assert r["seconds_per_matrix"] <= r["seconds_per_matrix_q75"]
+        assert r["rounds"] >= 3 and r["torch_threads"] == 1
+        assert r["interleaved"] == ["svd", "scipy-gesdd", "rsvd-gemm", "pod-basis"]
         assert r["ratio_mean"] >= 1 - 1e-6 and r["ratio_max"] < 1.05
         assert r["version"] and r["device"] == "cpu"
-    assert next(r for r in recs if r["method"] == "pod-basis")["fit_seconds"] > 0
+    pod = next(r for r in recs if r["method"] == "pod-basis")
+    assert pod["fit_seconds"] > 0 and pod["trained"]
     table = markdown_table(recs)
     assert table.count("\n") == 2 + len(recs) and "| scipy-gesdd | 24x40 | 3 | 5 |" in table
 
@@ -34,9 +39,10 @@ def test_sub_batch_timing_when_over_budget():
         sizes=((64, 64),),
         ranks=(2,),
         batches=(200,),
-        repeats=1,
+        repeats=3,
         warmup=0,
         max_call_seconds=1e-3,
+        max_case_seconds=0.1,
     )
     (rec,) = run_bench(cfg)
     assert 4 <= rec["timed_batch"] < 200
@@ -62,6 +68,10 @@ def test_make_frames_deterministic(kind):
             {"methods": ("svd",), "ranks": (2,), "batches": (0,)},
             "'batches' parameter of bench must be >= 1",
         ),
+        (
+            {"methods": ("svd",), "ranks": (2,), "repeats": 1},
+            "'repeats' parameter of bench must be >= 3 .* Got 1",
+        ),
     ],
 )
 def test_bench_config_errors(kwargs, msg):
@@ -84,7 +94,9 @@ def test_cli_bench_writes_jsonl(tmp_path, capsys):
             "--batches",
             "2",
             "--repeats",
-            "1",
+            "3",
+            "--max-case-seconds",
+            "0.1",
             "--out",
             str(out),
         ]

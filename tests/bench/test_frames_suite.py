@@ -1,6 +1,7 @@
-"""The frames suite (issue 9): records, accuracy of every timed fast path, the CLI path.
+"""The frames suite: records, accuracy of every timed fast path, the CLI path.
 
-No timed assertions: times are only checked to be positive and consistent with the floor.
+No timed assertions: times are only checked to be ordered (min <= q25 <= median <= q75) and
+consistent with the floor.
 """
 
 import json
@@ -28,10 +29,11 @@ TINY = dict(
     sizes=((16, 32),),
     ranks=(2, 4),
     batches=(1, 6),
-    repeats=1,
+    repeats=3,
     warmup=0,
     max_call_seconds=0.05,
     min_seconds=0.0,
+    max_case_seconds=0.1,
     train_frames=30,
     train_epochs=1,
     t_end=10.0,
@@ -51,9 +53,12 @@ def suite():
 
 def test_records_are_well_formed(suite):
     recs, notes = suite
-    # tf32 applies to CUDA only; bf16 only to the learned methods (3 of them).
+    # tf32 applies to CUDA only; bf16 only to the learned methods (3 of them); the peer
+    # torch-lowrank runs twice (documented defaults, our budget).
     assert any("tf32 skipped" in n for n in notes)
-    assert len(recs) == 2 * 2 * (len(FAST) + 3 + 3)
+    assert len(recs) == 2 * 2 * (len(FAST) + 1 + 3 + 3)
+    peers = sorted({r["label"] for r in recs if r["method"] == "torch-lowrank"})
+    assert peers == ["torch-lowrank [budget]", "torch-lowrank [defaults]"]
     for r in recs:
         assert "error" not in r, r.get("error")
         for key in ("version", "torch_version", "numpy_version", "scipy_version", "device_name"):
@@ -61,19 +66,29 @@ def test_records_are_well_formed(suite):
         assert r["device"] == "cpu" and r["torch_threads"] == 1 and r["suite"] == "frames"
         assert r["matmul_precision"] == "highest" and r["allow_tf32"] is False
         assert r["family"] in ("peer", "classical", "learned")
-        assert r["seconds_per_matrix"] > 0 and r["bandwidth_bytes_per_s"] > 0
+        assert r["seconds_per_matrix_min"] <= r["seconds_per_matrix_q25"]
+        assert r["seconds_per_matrix_q25"] <= r["seconds_per_matrix"]
+        assert r["seconds_per_matrix"] <= r["seconds_per_matrix_q75"]
+        # the bandwidth is measured once per run and shared by every row
+        assert r["rounds"] >= 3 and r["bandwidth_bytes_per_s"] == recs[0]["bandwidth_bytes_per_s"]
         assert r["floor_seconds_per_matrix"] == pytest.approx(
             16 * 32 * 4 / r["bandwidth_bytes_per_s"]
         )
         assert r["x_floor"] == pytest.approx(
             r["seconds_per_matrix"] / r["floor_seconds_per_matrix"]
         )
-        assert 1 <= r["timed_batch"] <= r["batch"] and math.isfinite(r["loadavg_1min"])
+        assert 1 <= r["timed_batch"] <= r["batch"] and math.isfinite(r["loadavg_before"])
         assert r["sim_t_first"] < r["sim_t_last"] <= 10.0
         json.dumps(r, default=str)
     learned = [r for r in recs if r["family"] == "learned"]
     assert {r["dtype"] for r in learned} == {"float32", "bf16"}
     assert all(r["fit_seconds"] > 0 and r["train_epochs"] == 1 for r in learned)
+    # every case's rows were timed together, interleaved
+    case = [r for r in recs if (r["rank"], r["batch"], r["dtype"]) == (2, 6, "float32")]
+    assert all(r["interleaved"] == case[0]["interleaved"] for r in case)
+    assert len(case[0]["interleaved"]) == len(FAST) + 1 + 3
+    warm = {r["label"]: r["start"] for r in case}
+    assert warm["warm-subspace"] == "warm" and warm["svd"] == "cold"
     text = frames_markdown(recs)
     assert "### Summary" in text and "### 16x32, rank 4, batch 6" in text
 
@@ -91,6 +106,10 @@ def test_fast_paths_agree_with_float64_reference(suite):
             # pod-basis starts every frame from one global basis of 30 training frames (one
             # step): 5%; the others converge (exact, power iterations, or a warm stream): 1%.
             tol = 1.05 if r["method"] == "pod-basis" else 1.01
+            if r["label"] == "torch-lowrank [defaults]":
+                # torch's documented q = 6 leaves 2 columns of oversampling at rank 4 (none
+                # beyond that): a few percent above the optimum is that setting's accuracy.
+                tol = 1.10
             assert r["ratio_max"] <= tol, (r["method"], r["rank"], r["ratio_max"])
     # Least squares on the network's own U is optimal for that U: +refine is never worse.
     for r in recs:
@@ -131,15 +150,17 @@ def test_config_rejects_bad_input():
 
 
 def test_training_throughput_record():
-    r = training_throughput(16, 32, 2, steps=2, batch_size=4, repeats=1)
-    assert r["frames_per_second"] > 0 and r["seconds_per_step"] > 0 and r["torch_threads"] == 1
+    r = training_throughput(16, 32, 2, steps=2, batch_size=4, repeats=3)
+    assert r["frames_per_second"] == pytest.approx(4 / r["seconds_per_step"])
+    assert r["torch_threads"] == 1 and r["steps"] == 2 and r["batch_size"] == 4
     assert "| cpu" in throughput_markdown([r])
 
 
 def test_cli_frames_suite(tmp_path):
     out = tmp_path / "frames.jsonl"
     argv = ["--quiet", "bench", "--suite", "frames", "--methods", "svd,rsvd-gemm,warm-subspace"]
-    argv += ["--size", "12x24", "--ranks", "2", "--batches", "3", "--repeats", "1"]
+    argv += ["--size", "12x24", "--ranks", "2", "--batches", "3", "--repeats", "3"]
+    argv += ["--max-case-seconds", "0.1"]
     argv += ["--train-frames", "25", "--out", str(out)]
     assert main(argv) == 0
     recs = [json.loads(line) for line in out.read_text().splitlines()]

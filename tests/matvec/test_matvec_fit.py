@@ -257,8 +257,8 @@ def test_network_rejects_bottleneck_wider_than_hidden():
 
 def test_checkpoint_resume_completes(tmp_path, gen):
     A = torch.as_tensor(get_matrix("diag", n=12))
-    # Adam: the loop's checkpoint restores Adam's state (L-BFGS's list-valued state is not
-    # supported by train.checkpoint yet; reported to the lead). 20 Adam steps are deliberately
+    # Adam: the loop's checkpoint restores Adam's state (L-BFGS's list-valued history is
+    # checkpointed too: tests/train/test_train_checkpoint.py). 20 Adam steps are deliberately
     # too few to converge, so the optimality check is silenced.
     kw = {"optimizer": "adam", "steps": 20, "on_collapse": "ignore"}
     first = fit_matvec(A, 4, checkpoint_dir=tmp_path / "ck", **kw)

@@ -54,14 +54,26 @@ def test_report_tables_and_figures_agree_with_records(demo_dir):
         assert ratio == pytest.approx(r["ratio_mean"], abs=1e-3)
     assert page.count("<img ") >= 8 and "data:image/png;base64," in page
     assert "Conclusion" in page and "Where learning fails" in page and "timed in" in page
-    for png in (demo_dir / "report").glob("*.png"):
-        assert png.stat().st_size > 2000
+    pngs = sorted((demo_dir / "report").glob("*.png"))
+    assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
 
 
-def test_second_run_is_instant_and_identical(demo_dir):
+def test_second_run_is_instant_and_identical(demo_dir, monkeypatch):
+    """A finished demo does no work again: no evaluation is called, no file but the report and
+    demo.json is rewritten (data, checkpoints, weights, records keep their mtimes)."""
+    import neuralfactor.amortized.study as study
+
+    def must_not_run(*a, **k):
+        raise AssertionError("a finished demo re-evaluated a model")
+
+    monkeypatch.setattr(study, "evaluate_run", must_not_run)
     before = collect_records(demo_dir)
+    files = {p: p.stat().st_mtime_ns for p in demo_dir.rglob("*") if p.is_file()}
+    files = {p: t for p, t in files.items() if "report" not in p.parts and p.name != "demo.json"}
     assert main(["-q", "demo", "--quick", "--out", str(demo_dir), "--device", "cpu"]) == 0
     assert collect_records(demo_dir) == before
+    assert {p: p.stat().st_mtime_ns for p in files} == files  # nothing rewritten
+    assert len(files) > 10  # the check covered the store, models and records
 
 
 def test_report_command_regenerates_from_records(demo_dir, tmp_path):
@@ -69,7 +81,12 @@ def test_report_command_regenerates_from_records(demo_dir, tmp_path):
     shutil.copytree(demo_dir, copy, ignore=shutil.ignore_patterns("data.zarr", "ckpt", "model"))
     shutil.rmtree(copy / "report")
     assert main(["-q", "report", str(copy)]) == 0  # no data, no models: records only
-    assert (copy / "report" / "index.html").exists()
+    # the report is a pure function of the records: the same page, byte for byte, except
+    # for the directory it names in its "Regenerate with" line
+    original = (demo_dir / "report" / "index.html").read_text(encoding="utf-8")
+    new = (copy / "report" / "index.html").read_text(encoding="utf-8")
+    assert new.count(str(copy)) == 1
+    assert new.replace(str(copy), str(demo_dir)) == original
 
 
 def test_report_names_corrupt_or_missing_records(demo_dir, tmp_path, capsys):
@@ -134,3 +151,41 @@ def test_report_renders_in_headless_chromium(demo_dir, tmp_path):
         l for l in proc.stderr.splitlines() if "CONSOLE" in l and "ERROR" in l.upper()
     ]
     assert not console_errors, console_errors
+
+
+def _rec(method, kind, ratio, us, iqr=0.05, fit=0.0, warm=False):
+    s = us * 1e-6
+    return {
+        "method": method,
+        "kind": kind,
+        "split": "interpolation",
+        "rank": 4,
+        "ratio_mean": ratio,
+        "seconds_per_matrix": s,
+        "seconds_per_matrix_q25": s * (1 - iqr),
+        "seconds_per_matrix_q75": s * (1 + iqr),
+        "fit_seconds": fit,
+        "warm": warm,
+        "_source": "a/records.jsonl",
+    }
+
+
+def test_conclusions_compare_speed_only_within_the_band():
+    from neuralfactor.report.html import conclusions
+
+    recs = [
+        _rec("svd", "classical", 1.0, 100.0),
+        _rec("rsvd", "classical", 1.001, 40.0),
+        _rec("warm-subspace", "classical", 1.002, 41.0, warm=True),  # within noise of rsvd
+        _rec("convmf", "learned", 1.03, 20.0, fit=100.0),
+    ]
+    (line,) = conclusions(recs)
+    # the learned net is the fastest in the band; the warm method is named warm
+    assert "fastest within 1.05x of the optimum is <b>convmf</b>" in line
+    # break-even against the fastest other method in the band: 100 s / (40 - 20) us = 5,000,000
+    assert "pays for its training after 5,000,000 matrices against rsvd" in line
+    recs[3]["ratio_mean"] = 1.4  # outside the band: no speed comparison at all
+    (line,) = conclusions(recs)
+    assert "pays for" not in line and "is outside 1.05x of the optimum" in line
+    assert "fastest within 1.05x of the optimum is <b>rsvd</b>" in line
+    assert "within timing noise of warm-subspace (warm)" in line

@@ -17,7 +17,6 @@ be redrawn from ``records.jsonl`` alone.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -218,14 +217,15 @@ def evaluate_run(
     ``rank`` (nested models only) evaluates the leading ``rank`` columns of the model and the
     baselines at that rank; records then go to ``records-r{rank}.jsonl``.
 
-    Every method factorizes the same test batch on the same device and dtype (float32), timed by
-    :func:`~neuralfactor.core.timing.time_call` in one run with pinned threads. The learned
+    Every method factorizes the same test batch on the same device and dtype (float32), all
+    timed interleaved by :func:`~neuralfactor.core.timing.measure_many` (at least ``repeats``
+    rounds; median and quartiles recorded) with pinned threads. The learned
     model is evaluated plain, ``+refine`` (least-squares V) and ``+subspace``; the error
     analysis adds "calculated U/V/Sigma" refits of the network's factors. Data-driven baselines
     (pod-basis) fit on the training frames; warm-subspace streams the test frames in time order.
     """
     from neuralfactor.core.factorizer import make_factorizer
-    from neuralfactor.core.timing import pinned_threads, time_call
+    from neuralfactor.core.timing import measure_many, pinned_threads
 
     run_dir = Path(run_dir)
     for need in ("config.json", "model/meta.json"):
@@ -268,27 +268,60 @@ def evaluate_run(
     with pinned_threads(threads) as thr:
         base["torch_threads"] = thr["torch_threads"]
         variants = {"": "none", "+refine": "lstsq", "+subspace": "subspace"}
-        for suffix, refine in variants.items():
+        methods: dict[str, Any] = {}
+        kinds: dict[str, str] = {}
+        fit_times: dict[str, float] = {}
+        for refine in variants.values():
             f = LearnedFactorizer.load(run_dir / "model", device=str(dev), refine=refine)
             if r != config.rank:
                 f = f.at_rank(r)
-            timing = time_call(lambda f=f: f.factorize(X), device=dev, repeats=repeats)
-            rec = _method_records(
-                f.name,
+            methods[f.name] = f
+            kinds[f.name], fit_times[f.name] = "learned", learned.fit_seconds
+        for name in baselines:
+            methods[name] = make_factorizer(name, rank=r)
+            kinds[name] = "classical"
+        # one harness: every method interleaved on the whole test batch (streaming baselines
+        # restart their stream at the first test frame on every timed call)
+        results: dict[str, Any] = {}
+        timed = measure_many(
+            methods,
+            X,
+            optimum=opt,
+            device=dev,
+            train=train,
+            fit_seconds=fit_times,
+            max_call_seconds=float("inf"),
+            min_rounds=max(repeats, 3),
+            errors=(),
+            results=results,
+        )
+        by_label = {rec["label"]: rec for rec in timed}
+
+        def timed_record(name: str) -> dict[str, Any]:
+            rec = by_label[name]
+            return _method_records(
+                name,
                 X,
-                timing.result,
+                results[name],
                 opt,
-                timing.median,
+                rec["seconds_per_call"],
                 X.shape[0],
-                learned.fit_seconds,
+                rec["fit_seconds"],
                 t,
-                {"kind": "learned"},
+                {
+                    "kind": kinds[name],
+                    "seconds_per_matrix_q25": rec["seconds_per_matrix_q25"],
+                    "seconds_per_matrix_q75": rec["seconds_per_matrix_q75"],
+                    "timing_rounds": rec["rounds"],
+                    "warm": rec["warm"],
+                    "loadavg_before": rec["loadavg_before"],
+                    "loadavg_after": rec["loadavg_after"],
+                },
             )
-            records.append(rec)
-            if suffix == "":
-                lr0 = timing.result
-            elif suffix == "+refine":
-                refine_lr = timing.result
+
+        names = list(methods)
+        records += [timed_record(name) for name in names[: len(variants)]]
+        lr0, refine_lr = results[names[0]], results[names[1]]
         # error analysis of the network's factors
         for label, fn in (
             ("calculated V", lambda: calculated_V(X, lr0.U)),
@@ -308,34 +341,7 @@ def evaluate_run(
                     {"kind": "analysis"},
                 )
             )
-        for name in baselines:
-            f = make_factorizer(name, rank=r)
-            fit_s = 0.0
-            if getattr(f, "requires_fit", False):
-                t0 = time.perf_counter()
-                f.fit(train)
-                fit_s = time.perf_counter() - t0
-            reset = getattr(f, "reset", None)
-
-            def call(f=f, reset=reset):
-                if reset is not None:
-                    reset()
-                return f.factorize(X)
-
-            timing = time_call(call, device=dev, repeats=repeats)
-            records.append(
-                _method_records(
-                    name,
-                    X,
-                    timing.result,
-                    opt,
-                    timing.median,
-                    X.shape[0],
-                    fit_s,
-                    t,
-                    {"kind": "classical"},
-                )
-            )
+        records += [timed_record(name) for name in names[len(variants) :]]
         # the worst test frame for the learned model, with reconstructions
         worst = int(torch.argmax(scaled_loss(X, lr0)))
         samples["frame"] = X[worst].cpu().numpy()

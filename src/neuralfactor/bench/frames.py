@@ -3,9 +3,11 @@
 Frames come from the Vlasov simulator in memory (strong Landau damping at the size measured,
 time-ordered, the last frames before ``t_end``), so the suite needs neither Zarr nor Dask and
 runs unchanged on a bare GPU machine. For each size x rank x batch x dtype it times every
-classical factorizer, the library peers and the learned factorizers (trained briefly on
-earlier frames of the same simulation, or loaded from ``models_dir``) with the project's
-stopwatch, and scores them against the float64 Eckart-Young optimum of the same frames.
+classical factorizer, the library peers (at their documented defaults and at our budget) and
+the learned factorizers (trained briefly on earlier frames of the same simulation, or loaded
+from ``models_dir``) interleaved by the one harness
+(:func:`neuralfactor.core.timing.measure_many`), and scores them against the float64
+Eckart-Young optimum of the same frames.
 
 Each record also carries the memory floor: the bytes of one matrix read once divided by the
 device's measured read bandwidth (a large ``x.sum()``), and the ratio of the time to it.
@@ -31,15 +33,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from neuralfactor.bench.runner import time_within_budget
+from neuralfactor.bench.peers import expand_peers
 from neuralfactor.bench.tables import fmt_number
-from neuralfactor.core.factorizer import (
-    FactorizationError,
-    available_factorizers,
-    make_factorizer,
+from neuralfactor.core.factorizer import available_factorizers, make_factorizer
+from neuralfactor.core.metrics import optimal_scaled_loss
+from neuralfactor.core.timing import (
+    Spread,
+    loadavg,
+    measure_many,
+    pinned_threads,
+    speed_ratio,
+    time_call,
 )
-from neuralfactor.core.metrics import optimal_scaled_loss, scaled_loss
-from neuralfactor.core.timing import pinned_threads, time_call
 from neuralfactor.core.validation import resolve_device
 
 __all__ = [
@@ -97,10 +102,12 @@ class FramesConfig:
     dtypes: tuple[str, ...] = ("float32",)
     methods: tuple[str, ...] | None = None  # None: classical_methods() + LEARNED
     threads: int | None = 1
-    repeats: int = 3
+    repeats: int = 5  # fewest interleaved timing rounds (at least 3)
     warmup: int = 1
-    max_call_seconds: float = 1.0
+    max_call_seconds: float = 0.25
     min_seconds: float = 0.05
+    max_case_seconds: float = 20.0
+    peer_settings: bool = True  # peers twice: documented defaults and our budget
     train_frames: int = 512
     train_epochs: int = 10
     train_lr: float = 1e-3
@@ -136,6 +143,11 @@ class FramesConfig:
                 )
         if any(b < 1 for b in self.batches):
             raise ValueError(f"The 'batches' parameter must be >= 1. Got {self.batches}.")
+        if self.repeats < 3:
+            raise ValueError(
+                "The 'repeats' parameter of the frames suite must be >= 3 (rounds of interleaved "
+                f"timing; a single sample is not a timing). Got {self.repeats}."
+            )
         if self.train_frames < 25 or self.train_epochs < 1:
             raise ValueError(
                 "The frames suite needs train_frames >= 25 (one training batch) and "
@@ -275,73 +287,12 @@ def _learned_view(base, name: str, k: int, dtype: str):
 
 
 # --------------------------------------------------------------------------- runner
-def _record_error(method: str, exc: Exception) -> dict[str, Any]:
-    return {
-        "method": method,
-        "error": f"{type(exc).__name__}: {exc}",
-        "timed_batch": 0,
-        "seconds_per_matrix": float("nan"),
-        "scaled_loss_mean": float("nan"),
-        "ratio_mean": float("nan"),
-        "ratio_max": float("nan"),
-        "fit_seconds": 0.0,
-    }
-
-
 def family(method: str) -> str:
     if method in PEERS:
         return "peer"
     if method in LEARNED or method in SKIPPED:
         return "learned"
     return "classical"
-
-
-def _time_method(
-    f,
-    X: Tensor,
-    prev: Tensor,
-    opt: Tensor,
-    device: torch.device,
-    config: FramesConfig,
-) -> dict[str, Any]:
-    """Time ``f.factorize`` on X (a sub-batch when the call would exceed the budget)."""
-    warm = getattr(f, "reset", None) is not None and hasattr(f, "basis")
-    start_basis = None
-    if warm:  # the stream continues from the frame just before X: one warm step per frame
-        f.reset()
-        f.factorize(prev)
-        start_basis = f.basis
-
-    def call(sub: Tensor):
-        if warm:
-            f.basis = start_basis
-        return f.factorize(sub)
-
-    timed, timing = time_within_budget(
-        call,
-        X,
-        device=device,
-        max_call_seconds=config.max_call_seconds,
-        repeats=config.repeats,
-        warmup=config.warmup,
-        min_seconds=config.min_seconds,
-    )
-    sub = X[:timed]
-    out = timing.result
-    S = None if out.S is None else out.S.double()
-    loss = scaled_loss(sub.double(), type(out)(out.U.double(), out.V.double(), S))
-    ratio = loss / opt[:timed]
-    return {
-        "timed_batch": timed,
-        "repeats": len(timing.times),
-        "seconds_per_matrix": timing.median / timed,
-        "seconds_per_call": timing.median,
-        "scaled_loss_mean": float(loss.mean()),
-        "scaled_loss_max": float(loss.max()),
-        "optimum_mean": float(opt[:timed].mean()),
-        "ratio_mean": float(ratio.mean()),
-        "ratio_max": float(ratio.max()),
-    }
 
 
 def run_frames(
@@ -395,46 +346,47 @@ def run_frames(
                 for rank in config.ranks:
                     opt = optimal_scaled_loss(X64, rank, singular_values=svals)
                     for dtype in dtypes:
-                        for method in methods:
-                            is_learned = family(method) == "learned"
-                            if dtype == "bf16" and not is_learned:
-                                continue
-                            if dtype == "tf32" and method in CPU_ONLY:
-                                continue
-                            if (
-                                config.deadline_seconds is not None
-                                and time.perf_counter() - start > config.deadline_seconds
-                            ):
-                                if not late:
-                                    note(
-                                        f"deadline of {config.deadline_seconds:.0f} s reached: "
-                                        f"cases from {m}x{n} r={rank} b={batch} {dtype} "
-                                        f"{method} on were not run"
-                                    )
-                                late = True
-                                continue
-                            with matmul_mode(dtype, device) as mm:
-                                rec = _one_case(
-                                    method,
-                                    rank,
-                                    X,
-                                    prev,
-                                    opt,
-                                    train,
-                                    config,
-                                    device,
-                                    dtype,
-                                    trained,
-                                    m,
-                                    n,
+                        if (
+                            config.deadline_seconds is not None
+                            and time.perf_counter() - start > config.deadline_seconds
+                        ):
+                            if not late:
+                                note(
+                                    f"deadline of {config.deadline_seconds:.0f} s reached: "
+                                    f"cases from {m}x{n} r={rank} b={batch} {dtype} on were "
+                                    "not run"
                                 )
+                            late = True
+                            continue
+                        case = [
+                            meth
+                            for meth in methods
+                            if not (dtype == "bf16" and family(meth) != "learned")
+                            and not (dtype == "tf32" and meth in CPU_ONLY)
+                        ]
+                        with matmul_mode(dtype, device) as mm:
+                            recs = _one_case(
+                                case,
+                                rank,
+                                X,
+                                prev,
+                                opt,
+                                train,
+                                config,
+                                device,
+                                dtype,
+                                trained,
+                                m,
+                                n,
+                            )
+                        for rec in recs:
                             rec.update(env)
                             rec.update(sim)
                             rec.update(mm)
                             rec.update(
                                 {
                                     "suite": "frames",
-                                    "family": family(method),
+                                    "family": family(rec["method"]),
                                     "m": m,
                                     "n": n,
                                     "rank": rank,
@@ -446,7 +398,6 @@ def run_frames(
                                     "x_floor": rec["seconds_per_matrix"] / floor,
                                     "torch_threads": threads["torch_threads"],
                                     "blas_threads": threads["threadpools"],
-                                    "loadavg_1min": os.getloadavg()[0],
                                     "seed": config.seed,
                                     "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                 }
@@ -457,39 +408,76 @@ def run_frames(
     return records
 
 
-def _one_case(method, rank, X, prev, opt, train, config, device, dtype, trained, m, n):
-    fit_seconds = 0.0
-    extra: dict[str, Any] = {}
-    try:
-        if family(method) == "learned":
+def _one_case(methods, rank, X, prev, opt, train, config, device, dtype, trained, m, n):
+    """Every method of one (size, batch, rank, dtype) case, timed interleaved by the harness."""
+    factorizers: dict[str, Any] = {}
+    fit_seconds: dict[str, float] = {}
+    extras: dict[str, dict[str, Any]] = {}
+    settings: dict[str, str] = {}
+    failed: list[dict[str, Any]] = []
+    classical = [meth for meth in methods if family(meth) != "learned"]
+    if config.peer_settings:
+        rows = expand_peers(classical, rank)
+    else:
+        rows = [(meth, meth, {}) for meth in classical]
+    for method in methods:
+        if family(method) != "learned":
+            continue
+        try:
             nested = "nested" in method
             key_rank = max(config.ranks) if nested else rank
             key = ("nested" if nested else "convmf", key_rank)
             if key not in trained:
                 trained[key] = _train_learned(method, key_rank, train, config, device, m, n)
             base = trained[key]
-            f = _learned_view(base, method, rank, dtype)
-            fit_seconds = base.fit_seconds
-            extra = {
+            factorizers[method] = _learned_view(base, method, rank, dtype)
+            fit_seconds[method] = base.fit_seconds
+            settings[method] = ""
+            extras[method] = {
                 "train_epochs": config.train_epochs if config.models_dir is None else None,
                 "train_frames": config.train_frames,
                 "trained_rank": key_rank,
                 "train_metric_last": base.history[-1].get("metric") if base.history else None,
             }
-        else:
-            f = make_factorizer(method, rank=rank)
-            if getattr(f, "requires_fit", False):
-                t0 = time.perf_counter()
-                f.fit(train.to(device))
-                fit_seconds = time.perf_counter() - t0
-        rec = _time_method(f, X.to(device), prev.to(device), opt, device, config)
-        rec["method"] = method
-        rec["params"] = {k: v for k, v in f.get_params().items() if k != "settings"}
-    except (FactorizationError, ValueError, RuntimeError, FileNotFoundError) as exc:
-        rec = _record_error(method, exc)
-    rec["fit_seconds"] = fit_seconds
-    rec.update(extra)
-    return rec
+        except (ValueError, RuntimeError, FileNotFoundError) as exc:
+            failed.append(_failed(method, exc))
+    for label, name, params in rows:
+        factorizers[label] = make_factorizer(name, rank=rank, **params)
+        settings[label] = label[len(name) + 2 : -1] if label != name else ""
+    recs = measure_many(
+        factorizers,
+        X.to(device),
+        optimum=opt,
+        device=device,
+        train=train.to(device),
+        prev=prev.to(device),
+        fit_seconds=fit_seconds,
+        max_call_seconds=config.max_call_seconds,
+        warmup=config.warmup,
+        min_rounds=config.repeats,
+        min_run_time=config.min_seconds,
+        max_seconds=config.max_case_seconds,
+    )
+    for rec in recs:
+        rec["setting"] = settings.get(rec["label"], "")
+        rec.update(extras.get(rec["label"], {}))
+    return failed + recs
+
+
+def _failed(method: str, exc: Exception) -> dict[str, Any]:
+    nan = float("nan")
+    return {
+        "method": method,
+        "label": method,
+        "setting": "",
+        "error": f"{type(exc).__name__}: {exc}",
+        "timed_batch": 0,
+        "seconds_per_matrix": nan,
+        "scaled_loss_mean": nan,
+        "ratio_mean": nan,
+        "ratio_max": nan,
+        "fit_seconds": 0.0,
+    }
 
 
 # --------------------------------------------------------------------------- training
@@ -549,7 +537,7 @@ def training_throughput(
             "parameters": n_params,
             "torch_threads": info["torch_threads"],
             "blas_threads": info["threadpools"],
-            "loadavg_1min": os.getloadavg()[0],
+            "loadavg_1min": loadavg(),
             **mm,
             **environment(dev),
         }
@@ -584,19 +572,24 @@ def _case(r: dict[str, Any]) -> tuple:
     return (r["m"], r["n"], r["rank"], r["batch"])
 
 
+def _is_warm(r: dict[str, Any]) -> bool:
+    """Warm-started row (records before the harness recorded it: warm-subspace always was)."""
+    return bool(r.get("warm", r["method"] == "warm-subspace"))
+
+
 def frames_markdown(records: list[dict[str, Any]]) -> str:
     """Summary + one table per (size, rank, batch), from the records alone."""
     rows = [r for r in records if r.get("suite") == "frames"]
     base = {
-        _case(r): r["seconds_per_matrix"]
+        _case(r): Spread.from_record(r)
         for r in rows
         if r["method"] == BASELINE and r["dtype"] == "float32" and "error" not in r
     }
     cases = sorted({_case(r) for r in rows})
     out = [
         "| size | rank | batch | fastest with ratio max <= 1.05 | us/matrix | x floor "
-        "| x scipy-gesdd | best learned (+refine) | us/matrix | ratio mean | its time / "
-        "best classical |",
+        "| x scipy-gesdd | best learned (+refine) | us/matrix | ratio mean | speed vs fastest "
+        "classical, same band |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cases:
@@ -604,6 +597,7 @@ def frames_markdown(records: list[dict[str, Any]]) -> str:
         good = [r for r in ok if r["ratio_max"] <= 1.05 and r["family"] != "learned"]
         good_all = [r for r in ok if r["ratio_max"] <= 1.05]
         best = min(good_all, key=lambda r: r["seconds_per_matrix"], default=None)
+        warm = " warm" if best is not None and _is_warm(best) else ""
         best_cl = min(good, key=lambda r: r["seconds_per_matrix"], default=None)
         learned = [r for r in ok if r["family"] == "learned" and r["method"].endswith("+refine")]
         bl = min(learned, key=lambda r: r["ratio_mean"], default=None)
@@ -613,15 +607,24 @@ def frames_markdown(records: list[dict[str, Any]]) -> str:
             cells += ["none", "-", "-", "-"]
         else:
             cells += [
-                f"{best['method']} ({best['dtype']}, ratio {best['ratio_max']:.4f})",
+                f"{best.get('label', best['method'])} ({best['dtype']}{warm}, "
+                f"ratio {best['ratio_max']:.4f})",
                 _fmt(best["seconds_per_matrix"] * 1e6),
                 _fmt(best["x_floor"]),
-                _fmt(b / best["seconds_per_matrix"]) if b else "-",
+                "1"
+                if best["method"] == BASELINE
+                else (str(speed_ratio(b, Spread.from_record(best))) if b else "-"),
             ]
         if bl is None:
             cells += ["-", "-", "-", "-"]
         else:
-            rel = _fmt(bl["seconds_per_matrix"] / best_cl["seconds_per_matrix"]) if best_cl else "-"
+            # speed is compared only within the same accuracy band (ratio max <= 1.05)
+            if best_cl is None or bl["ratio_max"] > 1.05:
+                rel = "- (not in the 1.05 band)"
+            else:
+                rel = str(speed_ratio(Spread.from_record(best_cl), Spread.from_record(bl)))
+                if _is_warm(best_cl):
+                    rel += f" vs {best_cl['method']} (warm)"
             cells += [
                 f"{bl['method']} ({bl['dtype']})",
                 _fmt(bl["seconds_per_matrix"] * 1e6),
@@ -639,20 +642,21 @@ def frames_markdown(records: list[dict[str, Any]]) -> str:
                 continue
             if "error" in r:
                 text.append(
-                    f"| {r['method']} | {r['family']} | {r['dtype']} | 0 | failed | - | - | - | "
+                    f"| {r.get('label', r['method'])} | {r['family']} | {r['dtype']} | 0 | failed "
+                    "| - | - | - | "
                     f"{r['error'][:90].replace('|', '/')} | - | - | - |"
                 )
                 continue
             b = base.get(c)
             cells = [
-                r["method"],
+                r.get("label", r["method"]) + (" (warm)" if _is_warm(r) else ""),
                 r["family"],
                 r["dtype"],
                 str(r["timed_batch"]),
                 _fmt(r["seconds_per_matrix"] * 1e6),
                 _fmt(r["floor_seconds_per_matrix"] * 1e6),
                 _fmt(r["x_floor"]),
-                _fmt(b / r["seconds_per_matrix"]) if b else "-",
+                str(speed_ratio(b, Spread.from_record(r))) if b else "-",
                 _fmt(r["scaled_loss_mean"]),
                 f"{r['ratio_mean']:.4f}",
                 f"{r['ratio_max']:.4f}",

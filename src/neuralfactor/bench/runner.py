@@ -1,19 +1,20 @@
-"""The benchmark runner: every factorizer, same data, device, precision and batch, one stopwatch.
+"""The benchmark runner: every factorizer, same data, device, precision and batch, one harness.
 
-Records are flat dicts (one per method x size x rank x batch), written as JSON lines. Each
-record carries the seconds per matrix (median of repeats, synchronized), the scaled loss and
-its ratio to the Eckart-Young optimum (mean and max over the timed matrices), the training
-time of data-driven methods (``fit_seconds``, never folded into the per-matrix time), the
-thread settings, the load average and the versions.
+Records are flat dicts (one per row x size x rank x batch), written as JSON lines. Every case
+is measured by :func:`neuralfactor.core.timing.measure_many`: all rows of the case timed
+interleaved, the seconds per matrix as median, quartiles and minimum, the scaled loss and its
+ratio to the Eckart-Young optimum (mean and max over the timed matrices), the training time
+of data-driven methods (``fit_seconds``, never folded into the per-matrix time), the thread
+settings, the load average before and after, and the versions. Library peers are run twice,
+at their documented defaults and at our budget (:mod:`neuralfactor.bench.peers`).
 
 Methods without batching (SciPy, scikit-learn) cost the same per matrix at any batch size;
-when a full batch would exceed ``max_call_seconds`` the runner times a sub-batch and records
+when a full batch would exceed ``max_call_seconds`` the harness times a sub-batch and records
 its size as ``timed_batch`` (the per-matrix time is then measured on that many matrices).
 """
 
 from __future__ import annotations
 
-import os
 import platform
 import time
 from collections.abc import Callable, Iterable
@@ -23,13 +24,10 @@ from typing import Any, Literal, get_args
 import torch
 from torch import Tensor
 
-from neuralfactor.core.factorizer import (
-    FactorizationError,
-    available_factorizers,
-    make_factorizer,
-)
-from neuralfactor.core.metrics import optimal_scaled_loss, scaled_loss
-from neuralfactor.core.timing import pinned_threads, time_call
+from neuralfactor.bench.peers import expand_peers
+from neuralfactor.core.factorizer import available_factorizers, make_factorizer
+from neuralfactor.core.metrics import optimal_scaled_loss
+from neuralfactor.core.timing import measure_many, pinned_threads
 from neuralfactor.core.validation import (
     as_generator,
     check_option,
@@ -56,9 +54,12 @@ class BenchConfig:
     dtype: str = "float32"
     device: str = "auto"
     threads: int | None = 1
-    repeats: int = 3
+    repeats: int = 5  # fewest interleaved timing rounds (at least 3)
     warmup: int = 1
-    max_call_seconds: float = 2.0
+    max_call_seconds: float = 0.25
+    min_run_time: float = 0.1
+    max_case_seconds: float = 20.0
+    peer_settings: bool = True  # peers twice: documented defaults and our budget
     seed: int = 0
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -68,6 +69,11 @@ class BenchConfig:
             if not getattr(self, name):
                 raise ValueError(f"The '{name}' parameter of bench must not be empty.")
         check_positive_float(self.max_call_seconds, name="max_call_seconds", caller="bench")
+        if self.repeats < 3:
+            raise ValueError(
+                f"The 'repeats' parameter of bench must be >= 3 (rounds of interleaved timing; "
+                f"a single sample is not a timing). Got {self.repeats}."
+            )
         for m in self.methods:
             if m not in known:
                 raise ValueError(f"Unknown factorizer {m!r}; expected one of {known}.")
@@ -194,21 +200,7 @@ def run_bench(
                 svals = torch.linalg.svdvals(X.double())
                 for rank in config.ranks:
                     opt = optimal_scaled_loss(X, rank, singular_values=svals)
-                    for method in config.methods:
-                        try:
-                            rec = _run_case(config, method, X, train, rank, opt, device)
-                        except FactorizationError as exc:  # recorded, not hidden
-                            rec = {
-                                "method": method,
-                                "error": str(exc),
-                                "timed_batch": 0,
-                                "seconds_per_matrix": float("nan"),
-                                "fit_seconds": 0.0,
-                                "scaled_loss_mean": float("nan"),
-                                "ratio_mean": float("nan"),
-                                "ratio_max": float("nan"),
-                                "params": {},
-                            }
+                    for rec in _run_case(config, X, train, rank, opt, device):
                         rec.update(env)
                         rec.update(
                             {
@@ -222,7 +214,6 @@ def run_bench(
                                 "seed": config.seed,
                                 "torch_threads": threads["torch_threads"],
                                 "blas_threads": threads["threadpools"],
-                                "loadavg_1min": os.getloadavg()[0],
                                 "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
                             }
                         )
@@ -232,90 +223,39 @@ def run_bench(
     return records
 
 
-def time_within_budget(
-    call: Callable[[Tensor], Any],
-    X: Tensor,
-    *,
-    device: torch.device,
-    max_call_seconds: float,
-    repeats: int,
-    warmup: int,
-    min_seconds: float = 0.0,
-) -> tuple[int, Any]:
-    """Time ``call`` on the first ``timed`` matrices of X, ``timed`` chosen from a probe.
-
-    A probe on (at most) 4 matrices estimates the time per matrix; when the whole batch would
-    take longer than ``max_call_seconds`` per call, only as many matrices as fit are timed, and
-    a call longer than half the budget is timed once. ``min_seconds`` (> 0) repeats short calls
-    until their total reaches it. Returns ``(timed, timing)``.
-    """
-    batch = X.shape[0]
-    probe = min(batch, 4)
-    t_probe = time_call(lambda: call(X[:probe]), device=device, warmup=1, repeats=1).median
-    per_matrix = t_probe / probe
-    timed = batch
-    if per_matrix * batch > max_call_seconds:
-        timed = max(probe, min(batch, int(max_call_seconds / max(per_matrix, 1e-12))))
-    sub = X[:timed]
-    reps = repeats if per_matrix * timed < max_call_seconds / 2 else 1
-    timing = time_call(
-        lambda: call(sub),
-        device=device,
-        warmup=warmup,
-        repeats=reps,
-        min_seconds=min_seconds if per_matrix * timed < min_seconds else 0.0,
-    )
-    return timed, timing
-
-
 def _run_case(
     config: BenchConfig,
-    method: str,
     X: Tensor,
     train: Tensor,
     rank: int,
     opt: Tensor,
     device: torch.device,
-) -> dict[str, Any]:
-    params = dict(config.method_params.get(method, {}))
-    f = make_factorizer(method, rank=rank, **params)
-    fit_seconds = 0.0
-    if getattr(f, "requires_fit", False):
-        t0 = time.perf_counter()
-        f.fit(train)
-        fit_seconds = time.perf_counter() - t0
-    reset = getattr(f, "reset", None)
-
-    def call(sub: Tensor):
-        if reset is not None:  # streaming methods start every timed call from a cold stream
-            reset()
-        return f.factorize(sub)
-
-    timed, timing = time_within_budget(
-        call,
+) -> list[dict[str, Any]]:
+    """Every row of one (size, batch, rank) case, timed interleaved by the one harness."""
+    if config.peer_settings:
+        rows = expand_peers(config.methods, rank)
+    else:
+        rows = [(name, name, {}) for name in config.methods]
+    factorizers, settings = {}, {}
+    for label, name, params in rows:
+        params = {**params, **config.method_params.get(name, {})}
+        factorizers[label] = make_factorizer(name, rank=rank, **params)
+        settings[label] = label[len(name) + 2 : -1] if label != name else ""
+    records = measure_many(
+        factorizers,
         X,
+        optimum=opt,
         device=device,
+        train=train,
         max_call_seconds=config.max_call_seconds,
-        repeats=config.repeats,
         warmup=config.warmup,
+        min_rounds=config.repeats,
+        min_run_time=config.min_run_time,
+        max_seconds=config.max_case_seconds,
     )
-    sub = X[:timed]
-    loss = scaled_loss(sub, timing.result)
-    ratio = loss / opt[:timed]
-    return {
-        "method": method,
-        "params": f.get_params(),
-        "timed_batch": timed,
-        "repeats": len(timing.times),
-        "seconds_per_matrix": timing.median / timed,
-        "seconds_per_call": timing.median,
-        "fit_seconds": fit_seconds,
-        "scaled_loss_mean": float(loss.mean()),
-        "scaled_loss_max": float(loss.max()),
-        "optimum_mean": float(opt[:timed].mean()),
-        "ratio_mean": float(ratio.mean()),
-        "ratio_max": float(ratio.max()),
-    }
+    for rec in records:
+        rec["setting"] = settings[rec["label"]]
+    return records
 
 
 def config_dict(config: BenchConfig) -> dict[str, Any]:

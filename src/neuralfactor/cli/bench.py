@@ -66,9 +66,14 @@ def bench(
     ),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     threads: int = typer.Option(1, help="torch and BLAS threads (0: leave unpinned)."),
-    repeats: int = typer.Option(3, help="Timed repeats (median reported)."),
+    repeats: int = typer.Option(
+        5, help="Fewest interleaved timing rounds, >= 3 (median and IQR reported)."
+    ),
     max_call_seconds: float = typer.Option(
-        2.0, help="Time a sub-batch when a call would exceed this."
+        0.25, help="Time a sub-batch when a call would exceed this."
+    ),
+    max_case_seconds: float = typer.Option(
+        20.0, help="Stop timing a case after this many seconds once --repeats rounds are done."
     ),
     seed: int = typer.Option(0),
     train_epochs: int = typer.Option(10, help="frames suite: training epochs of learned ones."),
@@ -101,6 +106,7 @@ def bench(
             threads,
             repeats,
             max_call_seconds,
+            max_case_seconds,
             seed,
             train_epochs,
             train_frames,
@@ -135,12 +141,13 @@ def bench(
         threads=threads or None,
         repeats=repeats,
         max_call_seconds=max_call_seconds,
+        max_case_seconds=max_case_seconds,
         seed=seed,
     )
     records, on_record = _collector(
         out,
         lambda rec: (
-            f"  {rec['method']:>14} {rec['m']}x{rec['n']} r={rec['rank']} "
+            f"  {rec.get('label', rec['method']):>24} {rec['m']}x{rec['n']} r={rec['rank']} "
             f"b={rec['batch']}: {rec['seconds_per_matrix'] * 1e6:.1f} us/matrix, "
             f"ratio {rec['ratio_mean']:.4f}"
         ),
@@ -170,6 +177,7 @@ def _frames_suite(
     threads,
     repeats,
     max_call_seconds,
+    max_case_seconds,
     seed,
     train_epochs,
     train_frames,
@@ -198,6 +206,7 @@ def _frames_suite(
         threads=threads or None,
         repeats=repeats,
         max_call_seconds=max_call_seconds,
+        max_case_seconds=max_case_seconds,
         train_epochs=train_epochs,
         train_frames=train_frames,
         seed=seed,
@@ -205,7 +214,7 @@ def _frames_suite(
     records, on_record = _collector(
         out,
         lambda rec: (
-            f"  {rec['method']:>20} {rec['m']}x{rec['n']} r={rec['rank']} "
+            f"  {rec.get('label', rec['method']):>24} {rec['m']}x{rec['n']} r={rec['rank']} "
             f"b={rec['batch']} {rec['dtype']}: {rec['seconds_per_matrix'] * 1e6:.1f} us/matrix "
             f"({rec['x_floor']:.0f}x floor), ratio {rec['ratio_mean']:.4f}"
         ),

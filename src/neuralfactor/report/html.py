@@ -81,11 +81,29 @@ def _primary(at: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in at if r["_source"] == src]
 
 
+#: Accuracy band of the conclusions: speeds are compared only between methods within it.
+BAND = 1.05
+
+
+def _name(r: dict[str, Any]) -> str:
+    """A method's name, marked ``(warm)`` when it was warm-started."""
+    return r["method"] + (" (warm)" if r.get("warm") else "")
+
+
+def _speed(base: dict[str, Any], other: dict[str, Any]) -> str:
+    """:func:`~neuralfactor.core.timing.speed_ratio`'s verdict on ``other`` against ``base``."""
+    from neuralfactor.core.timing import Spread, speed_ratio
+
+    return speed_ratio(Spread.from_record(base), Spread.from_record(other)).verdict
+
+
 def conclusions(records: list[dict[str, Any]]) -> list[str]:
     """Plain-language findings computed from the records (accuracy, speed, training, failure).
 
     Every comparison uses the records of one timed run (one evaluation), so a speed is never
-    compared with a baseline timed in another run.
+    compared with a baseline timed in another run; speeds are compared only between methods
+    within ``BAND`` times the optimum, ties within timing noise are named
+    (:func:`~neuralfactor.core.timing.speed_ratio`), and warm-started methods say ``warm``.
     """
     lines = []
     main = [r for r in records if r["kind"] != "analysis"]
@@ -95,25 +113,49 @@ def conclusions(records: list[dict[str, Any]]) -> list[str]:
             continue
         for k in sorted({r["rank"] for r in rs}):
             at = _primary([r for r in rs if r["rank"] == k])
-            fast = min(at, key=lambda r: r["seconds_per_matrix"])
             nonexact = [r for r in at if r["method"] not in ("svd", "svds-arpack")]
             best = min(nonexact, key=lambda r: r["ratio_mean"])
             learned = [r for r in at if r["kind"] == "learned"]
             line = (
                 f"{split}, rank {k}: most accurate method other than the exact SVD is "
-                f"<b>{best['method']}</b> ({best['ratio_mean']:.3f}x the optimum); fastest is "
-                f"<b>{fast['method']}</b> ({_fmt_us(fast['seconds_per_matrix'])} µs/matrix, "
-                f"{fast['ratio_mean']:.3f}x the optimum)."
+                f"<b>{best['method']}</b> ({best['ratio_mean']:.3f}x the optimum)"
             )
+            band = [r for r in at if r["ratio_mean"] <= BAND]
+            if band:
+                fast = min(band, key=lambda r: r["seconds_per_matrix"])
+                ties = [
+                    _name(r) for r in band if r is not fast and _speed(fast, r) == "within noise"
+                ]
+                line += (
+                    f"; fastest within {BAND}x of the optimum is <b>{_name(fast)}</b> "
+                    f"({_fmt_us(fast['seconds_per_matrix'])} µs/matrix"
+                    + (f"; within timing noise of {', '.join(ties)}" if ties else "")
+                    + ")."
+                )
+            else:
+                line += "."
             if learned:
                 plain = next((r for r in learned if "+" not in r["method"]), learned[0])
-                svd = next((r for r in at if r["method"] == "svd"), None)
                 cost = plain["fit_seconds"]
-                if svd is not None and plain["seconds_per_matrix"] < svd["seconds_per_matrix"]:
-                    per = svd["seconds_per_matrix"] - plain["seconds_per_matrix"]
-                    be = f"pays for its training after {cost / per:,.0f} matrices"
+                peers = [r for r in band if r["kind"] != "learned"]
+                if plain["ratio_mean"] > BAND or not peers:
+                    be = (
+                        f"is outside {BAND}x of the optimum, so its speed is not compared with "
+                        "methods that are"
+                    )
                 else:
-                    be = "is not faster than the SVD per matrix here, so training never pays off in time"
+                    ref = min(peers, key=lambda r: r["seconds_per_matrix"])
+                    per = ref["seconds_per_matrix"] - plain["seconds_per_matrix"]
+                    if _speed(ref, plain) == "faster" and per > 0:
+                        be = (
+                            f"pays for its training after {cost / per:,.0f} matrices against "
+                            f"{_name(ref)}, the fastest other method within {BAND}x"
+                        )
+                    else:
+                        be = (
+                            f"is not faster per matrix than {_name(ref)} (within {BAND}x of the "
+                            "optimum too), so training never pays off in time"
+                        )
                 line += (
                     f" The network alone ({plain['method']}) is {plain['ratio_mean']:.2f}x "
                     f"the optimum; its training took {cost:.0f} s and it {be}."

@@ -1,0 +1,286 @@
+"""The classical-baselines suite and its results page (a pure function of the records).
+
+Every classical factorizer and library peer (peers at their documented defaults and at our
+budget) on two synthetic families, two sizes, three ranks and two batch sizes, all rows of a
+case timed interleaved by :func:`neuralfactor.core.timing.measure_many`. Records are JSON lines:
+one ``{"kind": "run", ...}`` line with the command and run conditions, then one line per row.
+:func:`baselines_page` writes the whole page from them; ``benchmarks/classical_baselines.py
+--from-records`` reproduces the committed page byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from neuralfactor.bench.peers import PEER_SETTINGS, peer_label, setting_of
+from neuralfactor.bench.tables import is_warm, fmt_number, markdown_table
+from neuralfactor.core.timing import Spread, loadavg, speed_ratio
+
+__all__ = [
+    "BANDS",
+    "BASELINE_METHODS",
+    "baselines_page",
+    "read_records",
+    "run_classical_baselines",
+    "write_records",
+]
+
+BASELINE_METHODS: tuple[str, ...] = (
+    "svd",
+    "scipy-gesdd",
+    "svds-arpack",
+    "svds-propack",
+    "sklearn-rsvd",
+    "torch-lowrank",
+    "rsvd",
+    "rsvd-gemm",
+    "warm-subspace",
+    "pod-basis",
+)
+#: Accuracy bands of the summary: speed is compared only between rows in the same band.
+BANDS: tuple[float, ...] = (1.01, 1.05)
+BASELINE = "scipy-gesdd"
+SIZES = ((128, 256), (256, 512))
+FAMILIES = (
+    ("evolving", "Smooth evolving frames (time-ordered, phase-space-like)"),
+    ("planted", "Independent random matrices with s_i = 0.9^i"),
+)
+
+
+def run_classical_baselines(
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+    batches: tuple[int, ...] = (1, 256),
+    ranks: tuple[int, ...] = (6, 12, 30),
+    sizes: tuple[tuple[int, int], ...] = SIZES,
+    max_call_seconds: float = 0.1,
+    max_case_seconds: float = 10.0,
+    command: str = "",
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Measure the suite; returns the run line followed by one record per row."""
+    from neuralfactor.bench.runner import BenchConfig, run_bench
+
+    t0 = time.time()
+    load0 = loadavg()
+    records: list[dict[str, Any]] = []
+    for data, _ in FAMILIES:
+        cfg = BenchConfig(
+            methods=BASELINE_METHODS,
+            sizes=sizes,
+            ranks=ranks,
+            batches=batches,
+            data=data,
+            dtype=dtype,
+            device=device,
+            threads=1,
+            max_call_seconds=max_call_seconds,
+            max_case_seconds=max_case_seconds,
+        )
+        records += run_bench(cfg, on_record=on_record)
+    run = {
+        "kind": "run",
+        "suite": "classical-baselines",
+        "harness": "interleaved",
+        "command": command,
+        "elapsed_seconds": round(time.time() - t0),
+        "loadavg_start": load0,
+        "loadavg_end": loadavg(),
+        "max_call_seconds": max_call_seconds,
+        "max_case_seconds": max_case_seconds,
+    }
+    return [run] + [{"kind": "row", **r} for r in records]
+
+
+def write_records(path: str | Path, records: Sequence[dict[str, Any]]) -> None:
+    from neuralfactor.io import atomic_write_text
+
+    text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
+    atomic_write_text(path, text)
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    from neuralfactor.io import read_jsonl
+
+    recs = read_jsonl(path)
+    if not recs or recs[0].get("kind") != "run":
+        raise ValueError(
+            f"{path} is not a classical-baselines records file: its first line must be the "
+            "run line ({'kind': 'run', ...}). Re-run benchmarks/classical_baselines.py."
+        )
+    return recs
+
+
+def _label(r: dict[str, Any]) -> str:
+    if "label" in r:
+        return r["label"]
+    if r["method"] in PEER_SETTINGS:  # records from before peers were labelled
+        return peer_label(r["method"], setting_of(r["method"], r.get("params", {}), r["rank"]))
+    return r["method"]
+
+
+def _marks(r: dict[str, Any]) -> str:
+    marks = []
+    if is_warm(r):
+        marks.append("warm")
+    if r["method"] == "pod-basis" or r.get("trained"):
+        marks.append("trained")
+    return f" ({', '.join(marks)})" if marks else ""
+
+
+def _us(r: dict[str, Any]) -> str:
+    med = fmt_number(r["seconds_per_matrix"] * 1e6)
+    if "seconds_per_matrix_q25" not in r:
+        return med
+    lo = fmt_number(r["seconds_per_matrix_q25"] * 1e6)
+    hi = fmt_number(r["seconds_per_matrix_q75"] * 1e6)
+    return f"{med} ({lo}-{hi})"
+
+
+def summary(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Per case and accuracy band: the fastest row, the rows within noise of it, its speed."""
+    lines = [
+        "## Summary (computed from the records)",
+        "",
+        "Per data family, size, rank and batch, and per accuracy band (worst-case ratio to the "
+        f"optimum <= {' and <= '.join(str(b) for b in BANDS)}): the fastest row of the band "
+        "(lowest median time), the rows whose timings are within noise of it, and its speed "
+        f"against `{BASELINE}` timed in the same interleaved rounds. `~1x (within noise)`: the "
+        "two interquartile ranges overlap by more than the medians differ; otherwise the ratio "
+        "of medians with the range the quartiles allow. Warm-started rows say `warm`, "
+        "rows that learn a basis from training frames say `trained`.",
+        "",
+        "| data | size | rank | batch | band | fastest | us/matrix (IQR) | x scipy-gesdd "
+        "| within noise of it |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    keys = sorted({(r["data"], r["m"], r["n"], r["rank"], r["batch"]) for r in rows})
+    for key in keys:
+        sel = [
+            r
+            for r in rows
+            if (r["data"], r["m"], r["n"], r["rank"], r["batch"]) == key and "error" not in r
+        ]
+        base = next((r for r in sel if r["method"] == BASELINE), None)
+        for band in BANDS:
+            ok = [r for r in sel if r["ratio_max"] <= band]
+            cells = [key[0], f"{key[1]}x{key[2]}", str(key[3]), str(key[4]), f"<= {band}"]
+            if not ok:
+                lines.append("| " + " | ".join(cells + ["none", "-", "-", "-"]) + " |")
+                continue
+            best = min(ok, key=lambda r: r["seconds_per_matrix"])
+            sb = Spread.from_record(best)
+            ties = [
+                _label(r) + _marks(r)
+                for r in ok
+                if r is not best
+                and speed_ratio(sb, Spread.from_record(r)).verdict in ("within noise",)
+            ]
+            speed = (
+                "1"
+                if base is best
+                else (str(speed_ratio(Spread.from_record(base), sb)) if base else "-")
+            )
+            cells += [
+                _label(best) + _marks(best),
+                _us(best),
+                speed,
+                ", ".join(ties) if ties else ("-" if sb.q25 == sb.q25 else "spread not recorded"),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def baselines_page(records: Sequence[dict[str, Any]]) -> str:
+    """The whole classical-baselines.md page from its records (run line first)."""
+    run, rows = records[0], [r for r in records[1:] if r.get("kind", "row") == "row"]
+    env = rows[0]
+    interleaved = run.get("harness") == "interleaved"
+    loads = [r.get("loadavg_before", r.get("loadavg_1min")) for r in rows]
+    loads += [r["loadavg_after"] for r in rows if "loadavg_after" in r]
+    batches = ",".join(str(b) for b in sorted({r["batch"] for r in rows}))
+    lines = [
+        "# Classical baselines",
+        "",
+        f"Generated by `{run['command']}` ({run['elapsed_seconds']} s). "
+        "Regenerate: `python benchmarks/classical_baselines.py --from-records` "
+        "(rewrites this page from the records, byte for byte, without measuring).",
+        "Records: `docs/results/records/classical-baselines.jsonl` (a run line, then one flat "
+        "record per row).",
+        "",
+    ]
+    if not interleaved:
+        lines += [
+            "**These records predate the interleaved harness**: each method was timed in its "
+            "own block (median of 3 calls, one call when slow), with no spread recorded, on a "
+            "machine whose load varied during the run; peers were not run at both settings. "
+            "The speed columns below therefore read `spread not recorded` and no ranking by "
+            "speed should be drawn from them. Re-run the command above in a quiet window.",
+            "",
+        ]
+    lines += [
+        f"- device: {env['device']} ({env['cpu']}), dtype {env['dtype']}, "
+        f"torch {env['torch_version']}, neuralfactor {env['version']}, Python {env['python']}",
+        f"- threads: torch {env['torch_threads']}, BLAS/OpenMP pools {env['blas_threads']}",
+        f"- 1-minute load average during the run: {min(loads):.2f} to {max(loads):.2f} "
+        f"(start {run['loadavg_start']:.2f}, end {run['loadavg_end']:.2f})"
+        if interleaved
+        else f"- 1-minute load average during the run: {min(loads):.2f} to {max(loads):.2f}",
+        f"- batches: {batches}",
+    ]
+    if interleaved:
+        rounds = [r["rounds"] for r in rows if "rounds" in r]
+        conv = sum(bool(r.get("timing_converged")) for r in rows)
+        lines += [
+            "- timing: every row of a case timed interleaved (rounds A B C ..., the order "
+            "rotating), blocks of repeated calls of about 10 ms, at least 5 rounds and 0.1 s per "
+            "row, until each row's IQR is within 10% of its median or "
+            f"{run['max_case_seconds']:g} s have passed; rounds per case {min(rounds)} to "
+            f"{max(rounds)}; the spread settled for {conv} of {len(rows)} rows.",
+            "- `us/matrix`: median per matrix (interquartile range in brackets in the summary; "
+            "`IQR us` in the tables). `timed`: matrices per call (a sub-batch when the batch "
+            f"would take longer than {run['max_call_seconds']:g} s per call).",
+        ]
+    else:
+        lines.append(
+            "- `us/matrix`: median of repeats / timed matrices (one block per method; no spread "
+            "recorded). `timed`: matrices actually timed."
+        )
+    lines += [
+        "- `x baseline`: scipy-gesdd time / row time in the same case (> 1 is faster); "
+        "`~1x (within noise)` when the spreads cannot tell them apart.",
+        "- `ratio`: scaled loss / Eckart-Young optimum at that rank (mean and max over the timed "
+        "matrices). `fit s`: one-off training time of data-driven methods (pod-basis), not "
+        "included in us/matrix.",
+        "- Peers run twice where they have accuracy settings: `[defaults]` at the library's "
+        "documented defaults, `[budget]` at neuralfactor's rsvd budget (sketch rank + 10, 2 "
+        "power iterations). "
+        + "; ".join(f"{name}: {p.source}" for name, p in PEER_SETTINGS.items())
+        + ".",
+        "- `warm-subspace` treats a batch as a time series (each frame warm-started from the "
+        "previous one, the first cold), marked `warm`: meaningful on `evolving` frames, not on "
+        "independent `planted` matrices, where its ratio shows what a wrong warm start costs.",
+        "",
+    ]
+    lines += summary(rows)
+    for data, title in FAMILIES:
+        lines += [f"## {title}", ""]
+        for m, n in sorted({(r["m"], r["n"]) for r in rows}):
+            sel = [dict(r, label=_label(r)) for r in rows if r["data"] == data and r["m"] == m]
+            if sel:
+                lines += [f"### {m}x{n}", "", markdown_table(sel)]
+    cuda = [r for r in rows if r["device"].startswith("cuda")]
+    lines += [
+        "## Notes",
+        "",
+        "GPU: not run on a GPU (no record with a CUDA device)."
+        if not cuda
+        else f"GPU: {cuda[0].get('cuda_device')}.",
+        "",
+    ]
+    return "\n".join(lines)
