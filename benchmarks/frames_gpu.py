@@ -1,4 +1,4 @@
-"""Frames suite (issue 9): every factorizer on simulator frames, time per matrix vs the floor.
+"""Frames suite: every factorizer on simulator frames, time per matrix vs the floor.
 
 One call measures everything for one device and rewrites that device's section of
 docs/results/performance.md (the other device's section is kept):

@@ -1,4 +1,4 @@
-"""Continuation in the nugget for the learned LU of the RBF kernel (an experiment, issue 7).
+"""Continuation in the nugget for the learned LU of the RBF kernel (an experiment).
 
     python benchmarks/lu_rbf_homotopy.py [--steps 25] [--deltas 0.1,0.03] [--out runs/lu_rbf_homotopy.json]
 

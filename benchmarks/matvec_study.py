@@ -1,4 +1,4 @@
-"""The choke-point network vs the truncated SVD (issue 6): relative 2-norm and Frobenius errors.
+"""The choke-point network vs the truncated SVD: relative 2-norm and Frobenius errors.
 
 Run (CPU, one thread):
 

@@ -1,4 +1,4 @@
-"""The classical low-rank toolkit on reference problems (issue 6), with the SVD baseline.
+"""The classical low-rank toolkit on reference problems, with the SVD baseline.
 
 Run (CPU, one thread):
 
