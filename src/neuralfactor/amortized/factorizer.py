@@ -393,6 +393,8 @@ class LearnedFactorizer(BaseFactorizer):
             patience=s.patience,
             grad_clip=s.grad_clip,
             restore_best=s.restore_best,
+            diverge_factor=10.0,  # validation loss 10x above its value before training
+            require_progress=True,  # and a run that never improved on it is unusable
         )
         meta = {
             "factorizer": self.get_params(),
@@ -413,6 +415,8 @@ class LearnedFactorizer(BaseFactorizer):
             resume=self.resume,
             progress=self.progress,
             description=f"train {self.name} r={self.rank}",
+            remedy="Lower --lr; the recipe (the defaults: lr 1e-3, warmup 5 epochs, cosine, "
+            "grad clip 50) is in docs/results/convmf-recipe.md.",
         )
         self.fit_seconds = result.seconds if self.resume else time.perf_counter() - t0
         self.history = result.history

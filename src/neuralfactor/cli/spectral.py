@@ -39,6 +39,7 @@ def _print_evaluation(ev: dict) -> None:
                 f"{g['max_rel_error']:.2e}, subspace distance {g['subspace_distance']:.2e}"
             )
     console.print(f"orthogonality (max |normalized Gram off-diagonal|): {ev['orthogonality']:.2e}")
+    _print_verdict(ev)
     stalled = ev.get("stalled_modes") or []
     if stalled:
         console.print(
@@ -47,6 +48,33 @@ def _print_evaluation(ev: dict) -> None:
             f"modes before them have converged, restart these: --init-from RUN "
             f"--reset-modes {','.join(map(str, stalled))} --seed <new seed>."
         )
+
+
+def _print_verdict(ev: dict) -> None:
+    """One line saying whether the training converged, with the documented remedy."""
+    from neuralfactor.cli import console, err_console
+
+    v = ev.get("verdict")
+    if v is None:
+        return
+    why = "; ".join(v["reasons"])
+    if v["status"] == "converged":
+        console.print("converged: every mode within 1e-2 and orthogonal to 1e-2.")
+    elif v["status"] == "partial":
+        console.print(f"not fully converged ({why}). {v['remedy']}")
+    else:
+        err_console.print(
+            f"{v['status'].upper()}: the result is unusable ({why}). {v['remedy']}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _exit_if_unusable(ev: dict) -> None:
+    v = ev.get("verdict")
+    if v is not None and not v["usable"]:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
@@ -158,6 +186,7 @@ def register(app: typer.Typer) -> None:
                 plot_run(config, model, ev, Path(out) / "figure.png")
         _print_evaluation(ev)
         console.print(f"wrote {out}/evaluation.json" + (f", {out}/figure.png" if figure else ""))
+        _exit_if_unusable(ev)
 
     @sub.command("evaluate")
     def evaluate(
@@ -181,5 +210,6 @@ def register(app: typer.Typer) -> None:
             plot_run(config, model, ev, Path(run) / "figure.png")
         _print_evaluation(ev)
         console.print(f"wrote {run}/evaluation.json" + (f", {run}/figure.png" if figure else ""))
+        _exit_if_unusable(ev)
 
     app.add_typer(sub, name="spectral")

@@ -55,6 +55,13 @@ __all__ = [
 OptimizerName = Literal["lbfgs", "adam", "lm"]
 DEFAULT_LR: dict[str, float] = {"lbfgs": 1.0, "adam": 1e-3, "lm": 1e-3}
 PresetName = Literal["best", "original"]
+#: an evaluation of ||LU - A||_F / ||A||_F above this multiple of its value before training
+#: stops the run as diverged
+DIVERGE_FACTOR = 10.0
+REMEDY = (
+    "The documented settings are the defaults (Levenberg-Marquardt with triangular diagonal "
+    "blocks, docs/results/learned-lu.md); with adam or lbfgs lower --lr."
+)
 LU_PRESETS: tuple[str, ...] = get_args(PresetName)
 
 
@@ -479,8 +486,10 @@ def train_lu(
     Raises
     ------
     ValueError for a non-square/singular operator or a size that does not match the model;
-    :class:`neuralfactor.train.loop.TrainingDivergedError` on NaN (the model keeps its last good
-    weights).
+    :class:`neuralfactor.train.loop.TrainingDivergedError` on NaN or when the relative error
+    rises above ``DIVERGE_FACTOR`` times its value before training (the model keeps its last
+    good weights); :class:`neuralfactor.train.loop.TrainingStalledError` when the end-to-end
+    stage ends no better than it started.
 
     Notes
     -----
@@ -509,11 +518,18 @@ def train_lu(
 
     def run(name: str, steps: int, block: slice | None, params: list[Tensor]) -> LoopResult:
         opt = _make_optimizer(params, cfg, obj)
+        whole = block is None  # a block-row's loss may start at 0: no relative checks there
         res = run_training(
             model,
             opt,
             lambda _step: obj(block),
-            LoopConfig(steps, eval_every=cfg.eval_every, patience=cfg.patience),
+            LoopConfig(
+                steps,
+                eval_every=cfg.eval_every,
+                patience=cfg.patience,
+                diverge_factor=DIVERGE_FACTOR if whole else None,
+                require_progress=name == "e2e",
+            ),
             eval_fn=(lambda: float(obj(block))) if block is not None else obj.rel_fro,
             checkpoint_dir=None if ckpt is None else ckpt / name,
             init_args=model.init_args,
@@ -521,6 +537,7 @@ def train_lu(
             resume=resume,
             progress=progress,
             description=f"lu {name}",
+            remedy=REMEDY,
         )
         stages.append(
             {
