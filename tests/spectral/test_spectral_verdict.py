@@ -91,14 +91,16 @@ def test_stalled_modes_are_partial():
 
 
 def test_diverging_run_exits_1_with_one_line(tmp_path, capsys):
-    """Hydrogen without --envelope (as the README's old command trained it) and a learning
-    rate of 0.1, 100x the default: the squared norms blow up (5.5e7 here, against eigenvalues
-    <= 2; at the default 1e-3 they blow up too, to 7.9e8); the command says so and exits 1."""
+    """Hydrogen without an envelope (the original preset, as the README's old command trained
+    it) and a learning rate of 0.1, 100x the original 1e-3: the squared norms blow up (5.5e7
+    here, against eigenvalues <= 2; at 1e-3 they blow up too, to 7.9e8); the command says so
+    and exits 1."""
     from neuralfactor.cli import main
     from neuralfactor.io import read_json
 
     out = tmp_path / "run"
-    args = ["--quiet", "spectral", "--problem", "hydrogen-2d", "--modes", "2", "--iters", "100"]
+    args = ["--quiet", "spectral", "--preset", "original", "--problem", "hydrogen-2d"]
+    args += ["--modes", "2", "--iters", "100"]
     args += ["--batch", "64", "--hidden", "8", "--depth", "2", "--lr", "0.1", "--eval-every"]
     args += ["50", "--no-figure", "--out", str(out)]
     assert main(args) == 1

@@ -89,13 +89,18 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         problem: str = typer.Option("hydrogen-2d", help="hydrogen-2d | oscillator-2d"),
         modes: int = typer.Option(9, help="Number of eigenfunctions."),
-        iters: int = typer.Option(2000, help="Optimizer steps."),
+        iters: int = typer.Option(
+            None, help="Optimizer steps (default 12000; 2000 with --preset original)."
+        ),
         method: str = typer.Option(
             "nestedlora-seq", help="nestedlora-seq | nestedlora-joint | spin"
         ),
         out: Path = typer.Option(None, help="Run directory (required to train)."),
         batch: int = typer.Option(256, help="Samples per step (even)."),
-        lr: float = typer.Option(1e-3, help="Peak learning rate (cosine schedule)."),
+        lr: float = typer.Option(
+            None,
+            help="Peak learning rate, cosine schedule (default 3e-3; 1e-3 with --preset original).",
+        ),
         optimizer: str = typer.Option("adam", help="adam | rmsprop"),
         hidden: int = typer.Option(32, help="Hidden width of each mode's MLP."),
         depth: int = typer.Option(3, help="Hidden layers of each mode's MLP."),
@@ -117,7 +122,15 @@ def register(app: typer.Typer) -> None:
             "far less sensitive to the ground state's error; evaluation stays on -H.",
         ),
         envelope: float = typer.Option(
-            None, help="Multiply each MLP by exp(-a sqrt(1+|x|^2)) with this rate a."
+            None,
+            help="Multiply each MLP by exp(-a sqrt(1+|x|^2)) with this rate a (default 0.1; "
+            "--preset original: none; 0: a constant 1).",
+        ),
+        preset: str = typer.Option(
+            "best",
+            help="best: the documented hydrogen schedule (12000 steps, lr 3e-3, envelope 0.1, "
+            "docs/results/neuralsvd.md); original: the earlier defaults (2000 steps, lr 1e-3, "
+            "no envelope; hydrogen diverges). Options given explicitly override the preset.",
         ),
         radius_feature: bool = typer.Option(
             False,
@@ -150,9 +163,10 @@ def register(app: typer.Typer) -> None:
         from neuralfactor.cli import console, state
         from neuralfactor.core.timing import pinned_threads
         from neuralfactor.core.validation import parse_ints
-        from neuralfactor.spectral.trainer import SpectralConfig, load_run, run_spectral
+        from neuralfactor.spectral import trainer
 
-        cfg = SpectralConfig(
+        cfg = trainer.spectral_preset(
+            preset,
             problem=problem,
             modes=modes,
             method=method,
@@ -178,11 +192,11 @@ def register(app: typer.Typer) -> None:
             reset_modes=parse_ints(reset_modes, "--reset-modes"),
         )
         with pinned_threads(threads):
-            ev = run_spectral(cfg, out, resume=resume, progress=not state["quiet"])
+            ev = trainer.run_spectral(cfg, out, resume=resume, progress=not state["quiet"])
             if figure:
                 from neuralfactor.spectral.evaluate import plot_run
 
-                config, model, _ = load_run(out)
+                config, model, _ = trainer.load_run(out)
                 plot_run(config, model, ev, Path(out) / "figure.png")
         _print_evaluation(ev)
         console.print(f"wrote {out}/evaluation.json" + (f", {out}/figure.png" if figure else ""))
