@@ -24,15 +24,25 @@ from neuralfactor.lu.solve import (
     SingularBlockError,
     factor_conditioning,
 )
-from neuralfactor.lu.train import LUTrainConfig, LUTrainResult, check_nonsingular, train_lu
+from neuralfactor.lu.train import (
+    LU_PRESETS,
+    LUPreset,
+    LUTrainConfig,
+    LUTrainResult,
+    check_nonsingular,
+    lu_preset,
+    train_lu,
+)
 
 __all__ = [
+    "LU_PRESETS",
     "OPERATORS",
     "PRECONDITIONERS",
     "GFMMBlock",
     "GFMMStructure",
     "IllConditionedFactorsWarning",
     "LUNetwork",
+    "LUPreset",
     "LUSolver",
     "LUTrainConfig",
     "LUTrainResult",
@@ -44,6 +54,7 @@ __all__ = [
     "factor_conditioning",
     "ilu0",
     "iteration_counts",
+    "lu_preset",
     "make_operator",
     "make_preconditioner",
     "solve_errors",
