@@ -46,7 +46,9 @@ def main() -> None:
             A = make_operator(op, 256)
             m = LUNetwork(256, 32, diag="triangular", dtype="float32")
             load0 = os.getloadavg()
-            res = train_lu(A, m, LUTrainConfig(steps=args.steps, inner=20, eval_every=10))
+            res = train_lu(
+                A, m, LUTrainConfig(optimizer="lbfgs", steps=args.steps, inner=20, eval_every=10)
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", IllConditionedFactorsWarning)
                 r = evaluate_learned(A, m, samples=100)

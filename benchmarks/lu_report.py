@@ -17,7 +17,7 @@ import argparse
 
 from neuralfactor.io import read_json
 
-TARGETS = {  # targets: relative Frobenius operator error / Krylov iterations to 1e-8
+TARGETS = {  # relative Frobenius operator error / Krylov iterations to 1e-8
     "laplacian-1d": (1e-5, 6),
     "convdiff-1d": (1e-4, 11),
     "convdiff-2d": (1e-6, 3),

@@ -109,7 +109,7 @@ def regime(n: int, leaf: int = 32) -> dict:
 
     A = make_operator("laplacian-1d", n).toarray()
     C = np.linalg.cholesky(A)
-    m = LUNetwork(n, leaf)
+    m = LUNetwork(n, leaf, diag="full")
     m.L.set_near_from(torch.as_tensor(C))
     m.U.set_near_from(torch.as_tensor(C.T))
     s = LUSolver(m)
@@ -195,7 +195,7 @@ def main() -> None:
                 precond_stages=parse_precond_stages(args.stages),
             )
         else:
-            cfg = LUTrainConfig(steps=args.steps, inner=20, eval_every=10)
+            cfg = LUTrainConfig(optimizer="lbfgs", steps=args.steps, inner=20, eval_every=10)
         for op in args.operators:
             r = one_run(op, 256, 32, 1, args.diag, cfg, "main", symmetric=args.symmetric)
             out["rows"].append(r)
@@ -214,6 +214,7 @@ def main() -> None:
                     "blockwise+transpose",
                     "triangular",
                     LUTrainConfig(
+                        optimizer="lbfgs",
                         blockwise=True,
                         transpose_loss=True,
                         block_steps=args.steps // 8,

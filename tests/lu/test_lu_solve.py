@@ -44,7 +44,7 @@ def _exact_cholesky_model(A, n, leaf):
     """Banded SPD A: its Cholesky factors are block-bidiagonal, i.e. exactly representable in
     the near field (bridges zero), which gives a closed-form 'perfectly learned' model."""
     C = np.linalg.cholesky(A)
-    m = LUNetwork(n, leaf)
+    m = LUNetwork(n, leaf, diag="full")
     m.L.set_near_from(torch.as_tensor(C))
     m.U.set_near_from(torch.as_tensor(C.T))
     return m

@@ -7,11 +7,13 @@ their ``+refine`` hybrids, ``convmf+subspace`` and ``convmf-nested``).
 from neuralfactor.amortized.factorizer import (
     OBJECTIVES,
     REFINE,
+    TRAIN_PRESETS,
     LearnedFactorizer,
     TrainSettings,
     nested_losses,
     projection_losses,
     refine_factors,
+    train_preset,
 )
 from neuralfactor.amortized.models import DANMF, MODELS, ConvMF, Fork, build_model
 
@@ -20,6 +22,7 @@ __all__ = [
     "MODELS",
     "OBJECTIVES",
     "REFINE",
+    "TRAIN_PRESETS",
     "ConvMF",
     "Fork",
     "LearnedFactorizer",
@@ -28,4 +31,5 @@ __all__ = [
     "nested_losses",
     "projection_losses",
     "refine_factors",
+    "train_preset",
 ]

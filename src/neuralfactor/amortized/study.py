@@ -75,7 +75,7 @@ class StudyConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StudyConfig:
         d = dict(d)
-        d["settings"] = TrainSettings(**d["settings"])
+        d["settings"] = TrainSettings.from_dict(d["settings"])
         return cls(**d)
 
 

@@ -33,6 +33,7 @@ def _train(
     symmetric: bool = False,
     precond_weight: float = 0.0,
     precond_stages: str = "",
+    preset: str = "best",
 ) -> None:
     import json
 
@@ -42,14 +43,16 @@ def _train(
     from neuralfactor.io import read_json, write_json
     from neuralfactor.lu.model import LUNetwork
     from neuralfactor.lu.operators import make_operator
-    from neuralfactor.lu.train import LUTrainConfig, parse_precond_stages, train_lu
+    from neuralfactor.lu.train import lu_preset, parse_precond_stages, train_lu
     from neuralfactor.train.checkpoint import save_checkpoint
 
-    cfg = LUTrainConfig(
+    settings = lu_preset(
+        preset,
+        diag=diag,
         optimizer=optimizer,
         steps=steps,
         inner=inner,
-        lr=lr if lr is not None else (1.0 if optimizer == "lbfgs" else 1e-3),
+        lr=lr,
         cg_iters=cg_iters,
         precond_weight=precond_weight,
         precond_stages=parse_precond_stages(precond_stages),
@@ -58,6 +61,7 @@ def _train(
         block_steps=block_steps,
         polish_steps=polish_steps,
     )
+    cfg, diag = settings.train, settings.diag
     run = {
         "operator": operator,
         "n": n,
@@ -219,17 +223,28 @@ def register(app: typer.Typer) -> None:
         dim: int = typer.Option(1, help="1: binary tree; 2: quad-tree over patches."),
         band: int = typer.Option(2, help="Bridge reach at interior levels."),
         diag: str = typer.Option(
-            "full",
-            help="'full' (block LU, the original method), 'triangular' (entry-wise LU; "
-            "optimized 4x better on the 1-D Laplacian, docs/results/learned-lu.md) or 'unit' "
-            "(entry-wise LU with unit-diagonal L: better-conditioned factors, slower training).",
+            None,
+            help="'triangular' (entry-wise LU; the default, optimized 4x better on the 1-D "
+            "Laplacian, docs/results/learned-lu.md), 'full' (block LU, the original method; "
+            "the default of --preset original) or 'unit' (entry-wise LU with unit-diagonal L: "
+            "better-conditioned factors, slower training).",
         ),
         dtype: str = typer.Option("float64", help="float32 or float64."),
         optimizer: str = typer.Option(
-            "lbfgs", help="lbfgs, lm (Levenberg-Marquardt, reaches the smallest errors) or adam."
+            None,
+            help="lm (Levenberg-Marquardt, reaches the smallest errors; the default), lbfgs "
+            "(the default of --preset original) or adam.",
         ),
         steps: int = typer.Option(
-            250, help="Optimizer steps (L-BFGS: x inner iterations; LM: Gauss-Newton solves)."
+            None,
+            help="Optimizer steps (L-BFGS: x inner iterations; LM: Gauss-Newton solves). "
+            "Default 60 (LM); 250 with --preset original.",
+        ),
+        preset: str = typer.Option(
+            "best",
+            help="best: the best-known settings (LM, triangular diagonal blocks, 60 steps); "
+            "original: the original method (L-BFGS, block-diagonal factors, 250 x 20 "
+            "iterations). Options given explicitly override the preset.",
         ),
         inner: int = typer.Option(20, help="L-BFGS iterations per step."),
         cg_iters: int = typer.Option(100, help="LM: conjugate-gradient iterations per step."),
@@ -297,6 +312,7 @@ def register(app: typer.Typer) -> None:
             symmetric,
             precond_weight,
             precond_stages,
+            preset,
         )
 
     @lu.command("evaluate")

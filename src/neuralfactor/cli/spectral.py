@@ -39,6 +39,7 @@ def _print_evaluation(ev: dict) -> None:
                 f"{g['max_rel_error']:.2e}, subspace distance {g['subspace_distance']:.2e}"
             )
     console.print(f"orthogonality (max |normalized Gram off-diagonal|): {ev['orthogonality']:.2e}")
+    _print_verdict(ev)
     stalled = ev.get("stalled_modes") or []
     if stalled:
         console.print(
@@ -47,6 +48,33 @@ def _print_evaluation(ev: dict) -> None:
             f"modes before them have converged, restart these: --init-from RUN "
             f"--reset-modes {','.join(map(str, stalled))} --seed <new seed>."
         )
+
+
+def _print_verdict(ev: dict) -> None:
+    """One line saying whether the training converged, with the documented remedy."""
+    from neuralfactor.cli import console, err_console
+
+    v = ev.get("verdict")
+    if v is None:
+        return
+    why = "; ".join(v["reasons"])
+    if v["status"] == "converged":
+        console.print("converged: every mode within 1e-2 and orthogonal to 1e-2.")
+    elif v["status"] == "partial":
+        console.print(f"not fully converged ({why}). {v['remedy']}")
+    else:
+        err_console.print(
+            f"{v['status'].upper()}: the result is unusable ({why}). {v['remedy']}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _exit_if_unusable(ev: dict) -> None:
+    v = ev.get("verdict")
+    if v is not None and not v["usable"]:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
@@ -61,13 +89,18 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         problem: str = typer.Option("hydrogen-2d", help="hydrogen-2d | oscillator-2d"),
         modes: int = typer.Option(9, help="Number of eigenfunctions."),
-        iters: int = typer.Option(2000, help="Optimizer steps."),
+        iters: int = typer.Option(
+            None, help="Optimizer steps (default 12000; 2000 with --preset original)."
+        ),
         method: str = typer.Option(
             "nestedlora-seq", help="nestedlora-seq | nestedlora-joint | spin"
         ),
         out: Path = typer.Option(None, help="Run directory (required to train)."),
         batch: int = typer.Option(256, help="Samples per step (even)."),
-        lr: float = typer.Option(1e-3, help="Peak learning rate (cosine schedule)."),
+        lr: float = typer.Option(
+            None,
+            help="Peak learning rate, cosine schedule (default 3e-3; 1e-3 with --preset original).",
+        ),
         optimizer: str = typer.Option("adam", help="adam | rmsprop"),
         hidden: int = typer.Option(32, help="Hidden width of each mode's MLP."),
         depth: int = typer.Option(3, help="Hidden layers of each mode's MLP."),
@@ -89,7 +122,15 @@ def register(app: typer.Typer) -> None:
             "far less sensitive to the ground state's error; evaluation stays on -H.",
         ),
         envelope: float = typer.Option(
-            None, help="Multiply each MLP by exp(-a sqrt(1+|x|^2)) with this rate a."
+            None,
+            help="Multiply each MLP by exp(-a sqrt(1+|x|^2)) with this rate a (default 0.1; "
+            "--preset original: none; 0: a constant 1).",
+        ),
+        preset: str = typer.Option(
+            "best",
+            help="best: the documented hydrogen schedule (12000 steps, lr 3e-3, envelope 0.1, "
+            "docs/results/neuralsvd.md); original: the earlier defaults (2000 steps, lr 1e-3, "
+            "no envelope; hydrogen diverges). Options given explicitly override the preset.",
         ),
         radius_feature: bool = typer.Option(
             False,
@@ -122,9 +163,10 @@ def register(app: typer.Typer) -> None:
         from neuralfactor.cli import console, state
         from neuralfactor.core.timing import pinned_threads
         from neuralfactor.core.validation import parse_ints
-        from neuralfactor.spectral.trainer import SpectralConfig, load_run, run_spectral
+        from neuralfactor.spectral import trainer
 
-        cfg = SpectralConfig(
+        cfg = trainer.spectral_preset(
+            preset,
             problem=problem,
             modes=modes,
             method=method,
@@ -150,14 +192,15 @@ def register(app: typer.Typer) -> None:
             reset_modes=parse_ints(reset_modes, "--reset-modes"),
         )
         with pinned_threads(threads):
-            ev = run_spectral(cfg, out, resume=resume, progress=not state["quiet"])
+            ev = trainer.run_spectral(cfg, out, resume=resume, progress=not state["quiet"])
             if figure:
                 from neuralfactor.spectral.evaluate import plot_run
 
-                config, model, _ = load_run(out)
+                config, model, _ = trainer.load_run(out)
                 plot_run(config, model, ev, Path(out) / "figure.png")
         _print_evaluation(ev)
         console.print(f"wrote {out}/evaluation.json" + (f", {out}/figure.png" if figure else ""))
+        _exit_if_unusable(ev)
 
     @sub.command("evaluate")
     def evaluate(
@@ -181,5 +224,6 @@ def register(app: typer.Typer) -> None:
             plot_run(config, model, ev, Path(run) / "figure.png")
         _print_evaluation(ev)
         console.print(f"wrote {run}/evaluation.json" + (f", {run}/figure.png" if figure else ""))
+        _exit_if_unusable(ev)
 
     app.add_typer(sub, name="spectral")

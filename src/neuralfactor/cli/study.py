@@ -16,24 +16,37 @@ def train(
     rank: int = typer.Option(12, help="Rank r of the factors."),
     split: str = typer.Option("interpolation", help="interpolation | extrapolation."),
     nested: bool = typer.Option(False, help="Nested loss: one model for every rank <= r."),
-    epochs: int = typer.Option(120, help="Training epochs (original study: 120)."),
-    lr: float = typer.Option(1e-4, help="Adam learning rate (original study: 1e-4)."),
+    preset: str = typer.Option(
+        "best",
+        help="best: the recipe of docs/results/convmf-recipe.md (240 epochs, lr 1e-3, cosine, "
+        "warmup 5, grad clip 50, factors+projection); original: the original study (120 "
+        "epochs, lr 1e-4, constant rate, no clipping, factors). Options given explicitly "
+        "override the preset.",
+    ),
+    epochs: int = typer.Option(None, help="Training epochs (default 240; original study: 120)."),
+    lr: float = typer.Option(
+        None, help="Peak Adam learning rate (default 1e-3; original study: 1e-4)."
+    ),
     batch_size: int = typer.Option(25, help="Batch size (original study: 25)."),
     schedule: str = typer.Option(
-        "constant", help="Learning-rate schedule: constant (original study) | cosine (to 0)."
+        None,
+        help="Learning-rate schedule: cosine (to 0; the default) | constant (original study).",
     ),
     warmup_epochs: int = typer.Option(
-        0, help="Linear learning-rate warmup from 1% of --lr over this many epochs (0: off)."
+        None,
+        help="Linear learning-rate warmup from 1% of --lr over this many epochs (0: off; "
+        "default 5, at most a tenth of --epochs; original study: 0).",
     ),
     grad_clip: float = typer.Option(
-        0.0,
-        help="Clip the global gradient norm to this value (0: off; the study's cosine+clip "
-        "models used 50, docs/results/convmf-study.md).",
+        None,
+        help="Clip the global gradient norm to this value (0: off; default 50; original "
+        "study: off).",
     ),
     objective: str = typer.Option(
-        "factors",
-        help="Training loss: factors (original study, ||X - UV||^2) | factors+projection (adds "
-        "the least-squares refit's loss ||X - QQ^T X||^2, Q = orth(U): trains U for +refine).",
+        None,
+        help="Training loss: factors+projection (the default: adds the least-squares refit's "
+        "loss ||X - QQ^T X||^2, Q = orth(U), so U is trained for +refine) | factors (original "
+        "study, ||X - UV||^2).",
     ),
     restore_best: bool = typer.Option(
         True,
@@ -62,22 +75,29 @@ def train(
     ),
 ) -> None:
     """Train a factorization network on frames of a simulation."""
-    from neuralfactor.amortized.factorizer import TrainSettings
+    from neuralfactor.amortized.factorizer import train_preset
     from neuralfactor.amortized.study import StudyConfig
 
-    settings = TrainSettings(
-        epochs=epochs,
-        lr=lr,
+    given = {  # options left at None take the preset's value
+        "epochs": epochs,
+        "lr": lr,
+        "schedule": schedule,
+        "warmup_epochs": warmup_epochs,
+        "grad_clip": grad_clip,
+        "objective": objective,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if given.get("grad_clip") == 0:
+        given["grad_clip"] = None  # --grad-clip 0: off
+    settings = train_preset(
+        preset,
+        **given,
         batch_size=batch_size,
         patience=patience or None,
         seed=seed,
         device=device,
         dtype=dtype,
-        schedule=schedule,
-        grad_clip=grad_clip or None,
-        warmup_epochs=warmup_epochs,
         restore_best=restore_best,
-        objective=objective,
     )
     config = StudyConfig(
         data=str(data),

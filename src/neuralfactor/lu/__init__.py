@@ -3,12 +3,14 @@
 * :mod:`~neuralfactor.lu.gfmm`: the GFMM-block (1-D binary tree, 2-D quad-tree), exactly
   block-lower / block-upper triangular variants, transposed graph, dense extraction.
 * :mod:`~neuralfactor.lu.model`: :class:`LUNetwork` ``L (U x)``.
-* :mod:`~neuralfactor.lu.train`: :func:`train_lu` (L-BFGS / Adam, transpose loss, block-wise).
+* :mod:`~neuralfactor.lu.train`: :func:`train_lu` (Levenberg-Marquardt / L-BFGS / Adam, transpose
+  loss, block-wise, presets).
 * :mod:`~neuralfactor.lu.solve`: :class:`LUSolver` (structured substitution), refinement,
   conditioning diagnostic.
 * :mod:`~neuralfactor.lu.precond`: Krylov iteration counts vs none / Jacobi / ILU(0) / AMG.
 * :mod:`~neuralfactor.lu.evaluate`: metrics against LAPACK.
-* :mod:`~neuralfactor.lu.operators`: the test operators of issue 7.
+* :mod:`~neuralfactor.lu.operators`: the test operators (1-D/2-D Laplacian,
+  convection-diffusion, biharmonic, RBF kernel).
 """
 
 from neuralfactor.lu.evaluate import evaluate_lapack, evaluate_learned, solve_errors
@@ -22,15 +24,25 @@ from neuralfactor.lu.solve import (
     SingularBlockError,
     factor_conditioning,
 )
-from neuralfactor.lu.train import LUTrainConfig, LUTrainResult, check_nonsingular, train_lu
+from neuralfactor.lu.train import (
+    LU_PRESETS,
+    LUPreset,
+    LUTrainConfig,
+    LUTrainResult,
+    check_nonsingular,
+    lu_preset,
+    train_lu,
+)
 
 __all__ = [
+    "LU_PRESETS",
     "OPERATORS",
     "PRECONDITIONERS",
     "GFMMBlock",
     "GFMMStructure",
     "IllConditionedFactorsWarning",
     "LUNetwork",
+    "LUPreset",
     "LUSolver",
     "LUTrainConfig",
     "LUTrainResult",
@@ -42,6 +54,7 @@ __all__ = [
     "factor_conditioning",
     "ilu0",
     "iteration_counts",
+    "lu_preset",
     "make_operator",
     "make_preconditioner",
     "solve_errors",

@@ -35,7 +35,9 @@ i.e. linear in ``n``; parameters ``~ (#maps) P^2`` which is below ``n^2`` only o
 References
 ----------
 L. Greengard & V. Rokhlin, "A fast algorithm for particle simulations", J. Comput. Phys. 73
-(1987); the learned-FMM-graph idea follows the GFMM-block construction described in issue 7.
+(1987); the learned-FMM-graph idea (GFMM block: a graph of near-field blocks,
+encoder/decoder maps and bridges between tree nodes, each a learned dense P x P map) follows
+that hierarchy with every translation operator learned instead of derived from a kernel.
 """
 
 from __future__ import annotations

@@ -57,9 +57,10 @@ class LUNetwork(nn.Module):
     leaf : leaf block size (1-D) or patch size ``p^2`` (2-D).
     dim : 1 or 2 (quad-tree over Morton-ordered patches; see :mod:`neuralfactor.lu.gfmm`).
     band : bridge reach at interior levels.
-    diag : ``'full'`` (block LU), ``'triangular'`` (entry-wise LU) or ``'unit'`` (entry-wise LU
-        with a unit-diagonal ``L``, Doolittle's normalization: ``L U`` cannot see a diagonal
-        rescaling ``L D, D^{-1} U``, which otherwise lets ``L`` drift to ill-conditioned scalings).
+    diag : ``'triangular'`` (entry-wise LU, the default: the best-known setting),
+        ``'full'`` (block LU, the original method) or ``'unit'`` (entry-wise LU with a
+        unit-diagonal ``L``, Doolittle's normalization: ``L U`` cannot see a diagonal rescaling
+        ``L D, D^{-1} U``, which otherwise lets ``L`` drift to ill-conditioned scalings).
     dtype : ``'float32'`` or ``'float64'``.
     symmetric : learn only ``L`` and use ``U = L^T`` (its transposed graph), i.e. ``A ~ L L^T``
         for a symmetric positive-definite ``A``. Halves the weights and removes the gauge
@@ -81,7 +82,7 @@ class LUNetwork(nn.Module):
         *,
         dim: int = 1,
         band: int = 2,
-        diag: DiagMode = "full",
+        diag: DiagMode = "triangular",
         dtype: str = "float64",
         seed: int = 0,
         symmetric: bool = False,
@@ -161,7 +162,7 @@ class LUNetwork(nn.Module):
         """Start near ``L = I``, ``U = block-upper(A)`` (near field of ``A``; bridges zero).
 
         With ``diag='triangular'`` or ``'unit'`` the diagonal blocks of ``U`` take the upper triangle of
-        ``A``'s diagonal blocks. Keeps ``L U`` non-singular at the start, which the issue found
+        ``A``'s diagonal blocks. Keeps ``L U`` non-singular at the start, which the study found
         to be what lets L-BFGS reach small errors without a singular product. With
         ``symmetric`` only ``L = I`` is set (the first Gauss-Newton step then moves ``L`` to
         about the lower near field of ``A``).

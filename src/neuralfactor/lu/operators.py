@@ -1,10 +1,10 @@
 """Test operators for the learned-LU study, each divided by its largest entry.
 
 Every builder returns a square matrix as ``scipy.sparse.csr_array`` (the PDE stencils) or a
-dense ``numpy.ndarray`` (the kernel matrix), float64, divided by ``max |a_ij|`` as the issue
-asks. Grids are uniform with Dirichlet boundary conditions eliminated, ``h = 1 / (s + 1)``
-for ``s`` interior points per direction; 2-D operators are ordered lexicographically
-(``k = i * s + j``).
+dense ``numpy.ndarray`` (the kernel matrix), float64, divided by ``max |a_ij|`` (so every
+operator has largest entry 1). Grids are uniform with Dirichlet boundary conditions
+eliminated, ``h = 1 / (s + 1)`` for ``s`` interior points per direction; 2-D operators are
+ordered lexicographically (``k = i * s + j``).
 
 Definitions
 -----------
@@ -17,9 +17,9 @@ Definitions
   *Finite Elements and Fast Iterative Solvers*, 2nd ed., OUP 2014, sec. 6.3 on upwinding).
 * ``convdiff-2d``: ``-eps Lap u + w . grad u`` with ``w = (1, 1) / sqrt(2)``, upwinded in each
   direction, ``eps = 0.01``.
-* ``biharmonic-1d``: the Toeplitz ``pentadiag(1, -4, 6, -4, 1)`` as the issue states it. It
+* ``biharmonic-1d``: the Toeplitz ``pentadiag(1, -4, 6, -4, 1)`` as the study specifies it. It
   differs from ``T^2`` (``T = tridiag(-1, 2, -1)``) in its first and last diagonal entries
-  (``T^2`` has 5 there): cond = 1.4e8 at n = 256, where ``T^2`` has 7.2e8 (the issue's 6.9e8).
+  (``T^2`` has 5 there): cond = 1.4e8 at n = 256, where ``T^2`` has 7.2e8 (the 6.9e8 quoted in the study's specification).
 * ``biharmonic-2d``: the 2-D 5-point Laplacian squared (13-point stencil).
 * ``rbf``: the Gaussian kernel ``K_ij = exp(-(x_i - x_j)^2 / (2 l^2)) + nugget * delta_ij`` on
   ``x = linspace(0, 1, n)``, ``l = 0.2``, ``nugget = 1e-4`` (Rasmussen & Williams, *Gaussian

@@ -21,14 +21,14 @@ the columns of ``L U``). Options:
 Optimizers: ``'lm'`` (matrix-free Levenberg-Marquardt, :mod:`neuralfactor.train.lm`; one step
 is one damped Gauss-Newton solve of at most ``cg_iters`` CG iterations) reaches the smallest
 errors; L-BFGS in float64 (one step = ``inner`` iterations) stalls around 1e-5-1e-4 on
-operators with cond(A) >= 1e4, and Adam plateaus around 1e-3 there (issue 7).
+operators with cond(A) >= 1e4, and Adam plateaus around 1e-3 there (``docs/results/learned-lu.md``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -41,28 +41,47 @@ from neuralfactor.train.lm import LevenbergMarquardt
 from neuralfactor.train.loop import LoopConfig, LoopResult, run_training
 
 __all__ = [
+    "LU_PRESETS",
+    "LUPreset",
     "LUTrainConfig",
     "LUTrainResult",
     "check_nonsingular",
     "check_spd",
+    "lu_preset",
     "parse_precond_stages",
     "train_lu",
 ]
 
 OptimizerName = Literal["lbfgs", "adam", "lm"]
+DEFAULT_LR: dict[str, float] = {"lbfgs": 1.0, "adam": 1e-3, "lm": 1e-3}
+PresetName = Literal["best", "original"]
+#: an evaluation of ||LU - A||_F / ||A||_F above this multiple of its value before training
+#: stops the run as diverged
+DIVERGE_FACTOR = 10.0
+REMEDY = (
+    "The documented settings are the defaults (Levenberg-Marquardt with triangular diagonal "
+    "blocks, docs/results/learned-lu.md); with adam or lbfgs lower --lr."
+)
+LU_PRESETS: tuple[str, ...] = get_args(PresetName)
 
 
 @dataclass(frozen=True)
 class LUTrainConfig:
     """How to train an :class:`~neuralfactor.lu.model.LUNetwork`.
 
-    optimizer : ``'lbfgs'`` (strong-Wolfe line search), ``'adam'`` or ``'lm'``
-        (Levenberg-Marquardt; end-to-end only, without the transpose loss).
+    The defaults are the best settings known (the ``'best'`` preset of :func:`lu_preset`):
+    Levenberg-Marquardt for 60 steps, which reaches 1.2e-6 on the 1-D Laplacian at n = 256
+    where the original L-BFGS stalls at 4.4e-5 (``docs/results/learned-lu.md``).
+    ``lu_preset('original')`` gives the original method (L-BFGS, 250 x 20 iterations, with
+    block-diagonal factors).
+
+    optimizer : ``'lm'`` (Levenberg-Marquardt, default; end-to-end only, without the transpose
+        loss), ``'lbfgs'`` (strong-Wolfe line search) or ``'adam'``.
     steps : optimizer steps end-to-end (L-BFGS: each is up to ``inner`` iterations; LM: each
         is one damped Gauss-Newton solve).
     inner : L-BFGS iterations per step.
     lr : learning rate (L-BFGS: initial step, 1.0 is standard; Adam: 1e-3 typical; LM: the
-        initial damping).
+        initial damping). ``None`` (default): 1.0 for L-BFGS, 1e-3 for Adam and LM.
     cg_iters : LM's conjugate-gradient iterations per step.
     history : L-BFGS history size.
     transpose_loss, blockwise : see the module docstring.
@@ -78,10 +97,10 @@ class LUTrainConfig:
     eval_every, patience : evaluation cadence and early stopping (in steps).
     """
 
-    optimizer: OptimizerName = "lbfgs"
-    steps: int = 250
+    optimizer: OptimizerName = "lm"
+    steps: int = 60
     inner: int = 20
-    lr: float = 1.0
+    lr: float | None = None
     history: int = 50
     transpose_loss: bool = False
     blockwise: bool = False
@@ -147,6 +166,8 @@ class LUTrainConfig:
         object.__setattr__(self, "precond_stages", stages)
         if stages and self.optimizer != "lm":
             raise ValueError("LUTrainConfig: precond_stages needs optimizer='lm'.")
+        if self.lr is None:
+            object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(
                 f"The 'lr' parameter of LUTrainConfig must be a number > 0. Got {self.lr!r}."
@@ -160,6 +181,50 @@ class LUTrainResult:
     rel_fro: float
     seconds: float
     stages: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class LUPreset:
+    """A model diagonal-block mode (``LUNetwork(diag=...)``) and a training configuration."""
+
+    diag: str
+    train: LUTrainConfig
+
+
+_PRESET_VALUES: dict[str, dict[str, Any]] = {
+    # LM with entry-wise triangular diagonal blocks: 1.2e-6 on the 1-D Laplacian (n = 256,
+    # 60 steps), round-off on the convection-diffusion and 2-D operators
+    "best": {"diag": "triangular", "optimizer": "lm", "steps": 60},
+    # the original method: block-diagonal factors by L-BFGS (250 steps x 20 iterations)
+    "original": {"diag": "full", "optimizer": "lbfgs", "steps": 250, "inner": 20},
+}
+
+
+def lu_preset(name: str = "best", **overrides: Any) -> LUPreset:
+    """The settings of a named preset, with ``overrides`` (``diag`` or any
+    :class:`LUTrainConfig` field) taking precedence; a ``None`` override is ignored.
+
+    Parameters
+    ----------
+    name : ``'best'`` (the default of ``neuralfactor lu`` and of :class:`LUTrainConfig`:
+        Levenberg-Marquardt, triangular diagonal blocks, 60 steps) or ``'original'`` (the
+        original method: L-BFGS, block-diagonal factors, 250 steps of 20 iterations).
+    """
+    if name not in LU_PRESETS:
+        raise ValueError(
+            f"The 'preset' parameter of lu_preset must be one of {list(LU_PRESETS)}. Got "
+            f"{name!r}; use 'best' (the default) or 'original' (the original method)."
+        )
+    values = {**_PRESET_VALUES[name], **{k: v for k, v in overrides.items() if v is not None}}
+    diag = values.pop("diag")
+    names = {f.name for f in fields(LUTrainConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(
+            f"lu_preset got unknown settings {unknown}; expected 'diag' or fields of "
+            f"LUTrainConfig {sorted(names)}."
+        )
+    return LUPreset(diag=diag, train=LUTrainConfig(**values))
 
 
 def check_nonsingular(A: np.ndarray, *, caller: str = "train_lu") -> float:
@@ -421,8 +486,10 @@ def train_lu(
     Raises
     ------
     ValueError for a non-square/singular operator or a size that does not match the model;
-    :class:`neuralfactor.train.loop.TrainingDivergedError` on NaN (the model keeps its last good
-    weights).
+    :class:`neuralfactor.train.loop.TrainingDivergedError` on NaN or when the relative error
+    rises above ``DIVERGE_FACTOR`` times its value before training (the model keeps its last
+    good weights); :class:`neuralfactor.train.loop.TrainingStalledError` when the end-to-end
+    stage ends no better than it started.
 
     Notes
     -----
@@ -451,11 +518,18 @@ def train_lu(
 
     def run(name: str, steps: int, block: slice | None, params: list[Tensor]) -> LoopResult:
         opt = _make_optimizer(params, cfg, obj)
+        whole = block is None  # a block-row's loss may start at 0: no relative checks there
         res = run_training(
             model,
             opt,
             lambda _step: obj(block),
-            LoopConfig(steps, eval_every=cfg.eval_every, patience=cfg.patience),
+            LoopConfig(
+                steps,
+                eval_every=cfg.eval_every,
+                patience=cfg.patience,
+                diverge_factor=DIVERGE_FACTOR if whole else None,
+                require_progress=name == "e2e",
+            ),
             eval_fn=(lambda: float(obj(block))) if block is not None else obj.rel_fro,
             checkpoint_dir=None if ckpt is None else ckpt / name,
             init_args=model.init_args,
@@ -463,6 +537,7 @@ def train_lu(
             resume=resume,
             progress=progress,
             description=f"lu {name}",
+            remedy=REMEDY,
         )
         stages.append(
             {

@@ -343,6 +343,8 @@ def fit_matvec(
         eval_every=1 if optimizer == "lbfgs" else 50,
         patience=patience,
         min_delta=min_delta,
+        diverge_factor=10.0,  # the scaled loss 10x above its value at the initialization
+        require_progress=True,  # a fit that never improved on its start is unusable
     )
     loop = run_training(
         net,
@@ -357,6 +359,7 @@ def fit_matvec(
         resume=resume,
         progress=progress,
         description=f"matvec-ae k={rank}",
+        remedy="Lower lr (Adam) or use optimizer='lbfgs' (docs/results/matvec-and-toolkit.md).",
     )
     with torch.no_grad():
         train_loss = per_matrix_loss(P, Yn, denom).detach()

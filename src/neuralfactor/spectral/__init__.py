@@ -23,9 +23,16 @@ from neuralfactor.spectral.operators import (
     evd_moments,
 )
 from neuralfactor.spectral.spin import spin_loss, spin_whiten
-from neuralfactor.spectral.trainer import SpectralConfig, run_spectral, train_operator
+from neuralfactor.spectral.trainer import (
+    SPECTRAL_PRESETS,
+    SpectralConfig,
+    run_spectral,
+    spectral_preset,
+    train_operator,
+)
 
 __all__ = [
+    "SPECTRAL_PRESETS",
     "FunctionPair",
     "KernelOperator",
     "MatrixOperator",
@@ -41,6 +48,7 @@ __all__ = [
     "nestedlora_loss_evd",
     "prefix_losses",
     "run_spectral",
+    "spectral_preset",
     "spin_loss",
     "spin_whiten",
     "train_operator",

@@ -29,11 +29,97 @@ from neuralfactor.spectral.analytic import (
 from neuralfactor.spectral.operators import SchrodingerOperator
 from neuralfactor.spectral.spin import spin_whiten
 
-__all__ = ["STALL_RATIO", "evaluate_functions", "evaluate_model", "learned_spectrum", "plot_run"]
+__all__ = [
+    "BLOWUP_RATIO",
+    "PARTIAL_TOL",
+    "STALL_RATIO",
+    "UNUSABLE_TOL",
+    "convergence_verdict",
+    "evaluate_functions",
+    "evaluate_model",
+    "learned_spectrum",
+    "plot_run",
+]
 
 #: a NestedLoRA mode with ``||f_l||^2`` below this fraction of its Rayleigh quotient is reported
 #: as stalled near the zero function (at the minimizer the ratio is 1)
 STALL_RATIO = 0.1
+#: a NestedLoRA mode with ``||f_l||^2`` above this multiple of its eigenvalue (of the trained
+#: operator, where the minimizer puts it) has blown up: the training diverged
+BLOWUP_RATIO = 100.0
+#: a largest relative eigenvalue error or orthogonality defect above this: not eigenfunctions
+#: at all (unusable, the command exits 1)
+UNUSABLE_TOL = 0.5
+#: above this (and at most UNUSABLE_TOL): recognisable but not converged (a warning)
+PARTIAL_TOL = 1e-2
+
+_REMEDY_DIVERGED = (
+    "Lower --lr (3-10x) and bound the functions with --envelope (0.1 for hydrogen, 0.5 for the "
+    "oscillator); settings that work are in docs/results/neuralsvd.md."
+)
+_REMEDY_SLOW = (
+    "Train longer (--iters; hydrogen needs 12,000+ steps with --envelope 0.1 --lr 3e-3), or "
+    "continue with --init-from RUN (--reset-modes for stalled modes); docs/results/neuralsvd.md."
+)
+
+
+def convergence_verdict(ev: dict[str, Any], *, norm_targets: list[float] | None) -> dict:
+    """Did the training converge? Judged on an evaluation of :func:`evaluate_functions`.
+
+    Parameters
+    ----------
+    ev : the evaluation (``eigenvalues``, ``rel_error``, ``orthogonality``, ``sq_norms``,
+        ``stalled_modes``).
+    norm_targets : NestedLoRA only: the true eigenvalues of the *trained* operator, where the
+        minimizer puts each ``||f_l||^2``; ``None`` for whitened (SpIN-style) functions, whose
+        norms mean nothing.
+
+    Returns
+    -------
+    dict with ``status``: ``'diverged'`` (non-finite values, or a squared norm above
+    ``BLOWUP_RATIO`` times its target), ``'not-converged'`` (largest relative eigenvalue error or
+    orthogonality defect above ``UNUSABLE_TOL``: the functions are not eigenfunctions),
+    ``'partial'`` (above ``PARTIAL_TOL``, or stalled modes) or ``'converged'``; ``usable``
+    (False for the first two), ``reasons`` (list of str) and ``remedy`` (the documented fix).
+    """
+    import math
+
+    lam, rel = ev["eigenvalues"], ev["rel_error"]
+    ortho, sq = ev["orthogonality"], ev.get("sq_norms") or []
+    values = [*lam, *rel, ortho, *sq]
+    reasons: list[str] = []
+    status = "converged"
+    if not all(math.isfinite(v) for v in values):
+        status = "diverged"
+        reasons.append("non-finite eigenvalues or norms")
+    elif norm_targets is not None and sq:  # runs evaluated before sq_norms existed lack them
+        pairs = enumerate(zip(sq, norm_targets, strict=True))
+        blown = [l for l, (n, t) in pairs if n > BLOWUP_RATIO * abs(t)]
+        if blown:
+            status = "diverged"
+            reasons.append(
+                f"squared norms of modes {blown} blew up ({max(sq[l] for l in blown):.3g}, "
+                f"more than {BLOWUP_RATIO:g}x their eigenvalues, where the minimizer puts them)"
+            )
+    worst = max(rel)
+    if status == "converged" and (worst > UNUSABLE_TOL or ortho > UNUSABLE_TOL):
+        status = "not-converged"
+    if worst > PARTIAL_TOL:
+        reasons.append(f"largest relative eigenvalue error {worst:.2e}")
+    if ortho > PARTIAL_TOL:
+        reasons.append(f"orthogonality {ortho:.2e}")
+    stalled = ev.get("stalled_modes") or []
+    if stalled:
+        reasons.append(f"modes {stalled} stalled near the zero function")
+    if status == "converged" and reasons:
+        status = "partial"
+    remedy = {"diverged": _REMEDY_DIVERGED, "converged": ""}.get(status, _REMEDY_SLOW)
+    return {
+        "status": status,
+        "usable": status in ("converged", "partial"),
+        "reasons": reasons,
+        "remedy": remedy,
+    }
 
 
 def learned_spectrum(F: Tensor, G: Tensor | None, cross: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -170,6 +256,10 @@ def evaluate_model(config: Any, model: Any, *, use_ema: bool = True) -> dict[str
     out["method"] = config.method
     out["weights"] = "ema" if use_ema else "last"
     out["train_shift"] = config.resolved_shift
+    # NestedLoRA puts ||f_l||^2 at the eigenvalue of the trained operator resolved_shift - H
+    delta = config.resolved_shift - config.eval_shift
+    targets = None if whiten is not None else [t + delta for t in out["true"]]
+    out["verdict"] = convergence_verdict(out, norm_targets=targets)
     return out
 
 

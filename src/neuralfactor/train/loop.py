@@ -15,6 +15,15 @@ holds the last step's state, so a resume continues the run where it stopped.
 
 On a non-finite loss the loop stops, restores the last good weights and raises
 :class:`TrainingDivergedError` naming the step; the checkpoints on disk are left as they were.
+
+Failure against the method's own criterion (opt-in, through :class:`LoopConfig`): before the
+first step the loop evaluates ``eval_fn`` once (the *initial* metric, kept in the checkpoint so
+a resumed run keeps it). ``diverge_factor`` raises :class:`TrainingDivergedError` when an
+evaluation exceeds that multiple of the initial metric (the loss blew up although it stayed
+finite); ``require_progress`` raises :class:`TrainingStalledError` at the end when the best
+evaluation is no better than the initial one (the loss never decreased). Both messages are one
+line naming the numbers and the caller's ``remedy``; the checkpoints are kept for inspection.
+Both criteria assume a positive metric where lower is better (a relative error, a scaled loss).
 """
 
 from __future__ import annotations
@@ -36,11 +45,26 @@ from neuralfactor.train.checkpoint import (
     save_checkpoint,
 )
 
-__all__ = ["LoopConfig", "LoopResult", "TrainingDivergedError", "run_training"]
+__all__ = [
+    "LoopConfig",
+    "LoopResult",
+    "TrainingDivergedError",
+    "TrainingStalledError",
+    "run_training",
+]
+
+#: the relative improvement of the best evaluation over the initial one below which
+#: ``require_progress`` reports a stalled training
+MIN_PROGRESS = 1e-3
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN/Inf; the message names the step and the last good checkpoint."""
+    """The loss became NaN/Inf, or (``diverge_factor``) an evaluation blew up far above the
+    initial one; the message names the step and the last good checkpoint."""
+
+
+class TrainingStalledError(RuntimeError):
+    """``require_progress``: the best evaluation is no better than the initial one."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +78,10 @@ class LoopConfig:
         (relative); ``None`` never stops early.
     grad_clip : clip the global gradient norm to this value (``None``: no clipping).
     restore_best : end with the weights of the best evaluation instead of the last step's.
+    diverge_factor : raise :class:`TrainingDivergedError` when an evaluation exceeds this
+        multiple of the initial one (``None``: off; needs ``eval_fn``).
+    require_progress : raise :class:`TrainingStalledError` when the best evaluation is not
+        below ``(1 - MIN_PROGRESS)`` times the initial one at the end (needs ``eval_fn``).
     """
 
     steps: int
@@ -62,8 +90,14 @@ class LoopConfig:
     min_delta: float = 0.0
     grad_clip: float | None = None
     restore_best: bool = False
+    diverge_factor: float | None = None
+    require_progress: bool = False
 
     def __post_init__(self) -> None:
+        if self.diverge_factor is not None and not self.diverge_factor > 1:
+            raise ValueError(
+                f"LoopConfig.diverge_factor must be > 1 or None. Got {self.diverge_factor}."
+            )
         if self.steps < 0 or self.eval_every < 1:
             raise ValueError(
                 f"LoopConfig needs steps >= 0 and eval_every >= 1. Got steps={self.steps}, "
@@ -81,6 +115,7 @@ class LoopResult:
     stopped: str  # "completed" | "early-stopped" | "resumed-complete"
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    initial_metric: float | None = None  # eval_fn before the first step (checks enabled)
 
 
 def _state_copy(model: torch.nn.Module) -> dict[str, Tensor]:
@@ -125,11 +160,13 @@ def run_training(
     progress: bool = True,
     description: str = "training",
     write_checkpoints: bool = True,
+    remedy: str = "Try a smaller learning rate or gradient clipping.",
 ) -> LoopResult:
     """Train ``model`` for ``config.steps`` steps; see the module docstring for the contract.
 
     ``write_checkpoints=False`` reads ``checkpoint_dir`` (to resume) but never writes it: the
-    non-zero ranks of a distributed run, where rank 0 alone writes.
+    non-zero ranks of a distributed run, where rank 0 alone writes. ``remedy`` ends the
+    one-line message of a diverged or stalled training (the method's documented fix).
     """
     generators = generators or {}
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -137,6 +174,8 @@ def run_training(
         raise ValueError("run_training needs init_args (JSON) to write checkpoints.")
     start, best, best_step, history, bad_evals = 0, math.inf, -1, [], 0
     elapsed0 = 0.0
+    checks = eval_fn is not None and (config.diverge_factor is not None or config.require_progress)
+    initial: float | None = None
 
     if resume and ckpt is not None and (ckpt / "last").exists():
         m, tensors = load_checkpoint(ckpt / "last")
@@ -154,10 +193,22 @@ def run_training(
             g.set_state(tensors[key])
         start, best, best_step = ts["step"], ts["best"], ts["best_step"]
         history, bad_evals, elapsed0 = ts["history"], ts["bad_evals"], ts.get("seconds", 0.0)
+        initial = ts.get("initial")
         if start >= config.steps or ts.get("stopped") == "early-stopped":
             if config.restore_best:
                 _restore_best(model, None, best_step, start, ckpt)
-            return LoopResult(start, best, best_step, "resumed-complete", elapsed0, history)
+            return LoopResult(
+                start, best, best_step, "resumed-complete", elapsed0, history, initial
+            )
+    elif checks:
+        model.eval()
+        with torch.no_grad():
+            initial = float(eval_fn())
+        if not math.isfinite(initial):
+            raise TrainingDivergedError(
+                f"The evaluation before training is {initial}: the model or the data already "
+                f"hold NaN/Inf. Check the input and the initialization."
+            )
 
     def save(step: int, stopped: str | None, seconds: float) -> None:
         if ckpt is None or not write_checkpoints:
@@ -173,6 +224,7 @@ def run_training(
             "seconds": seconds,
             "config": asdict(config),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "initial": initial,
         }
         save_checkpoint(
             ckpt / "last",
@@ -233,6 +285,19 @@ def run_training(
                 model.eval()
                 with torch.no_grad():
                     metric = float(eval_fn()) if eval_fn is not None else lval
+                if (
+                    checks
+                    and initial is not None
+                    and config.diverge_factor is not None
+                    and not metric <= config.diverge_factor * initial
+                ):
+                    model.load_state_dict(last_good)
+                    where = f"; the last good checkpoint is {ckpt / 'last'}" if ckpt else ""
+                    raise TrainingDivergedError(
+                        f"Training diverged: the evaluation rose from {initial:.3e} before "
+                        f"training to {metric:.3e} at step {step} (more than "
+                        f"{config.diverge_factor:g}x){where}. {remedy}"
+                    )
                 history.append(
                     {
                         "step": step,
@@ -267,4 +332,18 @@ def run_training(
                     break
     if config.restore_best:
         _restore_best(model, best_state, best_step, step, ckpt)
-    return LoopResult(step, best, best_step, stopped, elapsed0 + time.perf_counter() - t0, history)
+    if (
+        checks
+        and config.require_progress
+        and initial is not None
+        and history
+        and not best < (1 - MIN_PROGRESS) * initial
+    ):
+        raise TrainingStalledError(
+            f"Training did not converge: the best evaluation {best:.3e} (step {best_step}) is "
+            f"no better than {initial:.3e} before training after {step} steps; the result is "
+            f"unusable. {remedy}"
+        )
+    return LoopResult(
+        step, best, best_step, stopped, elapsed0 + time.perf_counter() - t0, history, initial
+    )
