@@ -267,10 +267,17 @@ class LearnedFactorizer(BaseFactorizer):
         }
 
     # ------------------------------------------------------------------ training
-    def fit(self, frames: Any = None, val_frames: Any = None) -> LearnedFactorizer:
-        """Train on ``frames`` (T, m, n); validate on ``val_frames`` (scaled loss) if given."""
-        from neuralfactor.train.checkpoint import tensor_fingerprint
-        from neuralfactor.train.loop import LoopConfig, run_training
+    def check_fit(
+        self, frames: Any, val_frames: Any = None
+    ) -> tuple[Tensor, Tensor | None, torch.device]:
+        """Every check :meth:`fit` makes before training, with nothing trained or written.
+
+        Validates the frames, the batch size against the training split, the device, the
+        rank against the frame size and that the model can be built for these frames (its
+        layer sizes, ``model_kwargs``). Returns ``(train, val, device)``; callers that write
+        files (run directories) call it first so a refused run leaves nothing behind.
+        """
+        from neuralfactor.core.validation import check_rank
 
         if frames is None:
             raise ValueError(
@@ -278,11 +285,9 @@ class LearnedFactorizer(BaseFactorizer):
             )
         s = self.settings
         device = resolve_device(s.device)
-        dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}[
-            s.dtype
-        ]
         train = _frames_tensor(frames, "frames")
         m, n = train.shape[-2:]
+        check_rank(self.rank, train.shape, caller=self.name)
         if train.shape[0] < s.batch_size:
             raise ValueError(
                 f"The training split has {train.shape[0]} frames, fewer than one batch "
@@ -293,6 +298,27 @@ class LearnedFactorizer(BaseFactorizer):
             raise ValueError(
                 f"Validation frames are {tuple(val.shape[-2:])}, training frames {(m, n)}."
             )
+        with torch.random.fork_rng(devices=[]):  # the trial build leaves the global RNG alone
+            try:
+                build_model(self.model_name, int(m), int(n), self.rank, **self.model_kwargs)
+            except TypeError as exc:
+                raise ValueError(
+                    f"Cannot build {self.model_name} for {m}x{n} frames with model_kwargs "
+                    f"{self.model_kwargs}: {exc}."
+                ) from None
+        return train, val, device
+
+    def fit(self, frames: Any = None, val_frames: Any = None) -> LearnedFactorizer:
+        """Train on ``frames`` (T, m, n); validate on ``val_frames`` (scaled loss) if given."""
+        from neuralfactor.train.checkpoint import tensor_fingerprint
+        from neuralfactor.train.loop import LoopConfig, run_training
+
+        s = self.settings
+        train, val, device = self.check_fit(frames, val_frames)
+        dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}[
+            s.dtype
+        ]
+        m, n = train.shape[-2:]
         torch.manual_seed(s.seed)  # parameter init only; data order uses its own generator
         self.model = build_model(self.model_name, int(m), int(n), self.rank, **self.model_kwargs)
         self.model.to(device=device, dtype=dtype)

@@ -420,6 +420,13 @@ def _run(
             f"{f.name} is data-driven and not fitted; pass a trained factorizer "
             f"(e.g. LearnedFactorizer.load(model_dir)) or a classical method."
         )
+    # one frame through a copy of the factorizer before anything is written: a factorizer
+    # that cannot take these frames (a model trained on another frame size, a method that
+    # refuses them) fails here and leaves no <out>.partial to block the corrected command
+    probe = copy.deepcopy(f)
+    if hasattr(probe, "reset"):
+        probe.reset()
+    probe.factorize(store[0].as_tensor(slice(0, 1)))
     cf = store[0].chunk_frames
     npdt = _NP[store.dtype]
     out = Path(out)
