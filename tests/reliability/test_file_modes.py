@@ -39,7 +39,7 @@ def _mode(p) -> int:
 def _check_tree(root, mask: int) -> int:
     """Every file 0666 & ~mask, every directory 0777 & ~mask; returns entries checked."""
     n = 0
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         assert _mode(dirpath) == 0o777 & ~mask, (dirpath, oct(_mode(dirpath)))
         for f in filenames:
             p = os.path.join(dirpath, f)

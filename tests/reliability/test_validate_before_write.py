@@ -19,7 +19,9 @@ from neuralfactor.cli import main
 
 
 def _simulate(path, *extra: str) -> None:
-    rc = main(["-q", "simulate", "--nx", "8", "--nv", "16", "--t-end", "3", "--out", str(path), *extra])
+    rc = main(
+        ["-q", "simulate", "--nx", "8", "--nv", "16", "--t-end", "3", "--out", str(path), *extra]
+    )
     assert rc == 0
 
 

@@ -35,6 +35,7 @@ from neuralfactor.core.metrics import (
     calculated_V,
     effective_rank,
     optimal_scaled_loss,
+    ratio_summary,
     scaled_loss,
 )
 from neuralfactor.core.validation import check_option, resolve_device
@@ -249,7 +250,8 @@ def _method_records(
     extra: dict[str, Any],
 ) -> dict[str, Any]:
     loss = scaled_loss(X, lr)
-    ratio = loss / opt
+    robust = ratio_summary(loss, opt, shape=tuple(X.shape), dtype=X.dtype)
+    robust.pop("frames")
     return {
         "method": name,
         "seconds_per_matrix": seconds / batch,
@@ -259,7 +261,9 @@ def _method_records(
         "scaled_loss_max": float(loss.max()),
         "optimum_mean": float(opt.mean()),
         "ratio_mean": float(loss.mean() / opt.mean()),
-        "ratio_median": float(ratio.median()),
+        # median, shares within 1.01 / 1.05 and max over frames whose optimum is above
+        # round-off; those at round-off are counted in roundoff_frames
+        **robust,
         "effective_rank_min": int(effective_rank(lr, rtol=1e-6).min())
         if hasattr(lr, "U")
         else None,

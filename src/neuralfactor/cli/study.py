@@ -136,8 +136,6 @@ def evaluate(
     repeats: int = typer.Option(3, help="Timed repeats (median)."),
 ) -> None:
     """Evaluate a trained run on its test frames against classical baselines (records.jsonl)."""
-    from rich.table import Table
-
     from neuralfactor.amortized.study import evaluate_run
 
     records = evaluate_run(
@@ -147,22 +145,39 @@ def evaluate(
         repeats=repeats,
         threads=threads or None,
     )
-    table = Table(
-        title=f"{run_dir}: rank {records[0]['rank']}, {records[0]['split']} split, "
-        f"{records[0]['n_test']} test frames"
-    )
-    for c in ("method", "scaled loss", "ratio to SVD", "us/matrix", "fit s"):
-        table.add_column(c)
+    from neuralfactor.cli._tables import fmt_ratio, print_table
+
+    r0 = records[0]
+    rows = []
     for r in records:
         us = r["seconds_per_matrix"] * 1e6
-        table.add_row(
-            r["method"],
-            f"{r['scaled_loss_mean']:.3e}",
-            f"{r['ratio_mean']:.3f}",
-            "-" if us != us else f"{us:.1f}",
-            f"{r['fit_seconds']:.1f}" if r["fit_seconds"] else "-",
+        rows.append(
+            [
+                r["method"],
+                f"{r['scaled_loss_mean']:.3e}",
+                fmt_ratio(r["ratio_median"]),
+                f"{r['within_1_01']:.0%} / {r['within_1_05']:.0%}",
+                "-" if us != us else f"{us:.1f}",
+                f"{r['fit_seconds']:.1f}" if r["fit_seconds"] else "-",
+            ]
         )
-    console.print(table)
+    k = r0["roundoff_frames"]
+    caption = (
+        "ratio: a frame's scaled loss over the truncated SVD's (the optimum at this rank); "
+        "median and share of test frames within 1.01x / 1.05x of it"
+        + (
+            f"; {k} of {r0['n_test']} frames have an optimum at round-off and are left out"
+            if k
+            else ""
+        )
+    )
+    print_table(
+        f"{run_dir}: rank {r0['rank']}, {r0['split']} split, {r0['n_test']} test frames",
+        ("method", "scaled loss", "ratio median", "within 1.01 / 1.05", "us / matrix", "fit s"),
+        rows,
+        justify=["left"] + ["right"] * 5,
+        caption=caption,
+    )
     console.print(f"records in {Path(run_dir) / 'records.jsonl'}")
 
 
