@@ -7,14 +7,16 @@ a table:
 * every column folds instead of truncating, and is never narrower than its longest word (a
   method name, a number): when the table is too wide the widest columns give way first, so
   wrapping happens between words, never inside one;
-* when even those minimum widths do not fit the console (a narrow terminal, or 80 columns
-  when piped), the rows are printed one after another as ``column: value`` lines instead.
+* when a boxed table cannot fit even at those widths, a compact one without the box is tried;
+* when that does not fit the console either (a narrow terminal, or 80 columns when piped),
+  the rows are printed one after another as ``column: value`` lines instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -50,15 +52,25 @@ def render_table(
     just = [justify] * len(columns) if isinstance(justify, str) else list(justify)
     mins = [_min_width(h, [r[i] for r in rows]) for i, h in enumerate(columns)]
     widths = [max(len(c) for c in (h, *(r[i] for r in rows))) for i, h in enumerate(columns)]
-    # a heavy-head box: one separator and a padding cell on each side per column, plus an edge
-    room = console.width - (3 * len(columns) + 1)
-    if sum(mins) <= room:
+    n = len(columns)
+    # boxed (a separator and a padding cell on each side per column, plus the two edges), then
+    # compact (no box, one space between columns) when the boxed table cannot fit
+    for boxed, overhead in ((True, 3 * n + 1), (False, n - 1)):
+        room = console.width - overhead
+        if sum(mins) > room:
+            continue
         # narrow the widest column that can still give a character until the table fits
         # (Rich's own squeezing ignores minimum widths and crops or cuts words)
         while sum(widths) > room:
-            i = max((k for k in range(len(widths)) if widths[k] > mins[k]), key=widths.__getitem__)
+            i = max((k for k in range(n) if widths[k] > mins[k]), key=widths.__getitem__)
             widths[i] -= 1
-        table = Table(title=title, caption=caption)
+        if boxed:
+            table = Table(title=title, caption=caption)
+        else:
+            table = Table(
+                title=title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False,
+                pad_edge=False, padding=(0, 0),
+            )  # fmt: skip
         for h, w, j in zip(columns, widths, just, strict=True):
             table.add_column(h, justify=j, overflow="fold", no_wrap=False, width=w)
         for r in rows:
