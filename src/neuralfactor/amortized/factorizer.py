@@ -28,7 +28,7 @@ from neuralfactor.classical._kernels import (
 )
 from neuralfactor.core.factorizer import BaseFactorizer, FactorizationError, register_factorizer
 from neuralfactor.core.lowrank import LowRank
-from neuralfactor.core.validation import check_matrix, check_option, resolve_device
+from neuralfactor.core.validation import check_matrix, check_option, did_you_mean, resolve_device
 
 __all__ = [
     "OBJECTIVES",
@@ -241,7 +241,10 @@ class LearnedFactorizer(BaseFactorizer):
         chunk: int = 1024,
     ) -> None:
         if model not in MODELS:
-            raise ValueError(f"Unknown model {model!r}; expected one of {sorted(MODELS)}.")
+            raise ValueError(
+                f"Unknown model {model!r}; expected one of {sorted(MODELS)}."
+                + did_you_mean(model, MODELS)
+            )
         check_option(refine, REFINE, name="refine", caller="LearnedFactorizer")
         suffix = {"none": "", "lstsq": "+refine", "subspace": "+subspace"}[refine]
         self.name = f"{model}{'-nested' if nested else ''}{suffix}"

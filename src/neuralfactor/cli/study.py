@@ -57,8 +57,9 @@ def train(
     ),
     threads: int = typer.Option(
         0,
-        help="torch/BLAS threads per process (0: torch's default). On a small CPU shared with "
-        "other work, 1 avoids spin-waiting threads (a demo training ran 15x faster).",
+        help="torch/BLAS threads per process. 0 (the default) chooses: 1 on a machine with "
+        "<= 2 cores (spin-waiting thread pools made a demo training 15x slower there), else one "
+        "per physical core.",
     ),
 ) -> None:
     """Train a factorization network on frames of a simulation."""
@@ -89,11 +90,15 @@ def train(
         frame_stride=frame_stride,
         settings=settings,
     )
-    from neuralfactor.core.timing import pinned_threads
+    from neuralfactor.core.timing import default_threads, pinned_threads
 
     if threads < 0:
-        raise ValueError(f"--threads must be >= 0 (0: torch's default). Got {threads}.")
-    with pinned_threads(threads or None):
+        raise ValueError(f"--threads must be >= 0 (0: chosen from the cores). Got {threads}.")
+    import os
+
+    # torchrun starts LOCAL_WORLD_SIZE processes per machine: they share its cores
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if distributed else 1)
+    with pinned_threads(threads or max(1, default_threads() // local)):
         f = _train(config, out, resume, overwrite, distributed)
     if f is None:  # a non-zero rank of a distributed run
         return

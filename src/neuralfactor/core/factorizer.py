@@ -16,7 +16,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 from torch import Tensor
 
 from neuralfactor.core.lowrank import LowRank
-from neuralfactor.core.validation import check_matrix, check_rank
+from neuralfactor.core.validation import check_matrix, check_rank, did_you_mean
 
 __all__ = [
     "BaseFactorizer",
@@ -158,5 +158,8 @@ def make_factorizer(name: str, rank: int, **params: Any) -> Factorizer:
     """Build a registered factorizer: ``make_factorizer("rsvd", rank=12, n_iter=2)``."""
     _load_providers()
     if name not in _REGISTRY:
-        raise ValueError(f"Unknown factorizer {name!r}; expected one of {sorted(_REGISTRY)}.")
+        raise ValueError(
+            f"Unknown factorizer {name!r}; expected one of {sorted(_REGISTRY)}."
+            + did_you_mean(name, _REGISTRY)
+        )
     return _REGISTRY[name](rank=rank, **params)
