@@ -382,6 +382,8 @@ class LearnedFactorizer(BaseFactorizer):
             resume=self.resume,
             progress=self.progress,
             description=f"train {self.name} r={self.rank}",
+            loss_label="batch loss (unscaled objective)",
+            metric_label="val scaled loss",
         )
         self.fit_seconds = result.seconds if self.resume else time.perf_counter() - t0
         self.history = result.history

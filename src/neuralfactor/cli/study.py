@@ -108,7 +108,8 @@ def train(
     which = "best" if restore_best else "last"
     console.print(
         f"trained {f.name} rank {rank} in {f.fit_seconds:.1f} s; validation scaled loss "
-        f"{kept:.4g} ({which} epoch kept; last {last:.4g}); model in {out / 'model'}"
+        f"(||X - UV||^2 / ||X||^2, mean over validation frames) {kept:.4g} ({which} epoch "
+        f"kept; last {last:.4g}); model in {out / 'model'}"
     )
 
 

@@ -299,6 +299,8 @@ def train_model_distributed(
             progress=progress and ctx.is_writer,
             description=f"train {f.name} r={config.rank} x{W}",
             write_checkpoints=ctx.is_writer,
+            loss_label="batch loss (unscaled objective)",
+            metric_label="val scaled loss",
         )
         ctx.barrier()
         if result.steps_done < total and result.stopped != "early-stopped":
