@@ -82,11 +82,21 @@ def test_make_factorizer_suggests():
     [
         (["approx", "identity", "--param", "n=8", "--rank", "2", "-m", "rsdv"], "'rsvd'"),
         (["train", "--data", "x.zarr", "--out", "r", "--schedule", "cosin"], "'cosine'"),
+        (
+            ["train", "--data", "x.zarr", "--out", "r", "--rank", "2", "--model", "convnf"],
+            "'convmf'",
+        ),
+        (["bench", "--methods", "svd,rsdv", "--size", "8x8", "--ranks", "2"], "'rsvd'"),
+        (["bench", "--suite", "frames", "--methods", "svdd", "--size", "8x8"], "'svd'"),
+        (
+            ["factorize", "x.zarr", "--rank", "2", "--out", "f", "--method", "rsvd-gem"],
+            "'rsvd-gemm'",
+        ),
     ],
 )
 def test_cli_typos_get_a_suggestion(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    if argv[0] == "train":  # needs a store to reach the schedule check
+    if "x.zarr" in argv:  # needs a store to reach the name check
         rc = main(["-q", "simulate", "--nx", "8", "--nv", "16", "--t-end", "1", "--out", "x.zarr"])
         assert rc == 0
         capsys.readouterr()

@@ -82,6 +82,7 @@ def bench(
     from neuralfactor.bench.runner import BenchConfig, run_bench
     from neuralfactor.bench.tables import COLUMNS, rows_for_display
     from neuralfactor.cli._tables import print_table
+    from neuralfactor.core.factorizer import check_factorizer_name
     from neuralfactor.core.validation import check_option, parse_ints
 
     check_option(suite, SUITES, name="suite", caller="bench")
@@ -124,8 +125,11 @@ def bench(
             raise ValueError(
                 f"--data-file must hold frames of shape (T, m, n). Got {tuple(frames.shape)}."
             )
+    names = tuple(m.strip() for m in methods.split(",") if m.strip())
+    for name in names:  # a typo gets "did you mean" before any work
+        check_factorizer_name(name)
     config = BenchConfig(
-        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+        methods=names,
         sizes=_parse_sizes(size) if frames is None else (tuple(frames.shape[-2:]),),
         ranks=parse_ints(ranks, "--ranks"),
         batches=parse_ints(batches, "--batches"),
@@ -177,6 +181,7 @@ def _frames_suite(
 ) -> None:
     from neuralfactor.bench.frames import FRAME_COLUMNS, FramesConfig, run_frames
     from neuralfactor.cli._tables import print_table
+    from neuralfactor.core.factorizer import check_factorizer_name
     from neuralfactor.core.validation import parse_ints
 
     if data_file is not None:
@@ -186,6 +191,8 @@ def _frames_suite(
         names = tuple(m.strip() for m in methods.split(",") if m.strip())
         if not names:
             raise ValueError("The '--methods' option must name at least one factorizer.")
+        for name in names:  # a typo gets "did you mean" before any work
+            check_factorizer_name(name)
     config = FramesConfig(
         device=device,
         sizes=_parse_sizes(size),

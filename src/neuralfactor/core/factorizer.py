@@ -24,6 +24,7 @@ __all__ = [
     "Factorizer",
     "NotFittedError",
     "available_factorizers",
+    "check_factorizer_name",
     "make_factorizer",
     "register_factorizer",
 ]
@@ -154,12 +155,17 @@ def available_factorizers() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make_factorizer(name: str, rank: int, **params: Any) -> Factorizer:
-    """Build a registered factorizer: ``make_factorizer("rsvd", rank=12, n_iter=2)``."""
+def check_factorizer_name(name: str) -> str:
+    """Refuse a name :func:`make_factorizer` does not know, suggesting the nearest one."""
     _load_providers()
     if name not in _REGISTRY:
         raise ValueError(
             f"Unknown factorizer {name!r}; expected one of {sorted(_REGISTRY)}."
             + did_you_mean(name, _REGISTRY)
         )
-    return _REGISTRY[name](rank=rank, **params)
+    return name
+
+
+def make_factorizer(name: str, rank: int, **params: Any) -> Factorizer:
+    """Build a registered factorizer: ``make_factorizer("rsvd", rank=12, n_iter=2)``."""
+    return _REGISTRY[check_factorizer_name(name)](rank=rank, **params)
