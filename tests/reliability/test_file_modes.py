@@ -68,9 +68,19 @@ def test_atomic_helpers_give_plain_open_modes(umask, tmp_path):
     assert _mode(plain) == 0o666 & ~umask
 
 
-def test_checkpoint_and_train_run_are_shareable(umask, tmp_path):
-    """A whole run directory (config, split, data, checkpoints, safetensors weights) and the
-    store it was trained on."""
+def test_checkpoint_and_train_run_are_shareable(tmp_path):
+    """A whole run directory (config, split, data, checkpoints, safetensors weights), the store
+    it was trained on and a factor store, under umask 022 (where owner-only files showed; the
+    helpers above are checked under 077 too)."""
+    umask = 0o022
+    old = os.umask(umask)
+    try:
+        _train_run_factorize(tmp_path, umask)
+    finally:
+        os.umask(old)
+
+
+def _train_run_factorize(tmp_path, umask: int) -> None:
     store = tmp_path / "s.zarr"
     rc = main(["-q", "simulate", "--nx", "8", "--nv", "16", "--t-end", "3", "--out", str(store)])
     assert rc == 0
