@@ -68,6 +68,13 @@ def test_a_word_longer_than_any_column_is_folded_not_cut():
     assert "".join(line.split("│")[1].strip() for line in body) == path
 
 
+def test_brackets_are_content_not_markup():
+    rows = [["[bold]svd[/bold]", "runs/[x]"]]
+    for width in (30, 200):
+        text = _render(width, rows=rows, columns=("method", "[dim]dir"))
+        assert "[bold]svd[/bold]" in text and "runs/[x]" in text and "[dim]dir" in text
+
+
 def test_row_of_wrong_length_is_refused():
     with pytest.raises(ValueError, match="2 cells for 7 columns"):
         _render(80, rows=[["a", "b"]])

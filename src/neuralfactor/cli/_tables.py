@@ -19,11 +19,16 @@ from collections.abc import Mapping, Sequence
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["fmt_ratio", "print_table", "ratio_text", "render_table"]
 
 #: A single word longer than this may be folded (a long path); shorter words never are.
 _MAX_WORD = 40
+
+
+def _text(s: str | None) -> Text | None:
+    return None if s is None else Text(s)
 
 
 def _words(cell: object) -> list[str]:
@@ -64,17 +69,18 @@ def render_table(
         while sum(widths) > room:
             i = max((k for k in range(n) if widths[k] > mins[k]), key=widths.__getitem__)
             widths[i] -= 1
+        # Text, not str: a "[...]" in a path or a message is content, not Rich markup
+        head = {"title": _text(title), "caption": _text(caption)}
         if boxed:
-            table = Table(title=title, caption=caption)
+            table = Table(**head)
         else:
             table = Table(
-                title=title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False,
-                pad_edge=False, padding=(0, 0),
-            )  # fmt: skip
+                **head, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0)
+            )
         for h, w, j in zip(columns, widths, just, strict=True):
-            table.add_column(h, justify=j, overflow="fold", no_wrap=False, width=w)
+            table.add_column(Text(h), justify=j, overflow="fold", no_wrap=False, width=w)
         for r in rows:
-            table.add_row(*r)
+            table.add_row(*(Text(c) for c in r))
         console.print(table)
         return
     # narrow layout: one block per row, "column: value" lines
