@@ -87,6 +87,7 @@ def test_make_factorizer_suggests():
             "'convmf'",
         ),
         (["bench", "--methods", "svd,rsdv", "--size", "8x8", "--ranks", "2"], "'rsvd'"),
+        (["evaluate", "no-run", "--baselines", "svd,rsvd-gem"], "'rsvd-gemm'"),
         (["bench", "--suite", "frames", "--methods", "svdd", "--size", "8x8"], "'svd'"),
         (
             ["factorize", "x.zarr", "--rank", "2", "--out", "f", "--method", "rsvd-gem"],

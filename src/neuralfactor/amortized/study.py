@@ -295,9 +295,11 @@ def evaluate_run(
     analysis adds "calculated U/V/Sigma" refits of the network's factors. Data-driven baselines
     (pod-basis) fit on the training frames; warm-subspace streams the test frames in time order.
     """
-    from neuralfactor.core.factorizer import make_factorizer
+    from neuralfactor.core.factorizer import check_factorizer_name, make_factorizer
     from neuralfactor.core.timing import pinned_threads, time_call
 
+    for name in baselines:  # a typo is refused before any work, with a suggestion
+        check_factorizer_name(name)
     run_dir = Path(run_dir)
     for need in ("config.json", "model/meta.json"):
         if not (run_dir / need).exists():
