@@ -1,7 +1,10 @@
 """Atomic file writes: a crash never leaves a half-written file or directory that looks complete.
 
 Everything is written under a temporary name in the destination's directory and renamed into
-place (``os.replace`` is atomic on POSIX within one filesystem).
+place (``os.replace`` is atomic on POSIX within one filesystem). What is renamed into place gets
+the mode a plain ``open()`` / ``mkdir()`` would have given under the process's umask (0644 and
+0755 under umask 022), not the owner-only mode of ``tempfile.mkstemp`` / ``mkdtemp``, so
+reports, records and checkpoints can be shared or served as written.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Any
 
 __all__ = [
     "replace_dir",
+    "current_umask",
+    "shareable_modes",
     "append_jsonl",
     "atomic_dir",
     "atomic_write_bytes",
@@ -27,13 +32,61 @@ __all__ = [
 ]
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows.
+
+    Linux reports it in ``/proc/self/status``; elsewhere it is read by setting and restoring
+    it (``os.umask`` has no read-only form).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def shareable_modes() -> tuple[int, int]:
+    """(file mode, directory mode) that ``open()`` and ``mkdir()`` give under the umask."""
+    mask = current_umask()
+    return 0o666 & ~mask, 0o777 & ~mask
+
+
+def _share_tree(root: Path) -> None:
+    """Give ``root`` and everything under it the modes ``open()``/``mkdir()`` would have.
+
+    Only the owner-only modes of ``mkstemp``/``mkdtemp`` are widened: entries are set to the
+    umask's modes, keeping executable bits of files that had them.
+    """
+    fmode, dmode = shareable_modes()
+    os.chmod(root, dmode)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            p = os.path.join(dirpath, d)
+            if not os.path.islink(p):
+                os.chmod(p, dmode)
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p):
+                exe = os.stat(p).st_mode & 0o111
+                os.chmod(p, fmode | (exe & dmode))
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file, fsync, then rename."""
+    """Write ``data`` to ``path`` through a temporary file, fsync, then rename.
+
+    The file ends with the mode a plain ``open(path, "wb")`` would give under the umask.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), shareable_modes()[0])
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -92,7 +145,9 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     """Build a directory under a temporary name and rename it to ``path`` on success.
 
     On an exception the temporary directory is removed and ``path`` is untouched. With
-    ``overwrite`` an existing ``path`` is replaced only after the new one is complete.
+    ``overwrite`` an existing ``path`` is replaced only after the new one is complete. The
+    finished directory and its contents get the modes ``mkdir()``/``open()`` would give under
+    the umask (``mkdtemp`` creates it owner-only).
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -106,6 +161,7 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _share_tree(tmp)
     replace_dir(tmp, path)
 
 

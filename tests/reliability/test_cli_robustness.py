@@ -261,6 +261,8 @@ def test_bad_arguments_exit_2_with_one_line(cmd, argv, store, tmp_path, capsys, 
     assert re.match(r"error: \S", lines[0]), lines[0]
     # Validation comes first: nothing long ran before the error.
     assert seconds < 15, f"{argv} took {seconds:.1f} s before failing"
+    if cmd in ("train", "factorize"):  # and nothing was written that blocks the fixed command
+        assert not any(tmp_path.iterdir()), sorted(p.name for p in tmp_path.iterdir())
     tally[f"cli_argv.{cmd}"] += 1
 
 

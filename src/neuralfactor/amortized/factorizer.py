@@ -28,7 +28,7 @@ from neuralfactor.classical._kernels import (
 )
 from neuralfactor.core.factorizer import BaseFactorizer, FactorizationError, register_factorizer
 from neuralfactor.core.lowrank import LowRank
-from neuralfactor.core.validation import check_matrix, check_option, resolve_device
+from neuralfactor.core.validation import check_matrix, check_option, did_you_mean, resolve_device
 
 __all__ = [
     "OBJECTIVES",
@@ -301,7 +301,10 @@ class LearnedFactorizer(BaseFactorizer):
         chunk: int = 1024,
     ) -> None:
         if model not in MODELS:
-            raise ValueError(f"Unknown model {model!r}; expected one of {sorted(MODELS)}.")
+            raise ValueError(
+                f"Unknown model {model!r}; expected one of {sorted(MODELS)}."
+                + did_you_mean(model, MODELS)
+            )
         check_option(refine, REFINE, name="refine", caller="LearnedFactorizer")
         suffix = {"none": "", "lstsq": "+refine", "subspace": "+subspace"}[refine]
         self.name = f"{model}{'-nested' if nested else ''}{suffix}"
@@ -327,10 +330,17 @@ class LearnedFactorizer(BaseFactorizer):
         }
 
     # ------------------------------------------------------------------ training
-    def fit(self, frames: Any = None, val_frames: Any = None) -> LearnedFactorizer:
-        """Train on ``frames`` (T, m, n); validate on ``val_frames`` (scaled loss) if given."""
-        from neuralfactor.train.checkpoint import tensor_fingerprint
-        from neuralfactor.train.loop import LoopConfig, run_training
+    def check_fit(
+        self, frames: Any, val_frames: Any = None
+    ) -> tuple[Tensor, Tensor | None, torch.device]:
+        """Every check :meth:`fit` makes before training, with nothing trained or written.
+
+        Validates the frames, the batch size against the training split, the device, the
+        rank against the frame size and that the model can be built for these frames (its
+        layer sizes, ``model_kwargs``). Returns ``(train, val, device)``; callers that write
+        files (run directories) call it first so a refused run leaves nothing behind.
+        """
+        from neuralfactor.core.validation import check_rank
 
         if frames is None:
             raise ValueError(
@@ -338,11 +348,9 @@ class LearnedFactorizer(BaseFactorizer):
             )
         s = self.settings
         device = resolve_device(s.device)
-        dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}[
-            s.dtype
-        ]
         train = _frames_tensor(frames, "frames")
         m, n = train.shape[-2:]
+        check_rank(self.rank, train.shape, caller=self.name)
         if train.shape[0] < s.batch_size:
             raise ValueError(
                 f"The training split has {train.shape[0]} frames, fewer than one batch "
@@ -353,6 +361,27 @@ class LearnedFactorizer(BaseFactorizer):
             raise ValueError(
                 f"Validation frames are {tuple(val.shape[-2:])}, training frames {(m, n)}."
             )
+        with torch.random.fork_rng(devices=[]):  # the trial build leaves the global RNG alone
+            try:
+                build_model(self.model_name, int(m), int(n), self.rank, **self.model_kwargs)
+            except TypeError as exc:
+                raise ValueError(
+                    f"Cannot build {self.model_name} for {m}x{n} frames with model_kwargs "
+                    f"{self.model_kwargs}: {exc}."
+                ) from None
+        return train, val, device
+
+    def fit(self, frames: Any = None, val_frames: Any = None) -> LearnedFactorizer:
+        """Train on ``frames`` (T, m, n); validate on ``val_frames`` (scaled loss) if given."""
+        from neuralfactor.train.checkpoint import tensor_fingerprint
+        from neuralfactor.train.loop import LoopConfig, run_training
+
+        s = self.settings
+        train, val, device = self.check_fit(frames, val_frames)
+        dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}[
+            s.dtype
+        ]
+        m, n = train.shape[-2:]
         torch.manual_seed(s.seed)  # parameter init only; data order uses its own generator
         self.model = build_model(self.model_name, int(m), int(n), self.rank, **self.model_kwargs)
         self.model.to(device=device, dtype=dtype)
@@ -417,6 +446,8 @@ class LearnedFactorizer(BaseFactorizer):
             description=f"train {self.name} r={self.rank}",
             remedy="Lower --lr; the recipe (the defaults: lr 1e-3, warmup 5 epochs, cosine, "
             "grad clip 50) is in docs/results/convmf-recipe.md.",
+            loss_label="batch loss (unscaled objective)",
+            metric_label="val scaled loss",
         )
         self.fit_seconds = result.seconds if self.resume else time.perf_counter() - t0
         self.history = result.history

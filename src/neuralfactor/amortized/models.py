@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from neuralfactor.core.validation import did_you_mean
+
 __all__ = ["MODELS", "ConvMF", "DANMF", "FactorNet", "Fork", "build_model"]
 
 
@@ -172,5 +174,8 @@ MODELS: dict[str, type[FactorNet]] = {"convmf": ConvMF, "fork": Fork, "danmf": D
 
 def build_model(name: str, m: int, n: int, rank: int, **kwargs) -> FactorNet:
     if name not in MODELS:
-        raise ValueError(f"Unknown model {name!r}; expected one of {sorted(MODELS)}.")
+        raise ValueError(
+            f"Unknown model {name!r}; expected one of {sorted(MODELS)}."
+            + did_you_mean(name, MODELS)
+        )
     return MODELS[name](m, n, rank, **kwargs)

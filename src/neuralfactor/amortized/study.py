@@ -5,6 +5,8 @@ A *run directory* holds everything one trained model needs to be evaluated and r
     run/
       config.json        resolved StudyConfig (data path, split, rank, model, training settings)
       split.json         frame indices of train / val / test
+      data.json          the store trained on: path, run, checksum, frames (evaluate refuses a
+                         store whose checksum changed since)
       ckpt/last, ckpt/best   resumable training checkpoints
       model/             the final weights (safetensors + JSON)
       records.jsonl      evaluation records (one per method), written by :func:`evaluate_run`
@@ -32,12 +34,23 @@ from neuralfactor.core.metrics import (
     calculated_V,
     effective_rank,
     optimal_scaled_loss,
+    ratio_summary,
     scaled_loss,
 )
 from neuralfactor.core.validation import check_option, resolve_device
 from neuralfactor.io import read_json, write_json
 
-__all__ = ["SPLITS", "StudyConfig", "evaluate_run", "load_split_frames", "train_model"]
+__all__ = [
+    "DATA_FILE",
+    "SPLITS",
+    "StoreChangedError",
+    "StudyConfig",
+    "check_store_unchanged",
+    "evaluate_run",
+    "load_split_frames",
+    "store_identity",
+    "train_model",
+]
 
 SplitKind = Literal["interpolation", "extrapolation"]
 SPLITS: tuple[str, ...] = get_args(SplitKind)
@@ -106,6 +119,50 @@ def load_split_frames(
     return frames, parts, t
 
 
+class StoreChangedError(RuntimeError):
+    """The store a run was trained on changed since (its checksum differs)."""
+
+
+#: File of a run directory recording the store it was trained on (path, run, checksum, shape).
+DATA_FILE = "data.json"
+
+
+def store_identity(config: StudyConfig) -> dict[str, Any]:
+    """What identifies the training data of ``config``: store path, run, checksum and shape."""
+    from neuralfactor.data.store import MatrixStore
+
+    store = MatrixStore.open(config.data)
+    _, T, m, n = store.shape
+    return {
+        "data": str(config.data),
+        "run": int(config.run),
+        "checksum": store.metadata.get("checksum"),
+        "frames": int(T),
+        "frame_shape": [int(m), int(n)],
+    }
+
+
+def check_store_unchanged(
+    run_dir: str | Path, config: StudyConfig, now: dict[str, Any] | None = None
+) -> None:
+    """Refuse a run whose store changed since it was trained (:class:`StoreChangedError`).
+
+    A run written before stores were recorded (no ``data.json``) is not checked.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / DATA_FILE).exists():
+        return
+    then = read_json(run_dir / DATA_FILE)
+    now = store_identity(config) if now is None else now
+    if then.get("checksum") != now["checksum"]:
+        raise StoreChangedError(
+            f"{config.data} changed since {run_dir} was trained on it: checksum "
+            f"{then.get('checksum')} ({then.get('frames')} frames) then, {now['checksum']} "
+            f"({now['frames']} frames) now. Its split no longer names the same frames; restore "
+            f"the store the run was trained on, or retrain with `neuralfactor train --overwrite`."
+        )
+
+
 def _factorizer(
     config: StudyConfig, out: Path, *, resume: bool, progress: bool
 ) -> LearnedFactorizer:
@@ -132,7 +189,10 @@ def train_model(
     """Train one model into run directory ``out`` (resumable; idempotent once finished).
 
     A finished run directory with the same configuration is reused; a different configuration
-    is refused unless ``overwrite``. ``resume`` continues from ``out/ckpt/last``.
+    is refused unless ``overwrite``. ``resume`` continues from ``out/ckpt/last``. A run whose
+    store changed since (``data.json`` checksum) is refused (:class:`StoreChangedError`) unless
+    ``overwrite``, which trains again. Everything (configuration, data, model, device, batch
+    size) is validated before the first file is written.
     """
     out = Path(out)
     cfg = config.to_dict()
@@ -147,23 +207,31 @@ def train_model(
                 f"{out} holds a run with another configuration; pass --overwrite to replace it "
                 f"or choose another --out."
             )
-        if (out / "model" / "meta.json").exists() and old == json.loads(json.dumps(cfg)):
+        if not overwrite:  # a finished or resumed run continues only on its own data
+            check_store_unchanged(out, config)
+        same = old == json.loads(json.dumps(cfg))
+        if same and overwrite:  # --overwrite after the store changed: train again
+            try:
+                check_store_unchanged(out, config)
+            except StoreChangedError:
+                same = False
+        if (out / "model" / "meta.json").exists() and same:
             return LearnedFactorizer.load(out / "model", device=config.settings.device)
         if not resume and not overwrite and (out / "ckpt" / "last").exists():
             raise FileExistsError(
                 f"{out} holds an unfinished training run; pass --resume to continue it or "
                 f"--overwrite to start again."
             )
+    # everything is validated before the first byte is written: a refused command leaves
+    # nothing in `out` that would block the corrected one
     frames, parts, _ = load_split_frames(config)
-    if config.rank > min(frames["train"].shape[-2:]):
-        raise ValueError(
-            f"The 'rank' parameter must be an int in [1, min(m, n)={min(frames['train'].shape[-2:])}]. "
-            f"Got {config.rank}."
-        )
+    f = _factorizer(config, out, resume=resume, progress=progress)
+    f.check_fit(frames["train"], frames["val"])
+    data = store_identity(config)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", cfg)
     write_json(out / "split.json", {k: v.tolist() for k, v in parts.items()})
-    f = _factorizer(config, out, resume=resume, progress=progress)
+    write_json(out / DATA_FILE, data)
     f.fit(frames["train"], frames["val"])
     f.save(out / "model")
     return f
@@ -181,7 +249,8 @@ def _method_records(
     extra: dict[str, Any],
 ) -> dict[str, Any]:
     loss = scaled_loss(X, lr)
-    ratio = loss / opt
+    robust = ratio_summary(loss, opt, shape=tuple(X.shape), dtype=X.dtype)
+    robust.pop("frames")
     return {
         "method": name,
         "seconds_per_matrix": seconds / batch,
@@ -191,7 +260,9 @@ def _method_records(
         "scaled_loss_max": float(loss.max()),
         "optimum_mean": float(opt.mean()),
         "ratio_mean": float(loss.mean() / opt.mean()),
-        "ratio_median": float(ratio.median()),
+        # median, shares within 1.01 / 1.05 and max over frames whose optimum is above
+        # round-off; those at round-off are counted in roundoff_frames
+        **robust,
         "effective_rank_min": int(effective_rank(lr, rtol=1e-6).min())
         if hasattr(lr, "U")
         else None,
@@ -224,14 +295,17 @@ def evaluate_run(
     analysis adds "calculated U/V/Sigma" refits of the network's factors. Data-driven baselines
     (pod-basis) fit on the training frames; warm-subspace streams the test frames in time order.
     """
-    from neuralfactor.core.factorizer import make_factorizer
+    from neuralfactor.core.factorizer import check_factorizer_name, make_factorizer
     from neuralfactor.core.timing import measure_many, pinned_threads
 
+    for name in baselines:  # a typo is refused before any work, with a suggestion
+        check_factorizer_name(name)
     run_dir = Path(run_dir)
     for need in ("config.json", "model/meta.json"):
         if not (run_dir / need).exists():
             raise FileNotFoundError(f"{run_dir} is not a finished training run: {need} is missing.")
     config = StudyConfig.from_dict(read_json(run_dir / "config.json"))
+    check_store_unchanged(run_dir, config)
     dev = resolve_device(device)
     frames, parts, t_all = load_split_frames(config)
     X = frames["test"].to(dev)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from neuralfactor.bench.peers import PEER_SETTINGS, peer_label, setting_of
-from neuralfactor.bench.tables import is_warm, fmt_number, markdown_table
+from neuralfactor.bench.tables import fmt_number, is_warm, markdown_table
 from neuralfactor.core.timing import Spread, loadavg, speed_ratio
 
 __all__ = [

@@ -22,6 +22,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: Typer's Rich panels print "<bool>" after every flag (--resume,
+    # --nested/--no-nested, even --help) as if it took a value; the plain layout shows flags
+    # as flags and the type of every other option, and reads the same when piped
+    rich_markup_mode=None,
 )
 console = Console()
 err_console = Console(stderr=True)

@@ -165,6 +165,7 @@ def run_approx(
         relative_spectral_error,
         scaled_loss,
     )
+    from neuralfactor.core.validation import did_you_mean
 
     X = torch.as_tensor(A, dtype=torch.float64)
     m, n = X.shape
@@ -190,7 +191,20 @@ def run_approx(
             )
     known = sorted(set(BUILTIN_METHODS) | set(available_factorizers()))
     if method not in known:
-        raise ValueError(f"The '--method' option must be one of {known}. Got {method!r}.")
+        raise ValueError(
+            f"The '--method' option must be one of {known}. Got {method!r}."
+            + did_you_mean(method, known)
+        )
+    f = None
+    if method not in ("svd", "svt", "sparse-nmf", "matvec-ae"):  # built and checked up front
+        f = make_factorizer(method, rank=rank, **({"seed": seed} if method == "nmf" else {}))
+        if getattr(f, "requires_fit", False):
+            raise ValueError(
+                f"--method {method} is data-driven: it must be trained on many frames before it "
+                f"can factorize one matrix, which approx cannot do. Train it with `neuralfactor "
+                f"train` and apply it with `neuralfactor factorize --model RUN/model`, or choose "
+                f"a method that needs no training (svd, rsvd, svds-arpack, nmf, ...)."
+            )
     t_ref = time.perf_counter()
     ref = _svd(X, rank)
     svd_seconds = time.perf_counter() - t_ref  # the baseline's time, measured in the same run
@@ -215,8 +229,7 @@ def run_approx(
             optimality_check=f.result_.optimal,
         )
     else:
-        params = {"seed": seed} if method in ("nmf",) else {}
-        lr = make_factorizer(method, rank=rank, **params).factorize(X)
+        lr = f.factorize(X)
     seconds = svd_seconds if method == "svd" else time.perf_counter() - t0
     rec = {
         "method": method,

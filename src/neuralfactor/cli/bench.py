@@ -83,10 +83,11 @@ def bench(
     """Benchmark factorizers on synthetic or saved frames; prints a table, writes JSON lines."""
     import numpy as np
     import torch
-    from rich.table import Table
 
     from neuralfactor.bench.runner import BenchConfig, run_bench
     from neuralfactor.bench.tables import COLUMNS, rows_for_display
+    from neuralfactor.cli._tables import print_table
+    from neuralfactor.core.factorizer import check_factorizer_name
     from neuralfactor.core.validation import check_option, parse_ints
 
     check_option(suite, SUITES, name="suite", caller="bench")
@@ -130,8 +131,11 @@ def bench(
             raise ValueError(
                 f"--data-file must hold frames of shape (T, m, n). Got {tuple(frames.shape)}."
             )
+    names = tuple(m.strip() for m in methods.split(",") if m.strip())
+    for name in names:  # a typo gets "did you mean" before any work
+        check_factorizer_name(name)
     config = BenchConfig(
-        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+        methods=names,
         sizes=_parse_sizes(size) if frames is None else (tuple(frames.shape[-2:]),),
         ranks=parse_ints(ranks, "--ranks"),
         batches=parse_ints(batches, "--batches"),
@@ -154,15 +158,14 @@ def bench(
     )
 
     run_bench(config, on_record=on_record, frames=frames)
-    table = Table(
-        title=f"neuralfactor bench ({dtype}, {records[0]['device']}, "
-        f"threads={config.threads}, baseline scipy-gesdd)"
+    print_table(
+        f"neuralfactor bench ({dtype}, {records[0]['device']}, "
+        f"threads={config.threads}, baseline scipy-gesdd)",
+        [_LABELS.get(c, c) for c in COLUMNS],
+        rows_for_display(records),
+        justify=["left" if c == "method" else "right" for c in COLUMNS],
+        caption=_LEGEND,
     )
-    for c in COLUMNS:
-        table.add_column(c)
-    for row in rows_for_display(records):
-        table.add_row(*row)
-    console.print(table)
     if out is not None:
         console.print(f"records appended to {out}")
 
@@ -184,9 +187,9 @@ def _frames_suite(
     out,
     data_file,
 ) -> None:
-    from rich.table import Table
-
     from neuralfactor.bench.frames import FRAME_COLUMNS, FramesConfig, run_frames
+    from neuralfactor.cli._tables import print_table
+    from neuralfactor.core.factorizer import check_factorizer_name
     from neuralfactor.core.validation import parse_ints
 
     if data_file is not None:
@@ -196,6 +199,8 @@ def _frames_suite(
         names = tuple(m.strip() for m in methods.split(",") if m.strip())
         if not names:
             raise ValueError("The '--methods' option must name at least one factorizer.")
+        for name in names:  # a typo gets "did you mean" before any work
+            check_factorizer_name(name)
     config = FramesConfig(
         device=device,
         sizes=_parse_sizes(size),
@@ -225,9 +230,8 @@ def _frames_suite(
             console.print(f"note: {text}", highlight=False)
 
     run_frames(config, on_record=on_record, on_note=on_note)
-    table = Table(title=f"neuralfactor bench --suite frames ({records[0]['device']})")
-    for c in ("size", "rank", "batch", *FRAME_COLUMNS):
-        table.add_column(c)
+    columns = ("size", "rank", "batch", *FRAME_COLUMNS)
+    rows = []
     base = {
         (r["m"], r["n"], r["rank"], r["batch"]): r["seconds_per_matrix"]
         for r in records
@@ -235,26 +239,46 @@ def _frames_suite(
     }
     for r in records:
         b = base.get((r["m"], r["n"], r["rank"], r["batch"]))
-        table.add_row(
-            f"{r['m']}x{r['n']}",
-            str(r["rank"]),
-            str(r["batch"]),
-            r["method"],
-            r["family"],
-            r["dtype"],
-            str(r["timed_batch"]),
-            f"{r['seconds_per_matrix'] * 1e6:.3g}",
-            f"{r['floor_seconds_per_matrix'] * 1e6:.3g}",
-            f"{r['x_floor']:.3g}",
-            f"{b / r['seconds_per_matrix']:.3g}" if b else "-",
-            f"{r['scaled_loss_mean']:.3g}",
-            f"{r['ratio_mean']:.4f}",
-            f"{r['ratio_max']:.4f}",
-            f"{r['fit_seconds']:.3g}" if r["fit_seconds"] else "-",
+        rows.append(
+            [
+                f"{r['m']}x{r['n']}",
+                str(r["rank"]),
+                str(r["batch"]),
+                r["method"],
+                r["family"],
+                r["dtype"],
+                str(r["timed_batch"]),
+                f"{r['seconds_per_matrix'] * 1e6:.3g}",
+                f"{r['floor_seconds_per_matrix'] * 1e6:.3g}",
+                f"{r['x_floor']:.3g}",
+                f"{b / r['seconds_per_matrix']:.3g}" if b else "-",
+                f"{r['scaled_loss_mean']:.3g}",
+                f"{r['ratio_mean']:.4f}",
+                f"{r['ratio_max']:.4f}",
+                f"{r['fit_seconds']:.3g}" if r["fit_seconds"] else "-",
+            ]
         )
-    console.print(table)
+    print_table(
+        f"neuralfactor bench --suite frames ({records[0]['device']})",
+        [_LABELS.get(c, c) for c in columns],
+        rows,
+        justify=["left" if c in ("method", "family", "dtype") else "right" for c in columns],
+        caption=_LEGEND + "; x floor: time / the time to read the frames once (>= 1)",
+    )
     if out is not None:
         console.print(f"records appended to {out}")
+
+
+#: Terminal labels that say which way is better (the records keep their short keys).
+_LABELS = {
+    "x baseline": "speed-up vs scipy-gesdd",
+    "x scipy-gesdd": "speed-up vs scipy-gesdd",
+    "us/matrix": "us / matrix",
+}
+_LEGEND = (
+    "speed-up: scipy-gesdd's time / this method's, same size, rank and batch (> 1: faster); "
+    "ratio: scaled loss / the truncated SVD's (>= 1; mean and max over the timed matrices)"
+)
 
 
 def register(app: typer.Typer) -> None:

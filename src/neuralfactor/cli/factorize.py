@@ -78,11 +78,11 @@ def factorize(
             f"in {res.seconds:.2f} s ({res.chunks_computed} chunks computed{resumed}; "
             f"{res.frames_per_second:.1f} frames/s, scheduler {res.scheduler})"
         )
-    console.print(
-        f"scaled loss mean {res.scaled_loss_mean:.4g}; ratio to optimum median "
-        f"{res.ratio_median:.4f}, mean {res.ratio_mean:.4f}, max {res.ratio_max:.4f} (a frame "
-        f"whose optimum is at round-off level has a ratio that measures noise); factors in {out}"
-    )
+    from neuralfactor.cli._tables import ratio_text
+
+    summary = {**res.to_dict(), "frames": res.n_runs * res.n_frames}
+    console.print(f"scaled loss mean {res.scaled_loss_mean:.4g}; {ratio_text(summary)}")
+    console.print(f"factors in {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -15,22 +15,23 @@ __all__ = ["register"]
 
 
 def _print_evaluation(ev: dict) -> None:
-    from rich.table import Table
-
     from neuralfactor.cli import console
+    from neuralfactor.cli._tables import print_table
 
-    t = Table(title=f"{ev['method']} on {ev['problem']} (EMA weights, polar quadrature)")
-    for col in ("mode", "group", "eigenvalue", "true", "rel. error", "||f||^2"):
-        t.add_column(col, justify="right")
     gid = {m: g["group"] for g in ev["groups"] for m in g["modes"]}
     norms = ev.get("sq_norms") or [float("nan")] * len(ev["eigenvalues"])  # older runs lack it
-    for l, (lam, tr, err, nrm) in enumerate(
-        zip(ev["eigenvalues"], ev["true"], ev["rel_error"], norms, strict=True)
-    ):
-        t.add_row(
-            str(l), str(gid.get(l, "")), f"{lam:.6g}", f"{tr:.6g}", f"{err:.2e}", f"{nrm:.3g}"
+    rows = [
+        [str(l), str(gid.get(l, "")), f"{lam:.6g}", f"{tr:.6g}", f"{err:.2e}", f"{nrm:.3g}"]
+        for l, (lam, tr, err, nrm) in enumerate(
+            zip(ev["eigenvalues"], ev["true"], ev["rel_error"], norms, strict=True)
         )
-    console.print(t)
+    ]
+    print_table(
+        f"{ev['method']} on {ev['problem']} (EMA weights, polar quadrature)",
+        ("mode", "group", "eigenvalue", "true", "rel. error", "||f||^2"),
+        rows,
+        justify="right",
+    )
     for g in ev["groups"]:
         if g["modes"]:
             console.print(

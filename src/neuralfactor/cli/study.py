@@ -70,8 +70,9 @@ def train(
     ),
     threads: int = typer.Option(
         0,
-        help="torch/BLAS threads per process (0: torch's default). On a small CPU shared with "
-        "other work, 1 avoids spin-waiting threads (a demo training ran 15x faster).",
+        help="torch/BLAS threads per process. 0 (the default) chooses: 1 on a machine with "
+        "<= 2 cores (spin-waiting thread pools made a demo training 15x slower there), else one "
+        "per physical core.",
     ),
 ) -> None:
     """Train a factorization network on frames of a simulation."""
@@ -109,11 +110,15 @@ def train(
         frame_stride=frame_stride,
         settings=settings,
     )
-    from neuralfactor.core.timing import pinned_threads
+    from neuralfactor.core.timing import default_threads, pinned_threads
 
     if threads < 0:
-        raise ValueError(f"--threads must be >= 0 (0: torch's default). Got {threads}.")
-    with pinned_threads(threads or None):
+        raise ValueError(f"--threads must be >= 0 (0: chosen from the cores). Got {threads}.")
+    import os
+
+    # torchrun starts LOCAL_WORLD_SIZE processes per machine: they share its cores
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if distributed else 1)
+    with pinned_threads(threads or max(1, default_threads() // local)):
         f = _train(config, out, resume, overwrite, distributed)
     if f is None:  # a non-zero rank of a distributed run
         return
@@ -123,7 +128,8 @@ def train(
     which = "best" if restore_best else "last"
     console.print(
         f"trained {f.name} rank {rank} in {f.fit_seconds:.1f} s; validation scaled loss "
-        f"{kept:.4g} ({which} epoch kept; last {last:.4g}); model in {out / 'model'}"
+        f"(||X - UV||^2 / ||X||^2, mean over validation frames) {kept:.4g} ({which} epoch "
+        f"kept; last {last:.4g}); model in {out / 'model'}"
     )
 
 
@@ -156,8 +162,6 @@ def evaluate(
     repeats: int = typer.Option(3, help="Timed repeats (median)."),
 ) -> None:
     """Evaluate a trained run on its test frames against classical baselines (records.jsonl)."""
-    from rich.table import Table
-
     from neuralfactor.amortized.study import evaluate_run
 
     records = evaluate_run(
@@ -167,22 +171,39 @@ def evaluate(
         repeats=repeats,
         threads=threads or None,
     )
-    table = Table(
-        title=f"{run_dir}: rank {records[0]['rank']}, {records[0]['split']} split, "
-        f"{records[0]['n_test']} test frames"
-    )
-    for c in ("method", "scaled loss", "ratio to SVD", "us/matrix", "fit s"):
-        table.add_column(c)
+    from neuralfactor.cli._tables import fmt_ratio, print_table
+
+    r0 = records[0]
+    rows = []
     for r in records:
         us = r["seconds_per_matrix"] * 1e6
-        table.add_row(
-            r["method"],
-            f"{r['scaled_loss_mean']:.3e}",
-            f"{r['ratio_mean']:.3f}",
-            "-" if us != us else f"{us:.1f}",
-            f"{r['fit_seconds']:.1f}" if r["fit_seconds"] else "-",
+        rows.append(
+            [
+                r["method"],
+                f"{r['scaled_loss_mean']:.3e}",
+                fmt_ratio(r["ratio_median"]),
+                f"{r['within_1_01']:.0%} / {r['within_1_05']:.0%}",
+                "-" if us != us else f"{us:.1f}",
+                f"{r['fit_seconds']:.1f}" if r["fit_seconds"] else "-",
+            ]
         )
-    console.print(table)
+    k = r0["roundoff_frames"]
+    caption = (
+        "ratio: a frame's scaled loss over the truncated SVD's (the optimum at this rank); "
+        "median and share of test frames within 1.01x / 1.05x of it"
+        + (
+            f"; {k} of {r0['n_test']} frames have an optimum at round-off and are left out"
+            if k
+            else ""
+        )
+    )
+    print_table(
+        f"{run_dir}: rank {r0['rank']}, {r0['split']} split, {r0['n_test']} test frames",
+        ("method", "scaled loss", "ratio median", "within 1.01 / 1.05", "us / matrix", "fit s"),
+        rows,
+        justify=["left"] + ["right"] * 5,
+        caption=caption,
+    )
     console.print(f"records in {Path(run_dir) / 'records.jsonl'}")
 
 

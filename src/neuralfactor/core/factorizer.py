@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from neuralfactor.core.lowrank import LowRank, svd_flip
-from neuralfactor.core.validation import check_matrix, check_rank
+from neuralfactor.core.validation import check_matrix, check_rank, did_you_mean
 
 __all__ = [
     "BaseFactorizer",
@@ -27,6 +27,7 @@ __all__ = [
     "Factorizer",
     "NotFittedError",
     "available_factorizers",
+    "check_factorizer_name",
     "factorizer_contract",
     "make_factorizer",
     "register_contract",
@@ -264,9 +265,17 @@ def available_factorizers() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make_factorizer(name: str, rank: int, **params: Any) -> Factorizer:
-    """Build a registered factorizer: ``make_factorizer("rsvd", rank=12, n_iter=2)``."""
+def check_factorizer_name(name: str) -> str:
+    """Refuse a name :func:`make_factorizer` does not know, suggesting the nearest one."""
     _load_providers()
     if name not in _REGISTRY:
-        raise ValueError(f"Unknown factorizer {name!r}; expected one of {sorted(_REGISTRY)}.")
-    return _REGISTRY[name](rank=rank, **params)
+        raise ValueError(
+            f"Unknown factorizer {name!r}; expected one of {sorted(_REGISTRY)}."
+            + did_you_mean(name, _REGISTRY)
+        )
+    return name
+
+
+def make_factorizer(name: str, rank: int, **params: Any) -> Factorizer:
+    """Build a registered factorizer: ``make_factorizer("rsvd", rank=12, n_iter=2)``."""
+    return _REGISTRY[check_factorizer_name(name)](rank=rank, **params)

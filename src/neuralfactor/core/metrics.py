@@ -21,7 +21,9 @@ __all__ = [
     "optimal_scaled_loss",
     "orthogonality_defect",
     "principal_angles",
+    "ratio_summary",
     "ratio_to_optimum",
+    "roundoff_floor",
     "relative_spectral_error",
     "scaled_loss",
     "singular_value_gap",
@@ -102,6 +104,64 @@ def ratio_to_optimum(
     out = _safe_ratio(loss, opt)
     both_zero = (opt == 0) & (loss == 0)
     return torch.where(both_zero, torch.ones_like(out), out)
+
+
+def roundoff_floor(shape: tuple[int, ...], dtype: torch.dtype) -> float:
+    """The scaled loss below which an optimum is indistinguishable from round-off.
+
+    ``(max(m, n) * eps)**2`` for matrices of trailing shape ``(m, n)`` computed in ``dtype``:
+    an inner product of length k carries a relative error up to about ``k * eps`` (Higham
+    2002, *Accuracy and Stability of Numerical Algorithms*, section 3.1), so a relative
+    Frobenius error below ``max(m, n) * eps`` cannot be told from the arithmetic's own.
+    """
+    m, n = int(shape[-2]), int(shape[-1])
+    eps = torch.finfo(dtype).eps
+    return float((max(m, n) * eps) ** 2)
+
+
+def ratio_summary(
+    loss: Tensor, optimum: Tensor, *, shape: tuple[int, ...], dtype: torch.dtype
+) -> dict[str, float | int]:
+    """Robust summary of the ratio ``loss / optimum`` over frames.
+
+    A mean of ratios means nothing when some frames have an optimum at round-off level (a
+    rank-1 initial condition factorized at rank 4): their ratio is noise over noise (1e11 and
+    more) and dominates the mean. Those frames (optimum <= :func:`roundoff_floor`) are counted
+    apart, with their largest scaled loss; the others give the median, the share within 1.01
+    and 1.05 of the optimum, and the maximum.
+
+    Parameters
+    ----------
+    loss, optimum : Tensor of shape (T,)
+        Per-frame scaled loss of the method and of the truncated SVD at the same rank.
+    shape : the frames' shape (only ``m, n`` are used); dtype : the dtype computed in.
+
+    Returns
+    -------
+    dict with ``frames``, ``roundoff_frames``, ``roundoff_loss_max``, ``ratio_median``,
+    ``within_1_01``, ``within_1_05`` (shares in [0, 1]) and ``ratio_max``; NaN where no frame
+    is left to summarize.
+    """
+    loss = torch.as_tensor(loss, dtype=torch.float64).reshape(-1)
+    optimum = torch.as_tensor(optimum, dtype=torch.float64).reshape(-1)
+    if loss.shape != optimum.shape:
+        raise ValueError(
+            f"ratio_summary: loss has {loss.numel()} frames but optimum has {optimum.numel()}."
+        )
+    tiny = optimum <= roundoff_floor(shape, dtype)
+    keep = ~tiny
+    ratio = loss[keep] / optimum[keep]
+    nan = float("nan")
+    n = int(ratio.numel())
+    return {
+        "frames": int(loss.numel()),
+        "roundoff_frames": int(tiny.sum()),
+        "roundoff_loss_max": float(loss[tiny].max()) if bool(tiny.any()) else nan,
+        "ratio_median": float(torch.quantile(ratio, 0.5)) if n else nan,
+        "within_1_01": float((ratio <= 1.01).double().mean()) if n else nan,
+        "within_1_05": float((ratio <= 1.05).double().mean()) if n else nan,
+        "ratio_max": float(ratio.max()) if n else nan,
+    }
 
 
 def relative_spectral_error(X: Tensor, approx: LowRank | Tensor) -> Tensor:

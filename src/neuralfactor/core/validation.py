@@ -24,6 +24,7 @@ __all__ = [
     "check_positive_int",
     "check_rank",
     "check_same_device",
+    "did_you_mean",
     "parse_ints",
     "resolve_device",
 ]
@@ -150,6 +151,25 @@ def check_positive_int(
     return int(value)
 
 
+def did_you_mean(value: Any, allowed: Iterable[str]) -> str:
+    """``" Did you mean 'rsvd'?"`` for a near miss among ``allowed`` (difflib), else ``""``.
+
+    Appended to every "unknown name" error (factorizers, models, options) so a typo names its
+    fix.
+    """
+    import difflib
+
+    if not isinstance(value, str):
+        return ""
+    allowed = [str(a) for a in allowed]
+    close = difflib.get_close_matches(value, allowed, n=1, cutoff=0.6)
+    if not close:  # a case slip ("SVD") or a prefix ("rsvd-g")
+        low = {a.lower(): a for a in allowed}
+        close = [low[value.lower()]] if value.lower() in low else []
+        close = close or [a for a in allowed if value and a.startswith(value)][:1]
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
 def check_option(
     value: Any, allowed: Iterable[str], *, name: str, caller: str | None = None
 ) -> str:
@@ -158,6 +178,7 @@ def check_option(
     if value not in allowed:
         raise ValueError(
             f"The '{name}' parameter{_where(caller)} must be one of {allowed}. Got {value!r}."
+            + did_you_mean(value, allowed)
         )
     return value
 

@@ -47,6 +47,7 @@ import torch
 
 from neuralfactor.core.factorizer import Factorizer, make_factorizer
 from neuralfactor.core.lowrank import LowRank
+from neuralfactor.core.metrics import ratio_summary
 from neuralfactor.core.validation import check_positive_float, check_rank
 from neuralfactor.data.store import MatrixStore, StoreError, partial_path
 from neuralfactor.io import replace_dir
@@ -78,9 +79,15 @@ class FactorizeResult:
     ratio_max: float
     scheduler: str
     #: The median is the robust summary: a frame whose optimum is at round-off level (e.g. a
-    #: rank-1 initial condition at rank 4) has a ratio that measures noise (hundreds) and
-    #: dominates the mean.
+    #: rank-1 initial condition at rank 4) has a ratio that measures noise (up to 1e14) and
+    #: dominates the mean. ``ratio_median``, ``ratio_max`` and the shares within 1.01 / 1.05
+    #: exclude those frames, counted in ``roundoff_frames`` (see
+    #: :func:`~neuralfactor.core.metrics.ratio_summary`); ``ratio_mean`` includes every frame.
     ratio_median: float = float("nan")
+    within_1_01: float = float("nan")
+    within_1_05: float = float("nan")
+    roundoff_frames: int = 0
+    roundoff_loss_max: float = float("nan")
 
     @property
     def frames_per_second(self) -> float:
@@ -420,6 +427,13 @@ def _run(
             f"{f.name} is data-driven and not fitted; pass a trained factorizer "
             f"(e.g. LearnedFactorizer.load(model_dir)) or a classical method."
         )
+    # one frame through a copy of the factorizer before anything is written: a factorizer
+    # that cannot take these frames (a model trained on another frame size, a method that
+    # refuses them) fails here and leaves no <out>.partial to block the corrected command
+    probe = copy.deepcopy(f)
+    if hasattr(probe, "reset"):
+        probe.reset()
+    probe.factorize(store[0].as_tensor(slice(0, 1)))
     cf = store[0].chunk_frames
     npdt = _NP[store.dtype]
     out = Path(out)
@@ -502,6 +516,12 @@ def _run(
     root = zarr.open_group(str(part), mode="r+")
     loss = np.concatenate([np.asarray(root[r]["scaled_loss"][:]) for r in store.runs])
     ratio = np.concatenate([np.asarray(root[r]["ratio"][:]) for r in store.runs])
+    # the optimum per frame, back from loss / ratio (a ratio of 0 or inf: optimum 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        opt = np.where((ratio > 0) & np.isfinite(ratio), loss / ratio, 0.0)
+    robust = ratio_summary(
+        torch.from_numpy(loss), torch.from_numpy(opt), shape=(m, n), dtype=store.dtype
+    )
     summary = {
         "path": str(out),
         "method": f.name,
@@ -511,8 +531,7 @@ def _run(
         "chunks_total": R * n_chunks,
         "scaled_loss_mean": float(loss.mean()),
         "ratio_mean": float(ratio[np.isfinite(ratio)].mean()) if np.isfinite(ratio).any() else 1.0,
-        "ratio_max": float(ratio.max()),
-        "ratio_median": float(np.median(ratio)),
+        **{k: v for k, v in robust.items() if k != "frames"},
     }
     root.attrs.update({"summary": summary, "complete": True})
     replace_dir(part, out)  # an old store (overwrite) is replaced only now, complete

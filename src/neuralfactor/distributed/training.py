@@ -143,6 +143,10 @@ def _check_run_dir(config: Any, out: Path, *, resume: bool, overwrite: bool) -> 
                 f"{out} holds a run with another configuration; pass --overwrite to replace it "
                 f"or choose another --out."
             )
+        if not overwrite:  # a finished or resumed run continues only on its own data
+            from neuralfactor.amortized.study import check_store_unchanged
+
+            check_store_unchanged(out, config)
         if (out / "model" / "meta.json").exists() and old == cfg:
             return True
         if not resume and not overwrite and (out / "ckpt" / "last").exists():
@@ -180,6 +184,7 @@ def train_model_distributed(
         training_loss,
     )
     from neuralfactor.amortized.models import build_model
+    from neuralfactor.amortized.study import DATA_FILE, store_identity
     from neuralfactor.data.store import MatrixStore
     from neuralfactor.io import write_json
     from neuralfactor.train.checkpoint import save_checkpoint
@@ -219,12 +224,7 @@ def train_model_distributed(
             )
         val = StoreFrames(config.data, config.run, parts["val"], dtype)
         val_d = val.batch(np.arange(len(val))).to(ctx.device)
-        if ctx.is_writer:
-            out.mkdir(parents=True, exist_ok=True)
-            write_json(out / "config.json", config.to_dict())
-            write_json(out / "split.json", {k: v.tolist() for k, v in parts.items()})
-        ctx.barrier()
-
+        # the factorizer and the model are built (validated) before anything is written
         f = LearnedFactorizer(
             config.rank,
             model=config.model,
@@ -235,6 +235,12 @@ def train_model_distributed(
         torch.manual_seed(s.seed)  # parameter init, as in LearnedFactorizer.fit
         module = build_model(config.model, int(m), int(n), config.rank, **config.model_kwargs)
         module.to(device=ctx.device, dtype=dtype)
+        if ctx.is_writer:
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(out / "config.json", config.to_dict())
+            write_json(out / "split.json", {k: v.tolist() for k, v in parts.items()})
+            write_json(out / DATA_FILE, store_identity(config))
+        ctx.barrier()
         if W > 1:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             net: torch.nn.Module = DistributedDataParallel(module, device_ids=ids)
@@ -293,6 +299,8 @@ def train_model_distributed(
             progress=progress and ctx.is_writer,
             description=f"train {f.name} r={config.rank} x{W}",
             write_checkpoints=ctx.is_writer,
+            loss_label="batch loss (unscaled objective)",
+            metric_label="val scaled loss",
         )
         ctx.barrier()
         if result.steps_done < total and result.stopped != "early-stopped":

@@ -161,8 +161,14 @@ def run_training(
     description: str = "training",
     write_checkpoints: bool = True,
     remedy: str = "Try a smaller learning rate or gradient clipping.",
+    loss_label: str = "batch loss",
+    metric_label: str = "eval",
 ) -> LoopResult:
     """Train ``model`` for ``config.steps`` steps; see the module docstring for the contract.
+
+    The progress bar shows ``loss_label`` with the last step's loss and ``metric_label`` with
+    the last evaluation (name them what they are: "batch loss ||X - UV||^2", "val scaled
+    loss"), so the bar and the caller's summary are not two unexplained numbers.
 
     ``write_checkpoints=False`` reads ``checkpoint_dir`` (to resume) but never writes it: the
     non-zero ranks of a distributed run, where rank 0 alone writes. ``remedy`` ends the
@@ -280,7 +286,10 @@ def run_training(
             if scheduler is not None:
                 scheduler.step()
             step += 1
-            bar.update(task, completed=step, info=f"loss {lval:.3e}")
+            info = f"{loss_label} {lval:.3e}"
+            if history:
+                info += f"; {metric_label} {history[-1]['metric']:.3e}"
+            bar.update(task, completed=step, info=info)
             if step % config.eval_every == 0 or step == config.steps:
                 model.eval()
                 with torch.no_grad():
