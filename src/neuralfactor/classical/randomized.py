@@ -65,7 +65,7 @@ def _check(X, rank, oversample, n_iter, tol, max_iter, kernel, caller):
     return X, rank
 
 
-def _ritz(Zt: Tensor, kernel: str) -> tuple[Tensor, Tensor, Tensor]:
+def _ritz(Zt: Tensor, kernel: str, *, need_v: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:
     """Ritz triplets from ``Z = X^T Q`` (*, n, k): ``(V, s, W)`` with ``Z = V diag(s) W^T``.
 
     LAPACK kernel: the SVD of Z in the working precision (V orthonormal). GEMM kernel: the
@@ -78,6 +78,8 @@ def _ritz(Zt: Tensor, kernel: str) -> tuple[Tensor, Tensor, Tensor]:
     lam, W = torch.linalg.eigh(Zd.mT @ Zd)
     lam, W = lam.flip(-1).clamp_min(0), W.flip(-1)
     s = lam.sqrt()
+    if not need_v:
+        return None, s.to(Zt.dtype), W.to(Zt.dtype)
     floor = torch.finfo(Zt.dtype).eps * s[..., :1]
     inv = torch.where(s > floor, 1 / s.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
     return (Zd @ (W * inv.unsqueeze(-2))).to(Zt.dtype), s.to(Zt.dtype), W.to(Zt.dtype)
@@ -116,7 +118,7 @@ def _rsvd(
     batch = X.shape[:-2]
     if tol is None:
         Zt = X.mT @ Q
-        lr = _result(Q, Zt, *_ritz(Zt, kernel), rank, kernel)
+        lr = _result(Q, Zt, *_ritz(Zt, kernel, need_v=kernel == "lapack"), rank, kernel)
         return rescale(lr, inv), torch.full(batch, n_iter, dtype=torch.int64, device=X.device)
     # Accuracy-driven: after each power iteration, the residuals of the leading Ritz triplets
     # (u_i, s_i, v_i), r_i = X v_i - s_i u_i, bound the singular-value error by
