@@ -203,7 +203,7 @@ class WarmSubspace(BaseFactorizer):
         if self.tol is None:
             return lr, P, count
         r, eps = self.rank, torch.finfo(X.dtype).eps
-        xx = X.double().square().sum((-2, -1))
+        xx = torch.linalg.vector_norm(X, dim=(-2, -1)).double().square()
         cap = self.max_iter if basis is not None else self.cold_iter + self.max_iter
         for _ in range(iters, cap):
             e = ritz[..., :r].sum(-1)
