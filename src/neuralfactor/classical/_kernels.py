@@ -219,12 +219,11 @@ def lapack_step(X: Tensor, P: Tensor, rank: int) -> tuple[LowRank, Tensor, Tenso
     ``||X P_r||_F^2`` (the rank-r energy the *incoming* basis captured, ``P_r`` its first r
     columns) and ``ritz`` (*, l) the squared Ritz values, both float64, for convergence checks.
     """
-    Y = X @ P
-    Q = torch.linalg.qr(Y).Q
+    Q, R = torch.linalg.qr(X @ P)
     V, s, Wt = torch.linalg.svd(X.mT @ Q, full_matrices=False)
     U = Q @ Wt[..., :rank, :].mT
     lr = LowRank(U, V[..., :rank].mT, s[..., :rank])
-    energy_in = torch.linalg.vector_norm(Y[..., :rank], dim=(-2, -1)).double().square()
+    energy_in = R[..., :rank].double().square().sum((-2, -1))  # ||X P_r||^2 = ||R_r||^2
     return lr, V, energy_in, s.double().square()
 
 

@@ -97,7 +97,8 @@ class WarmSubspace(BaseFactorizer):
 
     Attributes
     ----------
-    iterations : Tensor of shape (*E, T), int64 -- iterations used per frame in the last call.
+    iterations : Tensor of shape ``X.shape[:-2]`` ((*E, T) for a stack; (*E,) after
+        :meth:`step`), int64 -- iterations used per frame in the last call.
 
     Notes
     -----
