@@ -109,7 +109,9 @@ class WarmSubspace(BaseFactorizer):
     angles to the optimal subspace by ``(s_l / s_r)^2`` per iteration and the energy deficit
     by its square, ``q = (s_l / s_r)^4`` (``s_l``, ``s_r``: the Ritz values at the basis edge
     and at the rank), so the deficit left is estimated as ``(E - E_in) q / (1 - q)`` (after an
-    extra iteration, ``E_in`` is the previous iteration's ``E``) and compared with
+    extra iteration, ``E_in`` is the previous iteration's ``E``; ``q`` is floored at 0.1,
+    because after an abrupt change, when the carried basis missed a direction, the
+    contraction model does not hold and a small ``q`` would hide the deficit) and compared with
     ``tol (||X||_F^2 - E)``. It is an estimate, not a bound (the tests check it on planted,
     slowly rotating subspaces, where one iteration per frame drifts past 1.01 at rank 30).
     Deficits below ``10 eps ||X||_F^2`` (round-off of the dtype) never trigger an iteration.
@@ -209,7 +211,7 @@ class WarmSubspace(BaseFactorizer):
         for _ in range(iters, cap):
             e = ritz[..., :r].sum(-1)
             q = ritz[..., -1] / ritz[..., r - 1].clamp_min(torch.finfo(torch.float64).tiny)
-            q = q.square().clamp(0.0, 0.95)
+            q = q.square().clamp(0.1, 0.95)  # floor: see Notes (abrupt changes)
             deficit = (e - e_in).clamp_min(0) * q / (1 - q)
             need = (deficit > self.tol * (xx - e).clamp_min(0)) & (deficit > 10 * eps * xx)
             if not bool(need.any()):
