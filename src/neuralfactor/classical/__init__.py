@@ -11,5 +11,6 @@ for _info in sorted(_pkgutil.iter_modules(__path__), key=lambda i: i.name):
         _importlib.import_module(f"{__name__}.{_info.name}")
 
 from neuralfactor.classical._kernels import power_of_two_scale, rescale  # noqa: E402
+from neuralfactor.classical.flopcount import FLOP_METHODS, flop_floor, flops, gemm_rate  # noqa: E402
 
-__all__ = ["power_of_two_scale", "rescale"]
+__all__ = ["FLOP_METHODS", "flop_floor", "flops", "gemm_rate", "power_of_two_scale", "rescale"]

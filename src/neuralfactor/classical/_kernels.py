@@ -1,25 +1,76 @@
-"""GEMM-only building blocks shared by the randomized, streaming and POD factorizers.
+"""Building blocks shared by the randomized, streaming and POD factorizers: two kernels.
 
-Everything here is a batched matrix product plus k x k work done in float64 (k = rank +
-oversample, small). No Householder QR and no large SVD, so the same code runs well on GPUs,
-where ``torch.linalg.qr``/``svd`` of many tall matrices loop over the batch.
+- ``"gemm"``: everything is a batched matrix product plus k x k work done in float64 (k = rank
+  + oversample, small). No Householder QR and no large SVD, so the same code runs well on GPUs,
+  where ``torch.linalg.qr``/``svd`` of many tall matrices loop over the batch.
+- ``"lapack"``: Householder QR (``torch.linalg.qr``) and a small SVD in the working precision.
+  On a CPU one LAPACK call per matrix is cheaper than two float64 Gram/eigh passes, and it
+  needs no zero-column bookkeeping: Householder QR and the SVD always return orthonormal
+  columns, even for rank-deficient input.
+
+``kernel="auto"`` picks ``"lapack"`` on the CPU and ``"gemm"`` on every other device
+(:func:`resolve_kernel`). Both kernels scale the input by a power of two only when its largest
+entry lies outside a safe range (:func:`scale_if_needed`), so normal-range data pays one
+max-abs reduction and nothing else.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from neuralfactor.core.lowrank import LowRank
+from neuralfactor.core.validation import check_option
 
 __all__ = [
+    "KERNELS",
+    "Kernel",
+    "gemm_step",
     "gram_orthonormalize",
+    "lapack_step",
     "power_of_two_scale",
     "rayleigh_ritz",
     "refill_zero_columns",
     "rescale",
+    "resolve_kernel",
+    "ritz_from_projection",
+    "scale_if_needed",
     "subspace_step",
 ]
+
+#: The accepted values of every ``kernel`` parameter.
+Kernel = Literal["auto", "lapack", "gemm"]
+KERNELS: tuple[str, ...] = ("auto", "lapack", "gemm")
+
+
+def resolve_kernel(
+    kernel: str, device: torch.device, *, caller: str, auto: str | None = None
+) -> Literal["lapack", "gemm"]:
+    """The kernel to run: ``"auto"`` is ``"lapack"`` on the CPU and ``"gemm"`` elsewhere.
+
+    ``auto`` overrides what ``"auto"`` means for one method (``rsvd-gemm`` pins it to
+    ``"gemm"``: its name promises that algorithm on every device).
+    """
+    check_option(kernel, KERNELS, name="kernel", caller=caller)
+    if kernel == "auto":
+        if auto is not None:
+            return auto  # type: ignore[return-value]
+        return "lapack" if device.type == "cpu" else "gemm"
+    return kernel  # type: ignore[return-value]
+
+
+def _safe_range(dtype: torch.dtype) -> tuple[float, float]:
+    """Largest-entry range in which neither kernel over- or underflows: 2^(+-emax/4).
+
+    float32: [4.7e-10, 4.3e9]; float64: [1.7e-77, 5.8e76]. Inside it, products with
+    orthonormal bases, float64 Gram matrices of float32 data and their inverse square roots
+    all stay in the normal range of their dtype.
+    """
+    e = int(math.log2(torch.finfo(dtype).max)) // 4
+    return 2.0**-e, 2.0**e
 
 
 def power_of_two_scale(X: Tensor) -> tuple[Tensor, Tensor]:
@@ -40,8 +91,28 @@ def power_of_two_scale(X: Tensor) -> tuple[Tensor, Tensor]:
     return Xs, torch.exp2(exp).to(X.dtype)
 
 
-def rescale(lr: LowRank, inv: Tensor) -> LowRank:
-    """Undo :func:`power_of_two_scale` on a factorization of the scaled matrices."""
+def scale_if_needed(X: Tensor) -> tuple[Tensor, Tensor | None]:
+    """:func:`power_of_two_scale` only when some matrix of ``X`` needs it; else ``(X, None)``.
+
+    One max-abs reduction per matrix decides: a nonzero matrix whose largest entry lies outside
+    ``2^(+-emax/4)`` of its dtype (subnormal, tiny or huge data) is scaled, the rest of the
+    batch with it (exact powers of two, so results are unchanged up to round-off).
+    """
+    lo, hi = _safe_range(X.dtype)
+    Xd = X.detach()  # two reductions, no |X| temporary (half the cost of abs().amax())
+    amax = torch.maximum(Xd.amax(dim=(-2, -1)), -Xd.amin(dim=(-2, -1)))
+    if bool(((amax > hi) | ((amax < lo) & (amax > 0))).any()):
+        return power_of_two_scale(X)
+    return X, None
+
+
+def rescale(lr: LowRank, inv: Tensor | None) -> LowRank:
+    """Undo :func:`power_of_two_scale` on a factorization of the scaled matrices.
+
+    ``inv=None`` (nothing was scaled, see :func:`scale_if_needed`) returns ``lr`` unchanged.
+    """
+    if inv is None:
+        return lr
     if lr.S is not None:
         return LowRank(lr.U, lr.V, lr.S * inv[..., 0])
     return LowRank(lr.U, lr.V * inv)
@@ -65,18 +136,27 @@ def gram_orthonormalize(Y: Tensor, *, passes: int = 2) -> Tensor:
     Plain Cholesky-QR breaks down on numerically low-rank float32 input (``G`` is singular to
     working precision); the float64 eigh with thresholding does not. Cost O(m k^2) per pass.
     """
+    return _gram_orthonormalize(Y, passes=passes)[0]
+
+
+def _gram_orthonormalize(Y: Tensor, *, passes: int = 2) -> tuple[Tensor, Tensor]:
+    """:func:`gram_orthonormalize` and the first pass's Gram eigenvalues (ascending, float64):
+    the squared singular values of the input ``Y``, free for convergence checks."""
     k = Y.shape[-1]
     eps = torch.finfo(Y.dtype).eps
     floor = max((k * eps) ** 2, 10 * k * torch.finfo(torch.float64).eps)
+    first = None
     for _ in range(passes):
         Yd = Y.double()
         G = Yd.mT @ Yd
         lam, W = torch.linalg.eigh(G)
+        if first is None:
+            first = lam
         lam_max = lam[..., -1:].clamp_min(torch.finfo(torch.float64).tiny)
         keep = lam > floor * lam_max
         scale = torch.where(keep, lam.clamp_min(torch.finfo(torch.float64).tiny).rsqrt(), 0.0)
         Y = Y @ (W * scale.unsqueeze(-2)).to(Y.dtype)
-    return Y
+    return Y, first
 
 
 def rayleigh_ritz(X: Tensor, Q: Tensor, rank: int) -> tuple[LowRank, Tensor]:
@@ -88,13 +168,22 @@ def rayleigh_ritz(X: Tensor, Q: Tensor, rank: int) -> tuple[LowRank, Tensor]:
     not stored (no division by small singular values); ``||V[i]||`` are the Ritz values. ``B`` is
     returned for reuse (its transpose spans the next right basis in subspace iteration).
     """
-    B = Q.mT @ X
+    lr, B, _ = ritz_from_projection(Q, Q.mT @ X, rank)
+    return lr, B
+
+
+def ritz_from_projection(Q: Tensor, B: Tensor, rank: int) -> tuple[LowRank, Tensor, Tensor]:
+    """GEMM-kernel Rayleigh-Ritz from an already formed ``B = Q^T X`` (*, k, n).
+
+    Returns ``(LowRank(U, V), B, lam)`` with ``lam`` (*, k) the Ritz energies (squared Ritz
+    values) in descending order, float64.
+    """
     Bd = B.double()
     lam, W = torch.linalg.eigh(Bd @ Bd.mT)
-    Wr = W[..., -rank:].flip(-1).to(X.dtype)
+    Wr = W[..., -rank:].flip(-1).to(B.dtype)
     U = Q @ Wr
     V = Wr.mT @ B
-    return LowRank(U, V), B
+    return LowRank(U, V), B, lam.flip(-1)
 
 
 def refill_zero_columns(P: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -117,8 +206,48 @@ def refill_zero_columns(P: Tensor, generator: torch.Generator | None) -> Tensor:
     return gram_orthonormalize(P)
 
 
+def lapack_step(X: Tensor, P: Tensor, rank: int) -> tuple[LowRank, Tensor, Tensor, Tensor]:
+    """One LAPACK-kernel subspace iteration from an orthonormal right basis ``P`` (*, n, l).
+
+    ``Q = qr(X P)`` (Householder), ``Z = X^T Q`` and the small SVD ``Z = V diag(s) W^T`` in
+    the working precision: the Ritz triplets of X in span(Q) are ``(Q W, s, V)``, so the result
+    is ``U = Q W_r``, ``S = s_r``, ``V_r^T`` and the next right basis is ``V`` itself (all l
+    columns, orthonormal, ordered by Ritz value). Two products with X plus
+    O(m l^2 + n l^2 + l^3).
+
+    Returns ``(LowRank(U, V_r^T, S), P_next, energy_in, ritz)``: ``energy_in`` (*) is
+    ``||X P_r||_F^2`` (the rank-r energy the *incoming* basis captured, ``P_r`` its first r
+    columns) and ``ritz`` (*, l) the squared Ritz values, both float64, for convergence checks.
+    """
+    Q, R = torch.linalg.qr(X @ P)
+    V, s, Wt = torch.linalg.svd(X.mT @ Q, full_matrices=False)
+    U = Q @ Wt[..., :rank, :].mT
+    lr = LowRank(U, V[..., :rank].mT, s[..., :rank])
+    energy_in = R[..., :rank].double().square().sum((-2, -1))  # ||X P_r||^2 = ||R_r||^2
+    return lr, V, energy_in, s.double().square()
+
+
+def gemm_step(
+    X: Tensor, P: Tensor, rank: int, generator: torch.Generator | None
+) -> tuple[LowRank, Tensor, Tensor, Tensor]:
+    """One GEMM-kernel subspace iteration; same returns as :func:`lapack_step` (``S`` None).
+
+    ``energy_in`` is here the top-r energy of ``X P`` (from the first Gram pass, free).
+    """
+    Q, lam_y = _gram_orthonormalize(X @ P)
+    lr, B, lam = ritz_from_projection(Q, Q.mT @ X, rank)
+    P = refill_zero_columns(gram_orthonormalize(B.mT), generator)
+    return lr, P, lam_y[..., -rank:].sum(-1), lam
+
+
 def subspace_step(
-    X: Tensor, P: Tensor, rank: int, *, n_iter: int = 1, generator: torch.Generator | None = None
+    X: Tensor,
+    P: Tensor,
+    rank: int,
+    *,
+    n_iter: int = 1,
+    generator: torch.Generator | None = None,
+    kernel: Literal["lapack", "gemm"] = "gemm",
 ) -> tuple[LowRank, Tensor]:
     """Subspace iteration from a right basis ``P`` (*, n, l); returns ``(LowRank, P_next)``.
 
@@ -128,7 +257,14 @@ def subspace_step(
     With a ``generator``, zero columns of the next basis (directions X did not reach) are
     refilled with random directions (:func:`refill_zero_columns`), so later frames of a
     stream can use them.
+
+    ``kernel="lapack"`` runs :func:`lapack_step` ``n_iter`` times instead (``P`` must then be
+    orthonormal; its result carries ``S``, and no column is ever zero, so nothing is refilled).
     """
+    if kernel == "lapack":
+        for _ in range(n_iter):
+            lr, P, _, _ = lapack_step(X, P, rank)
+        return lr, P
     lr = None
     for it in range(n_iter):
         Q = gram_orthonormalize(X @ P)

@@ -13,10 +13,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from neuralfactor.classical._kernels import power_of_two_scale, rescale, subspace_step
+from neuralfactor.classical._kernels import (
+    Kernel,
+    power_of_two_scale,
+    rescale,
+    resolve_kernel,
+    scale_if_needed,
+    subspace_step,
+)
 from neuralfactor.core.factorizer import BaseFactorizer, register_factorizer
 from neuralfactor.core.lowrank import LowRank
-from neuralfactor.core.validation import check_matrix, check_positive_int
+from neuralfactor.core.validation import check_matrix, check_option, check_positive_int
 
 __all__ = ["PODBasis", "pod_basis"]
 
@@ -55,15 +62,24 @@ class PODBasis(BaseFactorizer):
     rank : int
     extra : int, default 5 -- basis columns beyond ``rank``.
     n_iter : int, default 1 -- subspace iterations per frame from the global basis.
+    kernel : {"auto", "lapack", "gemm"}, default "auto" -- the per-frame iteration's kernel:
+        Householder QR and a small SVD (``"lapack"``, returns ``S``) or batched GEMMs and
+        float64 Gram/eigh (``"gemm"``); ``"auto"`` is ``"lapack"`` on the CPU and ``"gemm"``
+        elsewhere. ``fit`` is the same for both.
     """
 
     name = "pod-basis"
     requires_fit = True
 
-    def __init__(self, rank: int, *, extra: int = 5, n_iter: int = 1) -> None:
+    def __init__(
+        self, rank: int, *, extra: int = 5, n_iter: int = 1, kernel: Kernel = "auto"
+    ) -> None:
         super().__init__(rank)
         self.extra = check_positive_int(extra, name="extra", caller=self.name, minimum=0)
         self.n_iter = check_positive_int(n_iter, name="n_iter", caller=self.name)
+        self.kernel = check_option(
+            kernel, ("auto", "lapack", "gemm"), name="kernel", caller=self.name
+        )
         self.basis: Tensor | None = None
 
     def fit(self, frames: Any = None) -> PODBasis:
@@ -88,8 +104,10 @@ class PODBasis(BaseFactorizer):
                 f"{X.shape[-2]}x{X.shape[-1]}."
             )
         basis = self.basis.to(device=X.device, dtype=X.dtype)
-        X, inv = power_of_two_scale(X)
-        return rescale(subspace_step(X, basis, self.rank, n_iter=self.n_iter)[0], inv)
+        kernel = resolve_kernel(self.kernel, X.device, caller=self.name)
+        X, inv = scale_if_needed(X)
+        lr = subspace_step(X, basis, self.rank, n_iter=self.n_iter, kernel=kernel)[0]
+        return rescale(lr, inv)
 
 
 register_factorizer("pod-basis", PODBasis)
