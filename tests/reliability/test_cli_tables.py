@@ -103,7 +103,7 @@ def test_bench_output_is_whole_when_piped(width, monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(cli_console, "width", width)
     out = tmp_path / "r.jsonl"
     argv = ["-q", "bench", "--methods", "svd,rsvd,scipy-gesdd", "--size", "16x24", "--ranks", "2"]
-    assert main([*argv, "--batches", "1", "--repeats", "1", "--out", str(out)]) == 0
+    assert main([*argv, "--batches", "1", "--repeats", "3", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     records = [json.loads(line) for line in out.read_text().splitlines()]
     from neuralfactor.bench.tables import rows_for_display
