@@ -24,7 +24,7 @@ from neuralfactor.vlasov import (
 def small(scheme="spectral", **kw):
     base = dict(ic="landau-strong", nx=16, nv=32, t_end=0.5, dt=0.05, scheme=scheme)
     base.update(kw)
-    if scheme == "fd5" and "dt" not in kw:
+    if scheme in ("fd5", "lowrank") and "dt" not in kw:
         base["dt"] = None
     return SimulationConfig(**base)
 
@@ -60,7 +60,11 @@ def test_presets_reproduce_the_original_grids(name, m, n):
         ({"t_end": 0.01, "dt": 0.05}, ValueError, r"'t_end' parameter .* must be >= dt=0.05"),
         ({"save_every": 0}, ValueError, r"'save_every' parameter of SimulationConfig"),
         ({"ensemble": 0}, ValueError, r"'ensemble' parameter of SimulationConfig"),
-        ({"scheme": "weno"}, ValueError, r"'scheme' parameter .* one of \['spectral', 'fd5'\]"),
+        (
+            {"scheme": "weno"},
+            ValueError,
+            r"'scheme' parameter .* one of \['spectral', 'fd5', 'lowrank'\]",
+        ),
         ({"dtype": "float16"}, ValueError, r"'dtype' parameter .* one of \['float64', 'float32'\]"),
         (
             {"vmax": 3.0},
