@@ -43,6 +43,17 @@ def test_lowrank_store_matches_the_library(tmp_path, capsys):
     assert ranks[-1] == float(ref.diagnostics["truncation_rank"][0, -1]) and ranks[-1] < 16
 
 
+def test_dlr_store_matches_the_library(tmp_path, capsys):
+    out = tmp_path / "dlr.zarr"
+    rc, _, err = run([*BASE, "--scheme", "dlr", "--rank", "4", "-o", str(out)], capsys)
+    assert rc == 0, err
+    store, cfg = stored(out)
+    assert cfg.scheme == "dlr" and cfg.truncate_rank == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert torch.equal(store.as_tensor(), simulate(cfg).frames)
+
+
 def test_fixed_rank_option(tmp_path, capsys):
     out = tmp_path / "r.zarr"
     rc, _, err = run([*BASE, "--scheme", "lowrank", "--rank", "3", "-o", str(out)], capsys)
@@ -111,7 +122,10 @@ def test_lowrank_resume_after_interrupt(tmp_path, capsys, monkeypatch):
             ["--scheme", "lowrank", "--truncate-with", "rsvd"],
             r"'truncate_with' .* applies only to scheme 'fd5'",
         ),
-        (["--scheme", "spectral", "--rank", "3"], r"'truncate_rank' .* scheme 'fd5' or 'lowrank'"),
+        (
+            ["--scheme", "spectral", "--rank", "3"],
+            r"'truncate_rank' .* scheme 'fd5', 'lowrank' or 'dlr'",
+        ),
     ],
 )
 def test_bad_options_exit_2_with_one_line(tmp_path, capsys, args, match):

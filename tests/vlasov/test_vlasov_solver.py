@@ -24,7 +24,7 @@ from neuralfactor.vlasov import (
 def small(scheme="spectral", **kw):
     base = dict(ic="landau-strong", nx=16, nv=32, t_end=0.5, dt=0.05, scheme=scheme)
     base.update(kw)
-    if scheme in ("fd5", "lowrank") and "dt" not in kw:
+    if scheme != "spectral" and "dt" not in kw:
         base["dt"] = None
     return SimulationConfig(**base)
 
@@ -63,7 +63,7 @@ def test_presets_reproduce_the_original_grids(name, m, n):
         (
             {"scheme": "weno"},
             ValueError,
-            r"'scheme' parameter .* one of \['spectral', 'fd5', 'lowrank'\]",
+            r"'scheme' parameter .* one of \['spectral', 'fd5', 'lowrank', 'dlr'\]",
         ),
         ({"dtype": "float16"}, ValueError, r"'dtype' parameter .* one of \['float64', 'float32'\]"),
         (

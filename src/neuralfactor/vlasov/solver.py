@@ -57,6 +57,7 @@ from neuralfactor.vlasov.truncation import Truncation
 
 __all__ = [
     "DTYPES",
+    "FACTORED_SCHEMES",
     "FD5_CFL_LIMIT",
     "GRID_SCHEMES",
     "LOWRANK_DEFAULT_TOL",
@@ -74,8 +75,10 @@ __all__ = [
     "simulate",
 ]
 
-Scheme = Literal["spectral", "fd5", "lowrank"]
-SCHEMES: tuple[str, ...] = ("spectral", "fd5", "lowrank")
+Scheme = Literal["spectral", "fd5", "lowrank", "dlr"]
+SCHEMES: tuple[str, ...] = ("spectral", "fd5", "lowrank", "dlr")
+#: Schemes whose state is kept factored (``f = U diag(S) V^T``).
+FACTORED_SCHEMES: tuple[str, ...] = ("lowrank", "dlr")
 #: Schemes whose state is the full m x n grid (the others keep factors).
 GRID_SCHEMES: tuple[str, ...] = ("spectral", "fd5")
 #: Tolerance of the factored-state scheme when neither a tolerance nor a rank is given
@@ -156,15 +159,16 @@ class SimulationConfig:
     ensemble : number of runs B advanced together.
     length, vmax : domain [0, length) x [-vmax, vmax).
     ic_params : overrides of the initial condition's parameters (``alpha``, ``k``, ...).
-    truncate_tol : fd5 and lowrank: relative Frobenius tolerance of the truncation after every
-        stage (the original data used 1e-5); ``None`` means no truncation (fd5) or
-        ``truncate_rank`` (lowrank; with neither, lowrank uses 1e-5).
-    truncate_rank : fd5 and lowrank: a fixed rank instead of a tolerance, in [1, min(m, n)].
+    truncate_tol : fd5, lowrank, dlr: relative Frobenius tolerance of the truncation after
+        every stage (the original data used 1e-5); ``None`` means no truncation (fd5) or
+        ``truncate_rank`` (lowrank, dlr; with neither, they use 1e-5).
+    truncate_rank : fd5, lowrank, dlr: a fixed rank instead of a tolerance, in
+        [1, min(m, n)].
     truncate_with : fd5 only: label of the factorizer that truncates (``"svd"``, ``"rsvd"``,
         ``"warm-subspace"``, a trained model directory, ...). ``None`` is the exact SVD. The
         solver is handed the factorizer itself (see :class:`~neuralfactor.vlasov.truncation.
         Truncation`); the label is recorded so a resumed run can check it.
-    mass_correction : lowrank only (default True there): after every recompression add the
+    mass_correction : lowrank and dlr only (default True there): after every recompression add the
         rank-one term ``(rho - rho_r)(x) w(v)`` that restores the density of the untruncated
         stage (w a unit-mass Maxwellian), so mass is conserved to round-off.
     """
@@ -223,12 +227,12 @@ class SimulationConfig:
             )
 
     def _check_truncation(self, c: str) -> None:
-        lowrank = self.scheme == "lowrank"
+        lowrank = self.scheme in FACTORED_SCHEMES
         for name in ("truncate_tol", "truncate_rank"):
-            if getattr(self, name) is not None and self.scheme not in ("fd5", "lowrank"):
+            if getattr(self, name) is not None and self.scheme not in ("fd5", *FACTORED_SCHEMES):
                 raise ValueError(
-                    f"The '{name}' parameter of {c} applies only to scheme 'fd5' or "
-                    f"'lowrank'. Got {getattr(self, name)!r} with scheme {self.scheme!r}."
+                    f"The '{name}' parameter of {c} applies only to scheme 'fd5', "
+                    f"'lowrank' or 'dlr'. Got {getattr(self, name)!r} with scheme {self.scheme!r}."
                 )
         if self.truncate_tol is not None and self.truncate_rank is not None:
             raise ValueError(
@@ -276,7 +280,7 @@ class SimulationConfig:
             raise TypeError(f"The 'mass_correction' parameter of {c} must be a bool. Got {mc!r}.")
         if mc and not lowrank:
             raise ValueError(
-                f"The 'mass_correction' parameter of {c} applies only to scheme 'lowrank'. "
+                f"The 'mass_correction' parameter of {c} applies only to schemes 'lowrank' and 'dlr'. "
                 f"Got True with scheme {self.scheme!r}."
             )
         object.__setattr__(self, "mass_correction", mc)
@@ -334,7 +338,7 @@ class SimulationConfig:
                 f"dt={self.dt:g} exceeds the accuracy limit {SPECTRAL_DT_LIMIT:g} of the "
                 f"Strang-split spectral scheme (phase error of the plasma oscillation)."
             )
-        if self.scheme in ("fd5", "lowrank") and self.cfl(max_e) > FD5_CFL_LIMIT:
+        if self.scheme != "spectral" and self.cfl(max_e) > FD5_CFL_LIMIT:
             out.append(
                 f"dt={self.dt:g} gives a CFL number dt (vmax/hx + max|E|/hv) = "
                 f"{self.cfl(max_e):.3g} above the fd5 stability limit {FD5_CFL_LIMIT:g}; use "
@@ -424,11 +428,12 @@ class VlasovSolver:
     """
 
     def __new__(cls, config: SimulationConfig, *args: Any, **kwargs: Any) -> VlasovSolver:
-        # scheme 'lowrank' keeps factors: VlasovSolver(config) builds its subclass
-        if cls is VlasovSolver and getattr(config, "scheme", None) == "lowrank":
-            from neuralfactor.vlasov.lowrank import LowRankVlasovSolver
+        # schemes 'lowrank' and 'dlr' keep factors: VlasovSolver(config) builds their class
+        scheme = getattr(config, "scheme", None)
+        if cls is VlasovSolver and scheme in FACTORED_SCHEMES:
+            from neuralfactor.vlasov.lowrank import DLRVlasovSolver, LowRankVlasovSolver
 
-            return super().__new__(LowRankVlasovSolver)
+            return super().__new__(LowRankVlasovSolver if scheme == "lowrank" else DLRVlasovSolver)
         return super().__new__(cls)
 
     def __init__(
@@ -702,7 +707,8 @@ def make_solver(
 ) -> VlasovSolver:
     """The solver of ``config.scheme`` (``VlasovSolver(config)`` is the same):
     :class:`VlasovSolver` for the grid schemes,
-    :class:`~neuralfactor.vlasov.lowrank.LowRankVlasovSolver` for ``lowrank``."""
+    :class:`~neuralfactor.vlasov.lowrank.LowRankVlasovSolver` for ``lowrank``,
+    :class:`~neuralfactor.vlasov.lowrank.DLRVlasovSolver` for ``dlr``."""
     return VlasovSolver(config, device=device, truncation=truncation)
 
 
