@@ -259,6 +259,12 @@ class DLRVlasovSolver(LowRankVlasovSolver):
     O(dt) at any rank; with full bases (rank min(m, n)) it equals a dense SSP-RK3 step of the
     same semi-discretization to round-off.
 
+    A run resumed from a yielded frame's state is bit-identical. One resumed from a dense
+    frame (a store) starts from the frame's singular vectors: the basis directions with zero
+    singular value that the interrupted run carried are replaced by others, so the
+    continuation agrees with an uninterrupted run to the truncation tolerance, not to
+    round-off.
+
     References: G. Ceruti, J. Kusch and C. Lubich, "A rank-adaptive robust integrator for
     dynamical low-rank approximation", BIT Numer. Math. 62 (2022) 1149; L. Einkemmer and C.
     Lubich, "A low-rank projector-splitting integrator for the Vlasov-Poisson equation",
@@ -307,9 +313,12 @@ class DLRVlasovSolver(LowRankVlasovSolver):
         return SolverState(0, f, (), (fac,))
 
     def _step(self, st: SolverState) -> tuple[SolverState, Tensor | None]:
-        if not st.factors:  # resumed from a dense frame: factor it once, exactly
+        if not st.factors:  # resumed from a dense frame: a fresh basis (see the class notes)
+            Uf, s, Vh = torch.linalg.svd(st.f, full_matrices=False)
             eps = 100 * torch.finfo(self.dtype).eps
-            st = SolverState(st.step, st.f, (), (self._factor_dense(st.f, eps),))
+            need = int(select_rank(s, eps * s.square().sum(-1).sqrt()).max())
+            r = min(s.shape[-1], self.rank or max(need, self.min_rank))
+            st = SolverState(st.step, st.f, (), ((Uf[..., :r], s[..., :r], Vh[..., :r, :].mT),))
         U0, S0, V0 = st.factors[0]
         n, dt = st.step, self.dt
         # K-step and L-step (both from the same initial factors)

@@ -6,7 +6,8 @@ on [0, L), on an m x n grid (rows = positions ``x_i = i L/m``, columns = velocit
 ``v_j = -vmax + j 2 vmax / n``). Frames have shape (B, m, n): B ensemble members advance
 together; nothing loops over members.
 
-Two schemes behind one interface (:class:`VlasovSolver`):
+Four schemes behind one interface (:class:`VlasovSolver`; ``VlasovSolver(config)`` builds the
+factored schemes' subclasses from :mod:`neuralfactor.vlasov.lowrank`):
 
 ``spectral`` (default, the validation reference)
     Strang splitting: half step in x, full step in v, half step in x, each an exact shift by
@@ -25,7 +26,17 @@ Two schemes behind one interface (:class:`VlasovSolver`):
     after every stage keeping ``||f - f_r||_F <= tol ||f||_F`` (the original truncated in
     hierarchical Tucker format, which for a matrix is a truncated SVD). Periodic in v.
     Dissipative: filaments are damped, so frames keep a lower numerical rank. Cost per step
-    O(B m n) (+ an O(B m n min(m, n)) SVD per stage when truncating).
+    O(B m n) (+ an O(B m n min(m, n)) SVD per stage when truncating). The truncation can be
+    any factorizer at a tolerance or a fixed rank
+    (:class:`~neuralfactor.vlasov.truncation.Truncation`).
+
+``lowrank``
+    The same fd5 stepping on factors ``f = U diag(S) V^T`` that are never multiplied out,
+    recompressed after every stage by QR + a small SVD (Guo & Qiu 2022), O(B (m + n) R^2).
+
+``dlr``
+    Dynamical low-rank integration of the fd5 semi-discretization by the rank-adaptive BUG
+    integrator (Ceruti, Kusch & Lubich 2022), first order in time.
 
 References: C. Z. Cheng and G. Knorr, J. Comput. Phys. 22 (1976) 330; S. Gottlieb, C.-W. Shu
 and E. Tadmor, SIAM Rev. 43 (2001) 89 (SSP methods); G.-S. Jiang and C.-W. Shu, J. Comput.
