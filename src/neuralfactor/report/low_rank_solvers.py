@@ -156,7 +156,12 @@ def _table(records: Sequence[dict[str, Any]]) -> list[str]:
             if r.get("s_per_time") is None
             else f"{r['s_per_time']:.3g} ({r.get('s_per_time_iqr', float('nan')):.2g})"
         )
-        rate = "-" if r.get("rate") is None else f"{r['rate']:.4f} ({_f(r.get('rate_ref'), '.4f')})"
+        if r.get("rate") is not None:
+            rate = f"{r['rate']:.4f} ({_f(r.get('rate_ref'), '.4f')})"
+        elif r.get("gamma1") is not None:
+            rate = f"gamma_1 {r['gamma1']:.4f} ({_f(r.get('gamma1_ref'), '.4f')})"
+        else:
+            rate = "-"
         status = r["status"] if r["status"] == "ok" else f"FAILED: {r.get('message', '')}"
         lines.append(
             "| "
