@@ -180,8 +180,8 @@ class SimulationConfig:
         solver is handed the factorizer itself (see :class:`~neuralfactor.vlasov.truncation.
         Truncation`); the label is recorded so a resumed run can check it.
     mass_correction : lowrank and dlr only (default True there): after every recompression add the
-        rank-one term ``(rho - rho_r)(x) w(v)`` that restores the density of the untruncated
-        stage (w a unit-mass Maxwellian), so mass is conserved to round-off.
+        rank-one term ``c w(v)`` (c uniform in x, w a unit-mass Maxwellian) that restores the
+        untruncated stage's total mass, so mass is conserved to round-off.
     """
 
     ic: str = "landau-strong"
