@@ -24,9 +24,20 @@ def simulate(
     save_every: int = typer.Option(None, "--save-every", help="Save every K steps. Default 1."),
     ensemble: int = typer.Option(1, "--ensemble", help="Runs advanced together (batch)."),
     seed: int = typer.Option(0, "--seed", help="Seed of random initial conditions."),
-    scheme: str = typer.Option("spectral", "--scheme", help="spectral or fd5."),
+    scheme: str = typer.Option("spectral", "--scheme", help="spectral, fd5 or lowrank."),
     truncate_tol: float = typer.Option(
-        None, "--truncate-tol", help="fd5 only: SVD truncation tolerance (original: 1e-5)."
+        None,
+        "--truncate-tol",
+        help="fd5/lowrank: relative truncation tolerance (original: 1e-5; lowrank default).",
+    ),
+    truncate_rank: int = typer.Option(
+        None, "--rank", "--truncate-rank", help="fd5/lowrank: fixed rank instead of a tolerance."
+    ),
+    truncate_with: str = typer.Option(
+        None,
+        "--truncate-with",
+        help="fd5: factorizer that truncates (svd, rsvd, warm-subspace, or a trained model "
+        "directory, optionally +refine). Default: the exact SVD.",
     ),
     dtype: str = typer.Option("float64", "--dtype", help="float64 or float32."),
     k: float = typer.Option(None, "--k", help="Wavenumber of the perturbation."),
@@ -70,6 +81,8 @@ def simulate(
         "vmax": vmax,
         "length": length,
         "truncate_tol": truncate_tol,
+        "truncate_rank": truncate_rank,
+        "truncate_with": truncate_with,
     }
     fields = {key: val for key, val in fields.items() if val is not None}
     params = {key: val for key, val in (("k", k), ("alpha", alpha)) if val is not None}
@@ -83,14 +96,25 @@ def simulate(
         raise ValueError(f"The 'device' parameter must be 'auto', 'cpu' or 'cuda'. Got {device!r}.")
     dev = resolve_device(device)
 
+    truncation = None
+    if cfg.truncate_with is not None:
+        from neuralfactor.cli.truncation import make_truncation
+
+        truncation = make_truncation(
+            cfg.truncate_with,
+            tol=cfg.truncate_tol,
+            rank=cfg.truncate_rank,
+            frame_shape=(cfg.nx, cfg.nv),
+            device=str(dev),
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VlasovWarning)
-        solver = VlasovSolver(cfg, device=dev)
+        solver = VlasovSolver(cfg, device=dev, truncation=truncation)
     for w in caught:
         err_console.print(f"warning: {w.message}", markup=False, highlight=False)
 
-    diag_names = list(DIAGNOSTIC_NAMES) + (["truncation_rank"] if cfg.truncate_tol else [])
-    history = 2 if cfg.scheme == "fd5" else 0
+    diag_names = list(DIAGNOSTIC_NAMES) + (["truncation_rank"] if cfg.truncates else [])
+    history = 2 if cfg.scheme in ("fd5", "lowrank") else 0
     metadata = {
         "config": cfg.to_dict(),
         "seed": cfg.seed,

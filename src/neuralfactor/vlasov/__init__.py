@@ -21,7 +21,9 @@ from neuralfactor.vlasov.initial import (
     get_initial_condition,
     maxwellian,
 )
+from neuralfactor.vlasov.lowrank import DLRVlasovSolver, LowRankVlasovSolver
 from neuralfactor.vlasov.solver import (
+    FACTORED_SCHEMES,
     PRESETS,
     SCHEMES,
     Frame,
@@ -31,11 +33,19 @@ from neuralfactor.vlasov.solver import (
     SolverState,
     VlasovSolver,
     VlasovWarning,
+    make_solver,
     simulate,
 )
+from neuralfactor.vlasov.truncation import Truncation, TruncationError
 
 __all__ = [
     "DIAGNOSTIC_NAMES",
+    "FACTORED_SCHEMES",
+    "DLRVlasovSolver",
+    "LowRankVlasovSolver",
+    "Truncation",
+    "TruncationError",
+    "make_solver",
     "PRESETS",
     "SCHEMES",
     "Frame",

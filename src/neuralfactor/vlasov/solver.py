@@ -6,7 +6,8 @@ on [0, L), on an m x n grid (rows = positions ``x_i = i L/m``, columns = velocit
 ``v_j = -vmax + j 2 vmax / n``). Frames have shape (B, m, n): B ensemble members advance
 together; nothing loops over members.
 
-Two schemes behind one interface (:class:`VlasovSolver`):
+Four schemes behind one interface (:class:`VlasovSolver`; ``VlasovSolver(config)`` builds the
+factored schemes' subclasses from :mod:`neuralfactor.vlasov.lowrank`):
 
 ``spectral`` (default, the validation reference)
     Strang splitting: half step in x, full step in v, half step in x, each an exact shift by
@@ -25,7 +26,17 @@ Two schemes behind one interface (:class:`VlasovSolver`):
     after every stage keeping ``||f - f_r||_F <= tol ||f||_F`` (the original truncated in
     hierarchical Tucker format, which for a matrix is a truncated SVD). Periodic in v.
     Dissipative: filaments are damped, so frames keep a lower numerical rank. Cost per step
-    O(B m n) (+ an O(B m n min(m, n)) SVD per stage when truncating).
+    O(B m n) (+ an O(B m n min(m, n)) SVD per stage when truncating). The truncation can be
+    any factorizer at a tolerance or a fixed rank
+    (:class:`~neuralfactor.vlasov.truncation.Truncation`).
+
+``lowrank``
+    The same fd5 stepping on factors ``f = U diag(S) V^T`` that are never multiplied out,
+    recompressed after every stage by QR + a small SVD (Guo & Qiu 2022), O(B (m + n) R^2).
+
+``dlr``
+    Dynamical low-rank integration of the fd5 semi-discretization by the rank-adaptive BUG
+    integrator (Ceruti, Kusch & Lubich 2022), first order in time.
 
 References: C. Z. Cheng and G. Knorr, J. Comput. Phys. 22 (1976) 330; S. Gottlieb, C.-W. Shu
 and E. Tadmor, SIAM Rev. 43 (2001) 89 (SSP methods); G.-S. Jiang and C.-W. Shu, J. Comput.
@@ -53,10 +64,14 @@ from neuralfactor.core.validation import (
 )
 from neuralfactor.vlasov.diagnostics import phase_space_diagnostics
 from neuralfactor.vlasov.initial import BOUNDARY_TOL, get_initial_condition
+from neuralfactor.vlasov.truncation import Truncation
 
 __all__ = [
     "DTYPES",
+    "FACTORED_SCHEMES",
     "FD5_CFL_LIMIT",
+    "GRID_SCHEMES",
+    "LOWRANK_DEFAULT_TOL",
     "PRESETS",
     "SCHEMES",
     "SPECTRAL_DT_LIMIT",
@@ -67,11 +82,26 @@ __all__ = [
     "SolverState",
     "VlasovSolver",
     "VlasovWarning",
+    "make_solver",
     "simulate",
 ]
 
-Scheme = Literal["spectral", "fd5"]
-SCHEMES: tuple[str, ...] = ("spectral", "fd5")
+Scheme = Literal["spectral", "fd5", "lowrank", "dlr"]
+SCHEMES: tuple[str, ...] = ("spectral", "fd5", "lowrank", "dlr")
+#: Schemes whose state is kept factored (``f = U diag(S) V^T``).
+FACTORED_SCHEMES: tuple[str, ...] = ("lowrank", "dlr")
+#: Schemes whose state is the full m x n grid (the others keep factors).
+GRID_SCHEMES: tuple[str, ...] = ("spectral", "fd5")
+#: Tolerance of the factored-state scheme when neither a tolerance nor a rank is given
+#: (the original ConvMF data's truncation tolerance).
+LOWRANK_DEFAULT_TOL = 1e-5
+#: Config fields added after the first stores were written; left out of :meth:`to_dict` at
+#: their default so stores written before them still resume.
+_OPTIONAL_FIELDS: dict[str, Any] = {
+    "truncate_rank": None,
+    "truncate_with": None,
+    "mass_correction": False,
+}
 DTypeName = Literal["float64", "float32"]
 DTYPES: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32}
 
@@ -140,8 +170,18 @@ class SimulationConfig:
     ensemble : number of runs B advanced together.
     length, vmax : domain [0, length) x [-vmax, vmax).
     ic_params : overrides of the initial condition's parameters (``alpha``, ``k``, ...).
-    truncate_tol : fd5 only: relative Frobenius tolerance of the truncated SVD after every
-        stage (the original data used 1e-5); ``None`` means no truncation.
+    truncate_tol : fd5, lowrank, dlr: relative Frobenius tolerance of the truncation after
+        every stage (the original data used 1e-5); ``None`` means no truncation (fd5) or
+        ``truncate_rank`` (lowrank, dlr; with neither, they use 1e-5).
+    truncate_rank : fd5, lowrank, dlr: a fixed rank instead of a tolerance, in
+        [1, min(m, n)].
+    truncate_with : fd5 only: label of the factorizer that truncates (``"svd"``, ``"rsvd"``,
+        ``"warm-subspace"``, a trained model directory, ...). ``None`` is the exact SVD. The
+        solver is handed the factorizer itself (see :class:`~neuralfactor.vlasov.truncation.
+        Truncation`); the label is recorded so a resumed run can check it.
+    mass_correction : lowrank and dlr only (default True there): after every recompression add the
+        rank-one term ``c w(v)`` (c uniform in x, w a unit-mass Maxwellian) that restores the
+        untruncated stage's total mass, so mass is conserved to round-off.
     """
 
     ic: str = "landau-strong"
@@ -158,13 +198,16 @@ class SimulationConfig:
     vmax: float | None = None
     ic_params: Mapping[str, float] = field(default_factory=dict)
     truncate_tol: float | None = None
+    truncate_rank: int | None = None
+    truncate_with: str | None = None
+    mass_correction: bool | None = None
 
     def __post_init__(self) -> None:
         c = "SimulationConfig"
         ic = get_initial_condition(self.ic)
         params = ic.resolve_params(self.ic_params)
         object.__setattr__(self, "ic_params", dict(sorted(params.items())))
-        min_grid = 8 if self.scheme == "fd5" else 4
+        min_grid = 4 if self.scheme == "spectral" else 8
         check_positive_int(self.nx, name="nx", caller=c, minimum=min_grid)
         check_positive_int(self.nv, name="nv", caller=c, minimum=min_grid)
         check_positive_int(self.save_every, name="save_every", caller=c)
@@ -185,18 +228,7 @@ class SimulationConfig:
                 f"The 't_end' parameter of {c} must be >= dt={self.dt:g} (at least one step). "
                 f"Got {t_end:g}."
             )
-        if self.truncate_tol is not None:
-            if self.scheme != "fd5":
-                raise ValueError(
-                    f"The 'truncate_tol' parameter of {c} applies only to scheme 'fd5'. Got "
-                    f"{self.truncate_tol!r} with scheme {self.scheme!r}."
-                )
-            tol = check_positive_float(self.truncate_tol, name="truncate_tol", caller=c)
-            if tol >= 1:
-                raise ValueError(
-                    f"The 'truncate_tol' parameter of {c} must be in (0, 1). Got {tol}."
-                )
-            object.__setattr__(self, "truncate_tol", tol)
+        self._check_truncation(c)
         need = ic.required_vmax(params)
         if self.vmax < need:
             raise ValueError(
@@ -204,6 +236,70 @@ class SimulationConfig:
                 f"condition {self.ic!r}: f at |v| = vmax exceeds {BOUNDARY_TOL:g} x max f; vmax "
                 f"must be at least {math.ceil(need * 100) / 100:g}."
             )
+
+    def _check_truncation(self, c: str) -> None:
+        lowrank = self.scheme in FACTORED_SCHEMES
+        for name in ("truncate_tol", "truncate_rank"):
+            if getattr(self, name) is not None and self.scheme not in ("fd5", *FACTORED_SCHEMES):
+                raise ValueError(
+                    f"The '{name}' parameter of {c} applies only to scheme 'fd5', "
+                    f"'lowrank' or 'dlr'. Got {getattr(self, name)!r} with scheme {self.scheme!r}."
+                )
+        if self.truncate_tol is not None and self.truncate_rank is not None:
+            raise ValueError(
+                f"Pass either 'truncate_tol' or 'truncate_rank' to {c}, not both. Got "
+                f"truncate_tol={self.truncate_tol!r}, truncate_rank={self.truncate_rank!r}."
+            )
+        if lowrank and self.truncate_tol is None and self.truncate_rank is None:
+            object.__setattr__(self, "truncate_tol", LOWRANK_DEFAULT_TOL)
+        if self.truncate_tol is not None:
+            tol = check_positive_float(self.truncate_tol, name="truncate_tol", caller=c)
+            if tol >= 1:
+                raise ValueError(
+                    f"The 'truncate_tol' parameter of {c} must be in (0, 1). Got {tol}."
+                )
+            object.__setattr__(self, "truncate_tol", tol)
+        if self.truncate_rank is not None:
+            r = check_positive_int(self.truncate_rank, name="truncate_rank", caller=c)
+            k = min(self.nx, self.nv)
+            if r > k:
+                raise ValueError(
+                    f"The 'truncate_rank' parameter of {c} must be at most min(nx, nv)={k}. "
+                    f"Got {r}; lower the rank or refine the grid."
+                )
+        if self.truncate_with is not None:
+            if self.scheme != "fd5":
+                raise ValueError(
+                    f"The 'truncate_with' parameter of {c} applies only to scheme 'fd5' (the "
+                    f"factored scheme recompresses exactly). Got {self.truncate_with!r} with "
+                    f"scheme {self.scheme!r}."
+                )
+            if self.truncate_tol is None and self.truncate_rank is None:
+                raise ValueError(
+                    f"The 'truncate_with' parameter of {c} needs 'truncate_tol' or "
+                    f"'truncate_rank'. Got truncate_with={self.truncate_with!r} alone."
+                )
+            if not isinstance(self.truncate_with, str) or not self.truncate_with:
+                raise ValueError(
+                    f"The 'truncate_with' parameter of {c} must be a factorizer name or a "
+                    f"model directory. Got {self.truncate_with!r}."
+                )
+        mc = self.mass_correction
+        if mc is None:
+            mc = lowrank
+        if not isinstance(mc, bool):
+            raise TypeError(f"The 'mass_correction' parameter of {c} must be a bool. Got {mc!r}.")
+        if mc and not lowrank:
+            raise ValueError(
+                f"The 'mass_correction' parameter of {c} applies only to schemes 'lowrank' and 'dlr'. "
+                f"Got True with scheme {self.scheme!r}."
+            )
+        object.__setattr__(self, "mass_correction", mc)
+
+    @property
+    def truncates(self) -> bool:
+        """Whether frames are truncated (a tolerance or a rank is set)."""
+        return self.truncate_tol is not None or self.truncate_rank is not None
 
     # -- derived quantities -------------------------------------------------------------------
     @property
@@ -253,7 +349,7 @@ class SimulationConfig:
                 f"dt={self.dt:g} exceeds the accuracy limit {SPECTRAL_DT_LIMIT:g} of the "
                 f"Strang-split spectral scheme (phase error of the plasma oscillation)."
             )
-        if self.scheme == "fd5" and self.cfl(max_e) > FD5_CFL_LIMIT:
+        if self.scheme != "spectral" and self.cfl(max_e) > FD5_CFL_LIMIT:
             out.append(
                 f"dt={self.dt:g} gives a CFL number dt (vmax/hx + max|E|/hv) = "
                 f"{self.cfl(max_e):.3g} above the fd5 stability limit {FD5_CFL_LIMIT:g}; use "
@@ -265,6 +361,9 @@ class SimulationConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["ic_params"] = dict(self.ic_params)
+        for key, default in _OPTIONAL_FIELDS.items():
+            if d[key] == default:
+                del d[key]
         return d
 
     def to_json(self) -> str:
@@ -304,6 +403,9 @@ class SolverState:
     step: int
     f: Tensor
     history: tuple[Tensor, ...] = ()
+    #: lowrank scheme: the factored state and history, each ``(U, S, V)`` with
+    #: ``f = U diag(S) V^T`` (U (B, m, r), S (B, r), V (B, n, r)); empty otherwise.
+    factors: tuple[tuple[Tensor, Tensor, Tensor], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -336,13 +438,29 @@ class VlasovSolver:
     :meth:`SimulationConfig.warnings`.
     """
 
-    def __init__(self, config: SimulationConfig, *, device: str | torch.device = "cpu") -> None:
+    def __new__(cls, config: SimulationConfig, *args: Any, **kwargs: Any) -> VlasovSolver:
+        # schemes 'lowrank' and 'dlr' keep factors: VlasovSolver(config) builds their class
+        scheme = getattr(config, "scheme", None)
+        if cls is VlasovSolver and scheme in FACTORED_SCHEMES:
+            from neuralfactor.vlasov.lowrank import DLRVlasovSolver, LowRankVlasovSolver
+
+            return super().__new__(LowRankVlasovSolver if scheme == "lowrank" else DLRVlasovSolver)
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        config: SimulationConfig,
+        *,
+        device: str | torch.device = "cpu",
+        truncation: Truncation | None = None,
+    ) -> None:
         if not isinstance(config, SimulationConfig):
             raise TypeError(
                 f"The 'config' parameter of VlasovSolver must be a SimulationConfig. "
                 f"Got {type(config).__name__}."
             )
         self.config = config
+        self.truncation = self._make_truncation(config, truncation)
         self.device = resolve_device(device)
         self.dtype = DTYPES[config.dtype]
         cdt = torch.complex128 if self.dtype == torch.float64 else torch.complex64
@@ -359,11 +477,12 @@ class VlasovSolver:
         if m % 2 == 0:
             inv[-1] = 0.0
         self._poisson = inv
-        # exact x-shifts f(x - v tau): multiply the x-spectrum by exp(-i k v tau)
-        arg = -kx[:, None] * self.v[None, :]
-        ones = torch.ones_like(arg)
-        self._shift_half = torch.polar(ones, arg * (0.5 * self.dt))
-        self._shift_full = torch.polar(ones, arg * self.dt)
+        if config.scheme == "spectral":  # O(mn) tables: only the spectral scheme needs them
+            # exact x-shifts f(x - v tau): multiply the x-spectrum by exp(-i k v tau)
+            arg = -kx[:, None] * self.v[None, :]
+            ones = torch.ones_like(arg)
+            self._shift_half = torch.polar(ones, arg * (0.5 * self.dt))
+            self._shift_full = torch.polar(ones, arg * self.dt)
         self._vpos = (self.v > 0)[None, :]  # upwind side in x, per column
         self._wp = torch.tensor(_W_PLUS, **kw) / 60.0
         self._wm = torch.tensor(_W_MINUS, **kw) / 60.0
@@ -390,7 +509,11 @@ class VlasovSolver:
 
     def electric_field(self, f: Tensor) -> Tensor:
         """E (B, m) from the FFT Poisson solve of ``dE/dx = rho - 1`` (zero mean)."""
-        rho_hat = torch.fft.rfft(self.density(f), dim=-1)
+        return self.field_from_density(self.density(f))
+
+    def field_from_density(self, rho: Tensor) -> Tensor:
+        """E (B, m) of a density ``rho`` (B, m) by the FFT Poisson solve."""
+        rho_hat = torch.fft.rfft(rho, dim=-1)
         return torch.fft.irfft(rho_hat * self._poisson, n=self.config.nx, dim=-1)
 
     def diagnostics(self, f: Tensor, E: Tensor | None = None) -> dict[str, Tensor]:
@@ -442,14 +565,43 @@ class VlasovSolver:
         fv = self._upwind(f, -1, self.hv, (E > 0)[..., None])
         return -(self.v * fx) - E[..., None] * fv
 
+    @staticmethod
+    def _make_truncation(cfg: SimulationConfig, truncation: Truncation | None) -> Truncation | None:
+        if cfg.scheme != "fd5" or not cfg.truncates:
+            if truncation is not None:
+                raise ValueError(
+                    f"A truncation was passed to VlasovSolver but the config does not truncate "
+                    f"with it (scheme {cfg.scheme!r}, truncate_tol={cfg.truncate_tol!r}, "
+                    f"truncate_rank={cfg.truncate_rank!r}); set truncate_tol or truncate_rank "
+                    f"with scheme 'fd5'."
+                )
+            return None
+        if truncation is None:
+            if cfg.truncate_with not in (None, "svd-exact"):
+                raise ValueError(
+                    f"The config truncates with {cfg.truncate_with!r}: build that factorizer "
+                    f"and pass truncation=Truncation(factorizer, ...) to VlasovSolver (the "
+                    f"vlasov package resolves no factorizer names; the CLI does)."
+                )
+            return Truncation(tol=cfg.truncate_tol, rank=cfg.truncate_rank)
+        if not isinstance(truncation, Truncation):
+            raise TypeError(
+                f"The 'truncation' parameter of VlasovSolver must be a Truncation. Got "
+                f"{type(truncation).__name__}."
+            )
+        if truncation.tol != cfg.truncate_tol or truncation.rank != cfg.truncate_rank:
+            raise ValueError(
+                f"The truncation ({truncation!r}) does not match the config (truncate_tol="
+                f"{cfg.truncate_tol!r}, truncate_rank={cfg.truncate_rank!r}); build it with "
+                f"the config's tolerance or rank."
+            )
+        truncation.check_shape(cfg.nx, cfg.nv)
+        return truncation
+
     def _truncate(self, f: Tensor) -> tuple[Tensor, Tensor]:
-        """Truncated SVD with ||f - f_r||_F <= tol ||f||_F per member; returns (f_r, ranks)."""
-        U, S, Vh = torch.linalg.svd(f, full_matrices=False)
-        s2 = S.square()
-        tail = s2.flip(-1).cumsum(-1).flip(-1)  # tail[i] = sum_{j >= i} s_j^2
-        tol2 = self.config.truncate_tol**2
-        keep = tail > tol2 * s2.sum(-1, keepdim=True)
-        return (U * (S * keep)[..., None, :]) @ Vh, keep.sum(-1)
+        """Truncate every member (``||f - f_r||_F <= tol ||f||_F`` or a fixed rank) with the
+        solver's :class:`Truncation`; returns (f_r, ranks)."""
+        return self.truncation(f)
 
     # -- stepping -----------------------------------------------------------------------------
     def _spectral_block(self, f: Tensor, step: int, k: int) -> Tensor:
@@ -464,7 +616,7 @@ class VlasovSolver:
 
     def _fd5_step(self, st: SolverState) -> tuple[SolverState, Tensor | None]:
         dt, n = self.dt, st.step
-        trunc = self.config.truncate_tol is not None
+        trunc = self.truncation is not None
         ranks = None
         u = st.f
         if n < 2:  # SSP-RK2 start
@@ -511,7 +663,9 @@ class VlasovSolver:
                     f"(B, {cfg.nx}, {cfg.nv}). Got {tuple(f.shape)}."
                 )
             f = f.to(device=self.device, dtype=self.dtype)
-            state = SolverState(0, f, ())
+            if self.truncation is not None:
+                self.truncation.reset()
+            state = self._initial_state(f)
             yield self._frame(state)
         elif state.step % K:
             raise ValueError(
@@ -527,16 +681,22 @@ class VlasovSolver:
                 ranks = None
             else:
                 for _ in range(K):
-                    state, ranks = self._fd5_step(state)
+                    state, ranks = self._step(state)
                     if on_step is not None:
                         on_step(state.step)
             yield self._frame(state, ranks)
+
+    def _initial_state(self, f: Tensor) -> SolverState:
+        return SolverState(0, f, ())
+
+    def _step(self, st: SolverState) -> tuple[SolverState, Tensor | None]:
+        return self._fd5_step(st)
 
     def _frame(self, state: SolverState, ranks: Tensor | None = None) -> Frame:
         E = self.electric_field(state.f)
         self._check(E, state.step)
         diag = self.diagnostics(state.f, E)
-        if self.config.truncate_tol is not None:
+        if self.truncation is not None:
             if ranks is None:  # the initial condition is not truncated: the rank it would keep
                 ranks = self._truncate(state.f)[1]
             diag["truncation_rank"] = ranks.double()
@@ -548,6 +708,19 @@ class VlasovSolver:
             diag,
             state,
         )
+
+
+def make_solver(
+    config: SimulationConfig,
+    *,
+    device: str | torch.device = "cpu",
+    truncation: Truncation | None = None,
+) -> VlasovSolver:
+    """The solver of ``config.scheme`` (``VlasovSolver(config)`` is the same):
+    :class:`VlasovSolver` for the grid schemes,
+    :class:`~neuralfactor.vlasov.lowrank.LowRankVlasovSolver` for ``lowrank``,
+    :class:`~neuralfactor.vlasov.lowrank.DLRVlasovSolver` for ``dlr``."""
+    return VlasovSolver(config, device=device, truncation=truncation)
 
 
 @dataclass(frozen=True)
@@ -567,13 +740,14 @@ def simulate(
     device: str | torch.device = "cpu",
     f0: Tensor | None = None,
     keep_frames: bool = True,
+    truncation: Truncation | None = None,
 ) -> SimulationResult:
     """Run ``config`` to the end in memory (small runs, tests, validation).
 
     Frames are kept on the run's device; for long or large runs stream frames to a
     :class:`~neuralfactor.data.store.MatrixStore` instead (``neuralfactor simulate``).
     """
-    solver = VlasovSolver(config, device=device)
+    solver = make_solver(config, device=device, truncation=truncation)
     ts, fs, ds = [], [], []
     for fr in solver.run(f0):
         ts.append(fr.t)
