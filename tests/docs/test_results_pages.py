@@ -28,7 +28,6 @@ KNOWN_NOT_GENERATED = {
     "per-model records it reads live under runs/ and are not committed",
     "convmf-recipe.md": "same as convmf-study.md: records under runs/ are not committed",
     "learned-lu.md": "hand-written page around lu_table.py / lu_report.py outputs",
-    "matvec-and-toolkit.md": "hand-written page around matvec_study.py and the toolkit demo",
     "neuralsvd.md": "hand-written page around the spectral_* scripts' records",
 }
 #: Pages other work generates; walked too (they must pass once that work is merged).
