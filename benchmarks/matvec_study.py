@@ -200,8 +200,11 @@ def ablation(threads: dict) -> list[dict]:
     return out
 
 
-def write_page(page: Path) -> None:
-    """Rewrite the page from the records beside it, once all of them exist."""
+def write_page(out: str, page: Path) -> None:
+    """Rewrite the page from the records in docs/results/ once all exist (when ``out`` is there)."""
+    if Path(out).resolve().parent != RESULTS.resolve():
+        print(f"records written to {out}, outside {RESULTS}: page not rewritten")
+        return
     try:
         write_matvec_page(RESULTS, page)
     except FileNotFoundError as exc:
@@ -241,7 +244,7 @@ def main() -> int:
         print()
         print(summarize_ablation(recs))
         print(f"load average at end {os.getloadavg()}")
-        write_page(args.page)
+        write_page(args.out, args.page)
         return 0
     records: list[dict] = []
     t0 = time.perf_counter()
@@ -281,7 +284,7 @@ def main() -> int:
     print(summarize(records))
     print(f"\nL-BFGS/identity fits within {TARGET:g} of the SVD in both norms: {n_ok}/{n_all}")
     print(f"total {meta['seconds']:.0f} s, load average at end {meta['loadavg_end']}")
-    write_page(args.page)
+    write_page(args.out, args.page)
     return 0
 
 
