@@ -310,7 +310,7 @@ def _notes(s: dict[str, list[dict]], run: dict) -> str:
             sp = [r for r in ranks if r["grid"] == grid and r["scheme"] == "spectral"]
             if sp:
                 top = max(sp, key=lambda r: r["t"])
-                last.append(f"{top['rank']} at {grid} (t = {top['t']:g})")
+                last.append(f"{top['rank']} at {grid} (t = {round(top['t'], 1):g})")
         bullets.append(
             "Numerical ranks: the spectral scheme's frames reach rank "
             + ", ".join(last)
