@@ -8,8 +8,11 @@ Trains one ConvMF per (rank, seed) with one set of training settings (the "recip
 schedule, gradient clipping, optional warmup and training objective) on the interpolation split
 of `benchmarks/convmf_study.py` (same simulation, split and test frames), evaluates each on the
 test frames (plain, +refine, +subspace; the classical baselines once per rank, with the seed-0
-model, timed in the same run) and writes ``docs/results/convmf-recipe.md`` and the records
-(per-frame lists and frame times dropped) to ``docs/results/convmf-recipe.jsonl``. Resumable:
+model, timed in the same run) and writes the records (per-frame lists and frame times dropped)
+to ``docs/results/convmf-recipe.jsonl``, the run record (command, conditions, training health)
+to ``docs/results/records/convmf-recipe-run.jsonl``, then the page
+``docs/results/convmf-recipe.md`` from them. ``--from-records`` rewrites the page alone, byte
+for byte, training and measuring nothing. Resumable:
 trained models and evaluations under ``--root`` are reused. The question it answers: does the target
 "ConvMF+refine within 1.10x of the SVD optimum at every rank" hold for every seed, not one?
 """
@@ -20,7 +23,8 @@ import argparse
 import dataclasses
 import json
 import math
-import statistics
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -29,10 +33,12 @@ import torch
 
 from neuralfactor.amortized.factorizer import OBJECTIVES, TrainSettings
 from neuralfactor.io import atomic_write_text
+from neuralfactor.report.convmf_recipe import write_convmf_recipe
 
-LEARNED = ("convmf", "convmf+refine", "convmf+subspace")
-TIMED = ("convmf+refine", "convmf+subspace", *study.BASELINES)
-TARGET = 1.10
+HERE = Path(__file__).resolve().parent.parent
+RUN_RECORDS = HERE / "docs/results/records/convmf-recipe-run.jsonl"
+#: the run record of the earlier page (command, note, health), converted from that page
+LEGACY = HERE / "docs/results/records/convmf-recipe-legacy.jsonl"
 
 
 def health(out: Path) -> dict:
@@ -46,8 +52,14 @@ def health(out: Path) -> dict:
     }
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser()
+    ap.add_argument(
+        "--from-records",
+        action="store_true",
+        help="only rewrite the page from docs/results/convmf-recipe.jsonl and the run record "
+        f"({RUN_RECORDS.name}, else {LEGACY.name}); trains and measures nothing",
+    )
     ap.add_argument("--ranks", default="4,6,8,10,12")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument(
@@ -66,6 +78,12 @@ def main() -> None:
     ap.add_argument("--lanes", type=int, default=1)
     ap.add_argument("--note", default="", help="A line on how the run went (load, restarts).")
     args = ap.parse_args()
+    out_dir = HERE / "docs/results" if args.from_records else Path(args.out)
+    if args.from_records:
+        run_path = RUN_RECORDS if RUN_RECORDS.exists() else LEGACY
+        write_convmf_recipe(out_dir / "convmf-recipe.jsonl", run_path, out_dir / "convmf-recipe.md")
+        print(f"wrote {out_dir / 'convmf-recipe.md'} from {run_path.name}")
+        return 0
     t_start = time.time()
     study.ROOT = root = Path(args.root)
     torch.set_num_threads(1)
@@ -92,18 +110,13 @@ def main() -> None:
         for sd in seeds_of[k]
     ]
     study.train_missing(jobs, args.lanes)
-    rows, recs_out, timing = [], [], {}
+    recs_out, health_recs = [], []
     for k in ranks:
         for sd in seeds_of[k]:
             out = study.run_one(data, "interpolation", k, False, settings[sd])
             baselines = study.BASELINES if sd == seeds[0] else ()
             recs = study.evaluated(out, baselines=baselines)
-            by = {r["method"]: r for r in recs}
-            rows.append({"rank": k, "seed": sd, "run": out.name, **health(out), "recs": by})
-            if sd == seeds[0]:
-                timing[k] = {
-                    m: (by[m]["seconds_per_matrix"], by[m]["ratio_mean"]) for m in TIMED if m in by
-                }
+            health_recs.append({"kind": "health", "rank": k, "seed": sd, **health(out)})
             recs_out += [
                 {
                     **{
@@ -119,152 +132,37 @@ def main() -> None:
         Path(args.out) / "convmf-recipe.jsonl",
         "".join(json.dumps(r, sort_keys=True) + "\n" for r in recs_out),
     )
-    lines = write_doc(args, base, ranks, seeds, rows, timing, t_start)
-    atomic_write_text(Path(args.out) / "convmf-recipe.md", "\n".join(lines) + "\n")
-    print(f"wrote {args.out}/convmf-recipe.md in {(time.time() - t_start) / 60:.1f} min")
-
-
-def write_doc(args, base, ranks, seeds, rows, timing, t_start) -> list[str]:
-    def ratio(row: dict, m: str) -> float:
-        return row["recs"][m]["ratio_mean"]
-
-    cmd = (
-        f"OMP_NUM_THREADS=1 python benchmarks/convmf_recipe.py --ranks {args.ranks} --seeds "
-        f"{args.seeds}"
-        + (f" --seed-ranks {args.seed_ranks}" if args.seed_ranks is not None else "")
-        + f" --epochs {args.epochs} --lr {args.lr:g} --clip-norm {args.clip_norm:g} "
-        f"--warmup-epochs {args.warmup_epochs} --objective {args.objective} --root {args.root}"
-        + (f" --lanes {args.lanes}" if args.lanes > 1 else "")
-        + (f' --note "{args.note}"' if args.note else "")
+    run = {
+        "kind": "run",
+        "args": {
+            "ranks": args.ranks,
+            "seeds": args.seeds,
+            "seed_ranks": args.seed_ranks,
+            "epochs": args.epochs,
+            "lr": args.lr,
+            "clip_norm": args.clip_norm,
+            "warmup_epochs": args.warmup_epochs,
+            "objective": args.objective,
+            "root": args.root,
+            "lanes": args.lanes,
+            "note": args.note,
+            "save_every": args.save_every,
+        },
+        "minutes": (time.time() - t_start) / 60,
+        "batch_size": base.batch_size,
+        "cpu_count": os.cpu_count(),
+        "timing": "every method timed in the same interleaved rounds (median of at least 3)",
+        "records_file": RUN_RECORDS.name,
+    }
+    run_path = Path(args.out) / "records" / RUN_RECORDS.name
+    atomic_write_text(
+        run_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in [run, *health_recs])
     )
-    ref = [ratio(r, "convmf+refine") for r in rows]
-    miss = [r for r in rows if ratio(r, "convmf+refine") > TARGET]
-    summary = (
-        f"**met by all {len(rows)} models** ({len(ranks)} ranks, seeds as listed; "
-        f"ratios {min(ref):.3f}-{max(ref):.3f}x)"
-        if not miss
-        else f"**missed by {len(miss)} of {len(rows)} models**: "
-        + ", ".join(
-            f"rank {r['rank']} seed {r['seed']} ({ratio(r, 'convmf+refine'):.3f}x)" for r in miss
-        )
-        + f"; all ratios {min(ref):.3f}-{max(ref):.3f}x"
-    )
-    lines = [
-        "# ConvMF training recipe across seeds (interpolation, 64x128, CPU)",
-        "",
-        f"Command: `{cmd}` ({(time.time() - t_start) / 60:.1f} min for this invocation; the "
-        "script reuses trained models and evaluations under the root). Records (per-frame lists and frame times "
-        "dropped): `docs/results/convmf-recipe.jsonl`.",
-        "",
-        "## Setup",
-        "",
-        "- Data, split and test frames: those of `docs/results/convmf-study.md` (strong Landau "
-        f"damping 64x128, every {args.save_every}th step saved, interpolation split 70/20/10 "
-        "with split seed 0). The seed below changes the network's initialization and the batch "
-        "order only. "
-        + (
-            f"Seeds {args.seeds} at every rank."
-            if args.seed_ranks is None
-            else f"Seeds {args.seeds} at ranks {args.seed_ranks}; the other ranks with seed "
-            f"{seeds[0]} only (CPU budget)."
-        ),
-        f"- Recipe: ConvMF as in the original; Adam lr {base.lr:g}, batch {base.batch_size}, "
-        f"{base.epochs} epochs, linear warmup over {base.warmup_epochs} epochs, then a cosine "
-        f"decay to 0, gradient norm clipped to {base.grad_clip:g}, training objective "
-        f"`{base.objective}`"
-        + (
-            " (the original loss ||X - UV||^2 plus the least-squares refit's loss "
-            "||X - QQ^T X||^2 with Q = orth(U): the network's U is trained for the +refine it is "
-            "evaluated with; `neuralfactor train --objective factors+projection`)"
-            if base.objective == "factors+projection"
-            else ""
-        )
-        + ". The weights of the best validation epoch are kept. The same models without "
-        "the projection term and the warmup (cosine+clip, seeds 0-2) are in "
-        "`docs/results/convmf-study.md` (section 'Beyond the original' and its seed findings), "
-        "on the same test frames.",
-        "- Float32, CPU, 1 thread per training, two trainings at once on the 2 cores; "
-        "evaluation: 1 thread, batch = the whole test set, every method timed in the same "
-        "interleaved rounds (median of at least 3). Training "
-        "seconds are wall time, summed over a resumed run's parts.",
-        *([f"- {args.note}"] if args.note else []),
-        "",
-        "## Result",
-        "",
-        f"- Target 'ConvMF+refine within {TARGET:.2f}x of the SVD optimum at every rank': "
-        + summary
-        + ".",
-    ]
-    for k in ranks:
-        rk = [r for r in rows if r["rank"] == k]
-        vals = [ratio(r, "convmf+refine") for r in rk]
-        lines.append(
-            f"- rank {k}: convmf+refine median {statistics.median(vals):.3f}x, worst "
-            f"{max(vals):.3f}x over seeds {[r['seed'] for r in rk]}; plain ConvMF "
-            + "/".join(f"{ratio(r, 'convmf'):.3f}" for r in rk)
-            + "x; +subspace "
-            + "/".join(f"{ratio(r, 'convmf+subspace'):.3f}" for r in rk)
-            + "x."
-        )
-    first = {r["rank"]: r["recs"]["convmf"] for r in rows if r["seed"] == seeds[0]}
-    r_plus_2 = [
-        f"r={k}: {first[k + 2]['scaled_loss_mean']:.3e} vs {first[k]['optimum_mean']:.3e} "
-        f"({'yes' if first[k + 2]['scaled_loss_mean'] <= first[k]['optimum_mean'] else 'no'})"
-        for k in ranks
-        if k + 2 in first
-    ]
-    if r_plus_2:
-        lines.append(
-            f"- The original's finding 'ConvMF at rank r+2 matches the SVD at rank r' (plain "
-            f"ConvMF, seed {seeds[0]}): " + "; ".join(r_plus_2) + "."
-        )
-    stuck = [f"rank {r['rank']} seed {r['seed']}" for r in rows if r["stuck"]]
-    lines += [
-        f"- Stuck trainings (training loss never halved): {', '.join(stuck) or 'none'}.",
-        "",
-        "| rank | seed | SVD optimum | convmf | convmf+refine | convmf+subspace | best validation "
-        "(step) | final validation | training s |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        cells = [str(r["rank"]), str(r["seed"]), f"{r['recs']['convmf']['optimum_mean']:.3e}"]
-        for m in LEARNED:
-            rec = r["recs"][m]
-            flag = "**" if m == "convmf+refine" and rec["ratio_mean"] > TARGET else ""
-            cells.append(f"{flag}{rec['scaled_loss_mean']:.3e} ({rec['ratio_mean']:.3f}x){flag}")
-        cells += [
-            f"{r['best']:.3e} ({r['best_step']})" + (" stuck" if r["stuck"] else ""),
-            f"{r['final']:.3e}",
-            f"{r['recs']['convmf']['fit_seconds']:.0f}",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    cols = [m for m in TIMED if any(m in t for t in timing.values())]
-    lines += [
-        "",
-        "The validation loss is the training objective's value scaled by ||X||^2 "
-        + (
-            "(here the sum of the two losses, so about twice plain ConvMF's)."
-            if base.objective == "factors+projection"
-            else "(plain ConvMF's scaled loss)."
-        ),
-        "",
-        f"Time per matrix in µs (ratio to the optimum); seed-{seeds[0]} model, every method in "
-        "one evaluation, same test batch, 1 thread (pod-basis: global POD basis of the training "
-        "frames + one subspace step; warm-subspace streams the test frames in time order):",
-        "",
-        "| rank | " + " | ".join(cols) + " |",
-        "|---|" + "---|" * len(cols),
-        *(
-            f"| {k} | "
-            + " | ".join(f"{timing[k][m][0] * 1e6:.0f} ({timing[k][m][1]:.3f}x)" for m in cols)
-            + " |"
-            for k in ranks
-            if k in timing
-        ),
-        "",
-    ]
-    return lines
+    page = Path(args.out) / "convmf-recipe.md"
+    write_convmf_recipe(Path(args.out) / "convmf-recipe.jsonl", run_path, page)
+    print(f"wrote {page} in {run['minutes']:.1f} min")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,7 +8,11 @@ Run (CPU, one thread):
 Every record holds the network's and the SVD's errors on the same matrix, their differences,
 the ratio of scaled losses (network / Eckart-Young optimum), the rank check, the products
 used, the training time and the SVD time measured in the same run, thread counts and the load
-average. Prints the Markdown tables of docs/results/matvec-and-toolkit.md.
+average. After a run the page docs/results/matvec-and-toolkit.md is rewritten from the
+records (with those of ``--ablation`` and ``benchmarks/matvec_toolkit_demo.py``); rewrite it
+alone, byte for byte and without measuring, with
+
+    python benchmarks/matvec_study.py --from-records
 """
 
 from __future__ import annotations
@@ -16,11 +20,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy
 import scipy.sparse as sp
+import sklearn
 import torch
 
 import neuralfactor
@@ -35,8 +43,15 @@ from neuralfactor.core.timing import pinned_threads, time_call
 from neuralfactor.data.gallery import get_matrix
 from neuralfactor.io import write_json
 from neuralfactor.matvec import fit_matvec
+from neuralfactor.report.matvec_page import (
+    TARGET,
+    summarize,
+    summarize_ablation,
+    write_matvec_page,
+)
 
-TARGET = 1e-3
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs/results"
 
 
 def svd_truncation(A: torch.Tensor, k: int) -> torch.Tensor:
@@ -144,14 +159,6 @@ def cases(quick: bool) -> list[tuple[str, Any, list[int], int, dict]]:
     return out
 
 
-def _mean(rr: list[dict], key: str) -> float:
-    return float(np.mean([r[key] for r in rr]))
-
-
-def _maxabs(rr: list[dict], key: str) -> float:
-    return float(np.max(np.abs([r[key] for r in rr])))
-
-
 ABLATION = {
     "L-BFGS, identity probes, orthogonal init, float64 (default)": {},
     "L-BFGS, identity probes, small init (1e-3)": {"init": "small"},
@@ -193,60 +200,27 @@ def ablation(threads: dict) -> list[dict]:
     return out
 
 
-def _verdict(optimal: bool | None) -> str:
-    return "n/a" if optimal is None else ("pass" if optimal else "FAIL")
+def write_page(out: str, page: Path) -> None:
+    """Rewrite the page from the records in docs/results/ once all exist (when ``out`` is there)."""
+    if Path(out).resolve().parent != RESULTS.resolve():
+        print(f"records written to {out}, outside {RESULTS}: page not rewritten")
+        return
+    try:
+        write_matvec_page(RESULTS, page)
+    except FileNotFoundError as exc:
+        print(f"page not rewritten: {exc}")
+    else:
+        print(f"wrote {page}")
 
 
-def summarize_ablation(records: list[dict]) -> str:
-    lines = [
-        "| configuration | matrix | rank | abs diff 2-norm | abs diff Frob | loss ratio "
-        "| rank check | optimality check | steps | products | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in records:
-        lines.append(
-            f"| {r['config']} | {r['matrix']} | {r['rank']} | {abs(r['d_rel_2']):.1e} "
-            f"| {abs(r['d_rel_fro']):.1e} | {r['ratio_to_optimum']:.6f} "
-            f"| {'pass' if r['rank_ok'] and r['effective_rank'] == r['rank'] else 'FAIL'} "
-            f"| {_verdict(r['optimal'])} "
-            f"| {r['steps']} | {r['n_matvecs']} | {r['train_seconds']:.3g} |"
-        )
-    return "\n".join(lines)
-
-
-def summarize(records: list[dict]) -> str:
-    lines = []
-    groups: dict[str, list[dict]] = {}
-    for r in records:
-        groups.setdefault(r["matrix"], []).append(r)
-    lines.append(
-        "| matrix | rank | seeds | net rel 2-norm | SVD rel 2-norm | max abs diff 2-norm "
-        "| net rel Frob | SVD rel Frob | max abs diff Frob | max loss ratio "
-        "| rank check | optimality check | products | train s (median) | SVD s (median) |"
-    )
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for name, recs in groups.items():
-        ranks = sorted({r["rank"] for r in recs})
-        for k in ranks:
-            rr = [r for r in recs if r["rank"] == k]
-            ok = sum(r["rank_ok"] and r["effective_rank"] == k for r in rr)
-            opt = sum(bool(r["optimal"]) for r in rr)
-            opt_s = f"{opt}/{len(rr)}" if rr[0]["optimal"] is not None else "n/a"
-            products = int(_mean(rr, "n_matvecs"))
-            lines.append(
-                f"| {name} | {k} | {len(rr)} | {_mean(rr, 'net_rel_2'):.4f} "
-                f"| {_mean(rr, 'svd_rel_2'):.4f} | {_maxabs(rr, 'd_rel_2'):.1e} "
-                f"| {_mean(rr, 'net_rel_fro'):.4f} | {_mean(rr, 'svd_rel_fro'):.4f} "
-                f"| {_maxabs(rr, 'd_rel_fro'):.1e} | {max(r['ratio_to_optimum'] for r in rr):.6f} "
-                f"| {ok}/{len(rr)} | {opt_s} | {products} "
-                f"| {float(np.median([r['train_seconds'] for r in rr])):.3g} "
-                f"| {float(np.median([r['svd_seconds'] for r in rr])):.2g} |"
-            )
-    return "\n".join(lines)
-
-
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--from-records",
+        action="store_true",
+        help=f"only rewrite --page from the records in {RESULTS.relative_to(ROOT)} (no measuring)",
+    )
+    ap.add_argument("--page", type=Path, default=RESULTS / "matvec-and-toolkit.md")
     ap.add_argument("--out", default="docs/results/matvec-study.jsonl")
     ap.add_argument("--quick", action="store_true", help="3 seeds, no 400x400 image")
     ap.add_argument(
@@ -255,6 +229,10 @@ def main() -> None:
         help="only the ablation (optimizer/probes/init/precision); writes --out",
     )
     args = ap.parse_args()
+    if args.from_records:
+        write_matvec_page(RESULTS, args.page)
+        print(f"wrote {args.page}")
+        return 0
     if args.ablation:
         import json
 
@@ -266,7 +244,8 @@ def main() -> None:
         print()
         print(summarize_ablation(recs))
         print(f"load average at end {os.getloadavg()}")
-        return
+        write_page(args.out, args.page)
+        return 0
     records: list[dict] = []
     t0 = time.perf_counter()
     with pinned_threads(1) as threads:
@@ -293,6 +272,8 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "sklearn": sklearn.__version__,
         "neuralfactor": neuralfactor.__version__,
         "loadavg_end": os.getloadavg(),
     }
@@ -303,7 +284,9 @@ def main() -> None:
     print(summarize(records))
     print(f"\nL-BFGS/identity fits within {TARGET:g} of the SVD in both norms: {n_ok}/{n_all}")
     print(f"total {meta['seconds']:.0f} s, load average at end {meta['loadavg_end']}")
+    write_page(args.out, args.page)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

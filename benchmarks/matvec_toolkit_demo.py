@@ -5,7 +5,9 @@ Run (CPU, one thread):
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
         python benchmarks/matvec_toolkit_demo.py --out docs/results/matvec-toolkit.json
 
-Prints the Markdown tables of the toolkit section of docs/results/matvec-and-toolkit.md.
+Prints the toolkit tables; when the records go to docs/results/, the page
+docs/results/matvec-and-toolkit.md is then rewritten from all its records (the page alone:
+``python benchmarks/matvec_study.py --from-records``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import argparse
 import math
 import os
 import time
+from pathlib import Path
 
+import scipy
+import sklearn
 import torch
 
 import neuralfactor
@@ -37,6 +42,9 @@ from neuralfactor.core.timing import pinned_threads, time_call, time_interleaved
 from neuralfactor.data.gallery import get_matrix
 from neuralfactor.io import write_json
 from neuralfactor.matvec import compress_linear
+from neuralfactor.report.matvec_page import write_matvec_page
+
+RESULTS = Path(__file__).resolve().parent.parent / "docs/results"
 
 
 def spiked(m: int, n: int, spikes: list[float], sigma: float, seed: int) -> torch.Tensor:
@@ -60,6 +68,8 @@ def main() -> None:
         "loadavg_start": os.getloadavg(),
         "version": neuralfactor.__version__,
         "torch": torch.__version__,
+        "scipy": scipy.__version__,
+        "sklearn": sklearn.__version__,
     }
     with pinned_threads(1) as threads:
         out["threads"] = threads
@@ -244,6 +254,11 @@ def main() -> None:
     out["loadavg_end"] = os.getloadavg()
     out["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     write_json(args.out, out)
+    if Path(args.out).resolve().parent == RESULTS.resolve():
+        try:
+            write_matvec_page(RESULTS, RESULTS / "matvec-and-toolkit.md")
+        except FileNotFoundError as exc:
+            print(f"page not rewritten: {exc}")
     print(
         f"\nload average start {out['loadavg_start']}, end {out['loadavg_end']}; threads {threads}"
     )

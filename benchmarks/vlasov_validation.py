@@ -1,19 +1,26 @@
 """Validation and timing of the Vlasov-Poisson solver -> docs/results/vlasov-validation.md.
 
-Run (about 10 minutes on one CPU thread):
+Measure (about 10 minutes on one CPU thread), writing the records and then the page:
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \\
-        python benchmarks/vlasov_validation.py --out docs/results/vlasov-validation.md
+        python benchmarks/vlasov_validation.py
+
+Rewrite the page from the committed records only, byte for byte, without measuring:
+
+    python benchmarks/vlasov_validation.py --from-records
 
 Every rate is compared with the root of the kinetic dispersion relation computed here with
 ``scipy.special.wofz`` (and with the published value); every timing with a NumPy/SciPy
 implementation of the same spectral step measured in the same run. Thread counts and the load
-average are recorded with every section (the machine is shared).
+average are recorded with every section (the machine is shared). The records go to
+docs/results/records/vlasov-validation.jsonl; the page is
+:func:`neuralfactor.report.vlasov_validation.render_vlasov_validation` of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -35,6 +42,13 @@ from neuralfactor.core.timing import (
     time_interleaved,
 )
 from neuralfactor.io import atomic_write_text
+from neuralfactor.report.vlasov_validation import (
+    LANDAU_FREQ,
+    LANDAU_RATE,
+    STRONG_EARLY,
+    STRONG_LATE,
+    write_vlasov_validation,
+)
 from neuralfactor.vlasov import (
     SimulationConfig,
     SimulationDivergedError,
@@ -52,22 +66,20 @@ TWO_STREAM = [(0.5, 2.4, 1.0), (0.5, -2.4, 1.0)]
 BUMP = [(0.9, 0.0, 1.0), (0.1, 4.5, 0.5)]  # bump density nb * vt = 0.2 * 0.5
 
 
-def load() -> str:
-    a, b, c = os.getloadavg()
-    return f"{a:.2f} / {b:.2f} / {c:.2f}"
+ROOT = Path(__file__).resolve().parent.parent
+RECORDS = ROOT / "docs/results/records/vlasov-validation.jsonl"
+#: the values of the earlier, hand-assembled page (its run's records were not kept)
+LEGACY = ROOT / "docs/results/records/vlasov-validation-legacy.jsonl"
+SCHEMES = [("spectral", None), ("fd5", None), ("fd5", 1e-5)]
+REPEATS = 7
 
 
-def table(header: list[str], rows: list[list]) -> str:
-    def fmt(x):
-        if isinstance(x, float):
-            if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e5):
-                return f"{x:.3e}"
-            return f"{x:.4f}"
-        return str(x)
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(fmt(x) for x in r) + " |" for r in rows]
-    return "\n".join(out)
+
+def scheme_name(scheme: str, tol: float | None) -> str:
+    return scheme + (f" + SVD {tol:g}" if tol else "")
 
 
 def run_stream(cfg: SimulationConfig, rank_every: float | None = None, rtol: float = 1e-3):
@@ -94,133 +106,91 @@ def run_stream(cfg: SimulationConfig, rank_every: float | None = None, rtol: flo
     return np.array(t), {k: np.array(v) for k, v in diag.items()}, ranks, wall
 
 
-def conservation(t, d) -> list:
+def conservation(t, d) -> dict:
     m, e, l2, ent = d["mass"], d["total_energy"], d["l2_norm"], d["entropy"]
-    return [
-        float(np.max(np.abs(m - m[0])) / m[0]),
-        float(np.max(np.abs(e - e[0])) / e[0]),
-        float(l2[-1] / l2[0] - 1),
-        float(ent[-1] / ent[0] - 1),
-        float(np.min(d["min_f"])),
-    ]
+    return {
+        "mass_rel_err": float(np.max(np.abs(m - m[0])) / m[0]),
+        "energy_rel_drift": float(np.max(np.abs(e - e[0])) / e[0]),
+        "l2_rel_change": float(l2[-1] / l2[0] - 1),
+        "entropy_rel_change": float(ent[-1] / ent[0] - 1),
+        "min_f": float(np.min(d["min_f"])),
+    }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="docs/results/vlasov-validation.md")
-    ap.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
-    args = ap.parse_args()
+def measure(quick: bool, records_file: str) -> list[dict]:
+    """Run every section; returns the records (one per table row, plus the run conditions)."""
     warnings.simplefilter("ignore", VlasovWarning)
-    q = args.quick
-    md: list[str] = []
+    q = quick
+    recs: list[dict] = []
     t_start = time.time()
 
+    def rec(section: str, **kw) -> None:
+        recs.append({"section": section, **kw})
+
     with pinned_threads(1) as threads:
-        md.append("# Vlasov-Poisson solver: validation and timing\n")
-        md.append(
-            f"Produced by `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python "
-            f"benchmarks/vlasov_validation.py --out {args.out}`{' --quick' if q else ''} on "
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n"
-            f"Device: CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"**shared with 4 other engineers' jobs**), 1 thread: torch threads "
-            f"{threads['torch_threads']}, BLAS/OpenMP pools {threads['threadpools']}. "
-            f"neuralfactor {__version__}, torch {torch.__version__}, numpy {np.__version__}, "
-            f"scipy {scipy.__version__}, Python {sys.version.split()[0]}. Load average "
-            f"(1/5/15 min) at start: {load()}. GPU: **not run on a GPU** (no CUDA device in this session).\n"
-        )
+        run = {
+            "section": "run",
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "args": "--quick" if q else "",
+            "records_file": records_file,
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "shared": None,
+            "torch_threads": threads["torch_threads"],
+            "threadpools": str(threads["threadpools"]),
+            "versions": {
+                "neuralfactor": __version__,
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+                "scipy": scipy.__version__,
+                "Python": sys.version.split()[0],
+            },
+            "load_start": load(),
+            "gpu": "not run on a GPU",
+            "gpu_note": "this script times the CPU only; CUDA available: "
+            + str(torch.cuda.is_available()),
+            "repeats": REPEATS,
+        }
+        recs.append(run)
 
         # -- 1. analytic references ----------------------------------------------------------
         w_l = dispersion_root(0.5, LANDAU, 1.4 - 0.15j)
         w_ts = dispersion_root(0.2, TWO_STREAM, 0.2j)
         w_b = dispersion_root(0.3, BUMP, 1.0 + 0.2j)
-        md.append("## 1. Reference roots of the kinetic dispersion relation\n")
-        md.append(
-            "eps(k, w) = 1 + sum_s n_s/(k vt_s)^2 (1 + z_s Z(z_s)), z_s = (w - k u_s)/(sqrt(2) k "
-            "vt_s), Z(z) = i sqrt(pi) wofz(z), solved by a secant iteration "
-            "(`neuralfactor.vlasov.dispersion_root`).\n"
-        )
-        md.append(
-            table(
-                ["case", "k", "species (n, u, vt)", "Re w", "Im w", "published"],
-                [
-                    ["Landau", 0.5, str(LANDAU), w_l.real, w_l.imag, "1.4156 - 0.1533i"],
-                    ["two-stream", 0.2, str(TWO_STREAM), w_ts.real, w_ts.imag, "growth ~0.2258"],
-                    ["bump-on-tail", 0.3, str(BUMP), w_b.real, w_b.imag, "-"],
-                ],
-            )
-            + "\n"
-        )
+        for case, k, sp, w, pub in [
+            ("Landau", 0.5, LANDAU, w_l, "1.4156 - 0.1533i"),
+            ("two-stream", 0.2, TWO_STREAM, w_ts, "growth ~0.2258"),
+            ("bump-on-tail", 0.3, BUMP, w_b, "-"),
+        ]:
+            rec("dispersion", case=case, k=k, species=sp, re_w=w.real, im_w=w.imag, published=pub)
 
         # -- 2. linear Landau --------------------------------------------------------------------
-        md.append(
-            "## 2. Linear Landau damping (alpha = 0.01, k = 0.5, 64x128, x in [0, 4pi], "
-            "v in [-2pi, 2pi])\n"
-        )
-        md.append(
-            "Fit: local maxima of log ||E||_2 in t in [2, 25] (parabolic refinement), "
-            "frequency = pi / mean peak spacing. Targets: rate within 2% of -0.1533, "
-            "frequency within 1% of 1.4156.\n"
-        )
-        rows, cons_rows = [], []
         T_l = 30.0
-        for scheme, tol in [("spectral", None), ("fd5", None), ("fd5", 1e-5)]:
+        for scheme, tol in SCHEMES:
             cfg = SimulationConfig(
                 ic="landau-weak", nx=64, nv=128, t_end=T_l, scheme=scheme, truncate_tol=tol
             )
             t, d, _, wall = run_stream(cfg)
             fit = fit_rate(t, d["e_norm"], window=(2.0, 25.0), method="peaks")
-            name = scheme + (f" + SVD {tol:g}" if tol else "")
-            rows.append(
-                [
-                    name,
-                    f"{cfg.dt:.5f}",
-                    fit.rate,
-                    fit.rate / -0.1533 - 1,
-                    fit.frequency,
-                    fit.frequency / 1.4156 - 1,
-                    fit.n_points,
-                    "yes"
-                    if abs(fit.rate / -0.1533 - 1) <= 0.02
-                    and abs(fit.frequency / 1.4156 - 1) <= 0.01
-                    else "**no**",
-                    f"{wall:.1f}",
-                ]
+            name = scheme_name(scheme, tol)
+            rec(
+                "landau",
+                scheme=name,
+                dt=cfg.dt,
+                rate=fit.rate,
+                rate_rel_err=fit.rate / LANDAU_RATE - 1,
+                frequency=fit.frequency,
+                freq_rel_err=fit.frequency / LANDAU_FREQ - 1,
+                peaks=fit.n_points,
+                wall_s=wall,
             )
-            cons_rows.append([f"weak Landau, {name}", T_l, *conservation(t, d)])
-        md.append(
-            table(
-                [
-                    "scheme",
-                    "dt",
-                    "rate",
-                    "rel. err vs -0.1533",
-                    "frequency",
-                    "rel. err vs 1.4156",
-                    "peaks",
-                    "within target",
-                    "wall s",
-                ],
-                rows,
-            )
-            + "\n"
-        )
+            rec("conservation", run=f"weak Landau, {name}", T=T_l, **conservation(t, d))
 
         # -- 3. strong Landau + ranks over time ----------------------------------------------
         T_s = 40.0 if q else 60.0
-        md.append(
-            f"## 3. Strong Landau damping (alpha = 0.5, k = 0.5), t in [0, {T_s:g}], "
-            f"dt = min(hx, hv)/20\n"
-        )
-        md.append(
-            "Early rate: line through the first four maxima of log ||E||_2 with t <= 10.5; "
-            "late rate: line through the maxima in t in [20, 40]. Published: ~ -0.29 "
-            "and ~ +0.0815 (the early value depends strongly on the window: with all "
-            "maxima in [0, 15] it differs, shown in the last columns).\n"
-        )
         grids = [(64, 128)] if q else [(64, 128), (128, 256)]
-        srows, rank_tables = [], {}
         for m, n in grids:
-            for scheme, tol in [("spectral", None), ("fd5", None), ("fd5", 1e-5)]:
+            for scheme, tol in SCHEMES:
                 T = T_s if not (m == 128 and tol) else 40.0
                 cfg = SimulationConfig(
                     ic="landau-strong", nx=m, nv=n, t_end=T, scheme=scheme, truncate_tol=tol
@@ -230,75 +200,24 @@ def main() -> None:
                 early = fit_rate(t, e, window=(0.0, 10.5), method="peaks", max_peaks=4)
                 late = fit_rate(t, e, window=(20.0, 40.0), method="peaks")
                 alt = fit_rate(t, e, window=(0.0, 15.0), method="peaks")
-                name = scheme + (f" + SVD {tol:g}" if tol else "")
-                srows.append(
-                    [
-                        f"{m}x{n}",
-                        name,
-                        early.rate,
-                        early.rate / -0.29 - 1,
-                        ", ".join(f"{s:.2f}" for s in early.t_points),
-                        late.rate,
-                        late.rate / 0.0815 - 1,
-                        alt.rate,
-                        f"{wall:.1f}",
-                    ]
+                name = scheme_name(scheme, tol)
+                rec(
+                    "strong",
+                    grid=f"{m}x{n}",
+                    scheme=name,
+                    early_rate=early.rate,
+                    early_rel_err=early.rate / STRONG_EARLY - 1,
+                    early_peak_times=[float(x) for x in early.t_points],
+                    late_rate=late.rate,
+                    late_rel_err=late.rate / STRONG_LATE - 1,
+                    alt_rate=alt.rate,
+                    wall_s=wall,
                 )
-                cons_rows.append([f"strong Landau {m}x{n}, {name}", T, *conservation(t, d)])
-                rank_tables[(m, n, name)] = ranks
-        md.append(
-            table(
-                [
-                    "grid",
-                    "scheme",
-                    "early rate",
-                    "rel. vs -0.29",
-                    "peak times used",
-                    "late rate [20,40]",
-                    "rel. vs 0.0815",
-                    "rate, all maxima [0,15]",
-                    "wall s",
-                ],
-                srows,
-            )
-            + "\n"
-        )
-
-        md.append("### Numerical rank of the frames over time (singular values > 1e-3 x s_max)\n")
-        md.append(
-            "The spectral scheme keeps filaments (rank grows), fd5 dissipates them, and "
-            "fd5 with the SVD truncation after every stage (rel. Frobenius tol 1e-5) stays "
-            "lowest; 'kept' is the rank the truncation kept (tol 1e-5, so higher than the "
-            "1e-3 count).\n"
-        )
-        for m, n in grids:
-            names = [k[2] for k in rank_tables if k[:2] == (m, n)]
-            times = sorted(
-                {round(r[0], 1) for k in rank_tables if k[:2] == (m, n) for r in rank_tables[k]}
-            )
-            rows = []
-            for tt in times:
-                row = [f"{tt:.2f}"]
-                for nm in names:
-                    hit = [r for r in rank_tables[(m, n, nm)] if abs(r[0] - tt) < 0.05]
-                    if not hit:
-                        row.append("-")
-                    else:
-                        row.append(str(hit[0][1]) + (f" (kept {hit[0][2]})" if hit[0][2] else ""))
-                rows.append(row)
-            md.append(f"**{m}x{n}**\n\n" + table(["t", *names], rows) + "\n")
+                rec("conservation", run=f"strong Landau {m}x{n}, {name}", T=T, **conservation(t, d))
+                for tt, r, tr in ranks:
+                    rec("rank", grid=f"{m}x{n}", scheme=name, t=float(tt), rank=r, kept=tr)
 
         # -- 4. instabilities ----------------------------------------------------------------
-        md.append("## 4. Two-stream and bump-on-tail growth rates (64x256)\n")
-        md.append(
-            "Least-squares fit of log ||E||_2 on the window (both modes give a smooth "
-            "||E|| envelope: two-stream is purely growing, bump-on-tail a single travelling "
-            "wave). Target: within 3% of the dispersion root. With alpha = 1e-3 the "
-            "damped modes excited by the perturbation dominate until t ~ 15 and "
-            "saturation starts near t ~ 28, leaving a short window; alpha = 1e-6 leaves "
-            "[20, 40].\n"
-        )
-        irows = []
         cases = [
             ("two-stream", 1e-6, (20.0, 40.0), w_ts.imag),
             ("two-stream", 1e-3, (16.0, 26.0), w_ts.imag),
@@ -306,6 +225,7 @@ def main() -> None:
             ("bump-on-tail", 1e-6, (20.0, 40.0), w_b.imag),
             ("bump-on-tail", 1e-3, (16.0, 26.0), w_b.imag),
         ]
+        cons_later = []
         for ic, alpha, win, ref in cases:
             for scheme in ("spectral", "fd5"):
                 cfg = SimulationConfig(
@@ -321,71 +241,30 @@ def main() -> None:
                 t = res.t.numpy()
                 d = {k: v[0].numpy() for k, v in res.diagnostics.items()}
                 fit = fit_rate(t, d["e_norm"], window=win, method="lsq")
-                irows.append(
-                    [
-                        ic,
-                        alpha,
-                        scheme,
-                        f"{cfg.dt:.4f}",
-                        f"[{win[0]:g}, {win[1]:g}]",
-                        fit.rate,
-                        ref,
-                        fit.rate / ref - 1,
-                        "yes" if abs(fit.rate / ref - 1) <= 0.03 else "**no**",
-                    ]
+                rec(
+                    "instability",
+                    case=ic,
+                    alpha=alpha,
+                    scheme=scheme,
+                    dt=cfg.dt,
+                    window=list(win),
+                    rate=fit.rate,
+                    root=ref,
+                    rel_err=fit.rate / ref - 1,
                 )
                 if alpha == 1e-6:
-                    cons_rows.append(
-                        [f"{ic} alpha 1e-6, {scheme}", win[1] + 1, *conservation(t, d)]
+                    cons_later.append(
+                        {
+                            "section": "conservation",
+                            "run": f"{ic} alpha 1e-6, {scheme}",
+                            "T": win[1] + 1,
+                            **conservation(t, d),
+                        }
                     )
-        md.append(
-            table(
-                [
-                    "case",
-                    "alpha",
-                    "scheme",
-                    "dt",
-                    "window",
-                    "fitted rate",
-                    "dispersion root",
-                    "rel. err",
-                    "within 3%",
-                ],
-                irows,
-            )
-            + "\n"
-        )
-
-        # -- 5. conservation ------------------------------------------------------------------
-        md.append("## 5. Conservation\n")
-        md.append(
-            "Max over t of |mass(t) - mass(0)| / mass(0) and of the total (kinetic + "
-            "electric) energy, relative change of the L2 norm and of the entropy "
-            "-int f log f (over f > 0) at the final time, and the most negative value of "
-            "f. Mass is conserved to round-off by both schemes without truncation (zero "
-            "Fourier modes untouched / telescoping upwind fluxes); the SVD truncation does "
-            "not conserve mass exactly.\n"
-        )
-        md.append(
-            table(
-                [
-                    "run",
-                    "T",
-                    "mass rel. err",
-                    "energy rel. drift",
-                    "L2 rel. change",
-                    "entropy rel. change",
-                    "min f",
-                ],
-                cons_rows,
-            )
-            + "\n"
-        )
+        recs += cons_later
 
         # -- 6. ensemble == singles -----------------------------------------------------------
-        md.append("## 6. An ensemble of N equals N single runs\n")
-        erows = []
-        for scheme, tol in [("spectral", None), ("fd5", None), ("fd5", 1e-5)]:
+        for scheme, tol in SCHEMES:
             cfg = SimulationConfig(
                 ic="random-smooth",
                 nx=32,
@@ -406,57 +285,38 @@ def main() -> None:
                 [simulate(cfg.replace(ensemble=1), f0=f0[b : b + 1]).frames for b in range(8)]
             )
             t_single = time.perf_counter() - t0
-            diff = float((ens - singles).abs().max())
-            erows.append(
-                [
-                    scheme + (f" + SVD {tol:g}" if tol else ""),
-                    8,
-                    f"{diff:.1e}",
-                    str(bool(torch.equal(ens, singles))),
-                    f"{t_ens:.2f}",
-                    f"{t_single:.2f}",
-                ]
+            rec(
+                "ensemble",
+                scheme=scheme_name(scheme, tol),
+                N=8,
+                max_abs_diff=float((ens - singles).abs().max()),
+                bitwise_equal=bool(torch.equal(ens, singles)),
+                ensemble_s=t_ens,
+                singles_s=t_single,
             )
-        md.append(
-            table(
-                ["scheme", "N", "max abs diff", "bitwise equal", "ensemble s", "8 single runs s"],
-                erows,
-            )
-            + "\n"
-        )
 
         # -- 7. fd5 stability ---------------------------------------------------------------
-        md.append("## 7. fd5 time-step stability (weak Landau, 32x64, t = 30)\n")
-        md.append(
-            "CFL = dt vmax / hx (max|E| ~ 0.02 is negligible here). The solver warns "
-            "above 0.4; the original rule dt = min(hx, hv)/20 with hv = hx/2 gives vmax dt / "
-            "hx = 0.157 plus max|E| dt / hv = max|E| / 20.\n"
-        )
-        crows = []
         base = SimulationConfig(ic="landau-weak", nx=32, nv=64, t_end=30.0, scheme="fd5")
         for c in [0.3, 0.4, 0.44, 0.47, 0.5, 0.7]:
             cfg = base.replace(dt=c * base.hx / base.vmax)
             try:
                 res = simulate(cfg, keep_frames=False)
                 l2 = res.diagnostics["l2_norm"][0]
-                crows.append([c, f"{cfg.dt:.4f}", "completed", float(l2.max() / l2[0])])
+                rec(
+                    "stability",
+                    cfl=c,
+                    dt=cfg.dt,
+                    diverged_step=None,
+                    max_l2_ratio=float(l2.max() / l2[0]),
+                )
             except SimulationDivergedError as exc:
-                crows.append([c, f"{cfg.dt:.4f}", f"diverged at step {exc.step}", "-"])
-        md.append(table(["CFL", "dt", "outcome", "max L2(t)/L2(0)"], crows) + "\n")
+                rec("stability", cfl=c, dt=cfg.dt, diverged_step=exc.step, max_l2_ratio=None)
 
         # -- 8. performance -----------------------------------------------------------------
-        md.append("## 8. Steps per second, CPU, 1 thread\n")
-        md.append(
-            f"Load average before timing: {load()}. Median (and min) of 7 timed calls of K steps "
-            "after one warm-up, stepping only (no diagnostics, no I/O); the spectral "
-            "scheme fuses the inner half steps in x as in a run saving every K steps. "
-            "Baseline: the same Strang/FFT step in NumPy + scipy.fft (1 worker), "
-            "written in this script and timed in the same run.\n"
-        )
-        prows = []
+        run["load_before_timing"] = load()
         for m, n in [(64, 128), (128, 256), (256, 512)]:
             for B in (1, 16):
-                for scheme, tol in [("spectral", None), ("fd5", None), ("fd5", 1e-5)]:
+                for scheme, tol in SCHEMES:
                     if tol and (m, B) == (256, 16):
                         continue
                     cfg = SimulationConfig(
@@ -491,11 +351,11 @@ def main() -> None:
                                 st, _ = s._fd5_step(st)
                             return st.f
 
-                    name = scheme + (f" + SVD {tol:g}" if tol else "")
+                    row = {"grid": f"{m}x{n}", "B": B, "scheme": scheme_name(scheme, tol), "K": K}
                     if scheme == "spectral" and B == 1:
                         # interleave with the NumPy baseline so both see the same load
                         np_fn, np_k = numpy_spectral_block(m, n)
-                        pair = time_interleaved({"ours": fn, "numpy": np_fn}, min_rounds=7)
+                        pair = time_interleaved({"ours": fn, "numpy": np_fn}, min_rounds=REPEATS)
                         ours, theirs = pair.stats["ours"], pair.stats["numpy"]
                         med, best = ours.median / K, ours.min / K
                         bmed, bbest = theirs.median / np_k, theirs.min / np_k
@@ -503,89 +363,67 @@ def main() -> None:
                             Spread(theirs.median / np_k, theirs.q25 / np_k, theirs.q75 / np_k),
                             Spread(med, ours.q25 / K, ours.q75 / K),
                         )
-                        ratio = f"{sr} (min: {bbest / best:.2f}x)"
-                        prows.append(
-                            [
-                                f"{m}x{n}",
-                                1,
-                                "baseline: NumPy + scipy.fft spectral",
-                                np_k,
-                                f"{1e3 * bmed:.3f}",
-                                f"{1e3 * bbest:.3f}",
-                                f"{1 / bmed:.0f}",
-                                f"{1 / bmed:.0f}",
-                                "",
-                                load(),
-                            ]
+                        rec(
+                            "performance",
+                            grid=f"{m}x{n}",
+                            B=1,
+                            scheme="baseline: NumPy + scipy.fft spectral",
+                            K=np_k,
+                            ms_median=1e3 * bmed,
+                            ms_min=1e3 * bbest,
+                            steps_per_s=1 / bmed,
+                            run_steps_per_s=1 / bmed,
+                            speed_up=None,
+                            speed_up_min=None,
+                            load=load(),
                         )
+                        row.update(speed_up=str(sr), speed_up_min=bbest / best)
                     else:
-                        tm = time_call(fn, warmup=1, repeats=7)
-                        med, best, ratio = tm.median / K, tm.min / K, ""
-                    prows.append(
-                        [
-                            f"{m}x{n}",
-                            B,
-                            name,
-                            K,
-                            f"{1e3 * med:.3f}",
-                            f"{1e3 * best:.3f}",
-                            f"{1 / med:.0f}",
-                            f"{B / med:.0f}",
-                            ratio,
-                            load(),
-                        ]
+                        tm = time_call(fn, warmup=1, repeats=REPEATS)
+                        med, best = tm.median / K, tm.min / K
+                        row.update(speed_up=None, speed_up_min=None)
+                    rec(
+                        "performance",
+                        **row,
+                        ms_median=1e3 * med,
+                        ms_min=1e3 * best,
+                        steps_per_s=1 / med,
+                        run_steps_per_s=B / med,
+                        load=load(),
                     )
-        md.append(
-            table(
-                [
-                    "grid",
-                    "B",
-                    "scheme",
-                    "K",
-                    "ms/step (median of 7)",
-                    "ms/step (min)",
-                    "steps/s",
-                    "run-steps/s (x B)",
-                    "speed-up vs NumPy (median)",
-                    "load 1/5/15",
-                ],
-                prows,
-            )
-            + "\n"
-        )
-        md.append("GPU: **not run on a GPU** (no CUDA device in this session).\n")
-        md.append(
-            f"Load average at the end: {load()}; total wall time {time.time() - t_start:.0f} s.\n"
-        )
-    md.insert(2, NOTES)
-    path = Path(args.out)
-    atomic_write_text(path, "\n".join(md))
-    print(f"wrote {path}")
+        run["load_end"] = load()
+        run["wall_s"] = time.time() - t_start
+    return recs
 
 
-NOTES = """## Reading these tables
-
-* Targets of the issue and where they stand are in the tables' last columns ("within
-  target"); a miss is printed **no** and is not tuned away. The fit windows are fixed in
-  this script, stated in each section, and were chosen before looking at the fitted values,
-  except the second two-stream window at alpha = 1e-3 ([18, 27]), added after [16, 26] missed
-  by 0.3 points to show how much the window moves the rate at that amplitude.
-* Strong Landau: the early rate uses the first four maxima with t <= 10.5, the late rate
-  the maxima in [20, 40]. With all maxima in [0, 15] the early rate is about -0.23: the value
-  depends on the window, as the issue warns.
-* Numerical ranks: the issue quotes ~47 (64x128) and ~100 (128x256) at 1e-3 by t = 60 for
-  a spectral scheme, and 16-30 for the original truncated fd data at 64x128; compare with the
-  rank tables (the counts depend on the scheme's filamentation and its resolution).
-* Frame counts of the presets: `convmf-64x128` makes floor(40 / dt) = 8148 steps and stores
-  8149 frames (t = 0 included); the original data had 8,145 (and 16,294 vs our 16,298 at
-  128x256): it apparently left out the initial condition and the three start-up steps.
-* Batching (B = 16) on one CPU thread raised per-run throughput clearly only at 64x128 in
-  our runs; at 256x512 it lowered it (cache), and at 128x256 it varied between runs under
-  load. Ensembles are meant for a GPU, which this session did not have.
-* The CPU was shared with other engineers' jobs (load averages are recorded with every row;
-  a load near 7 on 2 cores inflates timings, unevenly). Timings are for 1 thread; 2-thread
-  numbers were not taken because the second core was busy with other jobs.
-"""
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--from-records",
+        action="store_true",
+        help="only rewrite the page from the records (no measurement)",
+    )
+    ap.add_argument(
+        "--records",
+        type=Path,
+        default=None,
+        help=f"records file (default: {RECORDS.name} if it exists, else {LEGACY.name})",
+    )
+    ap.add_argument("--out", type=Path, default=ROOT / "docs/results/vlasov-validation.md")
+    ap.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
+    args = ap.parse_args(argv)
+    if args.from_records:
+        path = args.records or (RECORDS if RECORDS.exists() else LEGACY)
+        if not path.exists():
+            ap.error(f"--from-records needs a records file; {path} does not exist")
+        write_vlasov_validation(path, args.out)
+    else:
+        path = args.records or RECORDS
+        recs = measure(args.quick, path.name)
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in recs))
+        write_vlasov_validation(path, args.out)
+    print(f"wrote {args.out} from {path}")
+    return 0
 
 
 def numpy_spectral_block(m: int, n: int, steps: int | None = None):
@@ -622,4 +460,4 @@ def numpy_spectral_block(m: int, n: int, steps: int | None = None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

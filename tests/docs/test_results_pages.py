@@ -26,12 +26,8 @@ COMMAND = re.compile(
 KNOWN_NOT_GENERATED = {
     "convmf-study.md": "its script rewrites the page only after re-running evaluations; the "
     "per-model records it reads live under runs/ and are not committed",
-    "convmf-recipe.md": "same as convmf-study.md: records under runs/ are not committed",
     "learned-lu.md": "hand-written page around lu_table.py / lu_report.py outputs",
-    "matvec-and-toolkit.md": "hand-written page around matvec_study.py and the toolkit demo",
     "neuralsvd.md": "hand-written page around the spectral_* scripts' records",
-    "vlasov-validation.md": "written by vlasov_validation.py only while measuring (no "
-    "--from-records mode; its NOTES are typed text)",
 }
 #: Pages other work generates; walked too (they must pass once that work is merged).
 GENERATED_ELSEWHERE = {
