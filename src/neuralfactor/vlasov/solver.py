@@ -460,7 +460,9 @@ class VlasovSolver:
             self._check(E, step + s + 1)
             f = self._v_shift(f, E)
             f = self._x_shift(f, self._shift_full if s < k - 1 else self._shift_half)
-        return f
+        # irfft along rows leaves f column-major; a resumed run starts from a row-major copy,
+        # and multithreaded FFTs round differently on the two layouts: keep states canonical.
+        return f.contiguous()
 
     def _fd5_step(self, st: SolverState) -> tuple[SolverState, Tensor | None]:
         dt, n = self.dt, st.step
@@ -510,13 +512,18 @@ class VlasovSolver:
                     f"The 'f0' parameter of VlasovSolver.run must have shape "
                     f"(B, {cfg.nx}, {cfg.nv}). Got {tuple(f.shape)}."
                 )
-            f = f.to(device=self.device, dtype=self.dtype)
-            state = SolverState(0, f, ())
+            state = SolverState(0, self._canonical(f), ())
             yield self._frame(state)
         elif state.step % K:
             raise ValueError(
                 f"Can resume only from a saved step (a multiple of save_every={K}). "
                 f"Got step {state.step}."
+            )
+        else:
+            state = SolverState(
+                state.step,
+                self._canonical(state.f),
+                tuple(self._canonical(h) for h in state.history),
             )
         while state.step < cfg.n_steps:
             if cfg.scheme == "spectral":
@@ -531,6 +538,17 @@ class VlasovSolver:
                     if on_step is not None:
                         on_step(state.step)
             yield self._frame(state, ranks)
+
+    def _canonical(self, f: Tensor) -> Tensor:
+        """A private row-major copy of ``f`` on the run's device and dtype.
+
+        Multithreaded FFTs (MKL, cuFFT) may round differently for different memory layouts
+        and alignments of the same values; a state read back from a store (NumPy memory,
+        row-major) must enter the stepping exactly as the uninterrupted run's own state does
+        (allocated by torch, row-major), or a resumed run drifts at round-off level.
+        """
+        f = f.to(device=self.device, dtype=self.dtype)
+        return f.clone(memory_format=torch.contiguous_format)
 
     def _frame(self, state: SolverState, ranks: Tensor | None = None) -> Frame:
         E = self.electric_field(state.f)
