@@ -29,8 +29,21 @@ def simulate(
         None, "--truncate-tol", help="fd5 only: SVD truncation tolerance (original: 1e-5)."
     ),
     dtype: str = typer.Option("float64", "--dtype", help="float64 or float32."),
-    k: float = typer.Option(None, "--k", help="Wavenumber of the perturbation."),
-    alpha: float = typer.Option(None, "--alpha", help="Amplitude of the perturbation."),
+    k: float = typer.Option(None, "--k", help="Wavenumber of the perturbation (all ICs)."),
+    alpha: float = typer.Option(
+        None, "--alpha", help="Amplitude of the perturbation, |alpha| <= 1 (all ICs)."
+    ),
+    v0: float = typer.Option(None, "--v0", help="two-stream: beam velocities +-v0."),
+    np_: float = typer.Option(None, "--np", help="bump-on-tail: density of the bulk, >= 0."),
+    nb: float = typer.Option(None, "--nb", help="bump-on-tail: height of the bump, >= 0."),
+    vb: float = typer.Option(None, "--vb", help="bump-on-tail: drift velocity of the bump."),
+    vt: float = typer.Option(None, "--vt", help="bump-on-tail: thermal speed of the bump, > 0."),
+    modes: float = typer.Option(
+        None, "--modes", help="random-smooth: Fourier modes in x (an integer >= 1)."
+    ),
+    hermite: float = typer.Option(
+        None, "--hermite", help="random-smooth: Hermite functions in v (an integer in [1, 64])."
+    ),
     vmax: float = typer.Option(None, "--vmax", help="Velocity box [-vmax, vmax]."),
     length: float = typer.Option(None, "--length", help="Period in x (default 2 pi / k)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -72,7 +85,10 @@ def simulate(
         "truncate_tol": truncate_tol,
     }
     fields = {key: val for key, val in fields.items() if val is not None}
-    params = {key: val for key, val in (("k", k), ("alpha", alpha)) if val is not None}
+    # validated (and refused when --ic has no such parameter) by the initial condition itself
+    given = {"k": k, "alpha": alpha, "v0": v0, "np": np_, "nb": nb, "vb": vb, "vt": vt,
+             "modes": modes, "hermite": hermite}  # fmt: skip
+    params = {key: val for key, val in given.items() if val is not None}
     if params:
         fields["ic_params"] = params
     if preset is not None:
@@ -155,6 +171,7 @@ def simulate(
         disable=state["quiet"],
         transient=True,
     )
+    interrupted = False
     with progress:
         task = progress.add_task("steps", total=cfg.n_steps, completed=done)
         try:
@@ -168,9 +185,22 @@ def simulate(
                 f"in {kept} (open with MatrixStore.open(..., "
                 f"allow_partial=True))."
             ) from None
+        except KeyboardInterrupt:
+            writer.flush()  # Ctrl-C: keep every finished frame, resumable
+            interrupted = True
         except BaseException:
             writer.flush()  # interrupted: keep what was computed, resumable
             raise
+    if interrupted:
+        err_console.print(
+            f"Interrupted at step {writer.step} of {cfg.n_steps} (t = {writer.step * cfg.dt:.6g}); "
+            f"{writer.frames_written} of {cfg.n_frames} frames are saved in {writer.partial}. "
+            f"Run the same command with --resume to continue.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130)
     store = writer.finalize()
 
     import numpy as np
