@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk-frames", default="4,16", help="simulate --chunk-frames values.")
     ap.add_argument("--quick", action="store_true", help="One case per kind (smoke test).")
     ap.add_argument("--workdir", type=Path, default=None, help="Scratch (default a temp dir).")
+    ap.add_argument("--append", action="store_true", help="Keep the rows already in --out.")
     ap.add_argument("--from-records", action="store_true", help="Print the counts of --out.")
     a = ap.parse_args(argv)
     if a.from_records:
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         if "factorize" in kinds:
             fc = factorize_cases(store, threads=a.threads)
             cases += fc[:1] if a.quick else fc
-    rows = []
+    rows = read_jsonl(a.out) if a.append and a.out.exists() else []
     t0 = time.perf_counter()
     for i, case in enumerate(cases):
         fracs = draw_kill_fractions(a.kills, rng)

@@ -326,7 +326,41 @@ def test_sigint_prints_how_far_it_got_and_resume_continues(tmp_path, capsys):
     assert kept.frame_shape[0] == frames
     rc, _, err = run([*args, "--resume", "--out", str(out)], capsys)
     assert rc == 0, err
+    assert "warning: the run started" not in err  # same device and threads
     rc, _, err = run([*args, "--out", str(tmp_path / "ref.zarr")], capsys)
     assert rc == 0, err
     want = MatrixStore.open(tmp_path / "ref.zarr").metadata["checksum"]
     assert MatrixStore.open(out, verify=True).metadata["checksum"] == want
+
+
+def test_resume_under_other_threads_warns(tmp_path, capsys, monkeypatch):
+    from neuralfactor.data.store import MatrixStoreWriter
+
+    real_append = MatrixStoreWriter.append
+    calls = {"n": 0}
+
+    def interrupting_append(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_append(self, *a, **k)
+
+    monkeypatch.setattr(MatrixStoreWriter, "append", interrupting_append)
+    out = tmp_path / "t.zarr"
+    args = [*BASE, "--chunk-frames", "2", "--out", str(out)]
+    rc, _, err = run(args, capsys)
+    assert rc == 130 and "Interrupted at step 4 of 20 (t = 0.2); 3 of 11 frames" in err
+    monkeypatch.setattr(MatrixStoreWriter, "append", real_append)
+    before = torch.get_num_threads()
+    torch.set_num_threads(before + 1)
+    try:
+        rc, _, err = run([*args, "--resume"], capsys)
+    finally:
+        torch.set_num_threads(before)
+    assert rc == 0, err
+    assert (
+        f"warning: the run started with {{'device': 'cpu', 'torch_threads': {before}}} and "
+        f"resumes with {{'device': 'cpu', 'torch_threads': {before + 1}}}; the frames from here "
+        f"on may differ at round-off" in err
+    )
+    assert MatrixStore.open(out, verify=True).shape == (1, 11, 16, 32)

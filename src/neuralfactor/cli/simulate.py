@@ -115,6 +115,7 @@ def simulate(
         "scheme": cfg.scheme,
         "save_every": cfg.save_every,
         "dt": cfg.dt,
+        "conditions": solver.conditions(),
     }
     if resume:
         writer = MatrixStoreWriter.resume(out)
@@ -129,6 +130,17 @@ def simulate(
                 f"--resume: the options differ from the interrupted run's config in "
                 f"{diff} (stored: {[stored.get(key) for key in diff]}); pass the "
                 f"same options."
+            )
+        was, now = writer.metadata.get("conditions"), solver.conditions()
+        if was is not None and was != now:
+            err_console.print(
+                f"warning: the run started with {was} and resumes with {now}; the frames from "
+                f"here on may differ at round-off from an uninterrupted run (resume under the "
+                f"same conditions, e.g. OMP_NUM_THREADS={was.get('torch_threads')}, for "
+                f"bit-identical frames).",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
             )
         start = SolverState(
             writer.step,

@@ -539,6 +539,13 @@ class VlasovSolver:
                         on_step(state.step)
             yield self._frame(state, ranks)
 
+    def conditions(self) -> dict[str, Any]:
+        """What besides the config decides the rounding of a run: the device and the number
+        of torch threads (threaded FFTs split, and so round, differently: 1.5e-15 in f after
+        50 steps on 64x128, one thread against two). A run resumed under other conditions
+        is not bit-identical to an uninterrupted one."""
+        return {"device": str(self.device), "torch_threads": torch.get_num_threads()}
+
     def _canonical(self, f: Tensor) -> Tensor:
         """A private row-major copy of ``f`` on the run's device and dtype.
 
