@@ -354,15 +354,18 @@ def run_case(
         if not killed:
             continue
         output_checksum(case.kind, out)  # nothing or complete; raises otherwise
-        if case.kind == "simulate":
-            if not out.exists():
-                _run(case, out, ["--resume"] if _partial(out).exists() else [])
-        elif case.kind == "train":
-            _run(case, out, ["--resume"] if (out / "config.json").exists() else [])
-        else:
-            _run(case, out)  # idempotent: computes the chunks without a completion marker
+        try:
+            if case.kind == "simulate":
+                if not out.exists():
+                    _run(case, out, ["--resume"] if _partial(out).exists() else [])
+            elif case.kind == "train":
+                _run(case, out, ["--resume"] if (out / "config.json").exists() else [])
+            else:
+                _run(case, out)  # idempotent: computes the chunks without a completion marker
+            got = output_checksum(case.kind, out)
+        except RuntimeError as exc:  # the resume itself failed: a differing result, recorded
+            got = f"error: {exc}"[:300]
         seconds = time.perf_counter() - t0
-        got = output_checksum(case.kind, out)
         rows.append(
             {
                 "kind": case.kind,

@@ -289,8 +289,10 @@ def test_sigint_prints_how_far_it_got_and_resume_continues(tmp_path, capsys):
     import time
     from pathlib import Path
 
-    args = ["--ic", "landau-strong", "--nx", "16", "--nv", "32", "--t-end", "40", "--dt", "0.05",
-            "--save-every", "10", "--chunk-frames", "4"]  # fmt: skip
+    # 8000 cheap steps: the run is far from its end when the signal comes (it must not be
+    # finishing, which a loaded machine would make a race), yet takes about a second
+    args = ["--ic", "landau-strong", "--nx", "16", "--nv", "32", "--t-end", "400", "--dt", "0.05",
+            "--save-every", "100", "--chunk-frames", "4"]  # fmt: skip
     out = tmp_path / "c.zarr"
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(root / "src"), OMP_NUM_THREADS="1")
@@ -314,13 +316,13 @@ def test_sigint_prints_how_far_it_got_and_resume_continues(tmp_path, capsys):
     err = " ".join(stderr.split())
     assert p.returncode == 130, stderr
     m = re.search(  # after the recurrence warning, the last line
-        r"Interrupted at step (\d+) of 800 \(t = ([0-9.]+)\); (\d+) of 81 frames are saved in "
+        r"Interrupted at step (\d+) of 8000 \(t = ([0-9.]+)\); (\d+) of 81 frames are saved in "
         r"(\S+)\. Run the same command with --resume to continue\.$",
         err,
     )
     assert m, err
     step, frames = int(m[1]), int(m[3])
-    assert step == (frames - 1) * 10 and float(m[2]) == pytest.approx(step * 0.05)
+    assert step == (frames - 1) * 100 and float(m[2]) == pytest.approx(step * 0.05)
     assert m[4] == str(partial_path(out)) and not out.exists()
     kept = MatrixStore.open(out, allow_partial=True)
     assert kept.frame_shape[0] == frames
@@ -364,3 +366,29 @@ def test_resume_under_other_threads_warns(tmp_path, capsys, monkeypatch):
         f"on may differ at round-off" in err
     )
     assert MatrixStore.open(out, verify=True).shape == (1, 11, 16, 32)
+
+
+def test_resume_of_a_run_stopped_before_its_first_flush_starts_over(tmp_path, capsys, monkeypatch):
+    # a kill or Ctrl-C during the first chunk leaves a partial store with no frame on disk;
+    # --resume used to refuse it ("pass --overwrite"), now it computes the run from the start
+    from neuralfactor.data.store import MatrixStoreWriter
+
+    real_append = MatrixStoreWriter.append
+
+    def interrupting_append(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MatrixStoreWriter, "append", interrupting_append)
+    out = tmp_path / "e.zarr"
+    args = [*BASE, "--chunk-frames", "4"]
+    rc, _, err = run([*args, "--out", str(out)], capsys)
+    assert rc == 130 and "Interrupted at step 0 of 20 (t = 0); 0 of 11 frames" in err
+    monkeypatch.setattr(MatrixStoreWriter, "append", real_append)
+    rc, _, err = run([*args, "--seed", "3", "--resume", "--out", str(out)], capsys)
+    assert rc == 2 and "differ from the interrupted run's config in ['seed']" in err
+    rc, _, err = run([*args, "--resume", "--out", str(out)], capsys)
+    assert rc == 0, err
+    rc, _, err = run([*args, "--out", str(tmp_path / "ref.zarr")], capsys)
+    assert rc == 0, err
+    want = MatrixStore.open(tmp_path / "ref.zarr").metadata["checksum"]
+    assert MatrixStore.open(out, verify=True).metadata["checksum"] == want

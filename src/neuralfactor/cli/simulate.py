@@ -118,7 +118,7 @@ def simulate(
         "conditions": solver.conditions(),
     }
     if resume:
-        writer = MatrixStoreWriter.resume(out)
+        writer = MatrixStoreWriter.resume(out, allow_empty=True)
         stored = writer.metadata.get("config", {})
         if stored != cfg.to_dict():
             diff = sorted(
@@ -132,7 +132,7 @@ def simulate(
                 f"same options."
             )
         was, now = writer.metadata.get("conditions"), solver.conditions()
-        if was is not None and was != now:
+        if was is not None and was != now and writer.frames_written > 0:
             err_console.print(
                 f"warning: the run started with {was} and resumes with {now}; the frames from "
                 f"here on may differ at round-off from an uninterrupted run (resume under the "
@@ -142,13 +142,17 @@ def simulate(
                 highlight=False,
                 soft_wrap=True,
             )
-        start = SolverState(
-            writer.step,
-            writer.last_frame().to(dev, solver.dtype),
-            tuple(h.to(dev, solver.dtype) for h in writer.last_history()),
-        )
-        frames = solver.run(state=start)
-        done = writer.step
+        if writer.frames_written == 0:  # stopped before its first flush: start over
+            frames = solver.run()
+            done = 0
+        else:
+            start = SolverState(
+                writer.step,
+                writer.last_frame().to(dev, solver.dtype),
+                tuple(h.to(dev, solver.dtype) for h in writer.last_history()),
+            )
+            frames = solver.run(state=start)
+            done = writer.step
     else:
         writer = MatrixStoreWriter.create(
             out,

@@ -299,7 +299,8 @@ class SimulationConfig:
 @dataclass(frozen=True)
 class SolverState:
     """Where a run stands after ``step`` steps: ``f`` (B, m, n) and, for fd5, the multistep
-    history ``(u^{n-1}, u^{n-2})`` (empty for spectral). Enough to resume bit-identically."""
+    history ``(u^{n-1}, u^{n-2})`` (empty for spectral). Enough to resume bit-identically on
+    the same device with the same number of torch threads (:meth:`VlasovSolver.conditions`)."""
 
     step: int
     f: Tensor
@@ -541,9 +542,9 @@ class VlasovSolver:
 
     def conditions(self) -> dict[str, Any]:
         """What besides the config decides the rounding of a run: the device and the number
-        of torch threads (threaded FFTs split, and so round, differently: 1.5e-15 in f after
-        50 steps on 64x128, one thread against two). A run resumed under other conditions
-        is not bit-identical to an uninterrupted one."""
+        of torch threads (one-threaded and multithreaded FFTs split the work, and so round,
+        differently). A run resumed under other conditions is not bit-identical to an
+        uninterrupted one; under the same conditions it is."""
         return {"device": str(self.device), "torch_threads": torch.get_num_threads()}
 
     def _canonical(self, f: Tensor) -> Tensor:
