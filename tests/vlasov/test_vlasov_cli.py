@@ -300,6 +300,9 @@ def test_sigint_prints_how_far_it_got_and_resume_continues(tmp_path, capsys):
     p = subprocess.Popen(
         [sys.executable, "-c", entry, "--quiet", "simulate", *args, "--out", str(out)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as from a terminal: a test run in the background (nohup, "&") inherits an ignored
+        # SIGINT, and Python keeps it ignored, so the signal would never arrive
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     marker = partial_path(out) / "neuralfactor-partial.json"
     deadline = time.monotonic() + 120
