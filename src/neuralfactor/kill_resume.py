@@ -224,17 +224,25 @@ def _started(case: KillResumeCase, out: Path) -> bool:
     return _partial(out).exists() or out.exists()
 
 
+def _finished(case: KillResumeCase, out: Path) -> bool:
+    """Whether the command's final output is in place (its work is over)."""
+    return (out / "model").exists() if case.kind == "train" else out.exists()
+
+
 def _run_timed(case: KillResumeCase, out: Path, timeout: float = 1800) -> tuple[float, float]:
-    """Run to completion; (seconds until the output appeared, total seconds)."""
+    """Run to completion; seconds until the output began to appear and until the final output
+    was in place (the working window; what follows is printing and interpreter exit)."""
     with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: nothing can block on it
         t0 = time.perf_counter()
         p = subprocess.Popen(
             _argv(case, out), env=_env(case.threads), stdout=subprocess.DEVNULL, stderr=log
         )
-        started = None
+        started = finished = None
         while p.poll() is None:
             if started is None and _started(case, out):
                 started = time.perf_counter() - t0
+            if finished is None and _finished(case, out):
+                finished = time.perf_counter() - t0
             if time.perf_counter() - t0 > timeout:
                 p.kill()
                 p.wait()
@@ -245,7 +253,8 @@ def _run_timed(case: KillResumeCase, out: Path, timeout: float = 1800) -> tuple[
         err = log.read()
     if p.returncode != 0:
         raise RuntimeError(f"{case.kind} ({case.case}) exited {p.returncode}: {err[-2000:]}")
-    return (total if started is None else started), total
+    started = total if started is None else started
+    return started, max(started, total if finished is None else finished)
 
 
 def _kill_after(case: KillResumeCase, out: Path, delay: float) -> bool:
@@ -325,11 +334,11 @@ def run_case(
     """Reference run, then one kill + resume per fraction of the reference's working time.
 
     The reference run is timed from its start to the moment its output appears (start-up:
-    imports, validation) and to its end; a kill fraction ``q`` kills at ``start-up + q x
-    (end - start-up)`` seconds after the process starts, so kills spread over the work, not
-    the imports. A kill that lands after the command finished is retried with the working
-    part of the delay halved (up to ``max_tries`` times) and, if it never interrupts the run,
-    gives no row. ``kill_at`` is that delay in seconds; ``seconds`` the wall time of the
+    imports, validation) and to the moment its final output is in place (end); a kill
+    fraction ``q`` kills at ``start-up + q x (end - start-up)`` seconds after the process
+    starts, so kills spread over the work, not the imports or the exit. A kill that lands
+    after the final output is in place is retried with the working part of the delay halved
+    (up to ``max_tries`` times) and, if it never interrupts the run, gives no row. ``kill_at`` is that delay in seconds; ``seconds`` the wall time of the
     killed and the resumed processes together.
     """
     work = Path(workdir)
@@ -347,7 +356,8 @@ def run_case(
                 shutil.rmtree(p, ignore_errors=True)
             delay = startup + working
             t0 = time.perf_counter()
-            killed = _kill_after(case, out, delay)
+            # a kill after the final output is in place interrupts nothing: not a case
+            killed = _kill_after(case, out, delay) and not _finished(case, out)
             if killed:
                 break
             working /= 2
