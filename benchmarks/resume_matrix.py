@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         got = run_case(case, work / f"case-{i:03d}", kill_fractions=fracs)
         rows += got
         same = sum(r["identical"] for r in got)
+        if not got:
+            print(f"  {case.case}: never interrupted (its run is too short); no row", flush=True)
         print(f"[{time.perf_counter() - t0:7.1f} s] {case.kind:9s} {case.case}: "
               f"{same}/{len(got)} identical", flush=True)  # fmt: skip
         # records so far, atomically: an interrupted matrix keeps its finished cases

@@ -103,15 +103,16 @@ def simulate_cases(
 ) -> list[KillResumeCase]:
     """The simulate matrix: every grid x scheme x save_every x chunk_frames.
 
-    ``steps`` per run defaults to ``max(100, 400000 // (nx * nv))`` (a few seconds of stepping
-    on one core at every grid, so kills land mid-run); ``dt`` is 0.01 for ``spectral`` and the
+    ``steps`` per run defaults to ``max(400, 1000000 // (nx * nv))`` (seconds of stepping at
+    every grid, so that kills land mid-run; a run of 100 steps on 64x128 was too short to be
+    interrupted reliably); ``dt`` is 0.01 for ``spectral`` and the
     default ``min(hx, hv) / 20`` for fd5, ``t_end = steps * dt``.
     """
     from neuralfactor.vlasov import SimulationConfig
 
     out = []
     for nx, nv in grids:
-        n_steps = steps if steps is not None else max(100, 400_000 // (nx * nv))
+        n_steps = steps if steps is not None else max(400, 1_000_000 // (nx * nv))
         for label in schemes:
             if label not in SIMULATE_SCHEMES:
                 raise ValueError(
@@ -120,14 +121,18 @@ def simulate_cases(
             fd5 = label != "spectral"
             dt = SimulationConfig(ic=ic, nx=nx, nv=nv, scheme="fd5").dt if fd5 else 0.01
             for k in save_every:
-                t_end = (n_steps // k) * k * dt
+                made = (n_steps // k) * k  # whole saved blocks
+                t_end = made * dt
                 for cf in chunk_frames:
                     args = (
                         "simulate", "--ic", ic, "--nx", str(nx), "--nv", str(nv),
                         "--t-end", repr(t_end), "--dt", repr(dt), "--save-every", str(k),
                         "--chunk-frames", str(cf), *SIMULATE_SCHEMES[label],
                     )  # fmt: skip
-                    name = f"{nx}x{nv} {label} save_every={k} chunk={cf} threads={threads}"
+                    name = (
+                        f"{nx}x{nv} {label} save_every={k} chunk={cf} steps={made} "
+                        f"threads={threads}"
+                    )
                     out.append(KillResumeCase("simulate", name, args, threads))
     return out
 

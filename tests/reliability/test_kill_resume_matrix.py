@@ -44,7 +44,8 @@ def test_the_simulate_matrix_covers_every_combination():
     for c in cases:
         a = dict(zip(c.args[1::2], c.args[2::2], strict=False))
         steps = float(a["--t-end"]) / float(a["--dt"])
-        assert round(steps) % int(a["--save-every"]) == 0 and round(steps) >= 100
+        assert round(steps) % int(a["--save-every"]) == 0 and round(steps) >= 400
+        assert f"steps={round(steps)} " in c.case
 
 
 def test_train_and_factorize_cases_and_bad_input():
