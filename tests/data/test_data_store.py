@@ -167,6 +167,8 @@ def test_resume_errors(tmp_path, gen):
     write(p3, frames(gen), finalize=False, upto=2)  # nothing flushed yet
     with pytest.raises(StoreError, match="no frame on disk"):
         MatrixStoreWriter.resume(p3)
+    empty = MatrixStoreWriter.resume(p3, allow_empty=True)  # the producer starts over
+    assert empty.frames_written == 0 and empty.step == 0 and empty.last_history() == ()
     marker = partial_path(p3) / "neuralfactor-partial.json"
     marker.unlink()
     with pytest.raises(StoreError, match="no neuralfactor-partial.json marker"):

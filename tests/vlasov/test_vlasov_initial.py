@@ -107,3 +107,55 @@ def test_required_vmax_is_inside_the_default_box(name):
     ic = get_initial_condition(name)
     need = ic.required_vmax(ic.resolve_params())
     assert 0 < need <= ic.vmax
+
+
+# every parameter of every condition: a value it refuses and the message naming the rule
+BAD_VALUES = {
+    "alpha": (1.5, r"must be in \[-1, 1\] \(a larger \|alpha\| makes f0 negative\). Got 1.5"),
+    "k": (0.0, r"must be > 0. Got 0"),
+    "np": (-0.1, r"must be >= 0. Got -0.1"),
+    "nb": (-1.0, r"must be >= 0. Got -1"),
+    "vt": (0.0, r"must be > 0. Got 0"),
+    "modes": (2.5, r"must be an integer >= 1. Got 2.5"),
+    "hermite": (65, r"must be an integer in \[1, 64\]. Got 65"),
+}
+
+
+@pytest.mark.parametrize(
+    "name,key",
+    [(n, k) for n in ALL for k in get_initial_condition(n).defaults if k in BAD_VALUES],
+)
+def test_each_parameter_out_of_range_is_refused_by_name(name, key):
+    value, match = BAD_VALUES[key]
+    with pytest.raises(ValueError, match=rf"The '{key}' parameter of initial condition '{name}' "):
+        get_initial_condition(name).resolve_params({key: value})
+    with pytest.raises(ValueError, match=match):
+        SimulationConfig(ic=name, nx=8, nv=16, t_end=1.0, ic_params={key: value})
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_parameter_is_finite_checked(name):
+    for key in get_initial_condition(name).defaults:
+        with pytest.raises(ValueError, match=rf"'{key}' of initial condition '{name}' must be fin"):
+            get_initial_condition(name).resolve_params({key: math.inf})
+
+
+def test_bump_on_tail_needs_some_electrons_and_edge_values_are_accepted():
+    ic = get_initial_condition("bump-on-tail")
+    with pytest.raises(ValueError, match=r"'np' and 'nb' .* are both 0 \(no electrons\)"):
+        ic.resolve_params({"np": 0.0, "nb": 0.0})
+    # the edges of each range are valid input
+    assert ic.resolve_params({"np": 0.0, "alpha": -1.0})["np"] == 0.0
+    rs = get_initial_condition("random-smooth")
+    assert rs.resolve_params({"modes": 1, "hermite": 64}) == {
+        "alpha": 0.3, "k": 0.5, "modes": 1.0, "hermite": 64.0
+    }  # fmt: skip
+    cfg = SimulationConfig(ic="random-smooth", nx=16, nv=64, t_end=1.0, ic_params={"hermite": 64})
+    f0 = VlasovSolver(cfg).initial_condition()
+    assert bool(torch.isfinite(f0).all()) and bool((f0 >= 0).all())
+
+
+def test_alpha_at_one_keeps_f0_non_negative():
+    for name in ALL:
+        cfg = SimulationConfig(ic=name, nx=16, nv=64, t_end=1.0, ic_params={"alpha": 1.0})
+        assert float(VlasovSolver(cfg).initial_condition().min()) >= 0.0, name

@@ -40,8 +40,21 @@ def simulate(
         "directory, optionally +refine). Default: the exact SVD.",
     ),
     dtype: str = typer.Option("float64", "--dtype", help="float64 or float32."),
-    k: float = typer.Option(None, "--k", help="Wavenumber of the perturbation."),
-    alpha: float = typer.Option(None, "--alpha", help="Amplitude of the perturbation."),
+    k: float = typer.Option(None, "--k", help="Wavenumber of the perturbation (all ICs)."),
+    alpha: float = typer.Option(
+        None, "--alpha", help="Amplitude of the perturbation, |alpha| <= 1 (all ICs)."
+    ),
+    v0: float = typer.Option(None, "--v0", help="two-stream: beam velocities +-v0."),
+    np_: float = typer.Option(None, "--np", help="bump-on-tail: density of the bulk, >= 0."),
+    nb: float = typer.Option(None, "--nb", help="bump-on-tail: height of the bump, >= 0."),
+    vb: float = typer.Option(None, "--vb", help="bump-on-tail: drift velocity of the bump."),
+    vt: float = typer.Option(None, "--vt", help="bump-on-tail: thermal speed of the bump, > 0."),
+    modes: float = typer.Option(
+        None, "--modes", help="random-smooth: Fourier modes in x (an integer >= 1)."
+    ),
+    hermite: float = typer.Option(
+        None, "--hermite", help="random-smooth: Hermite functions in v (an integer in [1, 64])."
+    ),
     vmax: float = typer.Option(None, "--vmax", help="Velocity box [-vmax, vmax]."),
     length: float = typer.Option(None, "--length", help="Period in x (default 2 pi / k)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -85,7 +98,10 @@ def simulate(
         "truncate_with": truncate_with,
     }
     fields = {key: val for key, val in fields.items() if val is not None}
-    params = {key: val for key, val in (("k", k), ("alpha", alpha)) if val is not None}
+    # validated (and refused when --ic has no such parameter) by the initial condition itself
+    given = {"k": k, "alpha": alpha, "v0": v0, "np": np_, "nb": nb, "vb": vb, "vt": vt,
+             "modes": modes, "hermite": hermite}  # fmt: skip
+    params = {key: val for key, val in given.items() if val is not None}
     if params:
         fields["ic_params"] = params
     if preset is not None:
@@ -123,9 +139,10 @@ def simulate(
         "scheme": cfg.scheme,
         "save_every": cfg.save_every,
         "dt": cfg.dt,
+        "conditions": solver.conditions(),
     }
     if resume:
-        writer = MatrixStoreWriter.resume(out)
+        writer = MatrixStoreWriter.resume(out, allow_empty=True)
         stored = writer.metadata.get("config", {})
         if stored != cfg.to_dict():
             diff = sorted(
@@ -138,13 +155,28 @@ def simulate(
                 f"{diff} (stored: {[stored.get(key) for key in diff]}); pass the "
                 f"same options."
             )
-        start = SolverState(
-            writer.step,
-            writer.last_frame().to(dev, solver.dtype),
-            tuple(h.to(dev, solver.dtype) for h in writer.last_history()),
-        )
-        frames = solver.run(state=start)
-        done = writer.step
+        was, now = writer.metadata.get("conditions"), solver.conditions()
+        if was is not None and was != now and writer.frames_written > 0:
+            err_console.print(
+                f"warning: the run started with {was} and resumes with {now}; the frames from "
+                f"here on may differ at round-off from an uninterrupted run (resume under the "
+                f"same conditions, e.g. OMP_NUM_THREADS={was.get('torch_threads')}, for "
+                f"bit-identical frames).",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        if writer.frames_written == 0:  # stopped before its first flush: start over
+            frames = solver.run()
+            done = 0
+        else:
+            start = SolverState(
+                writer.step,
+                writer.last_frame().to(dev, solver.dtype),
+                tuple(h.to(dev, solver.dtype) for h in writer.last_history()),
+            )
+            frames = solver.run(state=start)
+            done = writer.step
     else:
         writer = MatrixStoreWriter.create(
             out,
@@ -179,6 +211,7 @@ def simulate(
         disable=state["quiet"],
         transient=True,
     )
+    interrupted = False
     with progress:
         task = progress.add_task("steps", total=cfg.n_steps, completed=done)
         try:
@@ -192,9 +225,22 @@ def simulate(
                 f"in {kept} (open with MatrixStore.open(..., "
                 f"allow_partial=True))."
             ) from None
+        except KeyboardInterrupt:
+            writer.flush()  # Ctrl-C: keep every finished frame, resumable
+            interrupted = True
         except BaseException:
             writer.flush()  # interrupted: keep what was computed, resumable
             raise
+    if interrupted:
+        err_console.print(
+            f"Interrupted at step {writer.step} of {cfg.n_steps} (t = {writer.step * cfg.dt:.6g}); "
+            f"{writer.frames_written} of {cfg.n_frames} frames are saved in {writer.partial}. "
+            f"Run the same command with --resume to continue.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130)
     store = writer.finalize()
 
     import numpy as np

@@ -636,8 +636,15 @@ class MatrixStoreWriter:
         return cls(path, root, marker, flush_seconds)
 
     @classmethod
-    def resume(cls, path: str | os.PathLike, *, flush_seconds: float = 30.0) -> MatrixStoreWriter:
-        """Reopen the partial store of ``path`` to continue after its last flushed frame."""
+    def resume(
+        cls, path: str | os.PathLike, *, flush_seconds: float = 30.0, allow_empty: bool = False
+    ) -> MatrixStoreWriter:
+        """Reopen the partial store of ``path`` to continue after its last flushed frame.
+
+        A store interrupted before its first flush holds no frame to continue from: refused,
+        unless ``allow_empty``, which returns a writer at frame 0 (the producer starts over,
+        in the store whose metadata it has checked).
+        """
         path = Path(path)
         part = partial_path(path)
         if not part.exists():
@@ -660,7 +667,7 @@ class MatrixStoreWriter:
                 f"({marker.get('message', '')}); it cannot be resumed. Pass "
                 f"--overwrite to start over."
             )
-        if marker["frames_written"] < 1:
+        if marker["frames_written"] < 1 and not allow_empty:
             raise StoreError(
                 f"The run at {part} has no frame on disk to resume from; pass "
                 f"--overwrite to start over."

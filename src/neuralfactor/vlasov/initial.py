@@ -19,6 +19,10 @@ name               f0(x, v)
                    functions in v), amplitude ``a`` in max-norm, drawn per member from a seed
 =================  =====================================================================
 
+Parameters admit (:data:`PARAMETER_RULES`): ``|alpha| <= 1`` (f0 >= 0), ``k > 0``,
+``np, nb >= 0`` (not both 0), ``vt > 0``, ``v0`` and ``vb`` any finite number, ``modes`` an
+integer >= 1, ``hermite`` an integer in [1, 64].
+
 ``M(v) = exp(-v^2/2) / sqrt(2 pi)``. References: Cheng & Knorr, J. Comput. Phys. 22 (1976);
 Filbet & Sonnendruecker, Comput. Phys. Commun. 150 (2003) (bump-on-tail parameters).
 """
@@ -35,6 +39,8 @@ from torch import Tensor
 
 __all__ = [
     "BOUNDARY_TOL",
+    "MAX_HERMITE",
+    "PARAMETER_RULES",
     "InitialCondition",
     "available_initial_conditions",
     "get_initial_condition",
@@ -45,6 +51,29 @@ __all__ = [
 BOUNDARY_TOL = 1e-6
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+#: Highest Hermite function of ``random-smooth``: He_l(v) / sqrt(l!) overflows float64 at
+#: |v| ~ 60 from l ~ 200 on.
+MAX_HERMITE = 64
+
+
+def _is_count(value: float, hi: float = math.inf) -> bool:
+    return float(value).is_integer() and 1 <= value <= hi
+
+
+#: What every parameter name admits (the same meaning in every initial condition that has
+#: it): a predicate and the phrase completing "must be ...". Values are also finite numbers.
+PARAMETER_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "alpha": (lambda a: abs(a) <= 1.0, "in [-1, 1] (a larger |alpha| makes f0 negative)"),
+    "k": (lambda k: k > 0, "> 0"),
+    "v0": (lambda v: True, "a finite number"),
+    "np": (lambda n: n >= 0, ">= 0"),
+    "nb": (lambda n: n >= 0, ">= 0"),
+    "vb": (lambda v: True, "a finite number"),
+    "vt": (lambda v: v > 0, "> 0"),
+    "modes": (_is_count, "an integer >= 1"),
+    "hermite": (lambda h: _is_count(h, MAX_HERMITE), f"an integer in [1, {MAX_HERMITE}]"),
+}
 
 
 def maxwellian(v: Tensor, *, drift: float = 0.0, vt: float = 1.0) -> Tensor:
@@ -126,7 +155,11 @@ class InitialCondition:
     random: bool = False
 
     def resolve_params(self, overrides: Mapping[str, Any] | None = None) -> dict[str, float]:
-        """Defaults updated by ``overrides``; unknown names raise ``ValueError``."""
+        """Defaults updated by ``overrides``, each checked against :data:`PARAMETER_RULES`.
+
+        Unknown names and values out of range raise ``ValueError`` (non-numbers ``TypeError``)
+        naming the parameter, the initial condition, the admitted range and the value given.
+        """
         params = dict(self.defaults)
         for key, value in (overrides or {}).items():
             if key not in params:
@@ -145,10 +178,17 @@ class InitialCondition:
                     f"Got {value!r}."
                 )
             params[key] = float(value)
-        if params["k"] <= 0:
+        for key, value in params.items():
+            ok, phrase = PARAMETER_RULES[key]
+            if not ok(value):
+                raise ValueError(
+                    f"The {key!r} parameter of initial condition {self.name!r} must be "
+                    f"{phrase}. Got {value:g}."
+                )
+        if "np" in params and params["np"] + params["nb"] == 0:
             raise ValueError(
-                f"The 'k' parameter of initial condition {self.name!r} must be > 0. "
-                f"Got {params['k']}."
+                f"The 'np' and 'nb' parameters of initial condition {self.name!r} are both 0 "
+                f"(no electrons); give at least one a positive density."
             )
         return params
 
@@ -187,6 +227,9 @@ _REGISTRY: dict[str, InitialCondition] = {}
 
 
 def _register(ic: InitialCondition) -> None:
+    unruled = sorted(set(ic.defaults) - set(PARAMETER_RULES))
+    if unruled:
+        raise ValueError(f"Initial condition {ic.name!r}: no PARAMETER_RULES entry for {unruled}.")
     _REGISTRY[ic.name] = ic
 
 

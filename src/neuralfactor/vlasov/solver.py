@@ -398,7 +398,8 @@ class SimulationConfig:
 @dataclass(frozen=True)
 class SolverState:
     """Where a run stands after ``step`` steps: ``f`` (B, m, n) and, for fd5, the multistep
-    history ``(u^{n-1}, u^{n-2})`` (empty for spectral). Enough to resume bit-identically."""
+    history ``(u^{n-1}, u^{n-2})`` (empty for spectral). Enough to resume bit-identically on
+    the same device with the same number of torch threads (:meth:`VlasovSolver.conditions`)."""
 
     step: int
     f: Tensor
@@ -612,7 +613,9 @@ class VlasovSolver:
             self._check(E, step + s + 1)
             f = self._v_shift(f, E)
             f = self._x_shift(f, self._shift_full if s < k - 1 else self._shift_half)
-        return f
+        # irfft along rows leaves f column-major; a resumed run starts from a row-major copy,
+        # and multithreaded FFTs round differently on the two layouts: keep states canonical.
+        return f.contiguous()
 
     def _fd5_step(self, st: SolverState) -> tuple[SolverState, Tensor | None]:
         dt, n = self.dt, st.step
@@ -662,7 +665,7 @@ class VlasovSolver:
                     f"The 'f0' parameter of VlasovSolver.run must have shape "
                     f"(B, {cfg.nx}, {cfg.nv}). Got {tuple(f.shape)}."
                 )
-            f = f.to(device=self.device, dtype=self.dtype)
+            f = self._canonical(f)
             if self.truncation is not None:
                 self.truncation.reset()
             state = self._initial_state(f)
@@ -671,6 +674,12 @@ class VlasovSolver:
             raise ValueError(
                 f"Can resume only from a saved step (a multiple of save_every={K}). "
                 f"Got step {state.step}."
+            )
+        else:
+            state = replace(
+                state,
+                f=None if state.f is None else self._canonical(state.f),
+                history=tuple(self._canonical(h) for h in state.history),
             )
         while state.step < cfg.n_steps:
             if cfg.scheme == "spectral":
@@ -691,6 +700,24 @@ class VlasovSolver:
 
     def _step(self, st: SolverState) -> tuple[SolverState, Tensor | None]:
         return self._fd5_step(st)
+
+    def conditions(self) -> dict[str, Any]:
+        """What besides the config decides the rounding of a run: the device and the number
+        of torch threads (one-threaded and multithreaded FFTs split the work, and so round,
+        differently). A run resumed under other conditions is not bit-identical to an
+        uninterrupted one; under the same conditions it is."""
+        return {"device": str(self.device), "torch_threads": torch.get_num_threads()}
+
+    def _canonical(self, f: Tensor) -> Tensor:
+        """A private row-major copy of ``f`` on the run's device and dtype.
+
+        Multithreaded FFTs (MKL, cuFFT) may round differently for different memory layouts
+        and alignments of the same values; a state read back from a store (NumPy memory,
+        row-major) must enter the stepping exactly as the uninterrupted run's own state does
+        (allocated by torch, row-major), or a resumed run drifts at round-off level.
+        """
+        f = f.to(device=self.device, dtype=self.dtype)
+        return f.clone(memory_format=torch.contiguous_format)
 
     def _frame(self, state: SolverState, ranks: Tensor | None = None) -> Frame:
         E = self.electric_field(state.f)
