@@ -41,7 +41,9 @@ class PeerSetting:
 PEER_SETTINGS: dict[str, PeerSetting] = {
     "sklearn-rsvd": PeerSetting(
         defaults=lambda rank: {"oversample": 10, "n_iter": "auto"},
-        budget=dict(OUR_BUDGET),
+        # our budget and our normalization (QR after every product, as rsvd does): with
+        # n_iter=2 scikit-learn's 'auto' normalizer is 'none', which is a weaker algorithm
+        budget={**OUR_BUDGET, "power_iteration_normalizer": "QR"},
         source=(
             "sklearn.utils.extmath.randomized_svd: n_oversamples=10, n_iter='auto' (7 when "
             "rank < 0.1 min(m, n), else 4), power_iteration_normalizer='auto' (LU when "
