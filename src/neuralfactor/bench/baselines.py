@@ -259,7 +259,8 @@ def baselines_page(records: Sequence[dict[str, Any]]) -> str:
         "included in us/matrix.",
         "- Peers run twice where they have accuracy settings: `[defaults]` at the library's "
         "documented defaults, `[budget]` at neuralfactor's rsvd budget (sketch rank + 10, 2 "
-        "power iterations). "
+        "power iterations, orthonormalized after every product: sklearn-rsvd's "
+        "power_iteration_normalizer='QR', since its 'auto' normalizes nothing at n_iter=2). "
         + "; ".join(f"{name}: {p.source}" for name, p in PEER_SETTINGS.items())
         + ".",
         "- `warm-subspace` treats a batch as a time series (each frame warm-started from the "

@@ -8,7 +8,8 @@ runs each peer of :data:`PEER_SETTINGS` twice, as two labelled rows:
 - ``<name> [defaults]``: the library's documented defaults (the registered factorizer's
   parameters mapped to them);
 - ``<name> [budget]``: the budget of neuralfactor's own randomized SVD (``rsvd``: sketch width
-  rank + 10, 2 power iterations), the same work for the same accuracy class.
+  rank + 10, 2 power iterations, orthonormalized after every product), the same work for the
+  same accuracy class.
 
 Peers without tunable accuracy parameters (the dense SVDs) run once.
 """
