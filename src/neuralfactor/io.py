@@ -126,8 +126,11 @@ def append_jsonl(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
     return atomic_write_text(path, old + new)
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read JSON lines; a malformed line is reported with its file and line number."""
+def read_jsonl(path: str | os.PathLike, *, hint: str = "") -> list[dict[str, Any]]:
+    """Read JSON lines; a malformed line is reported with its file and line number.
+
+    ``hint`` ends the message (e.g. "regenerate it with benchmarks/x.py").
+    """
     path = Path(path)
     rows = []
     with open(path, encoding="utf-8") as fh:
@@ -136,7 +139,10 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}, line {i}: not valid JSON ({exc}).") from None
+                    end = f"; {hint}" if hint else ""
+                    raise ValueError(
+                        f"{path}, line {i}: expected one JSON object per line ({exc.msg}){end}."
+                    ) from None
     return rows
 
 

@@ -10,13 +10,12 @@ from them; it measures and trains nothing.
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from neuralfactor.io import atomic_write_text
+from neuralfactor.io import atomic_write_text, read_jsonl
 
 __all__ = [
     "LEARNED",
@@ -35,19 +34,8 @@ NOT_RECORDED = "not recorded"
 
 
 def load_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Read a JSON-lines file; a bad line raises ``ValueError`` naming file and line."""
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(
-                        f"{path}, line {i}: expected one JSON object per line ({exc.msg}); "
-                        "regenerate it with benchmarks/convmf_recipe.py."
-                    ) from exc
-    return rows
+    """Read a JSON-lines records file (:func:`neuralfactor.io.read_jsonl`)."""
+    return read_jsonl(path, hint="regenerate it with benchmarks/convmf_recipe.py")
 
 
 def _command(run: dict) -> str:

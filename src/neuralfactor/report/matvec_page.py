@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from neuralfactor.io import atomic_write_text
+from neuralfactor.io import atomic_write_text, read_jsonl
 
 __all__ = [
     "PAGE_COMMAND",
@@ -35,19 +35,9 @@ STUDY, ABLATION, TOOLKIT = "matvec-study.jsonl", "matvec-ablation.jsonl", "matve
 META = "matvec-study.meta.json"
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(
-                        f"{path}, line {i}: expected one JSON object per line ({exc.msg}); "
-                        "regenerate it with benchmarks/matvec_study.py."
-                    ) from exc
-    return rows
+def _read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Read a JSON-lines records file (:func:`neuralfactor.io.read_jsonl`)."""
+    return read_jsonl(path, hint="regenerate it with benchmarks/matvec_study.py")
 
 
 def load_matvec_records(folder: str | Path) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from neuralfactor.io import atomic_write_text
+from neuralfactor.io import atomic_write_text, read_jsonl
 
 __all__ = [
     "COUNT_FILES",
@@ -45,16 +45,12 @@ _RESUME_KEYS = (
 )
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}, line {i}: not a JSON object ({exc.msg}).") from exc
-    return rows
+def _read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Read a JSON-lines records file (:func:`neuralfactor.io.read_jsonl`)."""
+    return read_jsonl(
+        path,
+        hint="regenerate it with benchmarks/reliability_page.py or benchmarks/resume_matrix.py",
+    )
 
 
 def load_reliability_records(records_dir: str | Path) -> dict[str, Any]:

@@ -10,13 +10,12 @@ and frequency, strong Landau rates) are literature constants of this module.
 from __future__ import annotations
 
 import ast
-import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from neuralfactor.io import atomic_write_text
+from neuralfactor.io import atomic_write_text, read_jsonl
 
 __all__ = [
     "COLUMNS",
@@ -195,19 +194,8 @@ def _table(section: str, rows: Iterable[dict], **fields: Any) -> str:
 
 
 def load_records(path: str | Path) -> list[dict[str, Any]]:
-    """Read a JSON-lines records file; a bad line raises ``ValueError`` naming it."""
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(
-                        f"{path}, line {i}: expected one JSON object per line ({exc.msg}); "
-                        "regenerate the records with benchmarks/vlasov_validation.py."
-                    ) from exc
-    return rows
+    """Read a JSON-lines records file (:func:`neuralfactor.io.read_jsonl`)."""
+    return read_jsonl(path, hint="regenerate the records with benchmarks/vlasov_validation.py")
 
 
 def _by_section(records: Iterable[dict]) -> dict[str, list[dict]]:
