@@ -7,7 +7,7 @@ never checked with ``assert`` (it vanishes under ``python -O``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,8 @@ __all__ = [
     "check_same_device",
     "did_you_mean",
     "parse_ints",
+    "parse_list",
+    "parse_shape",
     "resolve_device",
 ]
 
@@ -261,12 +263,45 @@ def check_positive_float(
     return value
 
 
+def parse_list(text: str, name: str, item: Callable[[str], Any] = str) -> tuple[Any, ...]:
+    """``'a, b,,c'`` -> ``(item('a'), item('b'), item('c'))``: the one parser of the command line's
+    comma-separated lists (items stripped, empty items skipped).
+
+    ``item`` converts one item (``int``, ``float``, ``str``, :func:`parse_shape`, ...); a
+    ``ValueError`` or ``TypeError`` from it becomes one ``ValueError`` naming the option ``name``
+    and the bad item.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"The '{name}' option takes a comma-separated list. Got {text!r}.")
+    out = []
+    for raw in text.split(","):
+        v = raw.strip()
+        if not v:
+            continue
+        try:
+            out.append(item(v))
+        except (TypeError, ValueError):
+            what = getattr(item, "__name__", "item")
+            kind = {"int": "integers", "float": "numbers", "parse_shape": "MxN shapes"}.get(
+                what, f"{what} items"
+            )
+            raise ValueError(
+                f"The '{name}' option takes comma-separated {kind}. Got {v!r} in {text!r}."
+            ) from None
+    return tuple(out)
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    """``'128x256'`` -> ``(128, 256)`` (positive ints); ``ValueError`` otherwise."""
+    parts = text.lower().split("x")
+    if len(parts) != 2:
+        raise ValueError(f"expected MxN, e.g. 128x256. Got {text!r}.")
+    m, n = (int(p) for p in parts)
+    if m < 1 or n < 1:
+        raise ValueError(f"expected positive MxN, e.g. 128x256. Got {text!r}.")
+    return m, n
+
+
 def parse_ints(text: str, name: str) -> tuple[int, ...]:
-    """``'4,8'`` -> ``(4, 8)``: a comma-separated list of integers from the command line (empty
-    items skipped); ``ValueError`` naming the option ``name`` otherwise."""
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ValueError(
-            f"The '{name}' option takes comma-separated integers. Got {text!r}."
-        ) from None
+    """``'4,8'`` -> ``(4, 8)``: :func:`parse_list` with integer items."""
+    return parse_list(text, name, int)

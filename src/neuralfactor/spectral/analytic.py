@@ -45,13 +45,8 @@ def _genlaguerre(k: int, alpha: float, x: Tensor) -> Tensor:
 
 
 def _hermite(k: int, t: Tensor) -> Tensor:
-    """Physicists' Hermite polynomial ``H_k(t)``."""
-    prev, cur = torch.ones_like(t), 2 * t
-    if k == 0:
-        return prev
-    for j in range(1, k):
-        prev, cur = cur, 2 * t * cur - 2 * j * prev
-    return cur
+    """Physicists' Hermite polynomial ``H_k(t)`` (:func:`torch.special.hermite_polynomial_h`)."""
+    return torch.special.hermite_polynomial_h(t, k)
 
 
 def hydrogen_2d_levels(groups: int, shift: float = 0.0) -> list[tuple[float, int]]:
