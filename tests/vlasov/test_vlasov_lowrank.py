@@ -60,10 +60,12 @@ def test_full_rank_lowrank_equals_full_grid_fd5():
     torch.testing.assert_close(low.frames, full.frames, rtol=0, atol=1e-12)
 
 
-def test_lowrank_equals_fd5_with_svd_truncation_at_the_same_tol():
-    ref = simulate(cfg("fd5", truncate_tol=1e-5))
-    low = simulate(cfg(truncate_tol=1e-5, mass_correction=False))
-    # both truncate the same stages with the same rule: same ranks, f to round-off
+@pytest.mark.parametrize("mass_correction", [False, True])
+def test_lowrank_equals_fd5_with_svd_truncation_at_the_same_tol(mass_correction):
+    ref = simulate(cfg("fd5", truncate_tol=1e-5, mass_correction=mass_correction))
+    low = simulate(cfg(truncate_tol=1e-5, mass_correction=mass_correction))
+    # both truncate the same stages with the same rule (and the same mass correction): same
+    # ranks, f to round-off
     assert torch.equal(ref.diagnostics["truncation_rank"], low.diagnostics["truncation_rank"])
     assert rel(low.frames, ref.frames) < 1e-11
 
@@ -85,6 +87,24 @@ def test_mass_correction_conserves_mass_to_round_off():
     assert 1e-9 < drift_off < 1e-4
     # the correction is one rank-one term: f stays within the tolerance of the uncorrected run
     assert rel(on.frames, off.frames) < 1e-3
+
+
+@pytest.mark.parametrize("truncate", [{"truncate_tol": 1e-4}, {"truncate_rank": 3}])
+def test_fd5_truncation_mass_correction_by_default(truncate):
+    on = simulate(cfg("fd5", **truncate))
+    off = simulate(cfg("fd5", **truncate, mass_correction=False))
+    assert on.config.mass_correction is True and off.config.mass_correction is False
+    m_on, m_off = on.diagnostics["mass"][0], off.diagnostics["mass"][0]
+    drift_on = float((m_on - m_on[0]).abs().max() / m_on[0])
+    drift_off = float((m_off - m_off[0]).abs().max() / m_off[0])
+    assert drift_on < 1e-13
+    assert drift_off > 1e-9  # the plain truncation moves mass
+    # the correction is a rank-one term of the size of the truncation error
+    assert rel(on.frames, off.frames) < (1e-3 if "truncate_tol" in truncate else 0.1)
+    # the ranks reported are the truncation's, without the correction term
+    torch.testing.assert_close(
+        on.diagnostics["truncation_rank"][:, 1:], off.diagnostics["truncation_rank"][:, 1:]
+    )
 
 
 def test_ensemble_members_truncated_independently(seed):

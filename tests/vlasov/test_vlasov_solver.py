@@ -242,12 +242,17 @@ def test_float32_runs_and_conserves_mass_to_its_round_off():
 
 def test_fd5_truncation_bounds_the_rank():
     cfg = small("fd5", nx=32, nv=64, t_end=2.0, truncate_tol=1e-3, save_every=10)
-    res = simulate(cfg)
+    res = simulate(cfg.replace(mass_correction=False))
     ranks = res.diagnostics["truncation_rank"][0]
     stored = numerical_rank(res.frames[0], rtol=1e-12)
     # the truncated frames have exactly the rank the truncation kept (frame 0 is untruncated)
     assert torch.equal(stored[1:], ranks[1:].long())
     assert int(ranks[1:].max()) < 32
+    # the default mass correction adds one rank-one term c w(v)
+    res = simulate(cfg)
+    ranks = res.diagnostics["truncation_rank"][0].long()
+    stored = numerical_rank(res.frames[0], rtol=1e-12)
+    assert bool((stored[1:] <= ranks[1:] + 1).all()) and bool((stored[1:] >= ranks[1:]).all())
 
 
 # -- physics (fast: coarse grid, short time) ---------------------------------------------------

@@ -45,8 +45,17 @@ def _genlaguerre(k: int, alpha: float, x: Tensor) -> Tensor:
 
 
 def _hermite(k: int, t: Tensor) -> Tensor:
-    """Physicists' Hermite polynomial ``H_k(t)`` (:func:`torch.special.hermite_polynomial_h`)."""
-    return torch.special.hermite_polynomial_h(t, k)
+    """Physicists' Hermite polynomial ``H_k(t)`` by its three-term recurrence.
+
+    Written here, not :func:`torch.special.hermite_polynomial_h`, because that function has no
+    derivative: the autograd Laplacian of the analytic eigenfunctions differentiates this twice.
+    """
+    prev, cur = torch.ones_like(t), 2 * t
+    if k == 0:
+        return prev
+    for j in range(1, k):
+        prev, cur = cur, 2 * t * cur - 2 * j * prev
+    return cur
 
 
 def hydrogen_2d_levels(groups: int, shift: float = 0.0) -> list[tuple[float, int]]:

@@ -50,6 +50,7 @@ from neuralfactor.vlasov.solver import (
     SimulationConfig,
     SolverState,
     VlasovSolver,
+    unit_mass_maxwellian,
 )
 from neuralfactor.vlasov.truncation import select_rank
 
@@ -131,8 +132,7 @@ class LowRankVlasovSolver(VlasovSolver):
         self._v_pos = self.v.clamp_min(0.0)
         self._v_neg = self.v.clamp_max(0.0)
         self._ones_v = torch.ones(config.nv, **kw)
-        w = torch.exp(-0.5 * self.v.square())
-        self._w = w / (self.hv * w.sum())  # hv sum_j w_j = 1
+        self._w = unit_mass_maxwellian(self.v, self.hv)  # hv sum_j w_j = 1
         self._true_x = torch.ones(1, 1, dtype=torch.bool, device=self.device)
         self._false_x = torch.zeros(1, 1, dtype=torch.bool, device=self.device)
 

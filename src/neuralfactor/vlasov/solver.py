@@ -79,6 +79,7 @@ __all__ = [
     "SimulationConfig",
     "SimulationDivergedError",
     "SimulationResult",
+    "unit_mass_maxwellian",
     "SolverState",
     "VlasovSolver",
     "VlasovWarning",
@@ -179,9 +180,11 @@ class SimulationConfig:
         ``"warm-subspace"``, a trained model directory, ...). ``None`` is the exact SVD. The
         solver is handed the factorizer itself (see :class:`~neuralfactor.vlasov.truncation.
         Truncation`); the label is recorded so a resumed run can check it.
-    mass_correction : lowrank and dlr only (default True there): after every recompression add the
-        rank-one term ``c w(v)`` (c uniform in x, w a unit-mass Maxwellian) that restores the
-        untruncated stage's total mass, so mass is conserved to round-off.
+    mass_correction : truncating schemes only (lowrank, dlr, and fd5 with a truncation; default
+        True there): after every truncation add the rank-one term ``c w(v)`` (c uniform in x, w a
+        unit-mass Maxwellian) that restores the untruncated stage's total mass, so mass is
+        conserved to round-off (a truncation alone moves ``int f`` by up to ``tol ||f||``).
+        ``False`` is the original ConvMF data's plain truncation.
     """
 
     ic: str = "landau-strong"
@@ -285,14 +288,19 @@ class SimulationConfig:
                     f"model directory. Got {self.truncate_with!r}."
                 )
         mc = self.mass_correction
+        truncating = lowrank or (
+            self.scheme == "fd5"
+            and (self.truncate_tol is not None or self.truncate_rank is not None)
+        )
         if mc is None:
-            mc = lowrank
+            mc = truncating
         if not isinstance(mc, bool):
             raise TypeError(f"The 'mass_correction' parameter of {c} must be a bool. Got {mc!r}.")
-        if mc and not lowrank:
+        if mc and not truncating:
             raise ValueError(
-                f"The 'mass_correction' parameter of {c} applies only to schemes 'lowrank' and 'dlr'. "
-                f"Got True with scheme {self.scheme!r}."
+                f"The 'mass_correction' parameter of {c} applies only to schemes 'lowrank' and "
+                f"'dlr', and to scheme 'fd5' with a truncation (truncate_tol or truncate_rank). "
+                f"Got True with scheme {self.scheme!r} and no truncation."
             )
         object.__setattr__(self, "mass_correction", mc)
 
@@ -426,6 +434,13 @@ class Frame:
 # weights 1/10, 6/10, 3/10; _W_MINUS is the mirror image for negative speed.
 _W_PLUS = (-2.0, 15.0, -60.0, 20.0, 30.0, -3.0, 0.0)
 _W_MINUS = (0.0, 3.0, -30.0, -20.0, 60.0, -15.0, 2.0)
+
+
+def unit_mass_maxwellian(v: Tensor, hv: float) -> Tensor:
+    """``w(v) ∝ exp(-v^2 / 2)`` on the grid ``v``, normalized to unit mass: ``hv sum_j w_j = 1``
+    (the profile of the mass correction after a truncation)."""
+    w = torch.exp(-0.5 * v.square())
+    return w / (hv * w.sum())
 
 
 class VlasovSolver:
@@ -601,8 +616,17 @@ class VlasovSolver:
 
     def _truncate(self, f: Tensor) -> tuple[Tensor, Tensor]:
         """Truncate every member (``||f - f_r||_F <= tol ||f||_F`` or a fixed rank) with the
-        solver's :class:`Truncation`; returns (f_r, ranks)."""
-        return self.truncation(f)
+        solver's :class:`Truncation`; returns (f_r, ranks).
+
+        With ``mass_correction`` the term ``c w(v)`` (c uniform in x, ``w`` the unit-mass
+        Maxwellian of :func:`unit_mass_maxwellian`) restores the total mass of ``f``: the
+        correction of the low-rank schemes, applied to the full grid. Ranks exclude it.
+        """
+        f_r, ranks = self.truncation(f)
+        if self.config.mass_correction:
+            c = (f - f_r).sum((-2, -1), keepdim=True) / self.config.nx  # uniform in x
+            f_r = f_r + c * (unit_mass_maxwellian(self.v, self.hv) * self.hv)
+        return f_r, ranks
 
     # -- stepping -----------------------------------------------------------------------------
     def _spectral_block(self, f: Tensor, step: int, k: int) -> Tensor:
