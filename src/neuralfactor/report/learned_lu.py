@@ -357,7 +357,7 @@ def _bottom_line(rec: Mapping[str, Any]) -> list[str]:
         f"{it(gr['learned'])} (right) against the target of {ti}; {s['params']:,} weights, "
         f"{s['train_seconds']:,.0f} s of training. Without a preconditioner GMRES takes "
         f"{it(g['none'])}, with ILU(0) {it(g['ilu0'])}, with AMG "
-        f"{it(gr['amg'])}–{it(g['amg'])}.",
+        f"{_span([gr['amg']['iters'], g['amg']['iters']])}.",
         "- **The plain LU on the RBF kernel** improves slowly with the budget ("
         + ", ".join(f"{e(r['op_err_fro'])} at {r['steps']} LM steps" for r in plain)
         + f"; L-BFGS {e(lb_rbf['op_err_fro'])}) and becomes more singular as it does "
@@ -720,8 +720,8 @@ def render_learned_lu(rec: Mapping[str, Any]) -> str:
         "",
         f"Written by `{PAGE_COMMAND}` from the records `docs/results/records/lu_*.json`; "
         "every number below comes from them (the commands that made them are listed under "
-        '"Commands"). The study fits GFMM-structured L and U to seven test operators and '
-        "measures them as direct solvers and as preconditioners against LAPACK, ILU(0) and "
+        '"Commands"). The study fits GFMM-structured L and U to '
+        f"{len(rec['lu_table']['rows'])} test operators and measures them as direct solvers and as preconditioners against LAPACK, ILU(0) and "
         "algebraic multigrid, in the same runs.",
         "",
         *_bottom_line(rec),
