@@ -5,133 +5,26 @@ Run (about 15 minutes of one core; `--optimizer lm --steps 60` for the Levenberg
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
         python benchmarks/lu_table.py --out runs/lu_table.json
 
-Every row trains one LUNetwork (L-BFGS, float64, init L = I, U = block-upper(A)) and evaluates it
-in the same run as LAPACK (float32/float64) and the none / Jacobi / ILU(0) / AMG preconditioners.
-Records carry thread counts and os.getloadavg() (the machine is shared).
+Every row trains one LUNetwork (float64, init L = I, U = block-upper(A)) and evaluates it in the
+same run as the none / Jacobi / ILU(0) / AMG preconditioners
+(:func:`neuralfactor.lu.study.table_row`). Records carry thread counts and os.getloadavg() (the
+machine is shared). The page is written from the records by
+`python benchmarks/lu_report.py --from-records`.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
-import warnings
 from typing import get_args
 
-import numpy as np
-import scipy
-import scipy.sparse as sp
-import torch
-
-from neuralfactor.core.timing import pinned_threads, time_interleaved
+from neuralfactor.core.timing import pinned_threads
 from neuralfactor.io import write_json
-from neuralfactor.lu.evaluate import evaluate_learned
 from neuralfactor.lu.gfmm import DiagMode
-from neuralfactor.lu.model import LUNetwork
-from neuralfactor.lu.operators import OPERATORS, make_operator
-from neuralfactor.lu.precond import iteration_counts
-from neuralfactor.lu.solve import IllConditionedFactorsWarning, LUSolver
-from neuralfactor.lu.train import LUTrainConfig, parse_precond_stages, train_lu
-
-SPD = {"laplacian-1d", "laplacian-2d", "biharmonic-1d", "biharmonic-2d", "rbf"}
-
-
-def one_run(
-    op: str,
-    n: int,
-    leaf: int,
-    dim: int,
-    diag: str,
-    cfg: LUTrainConfig,
-    label: str,
-    symmetric: bool = False,
-) -> dict:
-    A = make_operator(op, n)
-    Ad = A.toarray() if sp.issparse(A) else A
-    model = LUNetwork(n, leaf, dim=dim, diag=diag, dtype="float64", symmetric=symmetric)
-    load0 = os.getloadavg()
-    res = train_lu(A, model, cfg)
-    # the precond. stages as recorded: weight, steps and the error after each stage
-    stage_log = [
-        {"precond_weight": w, "steps": st["steps"], "rel_fro": st["rel_fro"]}
-        for (w, _), st in zip(cfg.precond_stages, res.stages[1:], strict=True)
-    ]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", IllConditionedFactorsWarning)
-        row = evaluate_learned(A, model, samples=100)
-    row.update(
-        {
-            "operator": op,
-            "n": n,
-            "leaf": leaf,
-            "dim": dim,
-            "diag": diag,
-            "label": label,
-            "optimizer": cfg.optimizer,
-            "iterations": cfg.steps * (cfg.inner if cfg.optimizer == "lbfgs" else 1)
-            if not cfg.blockwise
-            else None,
-            "steps": cfg.steps + sum(k for _, k in cfg.precond_stages),
-            "cg_iters": cfg.cg_iters if cfg.optimizer == "lm" else None,
-            "train_seconds": res.seconds,
-            "train_rel_fro": res.rel_fro,
-            "blockwise": cfg.blockwise,
-            "transpose_loss": cfg.transpose_loss,
-            "symmetric": symmetric,
-            "precond_weight": cfg.precond_weight,
-            "stages": stage_log,
-            "loadavg_train": load0,
-        }
-    )
-    rng = np.random.default_rng(0)
-    b = Ad @ rng.standard_normal(n)
-    try:
-        solver = LUSolver(model)
-    except ValueError as exc:
-        solver = None
-        row["learned_precond_error"] = str(exc)
-    pcs = ("none", "jacobi", "ilu0", "spilu", "amg") + (("learned",) if solver is not None else ())
-    row["gmres"] = iteration_counts(A, b, solver=solver, preconditioners=pcs, method="gmres")
-    row["gmres_right"] = iteration_counts(
-        A, b, solver=solver, preconditioners=pcs, method="gmres-right"
-    )
-    if op in SPD:
-        row["cg"] = iteration_counts(A, b, preconditioners=("none", "jacobi", "amg"), method="cg")
-    row["loadavg_end"] = os.getloadavg()
-    return row
-
-
-def regime(n: int, leaf: int = 32) -> dict:
-    """Parameter count and solve time of exact near-field factors (1-D Laplacian Cholesky,
-    block-bidiagonal, so the GFMM holds it exactly) vs LAPACK lu_solve, same run."""
-    import scipy.linalg as sla
-
-    A = make_operator("laplacian-1d", n).toarray()
-    C = np.linalg.cholesky(A)
-    m = LUNetwork(n, leaf, diag="full")
-    m.L.set_near_from(torch.as_tensor(C))
-    m.U.set_near_from(torch.as_tensor(C.T))
-    s = LUSolver(m)
-    B = A @ np.random.default_rng(0).standard_normal((16, n)).T
-    lu = sla.lu_factor(A)
-    pair = time_interleaved(  # both solves in the same rounds
-        {"learn": lambda: s.solve(B.T), "lapack": lambda: sla.lu_solve(lu, B)}, min_rounds=5
-    )
-    t_learn, t_lapack = pair.stats["learn"], pair.stats["lapack"]
-    x_learn, x_lapack = pair.results["learn"], pair.results["lapack"]
-    err = np.linalg.norm(np.asarray(x_learn).T - x_lapack) / np.linalg.norm(x_lapack)
-    return {
-        "n": n,
-        "leaf": leaf,
-        "params_LU": m.num_parameters(),
-        "dense": n * n,
-        "ratio": m.num_parameters() / n**2,
-        "solve16_structured_s": t_learn.median,
-        "solve16_lapack_s": t_lapack.median,
-        "agree": float(err),
-        "loadavg": os.getloadavg(),
-    }
+from neuralfactor.lu.operators import OPERATORS
+from neuralfactor.lu.run import LURunConfig
+from neuralfactor.lu.study import environment, size_regime, table_row
+from neuralfactor.lu.train import LUTrainConfig, parse_precond_stages
 
 
 def main() -> None:
@@ -168,15 +61,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.time()
     out = {
-        "device": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "python": platform.python_version(),
-        "env_threads": {
-            k: os.environ.get(k)
-            for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-        },
+        **environment(),
         "rows": [],
         "ablation": [],
         "two_d": [],
@@ -197,7 +82,8 @@ def main() -> None:
         else:
             cfg = LUTrainConfig(optimizer="lbfgs", steps=args.steps, inner=20, eval_every=10)
         for op in args.operators:
-            r = one_run(op, 256, 32, 1, args.diag, cfg, "main", symmetric=args.symmetric)
+            c = LURunConfig(op, 256, 32, diag=args.diag, symmetric=args.symmetric, train=cfg)
+            r = table_row(c)
             out["rows"].append(r)
             print(
                 op,
@@ -227,18 +113,19 @@ def main() -> None:
                     LUTrainConfig(optimizer="adam", lr=1e-3, steps=args.steps * 20, eval_every=200),
                 ),
             ]:
-                r = one_run("laplacian-1d", 256, 32, 1, diag, c, label)
+                r = table_row(LURunConfig("laplacian-1d", 256, 32, diag=diag, train=c), label)
                 out["ablation"].append(r)
                 print(label, f"{r['op_err_fro']:.2e}", f"{time.time() - t0:.0f}s", flush=True)
                 write_json(args.out, out)
         if not args.no_2d:
             for op in ("laplacian-2d", "convdiff-2d", "biharmonic-2d"):
-                r = one_run(op, 256, 16, 2, "triangular", cfg, "2-D quad-tree, 4x4 patches")
+                c = LURunConfig(op, 256, 16, dim=2, train=cfg)
+                r = table_row(c, "2-D quad-tree, 4x4 patches")
                 out["two_d"].append(r)
                 print("2d", op, f"{r['op_err_fro']:.2e}", f"{time.time() - t0:.0f}s", flush=True)
                 write_json(args.out, out)
         for n in () if args.no_regime else (256, 1024, 4096):
-            out["regime"].append(regime(n))
+            out["regime"].append(size_regime(n))
             write_json(args.out, out)
     out["total_seconds"] = time.time() - t0
     write_json(args.out, out)

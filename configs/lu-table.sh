@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The Levenberg-Marquardt table of docs/results/learned-lu.md (every operator at n = 256,
-# leaf 32; the budgets the page lists), then its tables rendered from the records.
+# The Levenberg-Marquardt and learned-Cholesky runs of docs/results/learned-lu.md (every
+# operator at n = 256, leaf 32; the budgets the page lists), their records copied to
+# docs/results/records/, then the page written from the records.
 # One command from the repository root: bash configs/lu-table.sh
 cd "$(dirname "$0")/.."
 . configs/_stage.sh
@@ -21,8 +22,10 @@ stage lu-lm-g python benchmarks/lu_table.py --optimizer lm --steps 400 --out run
   --operators rbf "${common[@]}"
 stage lu-lm-unit python benchmarks/lu_table.py --optimizer lm --steps 150 --diag unit \
   --out runs/lu_lm_unit.json --operators rbf "${common[@]}"
+stage lu-sym-rbf-a python benchmarks/lu_table.py --optimizer lm --steps 100 --symmetric \
+  --precond-weight 0.03 --operators rbf "${common[@]}" --out runs/lu_sym_rbf_a.json
 stage lu-sym-rbf python benchmarks/lu_table.py --optimizer lm --steps 100 --symmetric \
   --precond-weight 0.03 --stages 0.01:30,0.003:40,0.001:60 --operators rbf "${common[@]}" \
   --out runs/lu_sym_rbf_b.json
-python benchmarks/lu_report.py --lm runs/lu_lm_*.json
-python benchmarks/lu_report.py --sym runs/lu_sym_rbf_b.json
+cp runs/lu_lm_*.json runs/lu_sym_rbf_a.json runs/lu_sym_rbf_b.json docs/results/records/
+python benchmarks/lu_report.py --from-records

@@ -1,5 +1,7 @@
 """`neuralfactor lu` and `neuralfactor lu evaluate RUN` end to end on a tiny operator."""
 
+import pytest
+
 from neuralfactor.cli import main
 from neuralfactor.io import read_json
 
@@ -70,3 +72,16 @@ def test_cli_symmetric_with_precond_weight(tmp_path, capsys):
     assert "non-symmetric operator" in capsys.readouterr().err
     assert main(bad[:-2] + ["--precond-stages", "0.1", "--out", str(tmp_path / "b2")]) == 2
     assert "WEIGHT:STEPS pairs" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # ~100 s of CPU (60 LM steps at n = 64)
+def test_cli_defaults_meet_the_documented_targets(tmp_path):
+    """`neuralfactor lu --operator laplacian-1d --n 64 --leaf 8 --out RUN` with no other flag
+    reaches the 1-D Laplacian's targets: operator error <= 1e-5, <= 6 GMRES iterations."""
+    out = tmp_path / "run"
+    args = ["--quiet", "lu", "--operator", "laplacian-1d", "--n", "64", "--leaf", "8"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert read_json(out / "train.json")["rel_fro"] <= 1e-5
+    assert main(["--quiet", "lu", "evaluate", str(out), "--samples", "5"]) == 0
+    learned = read_json(out / "metrics.json")["iterations"]["learned"]
+    assert learned["converged"] and learned["iters"] <= 6

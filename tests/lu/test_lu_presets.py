@@ -3,7 +3,7 @@ gives the original method. Compared on the parsed configuration, without trainin
 
 import pytest
 
-import neuralfactor.lu.train as lu_train
+import neuralfactor.lu.run as lu_run
 from neuralfactor.cli import main
 from neuralfactor.lu.model import LUNetwork
 from neuralfactor.lu.train import LU_PRESETS, LUTrainConfig, LUTrainResult, lu_preset
@@ -55,7 +55,7 @@ def captured(monkeypatch):
         seen["diag"], seen["config"] = model.init_args["diag"], config
         return LUTrainResult(rel_fro=0.0, seconds=0.0, stages=[])
 
-    monkeypatch.setattr(lu_train, "train_lu", fake)
+    monkeypatch.setattr(lu_run, "train_lu", fake)
     return seen
 
 

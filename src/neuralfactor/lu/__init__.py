@@ -9,6 +9,8 @@
   conditioning diagnostic.
 * :mod:`~neuralfactor.lu.precond`: Krylov iteration counts vs none / Jacobi / ILU(0) / AMG.
 * :mod:`~neuralfactor.lu.evaluate`: metrics against LAPACK.
+* :mod:`~neuralfactor.lu.run`: :func:`train_run` / :func:`evaluate_run`, the run directories of
+  ``neuralfactor lu`` (configuration :class:`LURunConfig`).
 * :mod:`~neuralfactor.lu.operators`: the test operators (1-D/2-D Laplacian,
   convection-diffusion, biharmonic, RBF kernel).
 """
@@ -18,6 +20,7 @@ from neuralfactor.lu.gfmm import GFMMBlock, GFMMStructure, check_leaf_layout
 from neuralfactor.lu.model import LUNetwork
 from neuralfactor.lu.operators import OPERATORS, make_operator
 from neuralfactor.lu.precond import PRECONDITIONERS, ilu0, iteration_counts, make_preconditioner
+from neuralfactor.lu.run import LURunConfig, LURunSummary, evaluate_run, train_run
 from neuralfactor.lu.solve import (
     IllConditionedFactorsWarning,
     LUSolver,
@@ -43,6 +46,8 @@ __all__ = [
     "IllConditionedFactorsWarning",
     "LUNetwork",
     "LUPreset",
+    "LURunConfig",
+    "LURunSummary",
     "LUSolver",
     "LUTrainConfig",
     "LUTrainResult",
@@ -51,6 +56,7 @@ __all__ = [
     "check_nonsingular",
     "evaluate_lapack",
     "evaluate_learned",
+    "evaluate_run",
     "factor_conditioning",
     "ilu0",
     "iteration_counts",
@@ -59,4 +65,5 @@ __all__ = [
     "make_preconditioner",
     "solve_errors",
     "train_lu",
+    "train_run",
 ]
