@@ -85,7 +85,9 @@ class ConvMFStudyConfig:
         for name in ("clip_ranks", "clip_extrap_ranks", "clip_seeds", "clip_seed_ranks"):
             int_list(getattr(self, name))
         if not int_list(self.ranks) or not int_list(self.extrap_ranks):
-            raise ValueError("The study needs at least one rank per split (--ranks, --extrap-ranks).")
+            raise ValueError(
+                "The study needs at least one rank per split (--ranks, --extrap-ranks)."
+            )
         if self.lanes < 1:
             raise ValueError(f"The 'lanes' parameter must be >= 1. Got {self.lanes}.")
 
@@ -130,9 +132,7 @@ class StudyResults:
 def base_settings(config: ConvMFStudyConfig) -> TrainSettings:
     """The original study's settings (constant rate, no clipping, plain factor loss) at the
     study's epochs and learning rate; the library's defaults are the later recipe."""
-    return train_preset(
-        "original", epochs=config.epochs, lr=config.lr, batch_size=25, device="cpu"
-    )
+    return train_preset("original", epochs=config.epochs, lr=config.lr, batch_size=25, device="cpu")
 
 
 def study_variants(config: ConvMFStudyConfig) -> list[Variant]:
@@ -145,18 +145,21 @@ def study_variants(config: ConvMFStudyConfig) -> list[Variant]:
         Variant(
             "cosine",
             cos,
-            {"interpolation": int_list(config.cosine_ranks),
-             "extrapolation": int_list(config.cosine_extrap_ranks)},
+            {
+                "interpolation": int_list(config.cosine_ranks),
+                "extrapolation": int_list(config.cosine_extrap_ranks),
+            },
             f"lr {config.lr:g} decayed by a cosine, {config.epochs} epochs",
             True,
         ),
         Variant(
             "cosine+clip",
             clip,
-            {"interpolation": int_list(config.clip_ranks),
-             "extrapolation": int_list(config.clip_extrap_ranks)},
-            f"cosine schedule, gradient norm clipped to {config.clip_norm:g}, "
-            f"{clip.epochs} epochs",
+            {
+                "interpolation": int_list(config.clip_ranks),
+                "extrapolation": int_list(config.clip_extrap_ranks),
+            },
+            f"cosine schedule, gradient norm clipped to {config.clip_norm:g}, {clip.epochs} epochs",
             True,
         ),
     ]

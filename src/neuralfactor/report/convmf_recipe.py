@@ -313,4 +313,6 @@ def run_convmf_recipe(config: RecipeConfig, out_dir: str | Path, log: Log = _qui
     rows = lambda recs: "".join(json.dumps(r, sort_keys=True) + "\n" for r in recs)  # noqa: E731
     atomic_write_text(out_dir / "convmf-recipe.jsonl", rows(evals))
     run_path = atomic_write_text(out_dir / "records" / RUN_FILE, rows(run_records))
-    return write_convmf_recipe(out_dir / "convmf-recipe.jsonl", run_path, out_dir / "convmf-recipe.md")
+    return write_convmf_recipe(
+        out_dir / "convmf-recipe.jsonl", run_path, out_dir / "convmf-recipe.md"
+    )

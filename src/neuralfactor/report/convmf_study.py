@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from neuralfactor.amortized.study_convmf import (
     ConvMFStudyConfig,
@@ -73,8 +72,14 @@ TIME_METHODS = [
     "svd",
     "svds-arpack",
 ]
-FIGURES = ("loss-vs-rank", "time-vs-rank", "histograms", "loss-vs-time", "error-analysis",
-           "reconstructions")
+FIGURES = (
+    "loss-vs-rank",
+    "time-vs-rank",
+    "histograms",
+    "loss-vs-time",
+    "error-analysis",
+    "reconstructions",
+)
 WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 
 
@@ -96,35 +101,40 @@ def _loss(r: dict) -> float:
     return r["ratio_mean"] * r["optimum_mean"]
 
 
-def _ratio_table(recs: list[dict], methods: Sequence[str]) -> str:
-    ranks = sorted({r["rank"] for r in recs if r.get("optimum_mean") is not None})
+def _ratio_cell(r: dict | None) -> str:
+    ok = r is not None and r.get("ratio_mean") is not None
+    return f"{_loss(r):.3e} ({r['ratio_mean']:.3f}x)" if ok else "-"
+
+
+def _time_cell(r: dict | None) -> str:
+    ok = r is not None and r.get("seconds_per_matrix") is not None
+    return f"{r['seconds_per_matrix'] * 1e6:.0f}" if ok else "-"
+
+
+def _table(recs: list[dict], methods: Sequence[str], cell, optimum: bool) -> str:
+    """One row per rank, one column per method (and the SVD optimum first if ``optimum``)."""
+    ranks = sorted({r["rank"] for r in recs if not optimum or r.get("optimum_mean") is not None})
     idx = {(r["method"], r["rank"]): r for r in recs}
-    head = f"| rank | SVD optimum | {' | '.join(methods)} |\n|" + "---|" * (len(methods) + 2) + "\n"
-    rows = ""
+    first = ["SVD optimum"] if optimum else []
+    cols = ["rank", *first, *methods]
+    out = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
     for k in ranks:
-        opt = next(r["optimum_mean"] for r in recs if r["rank"] == k and r.get("optimum_mean"))
-        cells = []
-        for m in methods:
-            r = idx.get((m, k))
-            ok = r is not None and r.get("ratio_mean") is not None
-            cells.append(f"{_loss(r):.3e} ({r['ratio_mean']:.3f}x)" if ok else "-")
-        rows += f"| {k} | {opt:.3e} | " + " | ".join(cells) + " |\n"
-    return head + rows
+        opt = [
+            next(
+                f"{r['optimum_mean']:.3e}" for r in recs if r["rank"] == k and r.get("optimum_mean")
+            )
+        ]
+        cells = [str(k), *(opt if optimum else []), *(cell(idx.get((m, k))) for m in methods)]
+        out += "| " + " | ".join(cells) + " |\n"
+    return out
+
+
+def _ratio_table(recs: list[dict], methods: Sequence[str]) -> str:
+    return _table(recs, methods, _ratio_cell, optimum=True)
 
 
 def _time_table(recs: list[dict], methods: Sequence[str]) -> str:
-    ranks = sorted({r["rank"] for r in recs})
-    idx = {(r["method"], r["rank"]): r for r in recs}
-    head = "| rank | " + " | ".join(methods) + " |\n|" + "---|" * (len(methods) + 1) + "\n"
-    rows = ""
-    for k in ranks:
-        cells = []
-        for m in methods:
-            r = idx.get((m, k))
-            ok = r is not None and r.get("seconds_per_matrix") is not None
-            cells.append(f"{r['seconds_per_matrix'] * 1e6:.0f}" if ok else "-")
-        rows += f"| {k} | " + " | ".join(cells) + " |\n"
-    return head + rows
+    return _table(recs, methods, _time_cell, optimum=False)
 
 
 class _Index:
@@ -201,7 +211,9 @@ def _refit_and_tracking(ix: _Index) -> list[str]:
     refits = ("convmf calculated U", "convmf calculated V", "convmf calculated Sigma")
     for split, recs in ix.results.items():
         for k in sorted({r["rank"] for r in recs}):
-            cands = {m: ix.idx[(split, m, k)]["ratio_mean"] for m in refits if (split, m, k) in ix.idx}
+            cands = {
+                m: ix.idx[(split, m, k)]["ratio_mean"] for m in refits if (split, m, k) in ix.idx
+            }
             if cands:
                 calc[(split, k)] = min(cands, key=cands.get)
     n_v = sum(v == "convmf calculated V" for v in calc.values())
@@ -222,8 +234,9 @@ def _refit_and_tracking(ix: _Index) -> list[str]:
     ]
 
 
-def _variant_findings(opt: dict[int, float], label: str, recs: list[dict], how: str,
-                      in_table: bool) -> str:
+def _variant_findings(
+    opt: dict[int, float], label: str, recs: list[dict], how: str, in_table: bool
+) -> str:
     """The target and finding (a) again for one training variant (interpolation)."""
     ref = {r["rank"]: r["ratio_mean"] for r in recs if r["method"] == "convmf+refine"}
     sub = {r["rank"]: r["ratio_mean"] for r in recs if r["method"] == "convmf+subspace"}
@@ -253,7 +266,9 @@ def _variant_findings(opt: dict[int, float], label: str, recs: list[dict], how: 
 def _lanes(run: dict) -> str:
     """How the trainings shared the machine, from the run record."""
     lanes, cores = run["args"].get("lanes", 1), run.get("cpu_count") or NOT_RECORDED
-    text = f"{WORDS.get(lanes, lanes)} training{'s' if lanes > 1 else ''} at once on the {cores} cores"
+    text = (
+        f"{WORDS.get(lanes, lanes)} training{'s' if lanes > 1 else ''} at once on the {cores} cores"
+    )
     return text + (f", {run['shared']}" if run.get("shared") else "")
 
 
@@ -277,7 +292,9 @@ def _variant_table(variants: list[tuple[str, list[dict]]], split: str, run: dict
     for label, d in idx[1:]:
         mine = [k for k in ks if (("convmf+refine", k)) in d]
         met = [k for k in mine if d[("convmf+refine", k)]["ratio_mean"] <= TARGET]
-        delta = {k: _loss(d[("convmf+refine", k)]) - _loss(base[("convmf+refine", k)]) for k in mine}
+        delta = {
+            k: _loss(d[("convmf+refine", k)]) - _loss(base[("convmf+refine", k)]) for k in mine
+        }
         better = [k for k in mine if delta[k] < 0]
         worse = [k for k in mine if delta[k] > 0]
         notes.append(
@@ -288,8 +305,14 @@ def _variant_table(variants: list[tuple[str, list[dict]]], split: str, run: dict
             + ", ".join(f"rank {k}: {d[('convmf', k)]['fit_seconds']:.0f}" for k in mine)
             + "."
         )
-    return [f"### {split.capitalize()}: " + " vs ".join(lab for lab, _ in idx), "", *rows, "",
-            *notes, ""]
+    return [
+        f"### {split.capitalize()}: " + " vs ".join(lab for lab, _ in idx),
+        "",
+        *rows,
+        "",
+        *notes,
+        "",
+    ]
 
 
 def _health(run: dict, health: list[dict]) -> list[str]:
@@ -443,9 +466,7 @@ def _conditions(run: dict, evals: list[dict]) -> str:
         if None not in ends
         else NOT_RECORDED
     )
-    return text + (
-        f", {min(loads):.1f}-{max(loads):.1f} during the evaluations." if loads else "."
-    )
+    return text + (f", {min(loads):.1f}-{max(loads):.1f} during the evaluations." if loads else ".")
 
 
 def _split_section(split: str, recs: list[dict]) -> list[str]:
@@ -526,8 +547,11 @@ def render_convmf_study(
             "",
         ]
         for split in ("interpolation", "extrapolation"):
-            present = [(v.label, by[v.label][split]) for v in variants
-                       if v.in_table and by.get(v.label, {}).get(split)]
+            present = [
+                (v.label, by[v.label][split])
+                for v in variants
+                if v.in_table and by.get(v.label, {}).get(split)
+            ]
             if present:
                 lines += _variant_table([("constant", results[split]), *present], split, run)
     lines += _health(run, health)
@@ -564,13 +588,24 @@ def draw_study_figures(res: StudyResults, fig_dir: str | Path) -> None:
         kmax = max(r["rank"] for r in recs)
         at = [r for r in recs if r["rank"] == kmax]
         four = ["convmf", "convmf+refine", "pod-basis", "svd"]
-        figures.plot_loss_histograms(at, name.format("histograms"), methods=four,
-                                     title=f"{split}: per-frame loss at rank {kmax}")
-        figures.plot_loss_vs_time(at, name.format("loss-vs-time"), methods=four,
-                                  train_until=res.train_until.get(split),
-                                  title=f"{split}: loss along the time series, rank {kmax}")
-        figures.plot_error_analysis(recs, name.format("error-analysis"),
-                                    title=f"{split}: network factors vs least-squares refits")
+        figures.plot_loss_histograms(
+            at,
+            name.format("histograms"),
+            methods=four,
+            title=f"{split}: per-frame loss at rank {kmax}",
+        )
+        figures.plot_loss_vs_time(
+            at,
+            name.format("loss-vs-time"),
+            methods=four,
+            train_until=res.train_until.get(split),
+            title=f"{split}: loss along the time series, rank {kmax}",
+        )
+        figures.plot_error_analysis(
+            recs,
+            name.format("error-analysis"),
+            title=f"{split}: network factors vs least-squares refits",
+        )
         figures.plot_reconstructions(res.samples[split], name.format("reconstructions"))
 
 
@@ -606,4 +641,3 @@ def run_lr_probe(config: ConvMFStudyConfig, out_dir: str | Path, log: Log = _qui
     if (out_dir / "records" / RUN_FILE).exists():
         write_convmf_study(out_dir / "records", out_dir / "convmf-study.md")
     return path
-
