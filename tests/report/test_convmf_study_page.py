@@ -49,9 +49,7 @@ def test_converted_records_are_labelled(recs):
             "source"
         ].startswith("converted from the committed page")
     page = render_convmf_study(*recs)
-    assert (
-        "(converted from the committed page; the run directories are not on this machine)" in page
-    )
+    assert "health); both converted from the committed page, since the run directories" in page
 
 
 def test_every_model_of_the_command_has_a_health_record(recs):

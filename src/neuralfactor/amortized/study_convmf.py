@@ -29,11 +29,11 @@ from neuralfactor.amortized.study import StudyConfig, load_split_frames, train_m
 from neuralfactor.amortized.study_runs import (
     Log,
     StudyJob,
-    _quiet,
     evaluated,
     int_list,
     load_average,
     model_health,
+    silent,
     simulate_preset,
     summary_record,
     train_job,
@@ -222,7 +222,7 @@ def _collect_constant(config, root, data, res: StudyResults, log: Log) -> None:
         res.train_until[split] = _train_until(last) if split == "extrapolation" else None
 
 
-def collect_study(config: ConvMFStudyConfig, log: Log = _quiet) -> StudyResults:
+def collect_study(config: ConvMFStudyConfig, log: Log = silent) -> StudyResults:
     """Simulate (once), train every model (``config.lanes`` at once) and evaluate each.
 
     Returns the records (see :class:`StudyResults`) with the run record: the configuration,
@@ -265,7 +265,7 @@ def collect_study(config: ConvMFStudyConfig, log: Log = _quiet) -> StudyResults:
     return res
 
 
-def lr_probe(config: ConvMFStudyConfig, log: Log = _quiet) -> list[dict[str, Any]]:
+def lr_probe(config: ConvMFStudyConfig, log: Log = silent) -> list[dict[str, Any]]:
     """The learning-rate probe: ConvMF at rank 6 for 6 epochs at lr 1e-3, 3e-4 and 1e-4.
 
     Same data and interpolation split as the study, the original settings otherwise, 1 thread.

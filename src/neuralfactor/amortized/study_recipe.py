@@ -21,10 +21,10 @@ from neuralfactor.amortized.study_runs import (
     BASELINES,
     Log,
     StudyJob,
-    _quiet,
     evaluated,
     int_list,
     model_health,
+    silent,
     simulate_preset,
     summary_record,
     train_job,
@@ -97,7 +97,7 @@ def recipe_jobs(config: RecipeConfig, data: str | Path) -> list[StudyJob]:
 
 
 def collect_recipe(
-    config: RecipeConfig, log: Log = _quiet
+    config: RecipeConfig, log: Log = silent
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Train (``config.lanes`` at once) and evaluate every model of the recipe (resumable).
 

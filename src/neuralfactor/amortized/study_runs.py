@@ -27,16 +27,19 @@ from neuralfactor.io import read_json, read_jsonl
 
 __all__ = [
     "BASELINES",
+    "Log",
     "StudyJob",
+    "evaluated",
     "history_health",
     "int_list",
+    "load_average",
     "model_health",
     "run_name",
+    "silent",
     "simulate_preset",
     "summary_record",
     "train_job",
     "train_missing",
-    "evaluated",
 ]
 
 #: The classical baselines every study evaluation times beside the learned model.
@@ -44,7 +47,8 @@ BASELINES = DEFAULT_BASELINES
 Log = Callable[[str], None]
 
 
-def _quiet(_: str) -> None:
+def silent(_: str) -> None:
+    """The default ``log``: progress lines are dropped."""
     return None
 
 
@@ -106,7 +110,7 @@ def simulate_preset(path: str | Path, save_every: int, preset: str = "convmf-64x
     return path
 
 
-def train_job(root: str | Path, job: StudyJob, log: Log = _quiet) -> Path:
+def train_job(root: str | Path, job: StudyJob, log: Log = silent) -> Path:
     """Train ``job`` into ``root / job.name`` (resumes a checkpoint; reuses a finished model)."""
     out = Path(root) / job.name
     cfg = StudyConfig(
@@ -132,7 +136,7 @@ def _lane(args: tuple[str, StudyJob]) -> str:
 
 
 def train_missing(
-    root: str | Path, jobs: Sequence[StudyJob], lanes: int, log: Log = _quiet
+    root: str | Path, jobs: Sequence[StudyJob], lanes: int, log: Log = silent
 ) -> list[str]:
     """Train the jobs that have no model yet, ``lanes`` processes at once (1 thread each).
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from neuralfactor.amortized.study_recipe import RecipeConfig, collect_recipe
-from neuralfactor.amortized.study_runs import Log, _quiet
+from neuralfactor.amortized.study_runs import Log, silent
 from neuralfactor.io import atomic_write_text, read_jsonl
 
 __all__ = [
@@ -301,7 +301,7 @@ def write_from_records(results_dir: str | Path) -> Path:
     return write_convmf_recipe(d / "convmf-recipe.jsonl", run_path, d / "convmf-recipe.md")
 
 
-def run_convmf_recipe(config: RecipeConfig, out_dir: str | Path, log: Log = _quiet) -> Path:
+def run_convmf_recipe(config: RecipeConfig, out_dir: str | Path, log: Log = silent) -> Path:
     """Train and evaluate the recipe (resumable), write its records and the page.
 
     Evaluation records go to ``out_dir/convmf-recipe.jsonl``, the run record to

@@ -27,7 +27,7 @@ from neuralfactor.amortized.study_convmf import (
     lr_probe,
     study_variants,
 )
-from neuralfactor.amortized.study_runs import Log, _quiet
+from neuralfactor.amortized.study_runs import Log, silent
 from neuralfactor.io import atomic_write_text, read_jsonl
 
 __all__ = [
@@ -401,10 +401,10 @@ def _probe(probe: list[dict]) -> str:
 def _setup(a: dict, run: dict, r0: dict, probe: list[dict], evals: list[dict]) -> list[str]:
     """The command line and the setup section, from the run record and the first record."""
     records = (
-        f"Records: `docs/results/records/{EVALS_FILE}` (evaluations, per-frame lists dropped), "
-        f"`docs/results/records/{RUN_FILE}` (command, run conditions, training health)"
-        + (f" ({run['source']})" if run.get("source") else "")
-        + f", `docs/results/records/{PROBE_FILE}` (learning-rate probe). Regenerate: "
+        f"Records: `docs/results/records/{EVALS_FILE}` (evaluations, per-frame lists dropped) "
+        f"and `docs/results/records/{RUN_FILE}` (command, run conditions, training health)"
+        + (f"; both {run['source']}" if run.get("source") else "")
+        + f". Learning-rate probe: `docs/results/records/{PROBE_FILE}`. Regenerate: "
         f"`{PAGE_COMMAND}` (rewrites this page from those records, byte for byte, without "
         "training or measuring; the figures are drawn by the full run)."
     )
@@ -414,7 +414,7 @@ def _setup(a: dict, run: dict, r0: dict, probe: list[dict], evals: list[dict]) -
     departures = (
         f"**Departures:** lr {a['lr']} instead of 1e-4"
         + ("" if a["epochs"] == 120 else f" and {a['epochs']} epochs instead of 120")
-        + ", to fit a shared 2-core CPU. "
+        + f", to fit a shared {run.get('cpu_count') or NOT_RECORDED}-core CPU. "
         if a["lr"] != 1e-4 or a["epochs"] != 120
         else ""
     )
@@ -616,7 +616,7 @@ TIMING = (
 )
 
 
-def run_convmf_study(config: ConvMFStudyConfig, out_dir: str | Path, log: Log = _quiet) -> Path:
+def run_convmf_study(config: ConvMFStudyConfig, out_dir: str | Path, log: Log = silent) -> Path:
     """Train and evaluate the study (resumable), write its records, figures and page.
 
     Records go to ``out_dir/records`` (see the module doc), figures to ``out_dir/figures``,
@@ -632,7 +632,7 @@ def run_convmf_study(config: ConvMFStudyConfig, out_dir: str | Path, log: Log = 
     return write_convmf_study(records, out_dir / "convmf-study.md")
 
 
-def run_lr_probe(config: ConvMFStudyConfig, out_dir: str | Path, log: Log = _quiet) -> Path:
+def run_lr_probe(config: ConvMFStudyConfig, out_dir: str | Path, log: Log = silent) -> Path:
     """Measure the learning-rate probe, write its records, and rewrite the page if the
     study's records are there (the page quotes the probe)."""
     out_dir = Path(out_dir)
