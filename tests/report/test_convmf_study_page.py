@@ -100,12 +100,13 @@ def test_probe_sentence_from_its_records(recs):
     page = render_convmf_study(evals, run, rows)
     assert (
         "at rank 6 after 6 epochs, validation scaled loss 0.030 with lr 0.001, 0.041 with lr "
-        "0.0003, 0.097 with lr 0.0001 (optimum 0.0086), so lr 0.0001 would need far more epochs."
+        "0.0003, 0.097 with lr 0.0001 (SVD optimum of the validation frames 0.0086), so lr 0.0001 would need far more epochs."
     ) in page
     rows[0]["val_final"] = 0.2  # the largest rate is now the worst: no such conclusion
     page = render_convmf_study(evals, run, rows)
     assert (
-        "0.200 with lr 0.001, 0.041 with lr 0.0003, 0.097 with lr 0.0001 (optimum 0.0086)." in page
+        "0.200 with lr 0.001, 0.041 with lr 0.0003, 0.097 with lr 0.0001 (SVD optimum of the validation frames 0.0086)."
+        in page
     )
 
 
@@ -245,3 +246,16 @@ def test_summary_record_drops_frames_and_keeps_the_rank_correlation():
     }
     rec["per_frame_optimum"] = [10.0, 30.0, 20.0, 0.0]  # ranks reversed: -1
     assert summary_record(rec)["spearman"] == pytest.approx(-1.0, abs=1e-12)
+
+
+def test_simulate_preset_reports_the_commands_error(tmp_path):
+    from neuralfactor.amortized.study_runs import simulate_preset
+
+    with pytest.raises(
+        RuntimeError, match=r"simulation failed \(exit 2\): .*Unknown preset 'nope'"
+    ):
+        simulate_preset(tmp_path / "x.zarr", 4, preset="nope")
+    assert not (tmp_path / "x.zarr").exists()
+    kept = tmp_path / "kept.zarr"
+    kept.mkdir()  # an existing store is kept, nothing is run
+    assert simulate_preset(kept, 4, preset="nope") == kept

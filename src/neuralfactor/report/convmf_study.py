@@ -385,11 +385,15 @@ def _probe(probe: list[dict]) -> str:
     lowest = min(recs, key=lambda p: p["lr"])
     slowest = max(recs, key=lambda p: p["val_final"])
     source = f"; {p0['source']}" if p0.get("source") else ""
+    loads = [p[k] for p in recs for k in ("loadavg_before", "loadavg_after") if p.get(k)]
+    if p0.get("torch_threads"):
+        source += f"; {p0['torch_threads']} thread on {p0.get('cpu_count') or NOT_RECORDED} cores"
+        source += f", load average {min(loads):.1f}-{max(loads):.1f}" if loads else ""
     return (
         f"Learning-rate probe (`{PROBE_COMMAND}`{source}): at rank {p0['rank']} after "
         f"{p0['epochs']} epochs, validation scaled loss "
         + ", ".join(f"{p['val_final']:.3f} with lr {p['lr']:g}" for p in recs)
-        + f" (optimum {p0['val_optimum']:.2g})"
+        + f" (SVD optimum of the validation frames {p0['val_optimum']:.2g})"
         + (
             f", so lr {lowest['lr']:g} would need far more epochs."
             if slowest is lowest and len(recs) > 1
