@@ -155,8 +155,12 @@ def test_int_list_and_config_refuse_bad_lists():
         ConvMFStudyConfig(ranks="")
     with pytest.raises(ValueError, match="'lanes' parameter must be >= 1. Got 0"):
         ConvMFStudyConfig(lanes=0)
+    with pytest.raises(ValueError, match=r"TrainSettings needs .* lr > 0. Got .*lr=-1.0"):
+        ConvMFStudyConfig(lr=-1.0)
     with pytest.raises(ValueError, match="'objective' parameter must be one of"):
         RecipeConfig(objective="nope")
+    with pytest.raises(ValueError, match=r"'warmup_epochs' parameter of TrainSettings must be"):
+        RecipeConfig(epochs=1)  # the default 5-epoch warmup does not fit: refused up front
 
 
 def test_run_names_and_variants():

@@ -53,3 +53,30 @@ def test_study_run_writes_records_that_regenerate_its_page(tmp_path):
     again = run_convmf_study(config, out)
     evals2, _, _ = load_study_records(out / "records")
     assert evals2 == evals and again.read_text(encoding="utf-8").count("\n") == text.count("\n")
+
+
+@pytest.mark.slow
+def test_recipe_run_writes_records_that_regenerate_its_page(tmp_path):
+    from neuralfactor.amortized.study_recipe import RecipeConfig
+    from neuralfactor.report.convmf_recipe import (
+        load_jsonl,
+        render_convmf_recipe,
+        run_convmf_recipe,
+    )
+
+    root = tmp_path / "runs"
+    args = ["-q", "simulate", "--ic", "landau-strong", "--nx", "16", "--nv", "32", "--t-end", "4"]
+    args += ["--save-every", "4", "--device", "cpu", "--out", str(root / "landau64.zarr")]
+    assert main(args) == 0
+    config = RecipeConfig(
+        ranks="2,3", seeds="0,1", seed_ranks="3", epochs=2, warmup_epochs=1, root=str(root)
+    )
+    out = tmp_path / "results"
+    page = run_convmf_recipe(config, out)
+    evals = load_jsonl(out / "convmf-recipe.jsonl")
+    run = load_jsonl(out / "records" / "convmf-recipe-run.jsonl")
+    assert page.read_text(encoding="utf-8") == render_convmf_recipe(evals, run)
+    assert [(h["rank"], h["seed"]) for h in run[1:]] == [(2, 0), (3, 0), (3, 1)]
+    classical = {(r["rank"], r["seed"]) for r in evals if r["kind"] == "classical"}
+    assert classical == {(2, 0), (3, 0)}  # the baselines once per rank, with the first seed
+    assert run[0]["records_file"] == "convmf-recipe-run.jsonl"

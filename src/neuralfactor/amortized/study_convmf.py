@@ -90,6 +90,7 @@ class ConvMFStudyConfig:
             )
         if self.lanes < 1:
             raise ValueError(f"The 'lanes' parameter must be >= 1. Got {self.lanes}.")
+        study_variants(self)  # invalid training settings are refused before any work
 
     @property
     def split_ranks(self) -> dict[str, list[int]]:

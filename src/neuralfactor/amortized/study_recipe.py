@@ -16,20 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from neuralfactor.amortized import study_runs as runs
 from neuralfactor.amortized.factorizer import OBJECTIVES, TrainSettings
-from neuralfactor.amortized.study_runs import (
-    BASELINES,
-    Log,
-    StudyJob,
-    evaluated,
-    int_list,
-    model_health,
-    silent,
-    simulate_preset,
-    summary_record,
-    train_job,
-    train_missing,
-)
+from neuralfactor.amortized.study_runs import Log, StudyJob, int_list, silent
 
 __all__ = ["RecipeConfig", "collect_recipe", "recipe_jobs"]
 
@@ -65,6 +54,7 @@ class RecipeConfig:
             )
         if self.lanes < 1:
             raise ValueError(f"The 'lanes' parameter must be >= 1. Got {self.lanes}.")
+        self.settings(0)  # invalid training settings are refused before any work
 
     def settings(self, seed: int) -> TrainSettings:
         return TrainSettings(
@@ -110,24 +100,24 @@ def collect_recipe(
     t0 = time.time()
     root = Path(config.root)
     root.mkdir(parents=True, exist_ok=True)
-    data = simulate_preset(root / "landau64.zarr", config.save_every)
+    data = runs.simulate_preset(root / "landau64.zarr", config.save_every)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     evals, health = [], []
     first = int_list(config.seeds)[0]
     try:
-        train_missing(root, recipe_jobs(config, data), config.lanes, log)
+        runs.train_missing(root, recipe_jobs(config, data), config.lanes, log)
         for k, seeds in config.seeds_of().items():
             for sd in seeds:
                 job = StudyJob(str(data), "interpolation", k, False, config.settings(sd))
-                out = train_job(root, job, log)
-                recs = evaluated(out, baselines=BASELINES if sd == first else ())
-                h = model_health(out)
+                out = runs.train_job(root, job, log)
+                recs = runs.evaluated(out, baselines=runs.BASELINES if sd == first else ())
+                h = runs.model_health(out)
                 health.append(
                     {"kind": "health", "rank": k, "seed": sd}
                     | {key: h[key] for key in ("best", "best_step", "final", "stuck")}
                 )
-                evals += [summary_record(r, seed=sd) for r in recs]
+                evals += [runs.summary_record(r, seed=sd) for r in recs]
     finally:
         torch.set_num_threads(threads)
     run = {
