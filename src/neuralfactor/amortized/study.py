@@ -166,15 +166,9 @@ def check_store_unchanged(
 def _factorizer(
     config: StudyConfig, out: Path, *, resume: bool, progress: bool
 ) -> LearnedFactorizer:
+    network = {k: getattr(config, k) for k in ("model", "nested", "settings", "model_kwargs")}
     return LearnedFactorizer(
-        config.rank,
-        model=config.model,
-        nested=config.nested,
-        settings=config.settings,
-        model_kwargs=config.model_kwargs,
-        checkpoint_dir=out / "ckpt",
-        resume=resume,
-        progress=progress,
+        config.rank, checkpoint_dir=out / "ckpt", resume=resume, progress=progress, **network
     )
 
 
@@ -237,6 +231,16 @@ def train_model(
     return f
 
 
+#: Fields of a :func:`~neuralfactor.core.timing.measure_many` record kept in the study's records.
+_TIMING_KEYS = (
+    "seconds_per_matrix_q25",
+    "seconds_per_matrix_q75",
+    "warm",
+    "loadavg_before",
+    "loadavg_after",
+)
+
+
 def _method_records(
     name: str,
     X: Tensor,
@@ -273,6 +277,96 @@ def _method_records(
     }
 
 
+def _load_run(
+    run_dir: Path, rank: int | None, device: str
+) -> tuple[StudyConfig, int, torch.device, dict[str, Tensor], np.ndarray]:
+    """A finished run's configuration, evaluation rank, device, frames and test times."""
+    for need in ("config.json", "model/meta.json"):
+        if not (run_dir / need).exists():
+            raise FileNotFoundError(f"{run_dir} is not a finished training run: {need} is missing.")
+    config = StudyConfig.from_dict(read_json(run_dir / "config.json"))
+    check_store_unchanged(run_dir, config)
+    r = config.rank if rank is None else int(rank)
+    if r != config.rank and not config.nested:
+        raise ValueError(
+            f"{run_dir} holds a rank-{config.rank} model that is not nested; it can "
+            f"only be evaluated at rank {config.rank}. Got rank={r}."
+        )
+    if not 1 <= r <= config.rank:
+        raise ValueError(
+            f"The 'rank' parameter must be in [1, {config.rank}] for this nested model. Got {r}."
+        )
+    dev = resolve_device(device)
+    frames, parts, t_all = load_split_frames(config)
+    frames = {"test": frames["test"].to(dev), "train": frames["train"].to(dev)}
+    return config, r, dev, frames, t_all[parts["test"]]
+
+
+def _run_methods(
+    run_dir: Path, config: StudyConfig, r: int, dev: torch.device, baselines: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, str], dict[str, float]]:
+    """The learned model (plain, +refine, +subspace) and the baselines, by name; their kinds
+    and training seconds."""
+    from neuralfactor.core.factorizer import make_factorizer
+
+    methods: dict[str, Any] = {}
+    kinds: dict[str, str] = {}
+    fit_times: dict[str, float] = {}
+    for refine in ("none", "lstsq", "subspace"):
+        f = LearnedFactorizer.load(run_dir / "model", device=str(dev), refine=refine)
+        if r != config.rank:
+            f = f.at_rank(r)
+        methods[f.name] = f
+        kinds[f.name], fit_times[f.name] = "learned", f.fit_seconds
+    for name in baselines:
+        methods[name] = make_factorizer(name, rank=r)
+        kinds[name] = "classical"
+    return methods, kinds, fit_times
+
+
+def _analysis_records(name: str, X: Tensor, lr0, opt: Tensor, t: np.ndarray) -> list[dict]:
+    """Error analysis of the network's factors: its U or V kept, the other solved for."""
+    fits = (
+        ("calculated V", lambda: calculated_V(X, lr0.U)),
+        ("calculated U", lambda: calculated_U(X, lr0.V)),
+        ("calculated Sigma", lambda: calculated_sigma(X, lr0.U, lr0.V)),
+    )
+    return [
+        _method_records(
+            f"{name} {label}", X, fn(), opt, float("nan"), X.shape[0], 0.0, t, {"kind": "analysis"}
+        )
+        for label, fn in fits
+    ]
+
+
+def _samples(X: Tensor, t: np.ndarray, lr0, refined, r: int) -> dict[str, np.ndarray]:
+    """The worst test frame of the learned model, with its reconstructions."""
+    from neuralfactor.classical.svd import truncated_svd
+
+    worst = int(torch.argmax(scaled_loss(X, lr0)))
+    return {
+        "frame": X[worst].cpu().numpy(),
+        "t": np.asarray(t[worst]),
+        "learned": lr0[worst].reconstruct().cpu().numpy(),
+        "refined": refined[worst].reconstruct().cpu().numpy(),
+        "svd": truncated_svd(X[worst], r).reconstruct().cpu().numpy(),
+    }
+
+
+def _write_evaluation(run_dir: Path, suffix: str, records: list, samples: dict) -> None:
+    import io
+
+    from neuralfactor.io import atomic_write_bytes, atomic_write_text
+
+    atomic_write_text(
+        run_dir / f"records{suffix}.jsonl",
+        "".join(json.dumps(rec, sort_keys=True) + "\n" for rec in records),
+    )
+    buf = io.BytesIO()
+    np.savez(buf, **samples)
+    atomic_write_bytes(run_dir / f"samples{suffix}.npz", buf.getvalue())
+
+
 def evaluate_run(
     run_dir: str | Path,
     *,
@@ -295,35 +389,15 @@ def evaluate_run(
     analysis adds "calculated U/V/Sigma" refits of the network's factors. Data-driven baselines
     (pod-basis) fit on the training frames; warm-subspace streams the test frames in time order.
     """
-    from neuralfactor.core.factorizer import check_factorizer_name, make_factorizer
+    from neuralfactor.core.factorizer import check_factorizer_name
     from neuralfactor.core.timing import measure_many, pinned_threads
 
     for name in baselines:  # a typo is refused before any work, with a suggestion
         check_factorizer_name(name)
     run_dir = Path(run_dir)
-    for need in ("config.json", "model/meta.json"):
-        if not (run_dir / need).exists():
-            raise FileNotFoundError(f"{run_dir} is not a finished training run: {need} is missing.")
-    config = StudyConfig.from_dict(read_json(run_dir / "config.json"))
-    check_store_unchanged(run_dir, config)
-    dev = resolve_device(device)
-    frames, parts, t_all = load_split_frames(config)
-    X = frames["test"].to(dev)
-    t = t_all[parts["test"]]
-    train = frames["train"].to(dev)
-    r = config.rank if rank is None else int(rank)
-    if r != config.rank and not config.nested:
-        raise ValueError(
-            f"{run_dir} holds a rank-{config.rank} model that is not nested; it can "
-            f"only be evaluated at rank {config.rank}. Got rank={r}."
-        )
-    if not 1 <= r <= config.rank:
-        raise ValueError(
-            f"The 'rank' parameter must be in [1, {config.rank}] for this nested model. Got {r}."
-        )
-    svals = torch.linalg.svdvals(X.double())
-    opt = optimal_scaled_loss(X, r, singular_values=svals)
-    learned = LearnedFactorizer.load(run_dir / "model", device=str(dev))
+    config, r, dev, frames, t = _load_run(run_dir, rank, device)
+    X, train = frames["test"], frames["train"]
+    opt = optimal_scaled_loss(X, r, singular_values=torch.linalg.svdvals(X.double()))
     base = {
         "rank": r,
         "split": config.split,
@@ -337,23 +411,9 @@ def evaluate_run(
         "n_test": int(X.shape[0]),
         "n_train": int(train.shape[0]),
     }
-    records: list[dict[str, Any]] = []
-    samples: dict[str, np.ndarray] = {}
     with pinned_threads(threads) as thr:
         base["torch_threads"] = thr["torch_threads"]
-        variants = {"": "none", "+refine": "lstsq", "+subspace": "subspace"}
-        methods: dict[str, Any] = {}
-        kinds: dict[str, str] = {}
-        fit_times: dict[str, float] = {}
-        for refine in variants.values():
-            f = LearnedFactorizer.load(run_dir / "model", device=str(dev), refine=refine)
-            if r != config.rank:
-                f = f.at_rank(r)
-            methods[f.name] = f
-            kinds[f.name], fit_times[f.name] = "learned", learned.fit_seconds
-        for name in baselines:
-            methods[name] = make_factorizer(name, rank=r)
-            kinds[name] = "classical"
+        methods, kinds, fit_times = _run_methods(run_dir, config, r, dev, baselines)
         # one harness: every method interleaved on the whole test batch (streaming baselines
         # restart their stream at the first test frame on every timed call)
         results: dict[str, Any] = {}
@@ -373,6 +433,8 @@ def evaluate_run(
 
         def timed_record(name: str) -> dict[str, Any]:
             rec = by_label[name]
+            extra = {k: rec[k] for k in _TIMING_KEYS}
+            extra.update(kind=kinds[name], timing_rounds=rec["rounds"])
             return _method_records(
                 name,
                 X,
@@ -382,62 +444,17 @@ def evaluate_run(
                 X.shape[0],
                 rec["fit_seconds"],
                 t,
-                {
-                    "kind": kinds[name],
-                    "seconds_per_matrix_q25": rec["seconds_per_matrix_q25"],
-                    "seconds_per_matrix_q75": rec["seconds_per_matrix_q75"],
-                    "timing_rounds": rec["rounds"],
-                    "warm": rec["warm"],
-                    "loadavg_before": rec["loadavg_before"],
-                    "loadavg_after": rec["loadavg_after"],
-                },
+                extra,
             )
 
         names = list(methods)
-        records += [timed_record(name) for name in names[: len(variants)]]
-        lr0, refine_lr = results[names[0]], results[names[1]]
-        # error analysis of the network's factors
-        for label, fn in (
-            ("calculated V", lambda: calculated_V(X, lr0.U)),
-            ("calculated U", lambda: calculated_U(X, lr0.V)),
-            ("calculated Sigma", lambda: calculated_sigma(X, lr0.U, lr0.V)),
-        ):
-            records.append(
-                _method_records(
-                    f"{learned.name} {label}",
-                    X,
-                    fn(),
-                    opt,
-                    float("nan"),
-                    X.shape[0],
-                    0.0,
-                    t,
-                    {"kind": "analysis"},
-                )
-            )
-        records += [timed_record(name) for name in names[len(variants) :]]
-        # the worst test frame for the learned model, with reconstructions
-        worst = int(torch.argmax(scaled_loss(X, lr0)))
-        samples["frame"] = X[worst].cpu().numpy()
-        samples["t"] = np.asarray(t[worst])
-        samples["learned"] = lr0[worst].reconstruct().cpu().numpy()
-        samples["refined"] = refine_lr[worst].reconstruct().cpu().numpy()
-        from neuralfactor.classical.svd import truncated_svd
-
-        samples["svd"] = truncated_svd(X[worst], r).reconstruct().cpu().numpy()
+        lr0, refined = results[names[0]], results[names[1]]
+        records = [timed_record(name) for name in names[:3]]
+        records += _analysis_records(names[0], X, lr0, opt, t)
+        records += [timed_record(name) for name in names[3:]]
+        samples = _samples(X, t, lr0, refined, r)
     for rec in records:
         rec.update(base)
     if write:
-        from neuralfactor.io import atomic_write_bytes, atomic_write_text
-
-        suffix = "" if rank is None else f"-r{r}"
-        atomic_write_text(
-            run_dir / f"records{suffix}.jsonl",
-            "".join(json.dumps(rec, sort_keys=True) + "\n" for rec in records),
-        )
-        import io
-
-        buf = io.BytesIO()
-        np.savez(buf, **samples)
-        atomic_write_bytes(run_dir / f"samples{suffix}.npz", buf.getvalue())
+        _write_evaluation(run_dir, "" if rank is None else f"-r{r}", records, samples)
     return records

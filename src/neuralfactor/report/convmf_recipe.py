@@ -10,11 +10,14 @@ from them; it measures and trains nothing.
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from neuralfactor.amortized.study_recipe import RecipeConfig, collect_recipe
+from neuralfactor.amortized.study_runs import Log, silent
 from neuralfactor.io import atomic_write_text, read_jsonl
 
 __all__ = [
@@ -23,7 +26,9 @@ __all__ = [
     "TARGET",
     "load_jsonl",
     "render_convmf_recipe",
+    "run_convmf_recipe",
     "write_convmf_recipe",
+    "write_from_records",
 ]
 
 PAGE_COMMAND = "python benchmarks/convmf_recipe.py --from-records"
@@ -51,45 +56,39 @@ def _command(run: dict) -> str:
     )
 
 
-def render_convmf_recipe(evals: Sequence[dict], run_records: Sequence[dict]) -> str:
-    """The whole page from the evaluation records and the run record (see the module doc)."""
-    runs = [r for r in run_records if r.get("kind") == "run"]
-    if not runs:
-        raise ValueError(
-            'convmf-recipe run records hold no "kind": "run" line (the command and run '
-            "conditions); regenerate them with benchmarks/convmf_recipe.py."
-        )
-    run = runs[0]
-    a = run["args"]
-    health = {(h["rank"], h["seed"]): h for h in run_records if h.get("kind") == "health"}
+def _index(evals: Sequence[dict]) -> tuple[dict, list[tuple[int, int]]]:
+    """Records by (rank, seed) and method; the (rank, seed) keys with all learned methods."""
     by: dict[tuple[int, int], dict[str, dict]] = {}
     for r in evals:
         by.setdefault((r["rank"], r["seed"]), {})[r["method"]] = r
-    keys = [k for k in by if all(m in by[k] for m in LEARNED)]
+    return by, [k for k in by if all(m in by[k] for m in LEARNED)]
+
+
+def _summary(by: dict, keys: list) -> str:
+    """The target's verdict over all models."""
+    ref = [by[k]["convmf+refine"]["ratio_mean"] for k in keys]
+    miss = [k for k in keys if by[k]["convmf+refine"]["ratio_mean"] > TARGET]
     ranks = list(dict.fromkeys(k[0] for k in keys))
-    seeds = list(dict.fromkeys(k[1] for k in keys))
-    seed0 = seeds[0]
-
-    def ratio(k: tuple[int, int], m: str) -> float:
-        return by[k][m]["ratio_mean"]
-
-    ref = [ratio(k, "convmf+refine") for k in keys]
-    miss = [k for k in keys if ratio(k, "convmf+refine") > TARGET]
-    summary = (
-        f"**met by all {len(keys)} models** ({len(ranks)} ranks, seeds as listed; "
-        f"ratios {min(ref):.3f}-{max(ref):.3f}x)"
-        if not miss
-        else f"**missed by {len(miss)} of {len(keys)} models**: "
-        + ", ".join(f"rank {k[0]} seed {k[1]} ({ratio(k, 'convmf+refine'):.3f}x)" for k in miss)
+    if not miss:
+        return (
+            f"**met by all {len(keys)} models** ({len(ranks)} ranks, seeds as listed; "
+            f"ratios {min(ref):.3f}-{max(ref):.3f}x)"
+        )
+    return (
+        f"**missed by {len(miss)} of {len(keys)} models**: "
+        + ", ".join(
+            f"rank {k[0]} seed {k[1]} ({by[k]['convmf+refine']['ratio_mean']:.3f}x)" for k in miss
+        )
         + f"; all ratios {min(ref):.3f}-{max(ref):.3f}x"
     )
-    minutes = run.get("minutes")
-    first = by[keys[0]]["convmf"]
+
+
+def _header(run: dict, first: dict, seed0: int, threads_s: str) -> list[str]:
+    """Title, command and the setup section, from the run record and the first record."""
+    a, minutes = run["args"], run.get("minutes")
     cores = run.get("cpu_count") or NOT_RECORDED
-    threads = sorted({r.get("torch_threads") for r in evals if r.get("torch_threads")})
-    threads_s = "/".join(str(t) for t in threads) or NOT_RECORDED
     lanes = a.get("lanes", 1)
-    lines = [
+    return [
         "# ConvMF training recipe across seeds (interpolation, "
         f"{first['m']}x{first['n']}, {str(first.get('device', NOT_RECORDED)).upper()})",
         "",
@@ -139,12 +138,14 @@ def render_convmf_recipe(evals: Sequence[dict], run_records: Sequence[dict]) -> 
         "resumed run's parts.",
         *([f"- {a['note']}"] if a.get("note") else []),
         "",
-        "## Result",
-        "",
-        f"- Target 'ConvMF+refine within {TARGET:.2f}x of the SVD optimum at every rank': "
-        + summary
-        + ".",
     ]
+
+
+def _per_rank(by: dict, keys: list, health: dict, seed0: int) -> list[str]:
+    """One line per rank, the r+2 finding and the stuck trainings."""
+    lines = []
+    ratio = lambda k, m: by[k][m]["ratio_mean"]  # noqa: E731
+    ranks = list(dict.fromkeys(k[0] for k in keys))
     for k in ranks:
         rk = [key for key in keys if key[0] == k]
         vals = [ratio(key, "convmf+refine") for key in rk]
@@ -169,13 +170,15 @@ def render_convmf_recipe(evals: Sequence[dict], run_records: Sequence[dict]) -> 
             f"ConvMF, seed {seed0}): " + "; ".join(r_plus_2) + "."
         )
     if len(health) == len(keys):
-        stuck = [f"rank {k[0]} seed {k[1]}" for k in keys if health[k]["stuck"]]
-        stuck_s = ", ".join(stuck) or "none"
+        stuck_s = ", ".join(f"rank {k[0]} seed {k[1]}" for k in keys if health[k]["stuck"])
     else:
         stuck_s = NOT_RECORDED
-    lines += [
-        f"- Stuck trainings (training loss never halved): {stuck_s}.",
-        "",
+    return lines + [f"- Stuck trainings (training loss never halved): {stuck_s or 'none'}."]
+
+
+def _model_rows(by: dict, keys: list, health: dict) -> list[str]:
+    """The table of every model: ratios, validation losses, training seconds."""
+    lines = [
         "| rank | seed | SVD optimum | convmf | convmf+refine | convmf+subspace | best validation "
         "(step) | final validation | training s |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -199,6 +202,11 @@ def render_convmf_recipe(evals: Sequence[dict], run_records: Sequence[dict]) -> 
         )
         cells.append(f"{rec['convmf']['fit_seconds']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _timing_table(evals: Sequence[dict], by: dict, keys: list, seed0: int, threads_s: str):
+    """Time per matrix of the seed-0 model and the classical peers of the same evaluation."""
     timing = {k[0]: by[k] for k in keys if k[1] == seed0}
     # the refined networks, then the classical peers in the records' order
     classical = [r["method"] for r in evals if r.get("kind") == "classical"]
@@ -207,15 +215,8 @@ def render_convmf_recipe(evals: Sequence[dict], run_records: Sequence[dict]) -> 
         for m in dict.fromkeys(["convmf+refine", "convmf+subspace", *classical])
         if any(m in t for t in timing.values())
     ]
-    lines += [
-        "",
-        "The validation loss is the training objective's value scaled by ||X||^2 "
-        + (
-            "(here the sum of the two losses, so about twice plain ConvMF's)."
-            if a["objective"] == "factors+projection"
-            else "(plain ConvMF's scaled loss)."
-        ),
-        "",
+    ranks = list(dict.fromkeys(k[0] for k in keys))
+    return [
         f"Time per matrix in µs (ratio to the optimum); seed-{seed0} model, every method in "
         f"one evaluation, same test batch, {threads_s} thread (pod-basis: global POD basis of "
         "the training frames + one subspace step; warm-subspace streams the test frames in time "
@@ -236,6 +237,42 @@ def render_convmf_recipe(evals: Sequence[dict], run_records: Sequence[dict]) -> 
         ),
         "",
     ]
+
+
+def render_convmf_recipe(evals: Sequence[dict], run_records: Sequence[dict]) -> str:
+    """The whole page from the evaluation records and the run record (see the module doc)."""
+    runs = [r for r in run_records if r.get("kind") == "run"]
+    if not runs:
+        raise ValueError(
+            'convmf-recipe run records hold no "kind": "run" line (the command and run '
+            "conditions); regenerate them with benchmarks/convmf_recipe.py."
+        )
+    run = runs[0]
+    health = {(h["rank"], h["seed"]): h for h in run_records if h.get("kind") == "health"}
+    by, keys = _index(evals)
+    seed0 = list(dict.fromkeys(k[1] for k in keys))[0]
+    threads = sorted({r.get("torch_threads") for r in evals if r.get("torch_threads")})
+    threads_s = "/".join(str(t) for t in threads) or NOT_RECORDED
+    lines = _header(run, by[keys[0]]["convmf"], seed0, threads_s)
+    lines += [
+        "## Result",
+        "",
+        f"- Target 'ConvMF+refine within {TARGET:.2f}x of the SVD optimum at every rank': "
+        + _summary(by, keys)
+        + ".",
+    ]
+    lines += _per_rank(by, keys, health, seed0)
+    lines += ["", *_model_rows(by, keys, health), ""]
+    lines += [
+        "The validation loss is the training objective's value scaled by ||X||^2 "
+        + (
+            "(here the sum of the two losses, so about twice plain ConvMF's)."
+            if run["args"]["objective"] == "factors+projection"
+            else "(plain ConvMF's scaled loss)."
+        ),
+        "",
+    ]
+    lines += _timing_table(evals, by, keys, seed0, threads_s)
     return "\n".join(lines) + "\n"
 
 
@@ -243,4 +280,39 @@ def write_convmf_recipe(evals_path: str | Path, run_path: str | Path, out: str |
     """Render the page from the two record files and write it atomically to ``out``."""
     return atomic_write_text(
         out, render_convmf_recipe(load_jsonl(evals_path), load_jsonl(run_path))
+    )
+
+
+#: The run record's file name under ``docs/results/records/`` (a fresh run writes it).
+RUN_FILE = "convmf-recipe-run.jsonl"
+#: The run record of the earlier page (command, note, health), converted from that page.
+LEGACY_FILE = "convmf-recipe-legacy.jsonl"
+#: How :func:`neuralfactor.amortized.study.evaluate_run` times the methods.
+TIMING = "every method timed in the same interleaved rounds (median of at least 3)"
+
+
+def write_from_records(results_dir: str | Path) -> Path:
+    """Rewrite ``results_dir/convmf-recipe.md`` from the committed records (the fresh run
+    record if there is one, else the converted legacy one)."""
+    d = Path(results_dir)
+    run_path = d / "records" / RUN_FILE
+    if not run_path.exists():
+        run_path = d / "records" / LEGACY_FILE
+    return write_convmf_recipe(d / "convmf-recipe.jsonl", run_path, d / "convmf-recipe.md")
+
+
+def run_convmf_recipe(config: RecipeConfig, out_dir: str | Path, log: Log = silent) -> Path:
+    """Train and evaluate the recipe (resumable), write its records and the page.
+
+    Evaluation records go to ``out_dir/convmf-recipe.jsonl``, the run record to
+    ``out_dir/records/convmf-recipe-run.jsonl``, the page to ``out_dir/convmf-recipe.md``.
+    """
+    out_dir = Path(out_dir)
+    evals, run_records = collect_recipe(config, log)
+    run_records[0] = {**run_records[0], "timing": TIMING, "records_file": RUN_FILE}
+    rows = lambda recs: "".join(json.dumps(r, sort_keys=True) + "\n" for r in recs)  # noqa: E731
+    atomic_write_text(out_dir / "convmf-recipe.jsonl", rows(evals))
+    run_path = atomic_write_text(out_dir / "records" / RUN_FILE, rows(run_records))
+    return write_convmf_recipe(
+        out_dir / "convmf-recipe.jsonl", run_path, out_dir / "convmf-recipe.md"
     )
