@@ -331,5 +331,5 @@ def test_evaluate_refuses_fewer_than_three_repeats(tmp_path, capsys):
 
     with pytest.raises(ValueError, match="'repeats' parameter of evaluate must be >= 3.*Got 1"):
         evaluate_run(tmp_path / "no-run", repeats=1)
-    assert main(["-q", "evaluate", str(tmp_path / "no-run"), "--repeats", "2"]) == 1
+    assert main(["-q", "evaluate", str(tmp_path / "no-run"), "--repeats", "2"]) == 2  # bad usage
     assert "must be >= 3" in capsys.readouterr().err
