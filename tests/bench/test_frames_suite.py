@@ -48,7 +48,12 @@ def suite():
         methods=(*FAST, "convmf+refine", "convmf-nested", "convmf-nested+refine"),
         **TINY,
     )
-    return run_frames(cfg, on_note=notes.append), notes
+    rng, prec = torch.get_rng_state(), torch.get_float32_matmul_precision()
+    recs = run_frames(cfg, on_note=notes.append)
+    # the suite seeds its training through generators and restores every matmul flag
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert torch.get_float32_matmul_precision() == prec
+    return recs, notes
 
 
 def test_records_are_well_formed(suite):
@@ -150,7 +155,11 @@ def test_config_rejects_bad_input():
 
 
 def test_training_throughput_record():
+    rng, prec = torch.get_rng_state(), torch.get_float32_matmul_precision()
     r = training_throughput(16, 32, 2, steps=2, batch_size=4, repeats=3)
+    # seeded without touching global state: the global generator and matmul flags as before
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert torch.get_float32_matmul_precision() == prec
     assert r["frames_per_second"] == pytest.approx(4 / r["seconds_per_step"])
     assert r["torch_threads"] == 1 and r["steps"] == 2 and r["batch_size"] == 4
     assert "| cpu" in throughput_markdown([r])

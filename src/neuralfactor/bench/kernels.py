@@ -48,11 +48,17 @@ class KernelsConfig:
     threads: int = 1
     rounds: int = 3  # fewest interleaved rounds (at least 3)
     min_run_time: float = 1.0  # fewest seconds timed per method
+    max_case_seconds: float = 30.0  # rounds stop after this once the spread is not settling
     ensembles: tuple[int, ...] = (1, 16, 64)
 
     @property
     def timing(self) -> TimingConfig:
-        return TimingConfig(min_rounds=self.rounds, min_run_time=self.min_run_time)
+        """The harness settings of every rank's interleaved rounds."""
+        return TimingConfig(
+            min_rounds=self.rounds,
+            min_run_time=self.min_run_time,
+            max_seconds=self.max_case_seconds,
+        )
 
 
 def _stats(st: TimingStats, per_call: int) -> dict[str, float]:
