@@ -132,6 +132,10 @@ def test_reproducibility_flags_a_row_whose_speed_changed():
     key = f"| {slow['data']} | {slow['m']}x{slow['n']} | {slow['rank']} | 256 | rsvd |"
     (line,) = [ln for ln in lines if ln.startswith(key)]
     assert line.endswith("| **no** |")
+    # rsvd 3x slower: its speed ratio falls to a third, 2/3 apart, in one case
+    assert "lie in 1 cases; their two medians differ by 66.7% (median) and at most 66.7%" in (
+        "\n".join(lines)
+    )
 
 
 def test_no_summary_prints_a_speed_up_beyond_the_ratio_of_medians():
