@@ -1,6 +1,8 @@
 """The only stopwatch, and the one harness every benchmark measures factorizers with.
 
-Three layers, each used by the next:
+Three layers, each used by the next, all configured by one frozen :class:`TimingConfig`
+(the options and their defaults live there only; a suite's flags map onto it through
+:class:`SuiteTiming`):
 
 - :func:`time_interleaved` times several calls *interleaved*: rounds of A B C, B C A, ...
   (the order rotates), each timing a block of ``number`` calls chosen so that one block lasts
