@@ -4,6 +4,9 @@ Measure (about 4 minutes on one core; run in a quiet window):
     OMP_NUM_THREADS=1 python benchmarks/classical_baselines.py
 Rewrite the page from the committed records, byte for byte, without measuring:
     python benchmarks/classical_baselines.py --from-records
+Add a second run's records (copied to docs/results/records/classical-baselines-rerun.jsonl;
+the page then gets a "Reproducibility" section comparing the two runs' speed ratios):
+    python benchmarks/classical_baselines.py --from-records --rerun RUN2.jsonl
 
 The suite and the page live in :mod:`neuralfactor.bench.baselines`; this script parses
 arguments, calls it and writes the files.
@@ -31,6 +34,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--records", type=Path, default=RECORDS)
     ap.add_argument("--page", type=Path, default=PAGE)
     ap.add_argument(
+        "--rerun",
+        type=Path,
+        help="Records of a second run: copied beside the records; the page compares the runs.",
+    )
+    ap.add_argument(
         "--from-records",
         action="store_true",
         help="Rewrite the page from the records (no measurement).",
@@ -38,6 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     from neuralfactor.bench.baselines import (
+        RERUN_RECORDS,
+        baselines_config,
         baselines_page,
         read_records,
         run_classical_baselines,
@@ -51,12 +61,15 @@ def main(argv: list[str] | None = None) -> None:
             value = getattr(args, opt)
             if value != ap.get_default(opt):
                 cmd += f" --{opt.replace('_', '-')} {shlex.quote(str(value))}"
-        records = run_classical_baselines(
+        config = baselines_config(
             device=args.device,
             dtype=args.dtype,
             batches=tuple(int(b) for b in args.batches.split(",")),
             max_call_seconds=args.max_call_seconds,
             max_case_seconds=args.max_case_seconds,
+        )
+        records = run_classical_baselines(
+            config,
             command=cmd,
             on_record=lambda r: print(
                 f"{r['data']:>8} {r['label']:>24} {r['m']}x{r['n']} r={r['rank']:>2} "
@@ -67,7 +80,11 @@ def main(argv: list[str] | None = None) -> None:
         )
         write_records(args.records, records)
     records = read_records(args.records)
-    atomic_write_text(args.page, baselines_page(records))
+    rerun_path = Path(RERUN_RECORDS)
+    if args.rerun is not None:
+        write_records(rerun_path, read_records(args.rerun))
+    rerun = read_records(rerun_path) if rerun_path.exists() else None
+    atomic_write_text(args.page, baselines_page(records, rerun))
     print(f"wrote {args.page}", file=sys.stderr)
 
 

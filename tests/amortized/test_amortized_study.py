@@ -67,7 +67,7 @@ def test_train_evaluate_and_figures(store, tmp_path):
     assert (out / "model" / "weights.safetensors").exists()
     assert (
         main(
-            ["-q", "evaluate", str(out), "--baselines", "svd,rsvd-gemm,pod-basis", "--repeats", "1"]
+            ["-q", "evaluate", str(out), "--baselines", "svd,rsvd-gemm,pod-basis", "--repeats", "3"]
         )
         == 0
     )

@@ -1,8 +1,26 @@
 """The classical-baselines page is a pure function of its records: bands, noise, warm marks."""
 
+import json
+import re
+import runpy
+import sys
+from pathlib import Path
+
 import pytest
 
-from neuralfactor.bench.baselines import baselines_page, read_records, summary, write_records
+from neuralfactor.bench.baselines import (
+    BANDS,
+    BASELINE,
+    baselines_page,
+    read_records,
+    reproducibility,
+    summary,
+    write_records,
+)
+from neuralfactor.core.timing import Spread, speed_ratio
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = ROOT / "docs" / "results" / "records" / "classical-baselines.jsonl"
 
 
 def _row(label, method, median, iqr, ratio, **kw):
@@ -84,3 +102,103 @@ def test_page_round_trips_through_records(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"kind": "row"}\n')
     with pytest.raises(ValueError, match="first line must be the run line"):
         read_records(tmp_path / "bad.jsonl")
+
+
+def _committed_rows():
+    return [r for r in read_records(COMMITTED)[1:] if r.get("kind") == "row"]
+
+
+def test_reproducibility_of_the_committed_records_against_themselves():
+    rows = _committed_rows()
+    lines = reproducibility(rows, rows)
+    n = sum(1 for r in rows if "error" not in r and r["method"] != BASELINE)
+    assert f"**{n} of {n} speed ratios agree between the two runs**." in lines
+    table = [ln for ln in lines if ln.startswith("| evolving") or ln.startswith("| planted")]
+    assert len(table) == n and all(ln.endswith("| yes |") for ln in table)
+
+
+def test_reproducibility_flags_a_row_whose_speed_changed():
+    rows = _committed_rows()
+    slow = next(r for r in rows if r["label"] == "rsvd" and r["batch"] == 256)
+    # the second run: rsvd 3x slower in one case (quartiles scaled alike), the rest unchanged
+    scale = {k: slow[k] * 3 for k in slow if k.startswith("seconds_per_matrix")}
+    rerun = [dict(r, **scale) if r is slow else r for r in rows]
+    # and one row measured in the first run only
+    dropped = next(r for r in rows if r["label"] == "svd" and r["batch"] == 1)
+    rerun = [r for r in rerun if r is not dropped]
+    lines = reproducibility(rows, rerun)
+    n = sum(1 for r in rows if "error" not in r and r["method"] != BASELINE) - 1
+    assert f"**{n - 1} of {n} speed ratios agree between the two runs**; 1 rows" in lines[4]
+    key = f"| {slow['data']} | {slow['m']}x{slow['n']} | {slow['rank']} | 256 | rsvd |"
+    (line,) = [ln for ln in lines if ln.startswith(key)]
+    assert line.endswith("| **no** |")
+    # rsvd 3x slower: its speed ratio falls to a third, 2/3 apart, in one case
+    assert "lie in 1 cases; their two medians differ by 66.7% (median) and at most 66.7%" in (
+        "\n".join(lines)
+    )
+
+
+def test_no_summary_prints_a_speed_up_beyond_the_ratio_of_medians():
+    """Every speed in the committed page's summary is the ratio of the two medians of that
+    case (rounded as printed), never a quartile bound or a single sample."""
+    rows = _committed_rows()
+    checked = 0
+    for line in summary(rows):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) != 9 or cells[0] not in ("evolving", "planted") or cells[5] == "none":
+            continue
+        data, size, rank, batch = cells[0], cells[1], int(cells[2]), int(cells[3])
+        band = float(cells[4].removeprefix("<= "))
+        m, n = (int(v) for v in size.split("x"))
+        case = [
+            r
+            for r in rows
+            if (r["data"], r["m"], r["n"], r["rank"], r["batch"]) == (data, m, n, rank, batch)
+            and "error" not in r
+        ]
+        best = min(
+            (r for r in case if r["ratio_max"] <= band), key=lambda r: r["seconds_per_matrix"]
+        )
+        base = next(r for r in case if r["method"] == BASELINE)
+        median_ratio = base["seconds_per_matrix"] / best["seconds_per_matrix"]
+        printed = re.match(r"~?([0-9.]+)x", cells[7])
+        if cells[7] == "1":
+            assert best is base
+        elif cells[7].startswith("~1x") or cells[7].startswith("within noise"):
+            # no speed-up claimed: the two spreads cannot tell the rows apart
+            verdict = speed_ratio(Spread.from_record(base), Spread.from_record(best)).verdict
+            assert verdict == "within noise", (cells, verdict)
+        else:
+            assert printed, cells[7]
+            value = float(printed.group(1))
+            digits = f"{median_ratio:.2g}" if median_ratio < 10 else f"{median_ratio:.0f}"
+            assert value == float(digits), (cells, median_ratio)
+        checked += 1
+    assert checked == 2 * len({(r["data"], r["m"], r["rank"], r["batch"]) for r in rows})
+    assert len(BANDS) == 2
+
+
+def test_rerun_option_adds_the_reproducibility_section(tmp_path, monkeypatch):
+    """The script's --rerun copies a second run's records beside the first; --from-records
+    then regenerates the page with the section, byte for byte."""
+    rec_dir = tmp_path / "docs" / "results" / "records"
+    rec_dir.mkdir(parents=True)
+    (rec_dir / "classical-baselines.jsonl").write_bytes(COMMITTED.read_bytes())
+    lines = COMMITTED.read_text().splitlines()
+    run2 = [json.dumps(dict(json.loads(lines[0]), command="second run"))] + lines[1:]
+    (tmp_path / "run2.jsonl").write_text("\n".join(run2) + "\n")
+    monkeypatch.chdir(tmp_path)
+    script = str(ROOT / "benchmarks" / "classical_baselines.py")
+    monkeypatch.setattr(sys, "argv", [script, "--from-records", "--rerun", "run2.jsonl"])
+    runpy.run_path(script, run_name="__main__")
+    page = (tmp_path / "docs" / "results" / "classical-baselines.md").read_text()
+    assert "## Reproducibility (computed from the records of two runs)" in page
+    assert "(`second run`)" in page and " speed ratios agree between the two runs**" in page
+    assert (rec_dir / "classical-baselines-rerun.jsonl").exists()
+    monkeypatch.setattr(sys, "argv", [script, "--from-records"])
+    runpy.run_path(script, run_name="__main__")
+    assert (tmp_path / "docs" / "results" / "classical-baselines.md").read_text() == page
+    (tmp_path / "bad.jsonl").write_text('{"kind": "row"}\n')
+    monkeypatch.setattr(sys, "argv", [script, "--from-records", "--rerun", "bad.jsonl"])
+    with pytest.raises(ValueError, match="first line must be the run line"):
+        runpy.run_path(script, run_name="__main__")

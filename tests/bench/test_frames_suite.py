@@ -32,7 +32,7 @@ TINY = dict(
     repeats=3,
     warmup=0,
     max_call_seconds=0.05,
-    min_seconds=0.0,
+    min_run_time=0.0,
     max_case_seconds=0.1,
     train_frames=30,
     train_epochs=1,
@@ -48,7 +48,13 @@ def suite():
         methods=(*FAST, "convmf+refine", "convmf-nested", "convmf-nested+refine"),
         **TINY,
     )
-    return run_frames(cfg, on_note=notes.append), notes
+    prec = torch.get_float32_matmul_precision()
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    recs = run_frames(cfg, on_note=notes.append)
+    # every case sets the matmul flags of its dtype and restores them after it
+    assert torch.get_float32_matmul_precision() == prec
+    assert torch.backends.cuda.matmul.allow_tf32 == tf32
+    return recs, notes
 
 
 def test_records_are_well_formed(suite):
@@ -150,7 +156,11 @@ def test_config_rejects_bad_input():
 
 
 def test_training_throughput_record():
+    rng, prec = torch.get_rng_state(), torch.get_float32_matmul_precision()
     r = training_throughput(16, 32, 2, steps=2, batch_size=4, repeats=3)
+    # seeded without touching global state: the global generator and matmul flags as before
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert torch.get_float32_matmul_precision() == prec
     assert r["frames_per_second"] == pytest.approx(4 / r["seconds_per_step"])
     assert r["torch_threads"] == 1 and r["steps"] == 2 and r["batch_size"] == 4
     assert "| cpu" in throughput_markdown([r])

@@ -9,7 +9,10 @@ from neuralfactor.bench.peers import PEER_SETTINGS, expand_peers
 from neuralfactor.core.factorizer import make_factorizer
 from neuralfactor.core.metrics import optimal_scaled_loss
 from neuralfactor.core.timing import (
+    CASE_TIMING,
     Spread,
+    SuiteTiming,
+    TimingConfig,
     measure_many,
     speed_ratio,
     time_call,
@@ -278,3 +281,55 @@ def test_sklearn_budget_peer_normalizes_like_rsvd():
     weak = float(ratio_to_optimum(X, unnormalized.factorize(X)))
     assert peer <= 1.01 * ours, (peer, ours)
     assert weak > 1.5 * peer, (weak, peer)  # the reason the budget row sets the normalizer
+
+
+def test_one_timing_config_drives_time_interleaved_and_measure_many():
+    """The options live in TimingConfig only: a config and the same single overrides time
+    alike, an unknown option is refused by name, and a bad value by the config itself."""
+    clock = FakeClock()
+
+    def tick():
+        clock.now += 1.0
+
+    cfg = TimingConfig(warmup=0, min_rounds=4, max_rounds=4, block_seconds=0)
+    by_config = time_interleaved({"a": tick}, timing=cfg, clock=clock)
+    by_override = time_interleaved(
+        {"a": tick}, clock=clock, warmup=0, min_rounds=4, max_rounds=4, block_seconds=0
+    )
+    assert by_config.rounds == by_override.rounds == 4
+    assert by_config.stats["a"].times == by_override.stats["a"].times == (1.0,) * 4
+    assert CASE_TIMING == TimingConfig(max_seconds=20.0)
+    with pytest.raises(TypeError, match=r"Unknown timing option\(s\) \['repeats'\]"):
+        time_interleaved({"a": tick}, repeats=3)
+    with pytest.raises(ValueError, match="measure_many needs max_call_seconds > 0. Got 0"):
+        TimingConfig(max_call_seconds=0)
+    X, opt = _case()
+    (rec,) = measure_many(
+        {"svd": make_factorizer("svd", rank=3)},
+        X,
+        optimum=opt,
+        timing=TimingConfig(min_rounds=3, max_rounds=3, min_run_time=0),
+    )
+    assert rec["rounds"] == 3
+
+
+def test_suite_timing_maps_the_suite_flags_onto_one_timing_config():
+    suite = SuiteTiming(
+        repeats=7, warmup=2, max_call_seconds=0.5, min_run_time=0.3, max_case_seconds=9.0
+    )
+    assert suite.timing == TimingConfig(
+        warmup=2, min_rounds=7, min_run_time=0.3, max_seconds=9.0, max_call_seconds=0.5
+    )
+    with pytest.raises(ValueError, match=r"3 <= min_rounds .* Got min_rounds=2"):
+        _ = SuiteTiming(repeats=2).timing
+
+
+def test_evaluate_refuses_fewer_than_three_repeats(tmp_path, capsys):
+    """``--repeats 1`` once ran 3 rounds silently; it is refused, before any work."""
+    from neuralfactor.amortized.study import evaluate_run
+    from neuralfactor.cli import main
+
+    with pytest.raises(ValueError, match="'repeats' parameter of evaluate must be >= 3.*Got 1"):
+        evaluate_run(tmp_path / "no-run", repeats=1)
+    assert main(["-q", "evaluate", str(tmp_path / "no-run"), "--repeats", "2"]) == 2  # bad usage
+    assert "must be >= 3" in capsys.readouterr().err

@@ -93,7 +93,7 @@ def test_evaluate_refuses_a_store_that_changed_since_training(store, tmp_path, c
     after = MatrixStore.open(data).metadata["checksum"]
     assert before != after
     capsys.readouterr()
-    rc = main(["-q", "evaluate", str(run), "--baselines", "svd", "--repeats", "1"])
+    rc = main(["-q", "evaluate", str(run), "--baselines", "svd", "--repeats", "3"])
     err = " ".join(capsys.readouterr().err.split())
     assert rc == 1, err
     assert "changed since" in err and before in err and after in err
@@ -104,7 +104,7 @@ def test_evaluate_refuses_a_store_that_changed_since_training(store, tmp_path, c
     assert rc == 1 and "changed since" in capsys.readouterr().err
     # retraining on the new store is the documented way out, then evaluate runs
     assert main(_train(data, run, "--overwrite")) == 0
-    rc = main(["-q", "evaluate", str(run), "--baselines", "svd", "--repeats", "1"])
+    rc = main(["-q", "evaluate", str(run), "--baselines", "svd", "--repeats", "3"])
     assert rc == 0, capsys.readouterr().err
     assert (run / "records.jsonl").is_file()
 

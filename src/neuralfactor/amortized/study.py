@@ -384,7 +384,7 @@ def evaluate_run(
 
     Every method factorizes the same test batch on the same device and dtype (float32), all
     timed interleaved by :func:`~neuralfactor.core.timing.measure_many` (at least ``repeats``
-    rounds; median and quartiles recorded) with pinned threads. The learned
+    rounds, ``repeats >= 3``; median and quartiles recorded) with pinned threads. The learned
     model is evaluated plain, ``+refine`` (least-squares V) and ``+subspace``; the error
     analysis adds "calculated U/V/Sigma" refits of the network's factors. Data-driven baselines
     (pod-basis) fit on the training frames; warm-subspace streams the test frames in time order.
@@ -394,6 +394,11 @@ def evaluate_run(
 
     for name in baselines:  # a typo is refused before any work, with a suggestion
         check_factorizer_name(name)
+    if repeats < 3:  # refused, not silently raised to 3
+        raise ValueError(
+            "The 'repeats' parameter of evaluate must be >= 3 (rounds of interleaved timing; "
+            f"a single sample is not a timing). Got {repeats}."
+        )
     run_dir = Path(run_dir)
     config, r, dev, frames, t = _load_run(run_dir, rank, device)
     X, train = frames["test"], frames["train"]
@@ -425,7 +430,7 @@ def evaluate_run(
             train=train,
             fit_seconds=fit_times,
             max_call_seconds=float("inf"),
-            min_rounds=max(repeats, 3),
+            min_rounds=repeats,
             errors=(),
             results=results,
         )

@@ -10,21 +10,27 @@ one ``{"kind": "run", ...}`` line with the command and run conditions, then one 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neuralfactor.bench.peers import PEER_SETTINGS, peer_label, setting_of
 from neuralfactor.bench.tables import fmt_number, is_warm, markdown_table
-from neuralfactor.core.timing import Spread, loadavg, speed_ratio
+from neuralfactor.core.timing import SpeedRatio, Spread, loadavg, speed_ratio
+
+if TYPE_CHECKING:
+    from neuralfactor.bench.runner import BenchConfig
 
 __all__ = [
     "BANDS",
     "BASELINE_METHODS",
+    "baselines_config",
     "baselines_page",
     "read_records",
+    "reproducibility",
     "run_classical_baselines",
     "write_records",
 ]
@@ -44,6 +50,8 @@ BASELINE_METHODS: tuple[str, ...] = (
 #: Accuracy bands of the summary: speed is compared only between rows in the same band.
 BANDS: tuple[float, ...] = (1.01, 1.05)
 BASELINE = "scipy-gesdd"
+#: The committed records of a second run of the suite (the page's "Reproducibility" section).
+RERUN_RECORDS = "docs/results/records/classical-baselines-rerun.jsonl"
 SIZES = ((128, 256), (256, 512))
 FAMILIES = (
     ("evolving", "Smooth evolving frames (time-ordered, phase-space-like)"),
@@ -51,48 +59,42 @@ FAMILIES = (
 )
 
 
+def baselines_config(**changes: Any) -> BenchConfig:
+    """The suite's configuration (``data`` is set per family by the run); ``changes``
+    replace single fields (device, dtype, batches, the timing caps)."""
+    from neuralfactor.bench.runner import BenchConfig
+
+    suite = {"methods": BASELINE_METHODS, "sizes": SIZES, "batches": (1, 256), "threads": 1}
+    timing = {"max_call_seconds": 0.1, "max_case_seconds": 10.0}
+    return BenchConfig(**{**suite, **timing, **changes})
+
+
 def run_classical_baselines(
+    config: BenchConfig | None = None,
     *,
-    device: str = "cpu",
-    dtype: str = "float32",
-    batches: tuple[int, ...] = (1, 256),
-    ranks: tuple[int, ...] = (6, 12, 30),
-    sizes: tuple[tuple[int, int], ...] = SIZES,
-    max_call_seconds: float = 0.1,
-    max_case_seconds: float = 10.0,
     command: str = "",
     on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Measure the suite; returns the run line followed by one record per row."""
-    from neuralfactor.bench.runner import BenchConfig, run_bench
+    """Measure the suite (``config``: :func:`baselines_config` when None) on every family;
+    returns the run line followed by one record per row."""
+    from neuralfactor.bench.runner import run_bench
 
-    t0 = time.time()
+    config = baselines_config() if config is None else config
+    t0 = time.perf_counter()  # the whole run's wall time, recorded on the run line
     load0 = loadavg()
     records: list[dict[str, Any]] = []
     for data, _ in FAMILIES:
-        cfg = BenchConfig(
-            methods=BASELINE_METHODS,
-            sizes=sizes,
-            ranks=ranks,
-            batches=batches,
-            data=data,
-            dtype=dtype,
-            device=device,
-            threads=1,
-            max_call_seconds=max_call_seconds,
-            max_case_seconds=max_case_seconds,
-        )
-        records += run_bench(cfg, on_record=on_record)
+        records += run_bench(dataclasses.replace(config, data=data), on_record=on_record)
     run = {
         "kind": "run",
         "suite": "classical-baselines",
         "harness": "interleaved",
         "command": command,
-        "elapsed_seconds": round(time.time() - t0),
+        "elapsed_seconds": round(time.perf_counter() - t0),
         "loadavg_start": load0,
         "loadavg_end": loadavg(),
-        "max_call_seconds": max_call_seconds,
-        "max_case_seconds": max_case_seconds,
+        "max_call_seconds": config.max_call_seconds,
+        "max_case_seconds": config.max_case_seconds,
     }
     return [run] + [{"kind": "row", **r} for r in records]
 
@@ -196,8 +198,85 @@ def summary(rows: Sequence[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
-def baselines_page(records: Sequence[dict[str, Any]]) -> str:
-    """The whole classical-baselines.md page from its records (run line first)."""
+def _case_key(r: dict[str, Any]) -> tuple:
+    return (r["data"], r["m"], r["n"], r["rank"], r["batch"])
+
+
+def _ratios(rows: Sequence[dict[str, Any]]) -> dict[tuple, SpeedRatio]:
+    """``x scipy-gesdd`` of every row (not the baseline, not failed) by (case..., label)."""
+    ok = [r for r in rows if "error" not in r]
+    base = {_case_key(r): Spread.from_record(r) for r in ok if r["method"] == BASELINE}
+    return {
+        (*_case_key(r), _label(r)): speed_ratio(base[_case_key(r)], Spread.from_record(r))
+        for r in ok
+        if r["method"] != BASELINE and _case_key(r) in base
+    }
+
+
+def _agree(a: SpeedRatio, b: SpeedRatio) -> bool:
+    """Two runs' ratios agree when their quartile ranges ``[low, high]`` intersect."""
+    return max(a.low, b.low) <= min(a.high, b.high)
+
+
+def _drift(one: dict, two: dict, apart: list[tuple]) -> list[str]:
+    """How far the ratios that do not agree are apart (relative difference of the medians):
+    the run-to-run drift that one run's quartiles do not show."""
+    if not apart:
+        return []
+    rel = sorted(abs(two[k].ratio / one[k].ratio - 1) for k in apart)
+    med = rel[len(rel) // 2] if len(rel) % 2 else (rel[len(rel) // 2 - 1] + rel[len(rel) // 2]) / 2
+    cases = len({k[:5] for k in apart})
+    return [
+        f"The {len(apart)} ratios that do not agree lie in {cases} cases; their two medians "
+        f"differ by {med:.1%} (median) and at most {rel[-1]:.1%}: a drift between the runs "
+        "that the quartiles of one run's interleaved rounds do not capture.",
+        "",
+    ]
+
+
+def reproducibility(
+    rows: Sequence[dict[str, Any]], rerun: Sequence[dict[str, Any]], *, command: str = ""
+) -> list[str]:
+    """The "Reproducibility" section: per case and row, both runs' speed against the baseline
+    (ratio of medians, the range their quartiles allow), whether they agree (the two ranges
+    intersect) and how many do. Rows of one run only are counted apart."""
+    one, two = _ratios(rows), _ratios(rerun)
+    common = sorted(set(one) & set(two))
+    agree = [k for k in common if _agree(one[k], two[k])]
+    lines = [
+        "## Reproducibility (computed from the records of two runs)",
+        "",
+        f"The suite was run twice; the second run's records: `{RERUN_RECORDS}`"
+        + (f" (`{command}`)." if command else ".")
+        + f" Per case and row, the speed against `{BASELINE}` measured in each run (ratio of "
+        "medians, in brackets the range the two quartile ranges allow; `~1x` within noise); "
+        "the two runs agree when those ranges intersect.",
+        "",
+        f"**{len(agree)} of {len(common)} speed ratios agree between the two runs**"
+        + (
+            f"; {len(set(one) ^ set(two))} rows were measured in one run only."
+            if set(one) ^ set(two)
+            else "."
+        ),
+        "",
+        *_drift(one, two, [k for k in common if k not in agree]),
+        "| data | size | rank | batch | row | run 1 x scipy-gesdd | run 2 x scipy-gesdd | agree |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for k in common:
+        verdict = "yes" if k in agree else "**no**"
+        lines.append(
+            f"| {k[0]} | {k[1]}x{k[2]} | {k[3]} | {k[4]} | {k[5]} | {one[k]} | {two[k]} "
+            f"| {verdict} |"
+        )
+    return lines + [""]
+
+
+def baselines_page(
+    records: Sequence[dict[str, Any]], rerun: Sequence[dict[str, Any]] | None = None
+) -> str:
+    """The whole classical-baselines.md page from its records (run line first); with the
+    records of a second run (``rerun``), a "Reproducibility" section compares the two."""
     run, rows = records[0], [r for r in records[1:] if r.get("kind", "row") == "row"]
     env = rows[0]
     interleaved = run.get("harness") == "interleaved"
@@ -269,6 +348,9 @@ def baselines_page(records: Sequence[dict[str, Any]]) -> str:
         "",
     ]
     lines += summary(rows)
+    if rerun is not None:
+        rerun_rows = [r for r in rerun[1:] if r.get("kind", "row") == "row"]
+        lines += reproducibility(rows, rerun_rows, command=rerun[0].get("command", ""))
     for data, title in FAMILIES:
         lines += [f"## {title}", ""]
         for m, n in sorted({(r["m"], r["n"]) for r in rows}):

@@ -20,7 +20,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["OUR_BUDGET", "PEER_SETTINGS", "PeerSetting", "expand_peers", "peer_label", "setting_of"]
+__all__ = [
+    "OUR_BUDGET",
+    "PEER_SETTINGS",
+    "PeerSetting",
+    "expand_peers",
+    "peer_label",
+    "peer_rows",
+    "setting_of",
+]
 
 #: The sketch budget of neuralfactor's ``rsvd`` (its defaults).
 OUR_BUDGET: dict[str, Any] = {"oversample": 10, "n_iter": 2}
@@ -81,6 +89,23 @@ def expand_peers(methods: Iterable[str], rank: int) -> list[tuple[str, str, dict
         rows.append((peer_label(name, "defaults"), name, peer.defaults(rank)))
         rows.append((peer_label(name, "budget"), name, dict(peer.budget)))
     return rows
+
+
+def peer_rows(
+    methods: Iterable[str], rank: int, both_settings: bool = True
+) -> list[tuple[str, str, dict[str, Any], str]]:
+    """``(label, registered name, params, setting)`` per row of a suite's case.
+
+    With ``both_settings`` the peers run twice (:func:`expand_peers`; ``setting`` is
+    'defaults' or 'budget'); without, every method runs once at its registered defaults.
+    ``setting`` is '' for rows that are not peers.
+    """
+    if not both_settings:
+        return [(name, name, {}, "") for name in methods]
+    return [
+        (label, name, params, label[len(name) + 2 : -1] if label != name else "")
+        for label, name, params in expand_peers(methods, rank)
+    ]
 
 
 def setting_of(method: str, params: dict[str, Any], rank: int) -> str:

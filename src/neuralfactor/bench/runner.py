@@ -15,7 +15,6 @@ its size as ``timed_batch`` (the per-matrix time is then measured on that many m
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -24,10 +23,11 @@ from typing import Any, Literal, get_args
 import torch
 from torch import Tensor
 
-from neuralfactor.bench.peers import expand_peers
+from neuralfactor.bench.environment import environment
+from neuralfactor.bench.peers import peer_rows
 from neuralfactor.core.factorizer import available_factorizers, make_factorizer
 from neuralfactor.core.metrics import optimal_scaled_loss
-from neuralfactor.core.timing import measure_many, pinned_threads
+from neuralfactor.core.timing import SuiteTiming, measure_many, pinned_threads
 from neuralfactor.core.validation import (
     as_generator,
     check_option,
@@ -42,9 +42,15 @@ DATA_KINDS: tuple[str, ...] = get_args(DataKind)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-@dataclass(frozen=True)
-class BenchConfig:
-    """What to measure. Sizes are (m, n); every combination of size x rank x batch is run."""
+@dataclass(frozen=True, kw_only=True)
+class BenchConfig(SuiteTiming):
+    """What to measure. Sizes are (m, n); every combination of size x rank x batch is run.
+
+    Timing options (``repeats``: fewest interleaved rounds, at least 3; ``warmup``,
+    ``max_call_seconds``, ``min_run_time``, ``max_case_seconds``) come from
+    :class:`~neuralfactor.core.timing.SuiteTiming`; ``timing`` is their one
+    :class:`~neuralfactor.core.timing.TimingConfig`.
+    """
 
     methods: tuple[str, ...]
     sizes: tuple[tuple[int, int], ...] = ((128, 256),)
@@ -54,11 +60,6 @@ class BenchConfig:
     dtype: str = "float32"
     device: str = "auto"
     threads: int | None = 1
-    repeats: int = 5  # fewest interleaved timing rounds (at least 3)
-    warmup: int = 1
-    max_call_seconds: float = 0.25
-    min_run_time: float = 0.1
-    max_case_seconds: float = 20.0
     peer_settings: bool = True  # peers twice: documented defaults and our budget
     seed: int = 0
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -100,10 +101,10 @@ def make_frames(
     m: int,
     n: int,
     *,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str = "cpu",
     seed: int = 0,
     t0: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
 ) -> Tensor:
     """Synthetic benchmark matrices (batch, m, n).
 
@@ -143,19 +144,6 @@ def make_frames(
     return X.to(dtype=dtype, device=device)
 
 
-def _env() -> dict[str, Any]:
-    from neuralfactor import __version__
-
-    return {
-        "version": __version__,
-        "torch_version": torch.__version__,
-        "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
-        "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "matmul_precision": torch.get_float32_matmul_precision(),
-    }
-
-
 def _fit_frames(kind: DataKind, count: int, m: int, n: int, dtype, device, seed: int) -> Tensor:
     """Training frames for data-driven methods: same generator, disjoint seed / earlier times."""
     if kind == "evolving":
@@ -176,7 +164,7 @@ def run_bench(
     """
     device = resolve_device(config.device)
     dtype = DTYPES[config.dtype]
-    env = _env()
+    env = environment(device)
     records: list[dict[str, Any]] = []
     with pinned_threads(config.threads) as threads:
         sizes: Iterable[tuple[int, int]] = (
@@ -232,26 +220,13 @@ def _run_case(
     device: torch.device,
 ) -> list[dict[str, Any]]:
     """Every row of one (size, batch, rank) case, timed interleaved by the one harness."""
-    if config.peer_settings:
-        rows = expand_peers(config.methods, rank)
-    else:
-        rows = [(name, name, {}) for name in config.methods]
     factorizers, settings = {}, {}
-    for label, name, params in rows:
+    for label, name, params, setting in peer_rows(config.methods, rank, config.peer_settings):
         params = {**params, **config.method_params.get(name, {})}
         factorizers[label] = make_factorizer(name, rank=rank, **params)
-        settings[label] = label[len(name) + 2 : -1] if label != name else ""
+        settings[label] = setting
     records = measure_many(
-        factorizers,
-        X,
-        optimum=opt,
-        device=device,
-        train=train,
-        max_call_seconds=config.max_call_seconds,
-        warmup=config.warmup,
-        min_rounds=config.repeats,
-        min_run_time=config.min_run_time,
-        max_seconds=config.max_case_seconds,
+        factorizers, X, optimum=opt, device=device, train=train, timing=config.timing
     )
     for rec in records:
         rec["setting"] = settings[rec["label"]]

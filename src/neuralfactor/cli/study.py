@@ -159,7 +159,7 @@ def evaluate(
     ),
     device: str = typer.Option("cpu", help="auto | cpu | cuda (all methods on this device)."),
     threads: int = typer.Option(1, help="torch/BLAS threads during timing (0: unpinned)."),
-    repeats: int = typer.Option(3, help="Timed repeats (median)."),
+    repeats: int = typer.Option(3, help="Fewest interleaved timing rounds (at least 3)."),
 ) -> None:
     """Evaluate a trained run on its test frames against classical baselines (records.jsonl)."""
     from neuralfactor.amortized.study import evaluate_run

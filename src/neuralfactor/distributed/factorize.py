@@ -405,84 +405,34 @@ def _run(
     from neuralfactor.distributed import require_dask
 
     da = require_dask()
-    if not isinstance(store, MatrixStore):
-        store = MatrixStore.open(store)
-    if store.partial is not None:
-        raise StoreError(f"{store.path} is an unfinished MatrixStore; finish it first.")
-    if isinstance(factorizer, str):
-        if rank is None:
-            raise ValueError("factorize_store needs 'rank' when the factorizer is given by name.")
-        f = make_factorizer(factorizer, rank=rank, **dict(params or {}))
-    else:
-        if rank is not None and rank != factorizer.rank:
-            raise ValueError(
-                f"The 'rank' parameter ({rank}) differs from the factorizer's rank "
-                f"({factorizer.rank}); leave it out."
-            )
-        f = factorizer
+    store, f = _resolve(store, factorizer, rank, params)
     R, T, m, n = store.shape
-    check_rank(f.rank, (m, n), caller="factorize_store")
-    if getattr(f, "requires_fit", False) and not getattr(f, "_fitted", True):
-        raise ValueError(
-            f"{f.name} is data-driven and not fitted; pass a trained factorizer "
-            f"(e.g. LearnedFactorizer.load(model_dir)) or a classical method."
-        )
-    # one frame through a copy of the factorizer before anything is written: a factorizer
-    # that cannot take these frames (a model trained on another frame size, a method that
-    # refuses them) fails here and leaves no <out>.partial to block the corrected command
-    probe = copy.deepcopy(f)
-    if hasattr(probe, "reset"):
-        probe.reset()
-    probe.factorize(store[0].as_tensor(slice(0, 1)))
     cf = store[0].chunk_frames
-    npdt = _NP[store.dtype]
     out = Path(out)
     part = partial_path(out)
     spec = _spec_of(f, store, cf)
     n_chunks = -(-T // cf)
-
-    if out.exists():
-        old = _read_spec(out)
-        if old == spec:
-            fs = FactorStore.open(out)
-            return FactorizeResult(
-                **{**fs.summary, "chunks_computed": 0, "chunks_skipped": R * n_chunks},
-                seconds=0.0,
-                scheduler=sched,
-            )
-        if not overwrite:
-            what = _describe_mismatch(old, spec) if old else "not a factor store"
-            raise FileExistsError(
-                f"{out} exists and was made differently ({what}); pass --overwrite to "
-                f"replace it or choose another --out."
-            )
-    resume = False
-    if part.exists():
-        old = _read_spec(part)
-        if old == spec:
-            resume = True
-        elif old is not None and not overwrite:
-            raise FileExistsError(
-                f"An unfinished factorization at {part} was made differently "
-                f"({_describe_mismatch(old, spec)}); pass --overwrite to start over."
-            )
-    if not resume:
-        _create_output(part, spec, store, cf, npdt)
+    if _prepare_output(out, part, spec, store, cf, overwrite):
+        fs = FactorStore.open(out)
+        return FactorizeResult(
+            **{**fs.summary, "chunks_computed": 0, "chunks_skipped": R * n_chunks},
+            seconds=0.0,
+            scheduler=sched,
+        )
     done = _done_chunks(part, store.runs)
 
     # threads share one process: pin its pools once here, not per task (the pools are global)
     in_process = sched in ("threads", "synchronous")
     task_threads = None if in_process else torch_threads
+    # the wall time of the whole run (graph, compute, writes), reported as the run's seconds
     t0 = time.perf_counter()
     token = uuid.uuid4().hex[:8]
     arrays = []
-    n_todo = 0
     for name in store.runs:
         X = da.from_zarr(str(store.path), component=f"{name}/f")[:T]
         for i in range(n_chunks):
             if done[name][i]:
                 continue
-            n_todo += 1
             arrays.append(
                 da.map_blocks(
                     _factorize_block,
@@ -502,10 +452,87 @@ def _run(
         with pinned_threads(torch_threads if in_process else None):
             _compute(arrays, sched, workers, progress, client)
     seconds = time.perf_counter() - t0
+    summary = _finalize(part, out, store, f, n_chunks)
+    return FactorizeResult(
+        **summary,
+        chunks_computed=len(arrays),
+        chunks_skipped=R * n_chunks - len(arrays),
+        seconds=seconds,
+        scheduler=sched,
+    )
 
-    # finalize only when every marker is set (a task that failed raised above)
+
+def _resolve(store, factorizer, rank, params) -> tuple[MatrixStore, Factorizer]:
+    """The opened store and the factorizer, checked on one frame before anything is written."""
+    if not isinstance(store, MatrixStore):
+        store = MatrixStore.open(store)
+    if store.partial is not None:
+        raise StoreError(f"{store.path} is an unfinished MatrixStore; finish it first.")
+    if isinstance(factorizer, str):
+        if rank is None:
+            raise ValueError("factorize_store needs 'rank' when the factorizer is given by name.")
+        f = make_factorizer(factorizer, rank=rank, **dict(params or {}))
+    else:
+        if rank is not None and rank != factorizer.rank:
+            raise ValueError(
+                f"The 'rank' parameter ({rank}) differs from the factorizer's rank "
+                f"({factorizer.rank}); leave it out."
+            )
+        f = factorizer
+    check_rank(f.rank, store.shape[-2:], caller="factorize_store")
+    if getattr(f, "requires_fit", False) and not getattr(f, "_fitted", True):
+        raise ValueError(
+            f"{f.name} is data-driven and not fitted; pass a trained factorizer "
+            f"(e.g. LearnedFactorizer.load(model_dir)) or a classical method."
+        )
+    # one frame through a copy of the factorizer before anything is written: a factorizer
+    # that cannot take these frames (a model trained on another frame size, a method that
+    # refuses them) fails here and leaves no <out>.partial to block the corrected command
+    probe = copy.deepcopy(f)
+    if hasattr(probe, "reset"):
+        probe.reset()
+    probe.factorize(store[0].as_tensor(slice(0, 1)))
+    return store, f
+
+
+def _prepare_output(
+    out: Path, part: Path, spec: dict[str, Any], store: MatrixStore, cf: int, overwrite: bool
+) -> bool:
+    """True when ``out`` is already this factorization (nothing to do); else make sure
+    ``part`` holds an output to (re)fill: resumed when made the same way, refused when made
+    differently unless ``overwrite``."""
+    if out.exists():
+        old = _read_spec(out)
+        if old == spec:
+            return True
+        if not overwrite:
+            what = _describe_mismatch(old, spec) if old else "not a factor store"
+            raise FileExistsError(
+                f"{out} exists and was made differently ({what}); pass --overwrite to "
+                f"replace it or choose another --out."
+            )
+    resume = False
+    if part.exists():
+        old = _read_spec(part)
+        if old == spec:
+            resume = True
+        elif old is not None and not overwrite:
+            raise FileExistsError(
+                f"An unfinished factorization at {part} was made differently "
+                f"({_describe_mismatch(old, spec)}); pass --overwrite to start over."
+            )
+    if not resume:
+        _create_output(part, spec, store, cf, _NP[store.dtype])
+    return False
+
+
+def _finalize(
+    part: Path, out: Path, store: MatrixStore, f: Factorizer, n_chunks: int
+) -> dict[str, Any]:
+    """Summarize ``part`` and move it to ``out``, only when every chunk's marker is set."""
     import zarr
 
+    R, T, m, n = store.shape
     done = _done_chunks(part, store.runs)
     missing = sum(int((~d).sum()) for d in done.values())
     if missing:
@@ -535,10 +562,4 @@ def _run(
     }
     root.attrs.update({"summary": summary, "complete": True})
     replace_dir(part, out)  # an old store (overwrite) is replaced only now, complete
-    return FactorizeResult(
-        **summary,
-        chunks_computed=n_todo,
-        chunks_skipped=R * n_chunks - n_todo,
-        seconds=seconds,
-        scheduler=sched,
-    )
+    return summary

@@ -255,38 +255,7 @@ def render_matvec_page(rec: dict[str, Any]) -> str:
         f"{_g(statistics.median(r['svd_seconds'] for rr in small for r in rr))} s (median) and "
         f'{_g(big["svd_seconds"])} s. See "What this does and does not show" below.\n'
     )
-    thr = lb[0].get("threads") or {}
-    pools = thr.get("threadpools") or {}
-    loads = _loads(study)
-    tl = [x[0] for x in (tk.get("loadavg_start"), tk.get("loadavg_end")) if x]
-    md.append("## How it was measured\n")
-    md.append(
-        "* Study command (source: `benchmarks/matvec_study.py`; records in "
-        f"`docs/results/{STUDY}`\n  and `{META}`):\n"
-        "  `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python "
-        f"benchmarks/matvec_study.py --out docs/results/{STUDY}`\n"
-        f"  ({meta['seconds']:.0f} s in total). The ablation below: the same script with\n"
-        f"  `--ablation --out docs/results/{ABLATION}`.\n"
-        "* Toolkit command (source: `benchmarks/matvec_toolkit_demo.py`; records in "
-        f"`docs/results/{TOOLKIT}`):\n"
-        "  `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python "
-        f"benchmarks/matvec_toolkit_demo.py --out docs/results/{TOOLKIT}`\n"
-        f"* Device: CPU only ({meta.get('platform', NOT_RECORDED)}, "
-        f"{meta.get('cpu_count', NOT_RECORDED)} cores), float64. Versions: torch "
-        f"{meta.get('torch', NOT_RECORDED)}, numpy {meta.get('numpy', NOT_RECORDED)}, scipy "
-        f"{meta.get('scipy', NOT_RECORDED)}, scikit-learn {meta.get('sklearn', NOT_RECORDED)},\n"
-        f"  neuralfactor {meta.get('neuralfactor', NOT_RECORDED)}.\n"
-        f"* Threads: torch {thr.get('torch_threads', NOT_RECORDED)}, "
-        + ", ".join(f"{k} {v}" for k, v in sorted(pools.items()))
-        + ", pinned with\n  `core.timing.pinned_threads(1)`. Every record stores its thread "
-        "counts and `os.getloadavg()`.\n"
-        "* **The machine was shared** with other engineers' jobs. The 1-minute load average "
-        f"was {_range(min(loads), max(loads), lambda x: f'{x:.1f}')} during the study "
-        f"records and {_range(min(tl), max(tl), lambda x: f'{x:.1f}') if tl else NOT_RECORDED} "
-        "at the start and end of the toolkit run. Wall-clock times are therefore inflated and "
-        "noisy. The accuracy numbers do not depend on the load. The SVD baseline times were "
-        "taken in the same run under the same load (median of repeats).\n"
-    )
+    md.append(_how_measured(lb, study, tk, meta))
     small_init = [r for r in abl if "small init" in r["config"] and r["optimal"] is False]
     diag = [r for r in lb if r["matrix"].startswith("diag")]
     md.append(
@@ -327,6 +296,45 @@ def render_matvec_page(rec: dict[str, Any]) -> str:
     md.append(_does_not_show(lb, adam))
     md.append(_LIMITS)
     return "\n".join(md)
+
+
+def _how_measured(lb: list[dict], study: list[dict], tk: dict, meta: dict) -> str:
+    """The "How it was measured" section: commands, device, versions, threads, load."""
+    thr = lb[0].get("threads") or {}
+    pools = thr.get("threadpools") or {}
+    loads = _loads(study)
+    tl = [x[0] for x in (tk.get("loadavg_start"), tk.get("loadavg_end")) if x]
+    return (
+        "## How it was measured\n"
+        + "\n"
+        + (
+            "* Study command (source: `benchmarks/matvec_study.py`; records in "
+            f"`docs/results/{STUDY}`\n  and `{META}`):\n"
+            "  `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python "
+            f"benchmarks/matvec_study.py --out docs/results/{STUDY}`\n"
+            f"  ({meta['seconds']:.0f} s in total). The ablation below: the same script with\n"
+            f"  `--ablation --out docs/results/{ABLATION}`.\n"
+            "* Toolkit command (source: `benchmarks/matvec_toolkit_demo.py`; records in "
+            f"`docs/results/{TOOLKIT}`):\n"
+            "  `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python "
+            f"benchmarks/matvec_toolkit_demo.py --out docs/results/{TOOLKIT}`\n"
+            f"* Device: CPU only ({meta.get('platform', NOT_RECORDED)}, "
+            f"{meta.get('cpu_count', NOT_RECORDED)} cores), float64. Versions: torch "
+            f"{meta.get('torch', NOT_RECORDED)}, numpy {meta.get('numpy', NOT_RECORDED)}, scipy "
+            f"{meta.get('scipy', NOT_RECORDED)}, scikit-learn {meta.get('sklearn', NOT_RECORDED)},\n"
+            f"  neuralfactor {meta.get('neuralfactor', NOT_RECORDED)}.\n"
+            f"* Threads: torch {thr.get('torch_threads', NOT_RECORDED)}, "
+            + ", ".join(f"{k} {v}" for k, v in sorted(pools.items()))
+            + ", pinned with\n  `core.timing.pinned_threads(1)`. Every record stores its thread "
+            "counts and `os.getloadavg()`.\n"
+            "* **The machine was shared** with other engineers' jobs. The 1-minute load average "
+            f"was {_range(min(loads), max(loads), lambda x: f'{x:.1f}')} during the study "
+            f"records and {_range(min(tl), max(tl), lambda x: f'{x:.1f}') if tl else NOT_RECORDED} "
+            "at the start and end of the toolkit run. Wall-clock times are therefore inflated and "
+            "noisy. The accuracy numbers do not depend on the load. The SVD baseline times were "
+            "taken in the same run under the same load (median of repeats).\n"
+        )
+    )
 
 
 def _ablation_notes(abl: list[dict]) -> str:
