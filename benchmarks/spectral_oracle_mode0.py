@@ -10,7 +10,7 @@ mode 0) and keeps training modes 1-8 by sequential NestedLoRA with the lattice s
 If the n = 2 modes' overlap with mode 0 only reflected the learned ground state's error, it
 would fall at once with the exact one. With ``SHIFT`` (section 2e) the modes train on
 ``SHIFT - H`` instead, rescaled at the start as a warm start under a new shift is
-(:class:`~neuralfactor.spectral.trainer.SpectralConfig`); the evaluation stays on ``-H``.
+(:class:`~neuralfactor.spectral.run.SpectralConfig`); the evaluation stays on ``-H``.
 """
 
 import json
@@ -26,12 +26,8 @@ warnings.filterwarnings("ignore")
 torch.set_num_threads(1)
 from neuralfactor.spectral.evaluate import evaluate_functions  # noqa: E402
 from neuralfactor.spectral.models import SpectralModel  # noqa: E402
-from neuralfactor.spectral.trainer import (  # noqa: E402
-    build_problem,
-    load_run,
-    rescale_for_shift,
-    train_operator,
-)
+from neuralfactor.spectral.run import build_problem, load_run, rescale_for_shift  # noqa: E402
+from neuralfactor.spectral.trainer import train_operator  # noqa: E402
 
 src, steps, lr, out = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 oracle = sys.argv[5] == "oracle"

@@ -27,7 +27,6 @@ KNOWN_NOT_GENERATED = {
     "convmf-study.md": "its script rewrites the page only after re-running evaluations; the "
     "per-model records it reads live under runs/ and are not committed",
     "learned-lu.md": "hand-written page around lu_table.py / lu_report.py outputs",
-    "neuralsvd.md": "hand-written page around the spectral_* scripts' records",
 }
 #: Pages other work generates; walked too (they must pass once that work is merged).
 GENERATED_ELSEWHERE = {
