@@ -93,3 +93,22 @@ def test_write_and_script(records, tmp_path, monkeypatch):
         spectral_page.main([])
     assert exc.value.code == 2
     assert spectral_page.main(["--from-records", "--records", str(records), "--out", str(out)]) == 0
+
+
+def test_readme_quotes_only_numbers_of_the_page():
+    """Every result the README's NeuralSVD section quotes (e-notation, three decimals, step
+    counts, seconds, hours) stands on the results page it links."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### NeuralSVD", 1)[1].split("\n### ", 1)[0]
+    page = (ROOT / "docs" / "results" / "neuralsvd.md").read_text(encoding="utf-8")
+    prose = re.sub(r"```.*?```|`[^`]*`", "", section, flags=re.S)  # commands are settings
+    quoted = re.findall(
+        r"-?\d\.\d+e[-+]\d+|\d\.\d{3}\b|\d+(?:,\d{3})+|\d+(?:\.\d)? (?:s|h)\b", prose
+    )
+    assert len(quoted) >= 8, quoted
+    # seconds stand in the page's tables as a cell, hours in its summary as "N h"
+    missing = [q for q in quoted if (f"| {q[:-2]} |" if q.endswith(" s") else q) not in page]
+    assert not missing, missing
+    assert "(docs/results/neuralsvd.md" in section

@@ -180,6 +180,7 @@ def _head(chain: list, finite: dict | None, osc: list[dict]) -> list[str]:
     a, b = _summary(nl["evaluation"]), _summary(sp["evaluation"])
     met = a["states"] == a["modes"] and a["max"] <= EIG_TARGET and a["orth"] <= ORTH_TARGET
     seconds = sum(r["evaluation"]["train_seconds"] for _, r, _, _ in chain if r)
+    spin_seconds = sum(r["evaluation"]["train_seconds"] for _, _, r, _ in chain if r)
     lines = [
         "# NeuralSVD (NestedLoRA) vs SpIN-style: finite operators, 2-D hydrogen, 2-D oscillator",
         "",
@@ -196,7 +197,8 @@ def _head(chain: list, finite: dict | None, osc: list[dict]) -> list[str]:
         f"training): {a['states']} of {a['modes']} states within {EIG_TARGET:g} (largest error "
         f"{_e(a['max'])}), orthogonality {_e(a['orth'])}: "
         + ("**both targets met**." if met else "**targets missed**.")
-        + f" SpIN-style on the same stages: {b['states']} of {b['modes']} states, "
+        + f" SpIN-style on the same stages ({spin_seconds / 3600:.1f} h): {b['states']} of "
+        f"{b['modes']} states, "
         f"orthogonality {_e(b['orth'])}.",
     ]
     if finite:
@@ -487,7 +489,7 @@ def _oscillator(osc: list[dict]) -> list[str]:
         rows.append(
             [
                 METHOD_NAMES.get(r["method"], "SpIN-style"),
-                ", ".join(f"{v:.4g}" for v in ev["eigenvalues"]),
+                ", ".join(f"{v:.3f}" for v in ev["eigenvalues"]),
                 ", ".join(_e(v) for v in ev["rel_error"]),
                 " / ".join(_e(g["subspace_distance"]) for g in ev["groups"]),
                 _e(ev["orthogonality"]),
@@ -504,7 +506,7 @@ def _oscillator(osc: list[dict]) -> list[str]:
             f"T = {osc[0]['evaluation'].get('train_shift', 'shift'):g} - H with "
             f"H = -Laplacian + |x|^2: levels {true}. Each method is the `neuralfactor spectral` "
             "configuration of the README's command with `--method` changed: "
-            f"{_settings(cfg)}, {cfg['sampler']} sampler of scale {cfg['sigma']}, envelope "
+            f"{_settings(cfg)} (sampler scale {cfg['sigma']}), envelope "
             f"{cfg['envelope']}. Load average {_load_range(osc)}.",
             "",
         ]

@@ -43,10 +43,10 @@ __all__ = [
     "spectral_preset",
 ]
 
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 Problem = Literal["hydrogen-2d", "oscillator-2d"]
 #: The accepted ``problem`` values.
 PROBLEMS: tuple[str, ...] = get_args(Problem)
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass(frozen=True)
@@ -387,19 +387,19 @@ def _train_and_evaluate(config: SpectralConfig, out: Path, *, resume: bool, prog
         op,
         model,
         config.method,
+        generator=torch.Generator().manual_seed(config.seed + 1),
+        sample_dtype=DTYPES[config.dtype],
         steps=config.iters,
         batch=config.batch,
         lr=config.lr,
+        eval_fn=_validation_objective(op, model, config),
         optimizer=config.optimizer,
         ema_decay=config.ema_decay,
-        spin_decay=config.spin_decay,
-        generator=torch.Generator().manual_seed(config.seed + 1),
-        sample_dtype=DTYPES[config.dtype],
-        eval_every=config.eval_every,
-        eval_fn=_validation_objective(op, model, config),
-        grad_clip=config.grad_clip,
         checkpoint_dir=out / "ckpt",
+        spin_decay=config.spin_decay,
+        eval_every=config.eval_every,
         init_args=asdict(config),
+        grad_clip=config.grad_clip,
         meta={"spectral_config": asdict(config)},
         resume=resume,
         progress=progress,
@@ -490,7 +490,7 @@ def recorded_run(
 ) -> dict:
     """:func:`run_spectral` (resumed if interrupted) with the machine record of a results page.
 
-    Returns a flat record: the configuration, the evaluation, wall seconds, the load average
+    Returns the record (as read back from ``out/record.json``): the configuration, the evaluation, wall seconds, the load average
     before and after, the pinned threads and the versions. Written as ``out/record.json``.
     """
     import os
@@ -498,7 +498,7 @@ def recorded_run(
     import time
 
     from neuralfactor.core.timing import pinned_threads
-    from neuralfactor.io import write_json
+    from neuralfactor.io import read_json, write_json
 
     out = Path(out)
     load0, t0 = os.getloadavg(), time.perf_counter()
@@ -517,4 +517,4 @@ def recorded_run(
         "evaluation": ev,
     }
     write_json(out / "record.json", rec)
-    return rec
+    return read_json(out / "record.json")  # the record as written (JSON lists, not tuples)
