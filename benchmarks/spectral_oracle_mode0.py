@@ -1,4 +1,4 @@
-"""Diagnostic (docs/results/neuralsvd.md 2d): the exact ground state in place of mode 0.
+"""Diagnostic for docs/results/neuralsvd.md: the exact ground state in place of mode 0.
 
     OMP_NUM_THREADS=1 python benchmarks/spectral_oracle_mode0.py RUN STEPS LR OUT.json oracle
     OMP_NUM_THREADS=1 python benchmarks/spectral_oracle_mode0.py RUN STEPS LR OUT.json learned SHIFT
@@ -8,7 +8,7 @@ mode 0 by the closed-form sqrt(lambda_0) phi_0 (``oracle``; anything else keeps 
 mode 0) and keeps training modes 1-8 by sequential NestedLoRA with the lattice sampler (batch
 1024, cosine lr), printing the Gram row of mode 0 and the orthogonality every STEPS/8 steps.
 If the n = 2 modes' overlap with mode 0 only reflected the learned ground state's error, it
-would fall at once with the exact one. With ``SHIFT`` (section 2e) the modes train on
+would fall at once with the exact one. With ``SHIFT`` (the last, shifted stage) the modes train on
 ``SHIFT - H`` instead, rescaled at the start as a warm start under a new shift is
 (:class:`~neuralfactor.spectral.run.SpectralConfig`); the evaluation stays on ``-H``.
 """

@@ -1,5 +1,5 @@
 """`neuralfactor spectral` and SpectralConfig default to the documented hydrogen schedule
-(docs/results/neuralsvd.md section 2); `--preset original` gives the earlier defaults.
+(the first hydrogen runs of docs/results/neuralsvd.md); `--preset original` gives the earlier defaults.
 Compared on the parsed configuration, without training."""
 
 import pytest

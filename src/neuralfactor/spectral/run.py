@@ -54,7 +54,7 @@ class SpectralConfig:
     """One differential-operator experiment (written as ``config.json`` beside its outputs).
 
     Defaults are the best documented schedule (``'best'`` of :func:`spectral_preset`): the
-    hydrogen settings of ``docs/results/neuralsvd.md`` section 2, 12,000 steps of Adam at 3e-3
+    hydrogen settings of the first runs of ``docs/results/neuralsvd.md``, 12,000 steps of Adam at 3e-3
     (cosine) with each MLP multiplied by the envelope ``exp(-0.1 sqrt(1 + |x|^2))``.
     ``spectral_preset('original')`` gives the earlier defaults (2,000 steps at 1e-3, no
     envelope), with which the 9 hydrogen modes' squared norms blow up to 5e6-3e7. ``init_from``
@@ -70,7 +70,7 @@ class SpectralConfig:
     always reports the levels of ``-H``. In sequential NestedLoRA an error ``e`` of a learned
     earlier mode along a later mode's eigenfunction biases their normalized overlap by about
     ``(1 - (lambda_0 + shift) / (lambda_l + shift)) e``, 24 e for hydrogen's n = 2 modes
-    against its ground state at shift 0 and 0.92 e at shift 1 (docs/results/neuralsvd.md 2e).
+    against its ground state at shift 0 and 0.92 e at shift 1 (docs/results/neuralsvd.md section 2).
     A warm start (``init_from``) under another shift rescales each copied NestedLoRA mode
     from ``||f_l||^2`` to ``||f_l||^2 + (new shift - old shift)``, the new optimum's norm.
     NestedLoRA needs the wanted eigenvalues of ``T`` positive; other shifts are refused.
@@ -205,7 +205,7 @@ class SpectralConfig:
 #: Named settings for :func:`spectral_preset`.
 SPECTRAL_PRESETS: tuple[str, ...] = ("best", "original")
 _SPECTRAL_PRESET_VALUES: dict[str, dict[str, Any]] = {
-    # docs/results/neuralsvd.md section 2 (hydrogen, 9 modes): max rel. error 6.8e-2-2.3e-1
+    # the first hydrogen runs of docs/results/neuralsvd.md (9 modes): a recognisable spectrum
     # by NestedLoRA-seq after 12,000 steps, against modes off by ~1 with the original settings
     "best": {"iters": 12000, "lr": 3e-3, "envelope": 0.1},
     # the earlier defaults: no envelope, 2,000 steps at 1e-3
