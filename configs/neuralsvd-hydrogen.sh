@@ -39,4 +39,5 @@ for s in 0 1; do
     --lr 1e-3 --eval-every 2000 --sampler lattice --shift $s --seed 0 --out runs/h_scratch_s$s \
     --record-as ${r}_scratch_s$s
 done
+stage h_samplers python benchmarks/spectral_samplers.py
 python benchmarks/spectral_page.py --from-records
