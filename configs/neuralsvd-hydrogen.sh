@@ -5,7 +5,9 @@
 # writes its records to docs/results/records/ (--record-as); the page is then regenerated.
 # One command from the repository root, resumable (a finished stage is skipped, an interrupted
 # one resumes from its checkpoints): bash configs/neuralsvd-hydrogen.sh
-# The first runs and side runs of the page's "Runs beside the chain" follow the chain.
+# The first runs and side runs of the page's "Runs beside the chain", the samplers' Gram errors
+# and the two trajectories follow the chain. Not rerun by it: the Monte Carlo control (stopped
+# by hand at 6,000 of 10,000 steps in its session; its record stays as committed).
 cd "$(dirname "$0")/.."
 . configs/_stage.sh
 h() { python benchmarks/spectral_hydrogen.py --methods nestedlora-seq,spin --radius-feature "$@"; }
@@ -40,4 +42,14 @@ for s in 0 1; do
     --record-as ${r}_scratch_s$s
 done
 stage h_samplers python benchmarks/spectral_samplers.py
+# the last stage evaluated along the way (two learning rates), and the exact-ground-state
+# diagnostic from the stage-6 model
+o() { python benchmarks/spectral_oracle_mode0.py "$@"; }
+rec=docs/results/records
+stage h_traj_3e-4 o runs/h_lattice3/nestedlora-seq 4000 3e-4 $rec/${r}_shift_trajectory.json \
+  learned 1 --key lr_3e-4
+stage h_traj_1e-4 o runs/h_lattice3/nestedlora-seq 4000 1e-4 $rec/${r}_shift_trajectory.json \
+  learned 1 --key lr_1e-4
+stage h_oracle o runs/h_lattice/nestedlora-seq 3000 3e-4 $rec/${r}_oracle_mode0-nestedlora-seq.json \
+  oracle
 python benchmarks/spectral_page.py --from-records
