@@ -3,29 +3,24 @@
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
         python benchmarks/spectral_hydrogen.py --iters 12000 --out runs/spectral_hydrogen
 
-Each method is one ``neuralfactor.spectral.trainer.run_spectral`` run (the same code as
-``neuralfactor spectral --problem hydrogen-2d ...``); this script adds the machine record
-(load average, threads, versions) and prints the table of docs/results/neuralsvd.md.
+Each method is one ``neuralfactor.spectral.run.recorded_run`` (``run_spectral``, the code of
+``neuralfactor spectral --problem hydrogen-2d ...``, with the machine record: load average,
+threads, versions); ``--record-as NAME`` also writes it where docs/results/neuralsvd.md reads
+it (``python benchmarks/spectral_page.py --from-records``). ``--reset-modes`` applies to the
+NestedLoRA methods only (SpIN-style's failed modes are not near zero). The staged hydrogen
+run of the page is ``bash configs/neuralsvd-hydrogen.sh``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import time
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
-from neuralfactor.core.timing import pinned_threads
 from neuralfactor.core.validation import parse_ints
 from neuralfactor.io import write_json
-from neuralfactor.spectral.evaluate import plot_run
-from neuralfactor.spectral.trainer import SpectralConfig, load_run, run_spectral
+from neuralfactor.spectral.run import SpectralConfig, recorded_run
 
 
 def main() -> None:
@@ -60,6 +55,12 @@ def main() -> None:
     ap.add_argument(
         "--shift", type=float, default=None, help="train on T = shift - H (evaluation on -H)"
     )
+    ap.add_argument(
+        "--record-as",
+        default=None,
+        help="also write each method's record to docs/results/records/<NAME>-<method>.json",
+    )
+    ap.add_argument("--records", type=Path, default=Path("docs/results/records"))
     args = ap.parse_args()
     reset = parse_ints(args.reset_modes, "--reset-modes")
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
@@ -85,42 +86,15 @@ def main() -> None:
             seed=args.seed,
             eval_every=args.eval_every,
             init_from=None if args.init_from is None else str(Path(args.init_from) / method),
-            reset_modes=reset,
+            reset_modes=reset if method != "spin" else (),
         )
-        out = Path(args.out) / method
-        load0 = os.getloadavg()
-        t0 = time.perf_counter()
-        with pinned_threads(1) as threads:
-            ev = run_spectral(cfg, out, resume=True)
-            config, model, _ = load_run(out)
-            plot_run(config, model, ev, out / "figure.png")
-        rec = {
-            "method": method,
-            "config": asdict(cfg),
-            "wall_seconds": time.perf_counter() - t0,
-            "loadavg_before": load0,
-            "loadavg_after": os.getloadavg(),
-            "threads": threads,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(),
-            "evaluation": ev,
-        }
+        rec = recorded_run(cfg, Path(args.out) / method, threads=1)
         records.append(rec)
-        write_json(out / "record.json", rec)
-        print(
-            json.dumps(
-                {
-                    "method": method,
-                    "train_s": ev["train_seconds"],
-                    "rel_error": ev["rel_error"],
-                    "ortho": ev["orthogonality"],
-                    "groups": ev["groups"],
-                    "load": [load0, os.getloadavg()],
-                }
-            ),
-            flush=True,
-        )
+        if args.record_as:
+            write_json(args.records / f"{args.record_as}-{method}.json", rec)
+        ev = rec["evaluation"]
+        summary = {"method": method, "train_s": ev["train_seconds"], "rel_error": ev["rel_error"]}
+        print(json.dumps({**summary, "ortho": ev["orthogonality"]}), flush=True)
     write_json(Path(args.out) / "records.json", records)
 
 

@@ -204,7 +204,7 @@ def test_evd_form_and_kernel_match_eigh(gen):
 
 @pytest.mark.parametrize("shift", [0.0, 1.0])
 def test_sequential_overlap_bias_from_an_earlier_modes_error(shift):
-    """The fixed point behind docs/results/neuralsvd.md 2e. With mode 0 held at
+    """The fixed point behind docs/results/neuralsvd.md's shift stage. With mode 0 held at
     sqrt(lambda_0') (e_0 + eps e_1) on T' = diag(lambda) + shift I, mode 1's sequential
     minimizer has normalized overlap (1 - lambda_0' / lambda_1') eps with it: -24 eps for
     hydrogen-like levels 1 and 0.04 at shift 0, -0.92 eps at shift 1."""

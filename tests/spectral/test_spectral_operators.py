@@ -21,8 +21,9 @@ from neuralfactor.spectral.operators import (
     MatrixOperator,
     SchrodingerOperator,
 )
+from neuralfactor.spectral.run import SpectralConfig
 from neuralfactor.spectral.spin import spin_whiten
-from neuralfactor.spectral.trainer import SpectralConfig, train_operator
+from neuralfactor.spectral.trainer import train_operator
 
 
 class Analytic(torch.nn.Module):
@@ -172,7 +173,7 @@ def test_lattice_sampler_bad_input(gen):
 
 def test_short_training_with_the_lattice_sampler(tmp_path):
     """run_spectral end to end with the lattice sampler; the config records it."""
-    from neuralfactor.spectral.trainer import load_run, run_spectral
+    from neuralfactor.spectral.run import load_run, run_spectral
 
     cfg = SpectralConfig(
         problem="hydrogen-2d",
@@ -403,7 +404,7 @@ def test_cli_train_and_evaluate(tmp_path, capsys):
 def test_warm_start_from_another_run(tmp_path):
     """init_from copies the weights (and EMA) of a run of the same architecture before training;
     another architecture is refused with the differing fields named."""
-    from neuralfactor.spectral.trainer import load_run, run_spectral
+    from neuralfactor.spectral.run import load_run, run_spectral
 
     base = dict(problem="oscillator-2d", modes=2, batch=16, hidden=8, depth=2, envelope=0.5)
     run_spectral(SpectralConfig(iters=4, eval_every=2, **base), tmp_path / "a")
@@ -425,7 +426,7 @@ def test_oscillator_nestedlora_joint_short_training(tmp_path):
     Joint nesting: measured rel. errors 1.5e-3 / 1.1e-2 / 5e-3, orthogonality 1.1e-2. (On the
     same budget sequential nesting left modes 1-2 near zero norm; see docs/results/neuralsvd.md.)
     """
-    from neuralfactor.spectral.trainer import run_spectral
+    from neuralfactor.spectral.run import run_spectral
 
     cfg = SpectralConfig(
         problem="oscillator-2d",
@@ -538,7 +539,7 @@ def test_evaluate_functions_on_planted_eigenfunctions():
 def test_warm_start_resets_listed_modes(tmp_path):
     """reset_modes keeps the copied weights of the other modes and gives the listed ones the
     fresh initialization of ``seed`` (trained and EMA copies); bad lists are refused."""
-    from neuralfactor.spectral.trainer import build_problem, load_run, run_spectral
+    from neuralfactor.spectral.run import build_problem, load_run, run_spectral
 
     base = dict(problem="oscillator-2d", modes=3, batch=16, hidden=8, depth=2, envelope=0.5)
     run_spectral(SpectralConfig(iters=4, eval_every=2, **base), tmp_path / "a")
@@ -619,7 +620,7 @@ def test_warm_start_under_another_shift_rescales_the_modes(tmp_path):
     optimum's norms) with unchanged shapes; SpIN (scale invariant) is copied as it is; a shift
     that would need a non-positive norm is refused."""
     from neuralfactor.spectral.evaluate import evaluate_model
-    from neuralfactor.spectral.trainer import load_run, run_spectral
+    from neuralfactor.spectral.run import load_run, run_spectral
 
     base = dict(problem="oscillator-2d", modes=2, batch=16, hidden=8, depth=2, envelope=0.5)
     for method in ("nestedlora-seq", "spin"):

@@ -3,15 +3,168 @@
     neuralfactor spectral --problem hydrogen-2d --modes 9 --iters N \
         --method nestedlora-seq|nestedlora-joint|spin --out runs/h2d
     neuralfactor spectral evaluate RUN
+
+Parses the options into a :class:`~neuralfactor.spectral.run.SpectralConfig`, calls
+:func:`~neuralfactor.spectral.run.run_spectral` (or ``evaluate_run``) and prints the evaluation.
 """
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 __all__ = ["register"]
+
+_Opt = typer.Option
+Problem = Annotated[str, _Opt(help="hydrogen-2d | oscillator-2d")]
+Modes = Annotated[int, _Opt(help="Number of eigenfunctions.")]
+Iters = Annotated[
+    int | None, _Opt(help="Optimizer steps (default 12000; 2000 with --preset original).")
+]
+Method = Annotated[str, _Opt(help="nestedlora-seq | nestedlora-joint | spin")]
+Out = Annotated[Path | None, _Opt(help="Run directory (required to train).")]
+Batch = Annotated[int, _Opt(help="Samples per step (even).")]
+Lr = Annotated[
+    float | None,
+    _Opt(help="Peak learning rate, cosine schedule (default 3e-3; 1e-3 with --preset original)."),
+]
+Optimizer = Annotated[str, _Opt(help="adam | rmsprop")]
+Hidden = Annotated[int, _Opt(help="Hidden width of each mode's MLP.")]
+Depth = Annotated[int, _Opt(help="Hidden layers of each mode's MLP.")]
+Laplacian = Annotated[str, _Opt(help="fd | autograd")]
+Sampler = Annotated[
+    str,
+    _Opt(
+        help="radial | gaussian (Monte Carlo) | lattice (randomly shifted polar lattice, 2-D; "
+        "--batch a multiple of 2 * --lattice-theta)."
+    ),
+]
+Sigma = Annotated[float, _Opt(help="Scale of the radial and gaussian samplers.")]
+LatticeTheta = Annotated[int, _Opt(help="Angles per rule of the lattice sampler.")]
+LatticeScale = Annotated[
+    float, _Opt(help="Radial map r = a t / (1 - t)^2 of the lattice sampler: this a.")
+]
+Shift = Annotated[
+    float | None,
+    _Opt(
+        help="Train on T = shift - H (default: 0 for hydrogen, above the wanted oscillator "
+        "levels). For hydrogen a shift of about 1 makes sequential NestedLoRA's n = 2 modes far "
+        "less sensitive to the ground state's error; evaluation stays on -H."
+    ),
+]
+Envelope = Annotated[
+    float | None,
+    _Opt(
+        help="Multiply each MLP by exp(-a sqrt(1+|x|^2)) with this rate a (default 0.1; "
+        "--preset original: none; 0: a constant 1)."
+    ),
+]
+Preset = Annotated[
+    str,
+    _Opt(
+        help="best: the documented hydrogen schedule (12000 steps, lr 3e-3, envelope 0.1, "
+        "docs/results/neuralsvd.md); original: the earlier defaults (2000 steps, lr 1e-3, no "
+        "envelope; hydrogen diverges). Options given explicitly override the preset."
+    ),
+]
+RadiusFeature = Annotated[
+    bool,
+    _Opt("--radius-feature", help="Append |x| to each MLP's inputs (fits hydrogen's cusp)."),
+]
+Dtype = Annotated[str, _Opt(help="float32 | float64")]
+EmaDecay = Annotated[float, _Opt(help="EMA decay of the evaluated weights.")]
+Seed = Annotated[int, _Opt(help="Seed of initialization and sampling.")]
+EvalEvery = Annotated[int, _Opt(help="Validation/checkpoint interval (steps).")]
+Threads = Annotated[int, _Opt(help="CPU threads (pinned).")]
+Resume = Annotated[bool, _Opt(help="Continue an interrupted run in --out.")]
+InitFrom = Annotated[
+    Path | None,
+    _Opt(
+        help="Warm start from the weights of another run (same architecture); the optimizer, "
+        "schedule and sampler start fresh."
+    ),
+]
+ResetModes = Annotated[
+    str,
+    _Opt(
+        help="With --init-from: comma-separated modes given a fresh initialization (from "
+        "--seed) instead of the copied weights, e.g. a mode stalled at the zero function."
+    ),
+]
+Figure = Annotated[bool, _Opt(help="Write figure.png after training.")]
+
+
+def spectral(
+    ctx: typer.Context,
+    problem: Problem = "hydrogen-2d",
+    modes: Modes = 9,
+    iters: Iters = None,
+    method: Method = "nestedlora-seq",
+    out: Out = None,
+    batch: Batch = 256,
+    lr: Lr = None,
+    optimizer: Optimizer = "adam",
+    hidden: Hidden = 32,
+    depth: Depth = 3,
+    laplacian: Laplacian = "fd",
+    sampler: Sampler = "radial",
+    sigma: Sigma = 8.0,
+    lattice_theta: LatticeTheta = 16,
+    lattice_scale: LatticeScale = 1.0,
+    shift: Shift = None,
+    envelope: Envelope = None,
+    preset: Preset = "best",
+    radius_feature: RadiusFeature = False,
+    dtype: Dtype = "float64",
+    ema_decay: EmaDecay = 0.995,
+    seed: Seed = 0,
+    eval_every: EvalEvery = 500,
+    threads: Threads = 1,
+    resume: Resume = False,
+    init_from: InitFrom = None,
+    reset_modes: ResetModes = "",
+    figure: Figure = True,
+) -> None:
+    """Train ordered eigenfunctions of a differential operator and evaluate them."""
+    given = dict(locals())  # the options, before anything else is bound
+    if ctx.invoked_subcommand is not None:
+        return
+    if out is None:
+        raise ValueError("The '--out' option is required to train (a run directory).")
+    from neuralfactor.cli import console, state
+    from neuralfactor.core.validation import parse_ints
+    from neuralfactor.spectral import run
+
+    config_fields = {f.name for f in fields(run.SpectralConfig)}
+    options = {k: v for k, v in given.items() if k in config_fields}
+    options["init_from"] = None if init_from is None else str(init_from)
+    options["reset_modes"] = parse_ints(reset_modes, "--reset-modes")
+    cfg = run.spectral_preset(preset, **options)
+    ev = run.run_spectral(
+        cfg, out, resume=resume, progress=not state["quiet"], threads=threads, figure=figure
+    )
+    _print_evaluation(ev)
+    console.print(f"wrote {out}/evaluation.json" + (f", {out}/figure.png" if figure else ""))
+    _exit_if_unusable(ev)
+
+
+def evaluate(
+    run: Annotated[
+        Path, typer.Argument(help="A run directory written by 'neuralfactor spectral'.")
+    ],
+    figure: Annotated[bool, _Opt(help="Write figure.png.")] = True,
+) -> None:
+    """Re-evaluate a run (EMA weights of ckpt/last) and draw learned vs true eigenfunctions."""
+    from neuralfactor.cli import console
+    from neuralfactor.spectral.run import evaluate_run
+
+    ev = evaluate_run(run, figure=figure)
+    _print_evaluation(ev)
+    console.print(f"wrote {run}/evaluation.json" + (f", {run}/figure.png" if figure else ""))
+    _exit_if_unusable(ev)
 
 
 def _print_evaluation(ev: dict) -> None:
@@ -84,147 +237,6 @@ def register(app: typer.Typer) -> None:
         invoke_without_command=True,
         no_args_is_help=False,
     )
-
-    @sub.callback()
-    def spectral(
-        ctx: typer.Context,
-        problem: str = typer.Option("hydrogen-2d", help="hydrogen-2d | oscillator-2d"),
-        modes: int = typer.Option(9, help="Number of eigenfunctions."),
-        iters: int = typer.Option(
-            None, help="Optimizer steps (default 12000; 2000 with --preset original)."
-        ),
-        method: str = typer.Option(
-            "nestedlora-seq", help="nestedlora-seq | nestedlora-joint | spin"
-        ),
-        out: Path = typer.Option(None, help="Run directory (required to train)."),
-        batch: int = typer.Option(256, help="Samples per step (even)."),
-        lr: float = typer.Option(
-            None,
-            help="Peak learning rate, cosine schedule (default 3e-3; 1e-3 with --preset original).",
-        ),
-        optimizer: str = typer.Option("adam", help="adam | rmsprop"),
-        hidden: int = typer.Option(32, help="Hidden width of each mode's MLP."),
-        depth: int = typer.Option(3, help="Hidden layers of each mode's MLP."),
-        laplacian: str = typer.Option("fd", help="fd | autograd"),
-        sampler: str = typer.Option(
-            "radial",
-            help="radial | gaussian (Monte Carlo) | lattice (randomly shifted polar lattice, "
-            "2-D; --batch a multiple of 2 * --lattice-theta).",
-        ),
-        sigma: float = typer.Option(8.0, help="Scale of the radial and gaussian samplers."),
-        lattice_theta: int = typer.Option(16, help="Angles per rule of the lattice sampler."),
-        lattice_scale: float = typer.Option(
-            1.0, help="Radial map r = a t / (1 - t)^2 of the lattice sampler: this a."
-        ),
-        shift: float = typer.Option(
-            None,
-            help="Train on T = shift - H (default: 0 for hydrogen, above the wanted oscillator "
-            "levels). For hydrogen a shift of about 1 makes sequential NestedLoRA's n = 2 modes "
-            "far less sensitive to the ground state's error; evaluation stays on -H.",
-        ),
-        envelope: float = typer.Option(
-            None,
-            help="Multiply each MLP by exp(-a sqrt(1+|x|^2)) with this rate a (default 0.1; "
-            "--preset original: none; 0: a constant 1).",
-        ),
-        preset: str = typer.Option(
-            "best",
-            help="best: the documented hydrogen schedule (12000 steps, lr 3e-3, envelope 0.1, "
-            "docs/results/neuralsvd.md); original: the earlier defaults (2000 steps, lr 1e-3, "
-            "no envelope; hydrogen diverges). Options given explicitly override the preset.",
-        ),
-        radius_feature: bool = typer.Option(
-            False,
-            "--radius-feature",
-            help="Append |x| to each MLP's inputs (fits hydrogen's cusp at the origin).",
-        ),
-        dtype: str = typer.Option("float64", help="float32 | float64"),
-        ema_decay: float = typer.Option(0.995, help="EMA decay of the evaluated weights."),
-        seed: int = typer.Option(0, help="Seed of initialization and sampling."),
-        eval_every: int = typer.Option(500, help="Validation/checkpoint interval (steps)."),
-        threads: int = typer.Option(1, help="CPU threads (pinned)."),
-        resume: bool = typer.Option(False, help="Continue an interrupted run in --out."),
-        init_from: Path = typer.Option(
-            None,
-            help="Warm start from the weights of another run (same architecture); the "
-            "optimizer, schedule and sampler start fresh.",
-        ),
-        reset_modes: str = typer.Option(
-            "",
-            help="With --init-from: comma-separated modes given a fresh initialization (from "
-            "--seed) instead of the copied weights, e.g. a mode stalled at the zero function.",
-        ),
-        figure: bool = typer.Option(True, help="Write figure.png after training."),
-    ) -> None:
-        """Train ordered eigenfunctions of a differential operator and evaluate them."""
-        if ctx.invoked_subcommand is not None:
-            return
-        if out is None:
-            raise ValueError("The '--out' option is required to train (a run directory).")
-        from neuralfactor.cli import console, state
-        from neuralfactor.core.timing import pinned_threads
-        from neuralfactor.core.validation import parse_ints
-        from neuralfactor.spectral import trainer
-
-        cfg = trainer.spectral_preset(
-            preset,
-            problem=problem,
-            modes=modes,
-            method=method,
-            iters=iters,
-            batch=batch,
-            lr=lr,
-            optimizer=optimizer,
-            hidden=hidden,
-            depth=depth,
-            laplacian=laplacian,
-            sampler=sampler,
-            sigma=sigma,
-            lattice_theta=lattice_theta,
-            lattice_scale=lattice_scale,
-            shift=shift,
-            dtype=dtype,
-            ema_decay=ema_decay,
-            seed=seed,
-            envelope=envelope,
-            radius_feature=radius_feature,
-            eval_every=eval_every,
-            init_from=None if init_from is None else str(init_from),
-            reset_modes=parse_ints(reset_modes, "--reset-modes"),
-        )
-        with pinned_threads(threads):
-            ev = trainer.run_spectral(cfg, out, resume=resume, progress=not state["quiet"])
-            if figure:
-                from neuralfactor.spectral.evaluate import plot_run
-
-                config, model, _ = trainer.load_run(out)
-                plot_run(config, model, ev, Path(out) / "figure.png")
-        _print_evaluation(ev)
-        console.print(f"wrote {out}/evaluation.json" + (f", {out}/figure.png" if figure else ""))
-        _exit_if_unusable(ev)
-
-    @sub.command("evaluate")
-    def evaluate(
-        run: Path = typer.Argument(..., help="A run directory written by 'neuralfactor spectral'."),
-        figure: bool = typer.Option(True, help="Write figure.png."),
-    ) -> None:
-        """Re-evaluate a run (EMA weights of ckpt/last) and draw learned vs true eigenfunctions."""
-        from neuralfactor.cli import console
-        from neuralfactor.io import read_json, write_json
-        from neuralfactor.spectral.evaluate import evaluate_model, plot_run
-        from neuralfactor.spectral.trainer import load_run
-
-        config, model, _ = load_run(run)
-        ev = evaluate_model(config, model)
-        old = Path(run) / "evaluation.json"
-        if old.is_file():  # keep the training record (time, steps) of the original run
-            prev = read_json(old)
-            ev.update({k: prev[k] for k in ("train_seconds", "steps_done") if k in prev})
-        write_json(Path(run) / "evaluation.json", ev)
-        if figure:
-            plot_run(config, model, ev, Path(run) / "figure.png")
-        _print_evaluation(ev)
-        console.print(f"wrote {run}/evaluation.json" + (f", {run}/figure.png" if figure else ""))
-        _exit_if_unusable(ev)
-
+    sub.callback()(spectral)
+    sub.command("evaluate")(evaluate)
     app.add_typer(sub, name="spectral")

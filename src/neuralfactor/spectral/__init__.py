@@ -4,7 +4,7 @@ Ordered singular/eigenfunctions of operators by nested low-rank approximation (R
 ICML 2024): the objective (:mod:`.objectives`), operators with samplers (:mod:`.operators`:
 finite matrices, RBF kernels, 2-D hydrogen and harmonic oscillator), function models
 (:mod:`.models`), the SpIN-style baseline (:mod:`.spin`), training through
-``neuralfactor.train`` (:mod:`.trainer`) and evaluation against exact spectra (:mod:`.evaluate`,
+``neuralfactor.train`` (:mod:`.trainer`), the run directory of one experiment (:mod:`.run`) and evaluation against exact spectra (:mod:`.evaluate`,
 :mod:`.analytic`). Results: docs/results/neuralsvd.md.
 """
 
@@ -22,14 +22,15 @@ from neuralfactor.spectral.operators import (
     SchrodingerOperator,
     evd_moments,
 )
-from neuralfactor.spectral.spin import spin_loss, spin_whiten
-from neuralfactor.spectral.trainer import (
+from neuralfactor.spectral.run import (
     SPECTRAL_PRESETS,
     SpectralConfig,
+    evaluate_run,
     run_spectral,
     spectral_preset,
-    train_operator,
 )
+from neuralfactor.spectral.spin import spin_loss, spin_whiten
+from neuralfactor.spectral.trainer import train_operator
 
 __all__ = [
     "SPECTRAL_PRESETS",
@@ -41,6 +42,7 @@ __all__ = [
     "SpectralConfig",
     "SpectralModel",
     "TabularFunctions",
+    "evaluate_run",
     "evd_moments",
     "gram",
     "nested_weights",

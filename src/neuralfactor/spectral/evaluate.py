@@ -39,6 +39,7 @@ __all__ = [
     "evaluate_model",
     "learned_spectrum",
     "plot_run",
+    "sampler_gram_error",
 ]
 
 #: a NestedLoRA mode with ``||f_l||^2`` below this fraction of its Rayleigh quotient is reported
@@ -342,3 +343,51 @@ def plot_run(
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def sampler_gram_error(
+    op: SchrodingerOperator, *, batch: int, draws: int, generator: torch.Generator, groups: int = 3
+) -> dict[str, Any]:
+    """How well one half of a training batch estimates the Gram matrix of the true states.
+
+    Each draw's two halves (weights doubled, the estimates the unbiased two-half NestedLoRA
+    estimator uses) give the normalized Gram matrix ``<phi_i, phi_j> / (|phi_i| |phi_j|)`` of the
+    closed-form hydrogen eigenfunctions of the first ``groups`` levels; the error is against the
+    evaluation quadrature's matrix. Returns the r.m.s. and the largest error over all entries,
+    halves and draws.
+
+    Parameters
+    ----------
+    op : SchrodingerOperator
+        A Coulomb operator in 2-D, with the sampler to measure.
+    batch : int
+        Points per draw (both halves), as in training.
+    draws : int
+        Number of batches; the r.m.s. is over ``2 draws`` half-batch estimates.
+    """
+    from neuralfactor.core.validation import check_positive_int
+
+    check_positive_int(draws, name="draws", caller="sampler_gram_error")
+    if op.potential != "coulomb" or op.dim != 2:
+        raise ValueError(
+            f"sampler_gram_error needs the 2-D hydrogen operator (closed-form states). Got "
+            f"potential={op.potential!r}, dim={op.dim}."
+        )
+    x, w = polar_quadrature(96, 32, 2.0)
+    Q = hydrogen_2d_eigenfunctions(x, groups)
+    ref = Q.mT @ (w[:, None] * Q)
+    d = ref.diagonal().sqrt()
+    scale = d[:, None] * d[None]
+    errs = []
+    for _ in range(draws):
+        b = op.sample(batch, generator, dtype=torch.float64)
+        half = b.x.shape[0] // 2
+        for part in (slice(0, half), slice(half, None)):
+            P = hydrogen_2d_eigenfunctions(b.x[part], groups)
+            errs.append((P.mT @ (2 * b.w[part, None] * P) - ref) / scale)
+    E = torch.stack(errs)
+    return {
+        "rms": float(E.square().mean().sqrt()),
+        "max": float(E.abs().max()),
+        "estimates": len(E),
+    }
