@@ -2,9 +2,8 @@
 
 Each page under docs/results/ must name its generating script with a `--from-records` command
 (in backticks); the test runs that command (in this process, from a copy of benchmarks/ and
-docs/) and compares the rewritten page with the committed one. Pages not converted yet are listed in
-KNOWN_NOT_GENERATED with the reason, for a reviewer to see; they are expected to fail (strict:
-a converted page must be taken off the list).
+docs/) and compares the rewritten page with the committed one. Every page is checked; none is
+exempt.
 """
 
 import re
@@ -23,40 +22,13 @@ COMMAND = re.compile(
     r"`((?:[A-Z_]+=\S+ )*python3? (benchmarks/[\w.-]+\.py)[^`]*--from-records[^`]*)`"
 )
 
-KNOWN_NOT_GENERATED = {
-}
-#: Pages other work generates; walked too (they must pass once that work is merged).
-GENERATED_ELSEWHERE: dict[str, str] = {}
-
-
-def _pages() -> list:
-    names = sorted({p.name for p in RESULTS.glob("*.md")} | set(GENERATED_ELSEWHERE))
-    params = []
-    for name in names:
-        marks = []
-        if name in KNOWN_NOT_GENERATED:
-            marks.append(pytest.mark.xfail(reason=KNOWN_NOT_GENERATED[name], strict=True))
-        elif name in GENERATED_ELSEWHERE and not _generated(RESULTS / name):
-            marks.append(pytest.mark.xfail(reason=GENERATED_ELSEWHERE[name], strict=False))
-        params.append(pytest.param(name, marks=marks, id=name))
-    return params
-
-
-def _generated(path: Path) -> bool:
-    return path.exists() and COMMAND.search(path.read_text(encoding="utf-8")) is not None
-
-
-def test_known_lists_name_existing_pages_only():
-    pages = {p.name for p in RESULTS.glob("*.md")}
-    assert set(KNOWN_NOT_GENERATED) <= pages, set(KNOWN_NOT_GENERATED) - pages
-    assert not set(KNOWN_NOT_GENERATED) & set(GENERATED_ELSEWHERE)
+def _pages() -> list[str]:
+    return sorted(p.name for p in RESULTS.glob("*.md"))
 
 
 @pytest.mark.parametrize("name", _pages())
 def test_page_is_regenerated_byte_for_byte(name, tmp_path, monkeypatch):
     page = RESULTS / name
-    if not page.exists():
-        pytest.skip(f"{name} is not on this branch ({GENERATED_ELSEWHERE.get(name)})")
     text = page.read_text(encoding="utf-8")
     match = COMMAND.search(text)
     assert match, f"{name} names no `python benchmarks/<script>.py --from-records` command"
