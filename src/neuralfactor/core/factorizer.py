@@ -12,6 +12,8 @@ import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
 from typing import Any, Protocol, Self, runtime_checkable
 
 import torch
@@ -29,9 +31,11 @@ __all__ = [
     "available_factorizers",
     "check_factorizer_name",
     "factorizer_contract",
+    "load_factorizer",
     "make_factorizer",
     "register_contract",
     "register_factorizer",
+    "register_loader",
 ]
 
 #: Modules that register factorizers on import. A provider whose optional dependency is
@@ -45,6 +49,7 @@ _PROVIDERS: tuple[str, ...] = (
 
 _REGISTRY: dict[str, Callable[..., Factorizer]] = {}
 _CONTRACTS: dict[str, Contract] = {}
+_LOADERS: list[Callable[..., Factorizer]] = []
 _loaded = False
 
 
@@ -279,3 +284,41 @@ def check_factorizer_name(name: str) -> str:
 def make_factorizer(name: str, rank: int, **params: Any) -> Factorizer:
     """Build a registered factorizer: ``make_factorizer("rsvd", rank=12, n_iter=2)``."""
     return _REGISTRY[check_factorizer_name(name)](rank=rank, **params)
+
+
+def register_loader(loader: Callable[..., Factorizer]) -> None:
+    """Register ``loader(path, *, device, **overrides)``, which reads a trained factorizer
+    back from the directory it was saved to (its provider, e.g. the amortized package, knows
+    the format). Loaders are tried in the order registered; one that does not recognise a
+    directory raises ``ValueError``."""
+    if loader not in _LOADERS:
+        _LOADERS.append(loader)
+
+
+def load_factorizer(path: str | PathLike, *, device: str = "cpu", **overrides: Any) -> Factorizer:
+    """A trained factorizer from the directory it was saved to (``meta.json`` beside weights).
+
+    Lower layers (the Vlasov solver's truncation) reach trained models through this function
+    instead of importing the packages that define them.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` holds no ``meta.json``.
+    ValueError
+        no registered loader recognises the directory (each loader's message is given).
+    """
+    _load_providers()
+    path = Path(path)
+    if not (path / "meta.json").is_file():
+        raise FileNotFoundError(f"{path} is not a trained model directory (no meta.json).")
+    errors = []
+    for loader in _LOADERS:
+        try:
+            return loader(path, device=device, **overrides)
+        except ValueError as exc:
+            errors.append(str(exc))
+    raise ValueError(
+        f"{path} holds no trained factorizer that an installed provider can read"
+        + (f": {'; '.join(errors)}" if errors else ".")
+    )
