@@ -16,7 +16,7 @@ from neuralfactor.vlasov import (
 )
 
 CFG = SimulationConfig(
-    ic="landau-strong", nx=16, nv=32, t_end=1.5, dt=0.05, save_every=3, scheme="fd5"
+    ic="landau-strong", nx=16, nv=32, t_end=0.9, dt=0.03, save_every=3, scheme="fd5"
 )
 
 
@@ -91,7 +91,7 @@ def test_resume_with_another_config_or_condition(tmp_path, monkeypatch):
 
 
 def test_solver_warnings_go_to_on_warning_or_warnings(tmp_path):
-    cfg = CFG.replace(t_end=0.6, dt=0.3)  # CFL > the fd5 limit
+    cfg = CFG.replace(t_end=0.9, dt=0.3)  # CFL > the fd5 limit
     warned = []
     simulate_to_store(cfg, tmp_path / "w.zarr", device="cpu", on_warning=warned.append)
     assert len(warned) == 1 and warned[0].startswith("dt=0.3 gives a CFL number")
@@ -126,3 +126,13 @@ def test_make_truncation_refuses_a_directory_without_a_model(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="is neither a trained model directory"):
         make_truncation(str(tmp_path / "empty"), tol=1e-5, rank=None, frame_shape=(16, 32))
+
+
+def test_load_factorizer_refuses_what_is_not_a_trained_model(tmp_path):
+    from neuralfactor.core.factorizer import load_factorizer
+
+    with pytest.raises(FileNotFoundError, match="is not a trained model directory"):
+        load_factorizer(tmp_path)
+    (tmp_path / "meta.json").write_text('{"format": "something else"}')
+    with pytest.raises(ValueError, match="holds no trained factorizer that an installed"):
+        load_factorizer(tmp_path)

@@ -16,7 +16,6 @@ from neuralfactor.amortized.factorizer import (
     train_preset,
 )
 from neuralfactor.amortized.models import DANMF, MODELS, ConvMF, Fork, build_model
-from neuralfactor.core.factorizer import register_loader
 
 __all__ = [
     "DANMF",
@@ -34,6 +33,3 @@ __all__ = [
     "refine_factors",
     "train_preset",
 ]
-
-# a trained model directory reads back through neuralfactor.core.factorizer.load_factorizer
-register_loader(LearnedFactorizer.load)

@@ -35,7 +35,6 @@ __all__ = [
     "make_factorizer",
     "register_contract",
     "register_factorizer",
-    "register_loader",
 ]
 
 #: Modules that register factorizers on import. A provider whose optional dependency is
@@ -49,7 +48,9 @@ _PROVIDERS: tuple[str, ...] = (
 
 _REGISTRY: dict[str, Callable[..., Factorizer]] = {}
 _CONTRACTS: dict[str, Contract] = {}
-_LOADERS: list[Callable[..., Factorizer]] = []
+#: Readers of trained factorizer directories, ``"module:Class.method"``, called as
+#: ``reader(path, device=..., **overrides)``; imported when first needed, as the providers are.
+_LOADERS: tuple[str, ...] = ("neuralfactor.amortized.factorizer:LearnedFactorizer.load",)
 _loaded = False
 
 
@@ -286,36 +287,36 @@ def make_factorizer(name: str, rank: int, **params: Any) -> Factorizer:
     return _REGISTRY[check_factorizer_name(name)](rank=rank, **params)
 
 
-def register_loader(loader: Callable[..., Factorizer]) -> None:
-    """Register ``loader(path, *, device, **overrides)``, which reads a trained factorizer
-    back from the directory it was saved to (its provider, e.g. the amortized package, knows
-    the format). Loaders are tried in the order registered; one that does not recognise a
-    directory raises ``ValueError``."""
-    if loader not in _LOADERS:
-        _LOADERS.append(loader)
-
-
 def load_factorizer(path: str | PathLike, *, device: str = "cpu", **overrides: Any) -> Factorizer:
     """A trained factorizer from the directory it was saved to (``meta.json`` beside weights).
 
     Lower layers (the Vlasov solver's truncation) reach trained models through this function
-    instead of importing the packages that define them.
+    instead of importing the packages that define them; the readers are named in
+    ``_LOADERS`` and imported here, as :func:`available_factorizers` imports its providers.
 
     Raises
     ------
     FileNotFoundError
         ``path`` holds no ``meta.json``.
     ValueError
-        no registered loader recognises the directory (each loader's message is given).
+        no reader recognises the directory (each reader's message is given).
     """
-    _load_providers()
     path = Path(path)
     if not (path / "meta.json").is_file():
         raise FileNotFoundError(f"{path} is not a trained model directory (no meta.json).")
     errors = []
-    for loader in _LOADERS:
+    for spec in _LOADERS:
+        module, _, attr = spec.partition(":")
         try:
-            return loader(path, device=device, **overrides)
+            reader: Any = importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # an optional dependency of the provider is missing
+            if (exc.name or "").startswith("neuralfactor"):
+                raise
+            continue
+        for part in attr.split("."):
+            reader = getattr(reader, part)
+        try:
+            return reader(path, device=device, **overrides)
         except ValueError as exc:
             errors.append(str(exc))
     raise ValueError(

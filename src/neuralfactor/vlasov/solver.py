@@ -772,7 +772,8 @@ def simulate(
     """Run ``config`` to the end in memory (small runs, tests, validation).
 
     Frames are kept on the run's device; for long or large runs stream frames to a
-    :class:`~neuralfactor.data.store.MatrixStore` instead (``neuralfactor simulate``).
+    :class:`~neuralfactor.data.store.MatrixStore` instead
+    (:func:`~neuralfactor.vlasov.run.simulate_to_store`, ``neuralfactor simulate``).
     """
     solver = make_solver(config, device=device, truncation=truncation)
     ts, fs, ds = [], [], []
