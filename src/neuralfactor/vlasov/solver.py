@@ -582,7 +582,8 @@ class VlasovSolver:
                 raise ValueError(
                     f"The config truncates with {cfg.truncate_with!r}: build that factorizer "
                     f"and pass truncation=Truncation(factorizer, ...) to VlasovSolver (the "
-                    f"vlasov package resolves no factorizer names; the CLI does)."
+                    f"solver resolves no factorizer names; neuralfactor.vlasov.make_truncation "
+                    f"does)."
                 )
             return Truncation(tol=cfg.truncate_tol, rank=cfg.truncate_rank)
         if not isinstance(truncation, Truncation):
