@@ -85,15 +85,9 @@ def simulate(
     with _progress() as on_step:
         try:
             res = simulate_to_store(
-                cfg,
-                out,
-                resume=resume,
-                overwrite=overwrite,
-                chunk_frames=chunk_frames,
-                device=device,
-                on_step=on_step,
-                on_warning=_warn,
-            )
+                cfg, out, resume=resume, overwrite=overwrite, chunk_frames=chunk_frames,
+                device=device, on_step=on_step, on_warning=_warn,
+            )  # fmt: skip
         except SimulationInterrupted as exc:
             interrupted = exc
         else:

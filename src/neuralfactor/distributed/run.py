@@ -37,10 +37,10 @@ def train_run(
     config: Any,
     out: str | Path,
     *,
+    threads: int = 0,
+    distributed: bool = False,
     resume: bool = False,
     overwrite: bool = False,
-    distributed: bool = False,
-    threads: int = 0,
     progress: bool = True,
 ) -> TrainRun:
     """Train ``config`` (a :class:`~neuralfactor.amortized.study.StudyConfig`) into the run

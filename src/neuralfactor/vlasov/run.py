@@ -288,10 +288,10 @@ def simulate_to_store(
     config: SimulationConfig,
     out: str | Path,
     *,
+    device: str | torch.device = "auto",
     resume: bool = False,
     overwrite: bool = False,
     chunk_frames: int | None = None,
-    device: str | torch.device = "auto",
     on_step: Callable[[int, int], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> StoredSimulation:
