@@ -79,11 +79,12 @@ def run_demo(
     from neuralfactor import __version__
     from neuralfactor.amortized.factorizer import TrainSettings
     from neuralfactor.amortized.study import StudyConfig, evaluate_run, train_model
-    from neuralfactor.cli import main as cli_main
     from neuralfactor.core.timing import pinned_threads
     from neuralfactor.core.validation import resolve_device
+    from neuralfactor.data.store import partial_path
     from neuralfactor.io import read_json, write_json
     from neuralfactor.report.html import render_report
+    from neuralfactor.vlasov import SimulationConfig, simulate_to_store
 
     out = Path(out)
     _check_writable(out)
@@ -116,30 +117,14 @@ def run_demo(
     data = out / "data.zarr"
     if not data.exists():
         log(f"[1/4] simulating strong Landau damping on a {cfg.nx}x{cfg.nv} grid to t={cfg.t_end}")
-        args = [
-            "simulate",
-            "--ic",
-            "landau-strong",
-            "--nx",
-            str(cfg.nx),
-            "--nv",
-            str(cfg.nv),
-            "--t-end",
-            str(cfg.t_end),
-            "--save-every",
-            str(cfg.save_every),
-            "--device",
-            str(dev.type),
-            "--out",
-            str(data),
-        ]
-        if (Path(str(data) + ".partial")).exists():
-            args.append("--resume")
-        rc = cli_main((["-q"] if not progress else []) + args)
-        if rc != 0:
-            raise RuntimeError(
-                f"the simulation stage failed (exit code {rc}); see the message above."
-            )
+        simulate_to_store(
+            SimulationConfig(
+                ic="landau-strong", nx=cfg.nx, nv=cfg.nv, t_end=cfg.t_end, save_every=cfg.save_every
+            ),
+            data,
+            resume=partial_path(data).exists(),
+            device=dev.type,
+        )
     else:
         log("[1/4] simulation: reusing " + str(data))
     settings = TrainSettings(

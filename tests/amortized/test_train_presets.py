@@ -6,9 +6,10 @@ from types import SimpleNamespace
 
 import pytest
 
-import neuralfactor.cli.study as cli_study
+import neuralfactor.distributed.run as distributed_run
 from neuralfactor.amortized.factorizer import TRAIN_PRESETS, TrainSettings, train_preset
 from neuralfactor.cli import main
+from neuralfactor.distributed.run import TrainRun
 
 # the recipe as README.md and docs/results/convmf-recipe.md state it
 BEST = {
@@ -69,11 +70,11 @@ def test_preset_errors():
 def captured(monkeypatch):
     seen = {}
 
-    def fake(config, out, resume, overwrite, distributed):
+    def fake(config, out, *, resume, overwrite, distributed, threads, progress):
         seen["config"] = config
-        return SimpleNamespace(history=[], fit_seconds=0.0, name=config.model)
+        return TrainRun(SimpleNamespace(history=[], fit_seconds=0.0, name=config.model))
 
-    monkeypatch.setattr(cli_study, "_train", fake)
+    monkeypatch.setattr(distributed_run, "train_run", fake)
     return seen
 
 
@@ -99,3 +100,9 @@ def test_cli_bad_preset(tmp_path, captured, capsys):
     args = ["train", "--data", str(tmp_path / "x.zarr"), "--out", str(tmp_path / "r")]
     assert main(args + ["--preset", "recipe"]) == 2
     assert "must be one of ['best', 'original']" in capsys.readouterr().err
+
+
+def test_train_run_refuses_negative_threads(tmp_path):
+    with pytest.raises(ValueError, match=r"--threads must be >= 0 \(0: chosen from the cores\)"):
+        distributed_run.train_run(None, tmp_path, threads=-1)
+    assert not any(tmp_path.iterdir())

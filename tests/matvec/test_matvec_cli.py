@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from neuralfactor.approx import BUILTIN_METHODS, load_input, run_approx
 from neuralfactor.cli import main
-from neuralfactor.cli.approx import BUILTIN_METHODS, load_input, run_approx
 
 
 def _run(args, capsys):
@@ -153,3 +153,22 @@ def test_run_approx_svt_uses_next_singular_value(mat):
     s = np.linalg.svd(mat, compute_uv=False)
     assert rec["tau"] == pytest.approx(s[3])
     np.testing.assert_allclose(lr.S.numpy(), s[:3] - s[3], rtol=1e-10)
+
+
+def test_approx_run_is_the_library_pipeline(mat, tmp_path):
+    from neuralfactor.approx import ApproxConfig, approx_run
+
+    cfg = ApproxConfig(str(tmp_path / "a.npy"), 3, "svd", json_out=tmp_path / "r.json")
+    res = approx_run(cfg)
+    assert res.record["input"] == str(tmp_path / "a.npy") and res.record["rank"] == 3
+    assert json.loads((tmp_path / "r.json").read_text()) == res.record
+    np.testing.assert_array_equal(res.matrix, mat)
+    # the rank-3 SVD of the planted matrix, exactly the optimum
+    U, S, Vt = np.linalg.svd(mat, full_matrices=False)
+    np.testing.assert_allclose(res.optimum.reconstruct().numpy(), (U[:, :3] * S[:3]) @ Vt[:3],
+                               atol=1e-12)  # fmt: skip
+    assert res.record["ratio_to_optimum"] == pytest.approx(1.0, abs=1e-12)
+    with pytest.raises(ValueError, match="'--rank-method' parameter of approx must be one of"):
+        approx_run(ApproxConfig(str(tmp_path / "a.npy"), rank_method="bic"))
+    with pytest.raises(ValueError, match=r"'--rank' option must be 'auto' or an int in \[1, "):
+        approx_run(ApproxConfig(str(tmp_path / "a.npy"), rank=9))

@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from neuralfactor.cli import main
-from neuralfactor.cli.truncation import make_truncation
 from neuralfactor.data import MatrixStore, partial_path
-from neuralfactor.vlasov import SimulationConfig, simulate
+from neuralfactor.vlasov import SimulationConfig, make_truncation, simulate
 
 BASE = ["--ic", "landau-strong", "--nx", "16", "--nv", "32", "--t-end", "1.0", "--save-every", "4"]
 

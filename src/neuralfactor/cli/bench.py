@@ -27,8 +27,21 @@ def _parse_sizes(sizes: list[str]) -> tuple[tuple[int, int], ...]:
 SUITES = ("default", "frames")
 
 
-def _collector(out: Path | None, describe):
-    """(records, on_record): keep each record, append it to ``out`` and print one line."""
+def _methods(text: str | None) -> tuple[str, ...] | None:
+    """``--methods`` as checked factorizer names (a typo gets "did you mean" before any work)."""
+    from neuralfactor.core.factorizer import check_factorizer_name
+
+    if text is None:
+        return None
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not names:
+        raise ValueError("The '--methods' option must name at least one factorizer.")
+    return tuple(check_factorizer_name(name) for name in names)
+
+
+def _run(run, config, out: Path | None, describe, **kwargs) -> list[dict]:
+    """Call ``run(config, on_record=...)``: each record is kept, appended to ``out`` and
+    printed as one line (unless --quiet); returns the records."""
     from neuralfactor.io import append_jsonl
 
     records: list[dict] = []
@@ -40,7 +53,15 @@ def _collector(out: Path | None, describe):
         if not state["quiet"]:
             console.print(describe(rec), highlight=False)
 
-    return records, on_record
+    run(config, on_record=on_record, **kwargs)
+    return records
+
+
+def _line(rec: dict, extra: str = "") -> str:
+    return (
+        f"  {rec.get('label', rec['method']):>24} {rec['m']}x{rec['n']} r={rec['rank']} "
+        f"b={rec['batch']}{extra}: {rec['seconds_per_matrix'] * 1e6:.1f} us/matrix"
+    )
 
 
 def bench(
@@ -81,13 +102,6 @@ def bench(
     out: Path | None = typer.Option(None, help="Append records to this JSON-lines file."),
 ) -> None:
     """Benchmark factorizers on synthetic or saved frames; prints a table, writes JSON lines."""
-    import numpy as np
-    import torch
-
-    from neuralfactor.bench.runner import BenchConfig, run_bench
-    from neuralfactor.bench.tables import COLUMNS, rows_for_display
-    from neuralfactor.cli._tables import print_table
-    from neuralfactor.core.factorizer import check_factorizer_name
     from neuralfactor.core.validation import check_option, parse_ints
 
     check_option(suite, SUITES, name="suite", caller="bench")
@@ -96,68 +110,44 @@ def bench(
             f"The frames suite needs --train-epochs >= 1 and --train-frames >= 25. Got "
             f"{train_epochs}, {train_frames}."
         )
+    if suite == "frames" and data_file is not None:
+        raise ValueError("--data-file applies to the default suite; the frames suite simulates.")
+    # the options both suites share, parsed once
+    common = {"ranks": parse_ints(ranks, "--ranks"), "batches": parse_ints(batches, "--batches"),
+              "device": device, "threads": threads or None, "repeats": repeats,
+              "max_call_seconds": max_call_seconds, "max_case_seconds": max_case_seconds,
+              "seed": seed}  # fmt: skip
     if suite == "frames":
-        _frames_suite(
-            methods,
+        _frames_suite(common, _methods(methods), size, dtype, train_epochs, train_frames, out)
+    else:
+        _default_suite(
+            common,
+            _methods(DEFAULT_METHODS if methods is None else methods),
             size,
-            ranks,
-            batches,
+            data,
             dtype,
-            device,
-            threads,
-            repeats,
-            max_call_seconds,
-            max_case_seconds,
-            seed,
-            train_epochs,
-            train_frames,
-            out,
             data_file,
+            out,
         )
-        return
-    if methods is None:
-        methods = DEFAULT_METHODS
+    if out is not None:
+        console.print(f"records appended to {out}")
+
+
+def _default_suite(common, names, size, data, dtype, data_file, out) -> None:
+    from neuralfactor.bench.runner import BenchConfig, run_bench
+    from neuralfactor.bench.tables import COLUMNS, rows_for_display
+    from neuralfactor.cli._tables import print_table
+
     frames = None
     if data_file is not None:
-        if not data_file.is_file():
-            raise FileNotFoundError(f"--data-file {data_file} does not exist.")
-        try:
-            frames = torch.from_numpy(np.load(data_file, allow_pickle=False))
-        except ValueError as exc:
-            raise ValueError(
-                f"--data-file {data_file} is not a readable .npy array: {exc}"
-            ) from None
-        if frames.ndim != 3:
-            raise ValueError(
-                f"--data-file must hold frames of shape (T, m, n). Got {tuple(frames.shape)}."
-            )
-    names = tuple(m.strip() for m in methods.split(",") if m.strip())
-    for name in names:  # a typo gets "did you mean" before any work
-        check_factorizer_name(name)
-    config = BenchConfig(
-        methods=names,
-        sizes=_parse_sizes(size) if frames is None else (tuple(frames.shape[-2:]),),
-        ranks=parse_ints(ranks, "--ranks"),
-        batches=parse_ints(batches, "--batches"),
-        data=data,
-        dtype=dtype,
-        device=device,
-        threads=threads or None,
-        repeats=repeats,
-        max_call_seconds=max_call_seconds,
-        max_case_seconds=max_case_seconds,
-        seed=seed,
-    )
-    records, on_record = _collector(
-        out,
-        lambda rec: (
-            f"  {rec.get('label', rec['method']):>24} {rec['m']}x{rec['n']} r={rec['rank']} "
-            f"b={rec['batch']}: {rec['seconds_per_matrix'] * 1e6:.1f} us/matrix, "
-            f"ratio {rec['ratio_mean']:.4f}"
-        ),
-    )
+        from neuralfactor.data.npy import load_npy_frames
 
-    run_bench(config, on_record=on_record, frames=frames)
+        frames = load_npy_frames(data_file, name="--data-file")
+    sizes = _parse_sizes(size) if frames is None else (tuple(frames.shape[-2:]),)
+    config = BenchConfig(methods=names, sizes=sizes, data=data, dtype=dtype, **common)
+    records = _run(
+        run_bench, config, out, lambda r: _line(r) + f", ratio {r['ratio_mean']:.4f}", frames=frames
+    )
     print_table(
         f"neuralfactor bench ({dtype}, {records[0]['device']}, "
         f"threads={config.threads}, baseline scipy-gesdd)",
@@ -166,77 +156,44 @@ def bench(
         justify=["left" if c == "method" else "right" for c in COLUMNS],
         caption=_LEGEND,
     )
-    if out is not None:
-        console.print(f"records appended to {out}")
 
 
-def _frames_suite(
-    methods,
-    size,
-    ranks,
-    batches,
-    dtype,
-    device,
-    threads,
-    repeats,
-    max_call_seconds,
-    max_case_seconds,
-    seed,
-    train_epochs,
-    train_frames,
-    out,
-    data_file,
-) -> None:
+def _frames_suite(common, names, size, dtype, train_epochs, train_frames, out) -> None:
     from neuralfactor.bench.frames import FRAME_COLUMNS, FramesConfig, run_frames
     from neuralfactor.cli._tables import print_table
-    from neuralfactor.core.factorizer import check_factorizer_name
-    from neuralfactor.core.validation import parse_ints
 
-    if data_file is not None:
-        raise ValueError("--data-file applies to the default suite; the frames suite simulates.")
-    names = None
-    if methods is not None:
-        names = tuple(m.strip() for m in methods.split(",") if m.strip())
-        if not names:
-            raise ValueError("The '--methods' option must name at least one factorizer.")
-        for name in names:  # a typo gets "did you mean" before any work
-            check_factorizer_name(name)
     config = FramesConfig(
-        device=device,
-        sizes=_parse_sizes(size),
-        ranks=parse_ints(ranks, "--ranks"),
-        batches=parse_ints(batches, "--batches"),
-        dtypes=tuple(d.strip() for d in dtype.split(",") if d.strip()),
-        methods=names,
-        threads=threads or None,
-        repeats=repeats,
-        max_call_seconds=max_call_seconds,
-        max_case_seconds=max_case_seconds,
-        train_epochs=train_epochs,
-        train_frames=train_frames,
-        seed=seed,
-    )
-    records, on_record = _collector(
-        out,
-        lambda rec: (
-            f"  {rec.get('label', rec['method']):>24} {rec['m']}x{rec['n']} r={rec['rank']} "
-            f"b={rec['batch']} {rec['dtype']}: {rec['seconds_per_matrix'] * 1e6:.1f} us/matrix "
-            f"({rec['x_floor']:.0f}x floor), ratio {rec['ratio_mean']:.4f}"
-        ),
-    )
+        sizes=_parse_sizes(size), dtypes=tuple(d.strip() for d in dtype.split(",") if d.strip()),
+        methods=names, train_epochs=train_epochs, train_frames=train_frames, **common,
+    )  # fmt: skip
+
+    def describe(r: dict) -> str:
+        head = _line(r, f" {r['dtype']}")
+        return head + f" ({r['x_floor']:.0f}x floor), ratio {r['ratio_mean']:.4f}"
 
     def on_note(text):
         if not state["quiet"]:
             console.print(f"note: {text}", highlight=False)
 
-    run_frames(config, on_record=on_record, on_note=on_note)
+    records = _run(run_frames, config, out, describe, on_note=on_note)
     columns = ("size", "rank", "batch", *FRAME_COLUMNS)
-    rows = []
+    print_table(
+        f"neuralfactor bench --suite frames ({records[0]['device']})",
+        [_LABELS.get(c, c) for c in columns],
+        _frames_rows(records),
+        justify=["left" if c in ("method", "family", "dtype") else "right" for c in columns],
+        caption=_LEGEND + "; x floor: time / the time to read the frames once (>= 1)",
+    )
+
+
+def _frames_rows(records: list[dict]) -> list[list[str]]:
+    """Table rows of the frames suite, with the speed-up over float32 scipy-gesdd."""
     base = {
         (r["m"], r["n"], r["rank"], r["batch"]): r["seconds_per_matrix"]
         for r in records
         if r["method"] == "scipy-gesdd" and r["dtype"] == "float32"
     }
+    rows = []
     for r in records:
         b = base.get((r["m"], r["n"], r["rank"], r["batch"]))
         rows.append(
@@ -258,15 +215,7 @@ def _frames_suite(
                 f"{r['fit_seconds']:.3g}" if r["fit_seconds"] else "-",
             ]
         )
-    print_table(
-        f"neuralfactor bench --suite frames ({records[0]['device']})",
-        [_LABELS.get(c, c) for c in columns],
-        rows,
-        justify=["left" if c in ("method", "family", "dtype") else "right" for c in columns],
-        caption=_LEGEND + "; x floor: time / the time to read the frames once (>= 1)",
-    )
-    if out is not None:
-        console.print(f"records appended to {out}")
+    return rows
 
 
 #: Terminal labels that say which way is better (the records keep their short keys).

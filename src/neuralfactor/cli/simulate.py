@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -63,40 +65,12 @@ def simulate(
     chunk_frames: int = typer.Option(None, "--chunk-frames", help="Frames per storage chunk."),
 ) -> None:
     """Simulate 1D1V Vlasov-Poisson and write the frames (T, m, n) per run to a Zarr store."""
-    import warnings
+    from neuralfactor.vlasov import SimulationConfig, SimulationInterrupted, simulate_to_store
 
-    from neuralfactor import __version__
-    from neuralfactor.cli import console, err_console, state
-    from neuralfactor.core.validation import resolve_device
-    from neuralfactor.data.store import MatrixStoreWriter, partial_path
-    from neuralfactor.vlasov import (
-        DIAGNOSTIC_NAMES,
-        SimulationConfig,
-        SimulationDivergedError,
-        SolverState,
-        VlasovSolver,
-        VlasovWarning,
-    )
-
-    if overwrite and resume:
-        raise ValueError("Pass either --overwrite or --resume, not both.")
-    fields = {
-        "ic": ic,
-        "nx": nx,
-        "nv": nv,
-        "t_end": t_end,
-        "dt": dt,
-        "save_every": save_every,
-        "ensemble": ensemble,
-        "seed": seed,
-        "scheme": scheme,
-        "dtype": dtype,
-        "vmax": vmax,
-        "length": length,
-        "truncate_tol": truncate_tol,
-        "truncate_rank": truncate_rank,
-        "truncate_with": truncate_with,
-    }
+    fields = {"ic": ic, "nx": nx, "nv": nv, "t_end": t_end, "dt": dt, "save_every": save_every,
+              "ensemble": ensemble, "seed": seed, "scheme": scheme, "dtype": dtype, "vmax": vmax,
+              "length": length, "truncate_tol": truncate_tol, "truncate_rank": truncate_rank,
+              "truncate_with": truncate_with}  # fmt: skip
     fields = {key: val for key, val in fields.items() if val is not None}
     # validated (and refused when --ic has no such parameter) by the initial condition itself
     given = {"k": k, "alpha": alpha, "v0": v0, "np": np_, "nb": nb, "vb": vb, "vt": vt,
@@ -108,91 +82,31 @@ def simulate(
         cfg = SimulationConfig.from_preset(preset, **fields)
     else:
         cfg = SimulationConfig(**fields)
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"The 'device' parameter must be 'auto', 'cpu' or 'cuda'. Got {device!r}.")
-    dev = resolve_device(device)
-
-    truncation = None
-    if cfg.truncate_with is not None:
-        from neuralfactor.cli.truncation import make_truncation
-
-        truncation = make_truncation(
-            cfg.truncate_with,
-            tol=cfg.truncate_tol,
-            rank=cfg.truncate_rank,
-            frame_shape=(cfg.nx, cfg.nv),
-            device=str(dev),
-        )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", VlasovWarning)
-        solver = VlasovSolver(cfg, device=dev, truncation=truncation)
-    for w in caught:
-        err_console.print(f"warning: {w.message}", markup=False, highlight=False)
-
-    diag_names = list(DIAGNOSTIC_NAMES) + (["truncation_rank"] if cfg.truncates else [])
-    history = 2 if cfg.scheme in ("fd5", "lowrank") else 0
-    metadata = {
-        "config": cfg.to_dict(),
-        "seed": cfg.seed,
-        "version": __version__,
-        "producer": "neuralfactor.vlasov",
-        "scheme": cfg.scheme,
-        "save_every": cfg.save_every,
-        "dt": cfg.dt,
-        "conditions": solver.conditions(),
-    }
-    if resume:
-        writer = MatrixStoreWriter.resume(out, allow_empty=True)
-        stored = writer.metadata.get("config", {})
-        if stored != cfg.to_dict():
-            diff = sorted(
-                key
-                for key in set(stored) | set(cfg.to_dict())
-                if stored.get(key) != cfg.to_dict().get(key)
-            )
-            raise ValueError(
-                f"--resume: the options differ from the interrupted run's config in "
-                f"{diff} (stored: {[stored.get(key) for key in diff]}); pass the "
-                f"same options."
-            )
-        was, now = writer.metadata.get("conditions"), solver.conditions()
-        if was is not None and was != now and writer.frames_written > 0:
-            err_console.print(
-                f"warning: the run started with {was} and resumes with {now}; the frames from "
-                f"here on may differ at round-off from an uninterrupted run (resume under the "
-                f"same conditions, e.g. OMP_NUM_THREADS={was.get('torch_threads')}, for "
-                f"bit-identical frames).",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
-        if writer.frames_written == 0:  # stopped before its first flush: start over
-            frames = solver.run()
-            done = 0
+    with _progress() as on_step:
+        try:
+            res = simulate_to_store(
+                cfg, out, resume=resume, overwrite=overwrite, chunk_frames=chunk_frames,
+                device=device, on_step=on_step, on_warning=_warn,
+            )  # fmt: skip
+        except SimulationInterrupted as exc:
+            interrupted = exc
         else:
-            start = SolverState(
-                writer.step,
-                writer.last_frame().to(dev, solver.dtype),
-                tuple(h.to(dev, solver.dtype) for h in writer.last_history()),
-            )
-            frames = solver.run(state=start)
-            done = writer.step
-    else:
-        writer = MatrixStoreWriter.create(
-            out,
-            n_runs=cfg.ensemble,
-            n_frames=cfg.n_frames,
-            matrix_shape=(cfg.nx, cfg.nv),
-            dtype=solver.dtype,
-            diagnostics=diag_names,
-            metadata=metadata,
-            history=history,
-            chunk_frames=chunk_frames,
-            overwrite=overwrite,
-        )
-        frames = solver.run()
-        done = 0
+            interrupted = None
+    if interrupted is not None:
+        _warn(str(interrupted), prefix="")
+        raise typer.Exit(130)
+    _print_summary(out, res)
 
+
+def _warn(message: str, prefix: str = "warning: ") -> None:
+    from neuralfactor.cli import err_console
+
+    err_console.print(prefix + message, markup=False, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[int, int], None]]:
+    """A Rich progress bar of the steps; yields the ``on_step(step, n_steps)`` that moves it."""
     from rich.progress import (
         BarColumn,
         Progress,
@@ -200,6 +114,8 @@ def simulate(
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+
+    from neuralfactor.cli import err_console, state
 
     progress = Progress(
         TextColumn("simulate"),
@@ -211,42 +127,25 @@ def simulate(
         disable=state["quiet"],
         transient=True,
     )
-    interrupted = False
-    with progress:
-        task = progress.add_task("steps", total=cfg.n_steps, completed=done)
-        try:
-            for fr in frames:
-                writer.append(fr.f, fr.t, fr.diagnostics, step=fr.step, history=fr.state.history)
-                progress.update(task, completed=fr.step)
-        except SimulationDivergedError as exc:
-            kept = writer.mark_failed(str(exc))
-            raise RuntimeError(
-                f"{exc} The {writer.frames_written} frames saved before it are kept "
-                f"in {kept} (open with MatrixStore.open(..., "
-                f"allow_partial=True))."
-            ) from None
-        except KeyboardInterrupt:
-            writer.flush()  # Ctrl-C: keep every finished frame, resumable
-            interrupted = True
-        except BaseException:
-            writer.flush()  # interrupted: keep what was computed, resumable
-            raise
-    if interrupted:
-        err_console.print(
-            f"Interrupted at step {writer.step} of {cfg.n_steps} (t = {writer.step * cfg.dt:.6g}); "
-            f"{writer.frames_written} of {cfg.n_frames} frames are saved in {writer.partial}. "
-            f"Run the same command with --resume to continue.",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(130)
-    store = writer.finalize()
+    task = None
 
-    import numpy as np
+    def on_step(step: int, n_steps: int) -> None:
+        nonlocal task
+        if task is None:
+            task = progress.add_task("steps", total=n_steps, completed=step)
+        progress.update(task, completed=step)
+
+    with progress:
+        yield on_step
+
+
+def _print_summary(out: Path, res) -> None:
     from rich.table import Table
 
-    diag = [run.diagnostics for run in store]  # (T,) float64 per run: small
+    from neuralfactor.cli import console
+    from neuralfactor.data.store import partial_path
+
+    cfg, store = res.config, res.store
     table = Table(
         title=f"{out}: {store.shape[0]} run(s) x {store.shape[1]} frames of "
         f"{cfg.nx}x{cfg.nv}, t in [0, {cfg.n_steps * cfg.dt:.4g}]"
@@ -255,19 +154,12 @@ def simulate(
     table.add_column("t = 0", justify="right")
     table.add_column("t = end", justify="right")
     table.add_column("max |q(t) - q(0)| / |q(0)|", justify="right")
-    for key in ("mass", "momentum", "total_energy", "l2_norm", "entropy"):
-        rel = 0.0
-        for d in diag:
-            q = d[key]
-            ref = abs(d["mass"][0]) if key == "momentum" else max(abs(q[0]), 1e-300)
-            rel = max(rel, float(np.max(np.abs(q - q[0])) / ref))
+    for key, (first, last, rel) in res.conservation.items():
         note = " (rel. to mass)" if key == "momentum" else ""
-        table.add_row(
-            key + note, f"{diag[0][key][0]:.10g}", f"{diag[0][key][-1]:.10g}", f"{rel:.3e}"
-        )
+        table.add_row(key + note, f"{first:.10g}", f"{last:.10g}", f"{rel:.3e}")
     console.print(table)
     console.print(
-        f"checksum {store.metadata['checksum'][:16]}...  device {dev}  scheme "
+        f"checksum {store.metadata['checksum'][:16]}...  device {res.device}  scheme "
         f"{cfg.scheme}  dt {cfg.dt:.6g}  ({partial_path(out).name} removed)"
     )
 

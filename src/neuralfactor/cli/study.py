@@ -78,77 +78,38 @@ def train(
     """Train a factorization network on frames of a simulation."""
     from neuralfactor.amortized.factorizer import train_preset
     from neuralfactor.amortized.study import StudyConfig
+    from neuralfactor.distributed.run import train_run
 
-    given = {  # options left at None take the preset's value
-        "epochs": epochs,
-        "lr": lr,
-        "schedule": schedule,
-        "warmup_epochs": warmup_epochs,
-        "grad_clip": grad_clip,
-        "objective": objective,
-    }
-    given = {k: v for k, v in given.items() if v is not None}
+    given = {"epochs": epochs, "lr": lr, "schedule": schedule, "warmup_epochs": warmup_epochs,
+             "grad_clip": grad_clip, "objective": objective}  # fmt: skip
+    given = {k: v for k, v in given.items() if v is not None}  # None: the preset's value
     if given.get("grad_clip") == 0:
         given["grad_clip"] = None  # --grad-clip 0: off
     settings = train_preset(
-        preset,
-        **given,
-        batch_size=batch_size,
-        patience=patience or None,
-        seed=seed,
-        device=device,
-        dtype=dtype,
-        restore_best=restore_best,
-    )
+        preset, **given, batch_size=batch_size, patience=patience or None, seed=seed,
+        device=device, dtype=dtype, restore_best=restore_best,
+    )  # fmt: skip
     config = StudyConfig(
-        data=str(data),
-        rank=rank,
-        model=model,
-        nested=nested,
-        split=split,
-        run=run,
-        frame_stride=frame_stride,
-        settings=settings,
-    )
-    from neuralfactor.core.timing import default_threads, pinned_threads
-
-    if threads < 0:
-        raise ValueError(f"--threads must be >= 0 (0: chosen from the cores). Got {threads}.")
-    import os
-
-    # torchrun starts LOCAL_WORLD_SIZE processes per machine: they share its cores
-    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if distributed else 1)
-    with pinned_threads(threads or max(1, default_threads() // local)):
-        f = _train(config, out, resume, overwrite, distributed)
-    if f is None:  # a non-zero rank of a distributed run
+        data=str(data), rank=rank, model=model, nested=nested, split=split, run=run,
+        frame_stride=frame_stride, settings=settings,
+    )  # fmt: skip
+    res = train_run(
+        config, out, resume=resume, overwrite=overwrite, distributed=distributed,
+        threads=threads, progress=not state["quiet"],
+    )  # fmt: skip
+    if (f := res.factorizer) is None:  # a non-zero rank of a distributed run
         return
+    if res.distributed:
+        console.print(f"distributed: {res.world_size} processes")
     metrics = [h["metric"] for h in f.history]
     last = metrics[-1] if metrics else float("nan")
     kept = min(metrics) if metrics and restore_best else last
-    which = "best" if restore_best else "last"
     console.print(
         f"trained {f.name} rank {rank} in {f.fit_seconds:.1f} s; validation scaled loss "
-        f"(||X - UV||^2 / ||X||^2, mean over validation frames) {kept:.4g} ({which} epoch "
+        f"(||X - UV||^2 / ||X||^2, mean over validation frames) {kept:.4g} "
+        f"({'best' if restore_best else 'last'} epoch "
         f"kept; last {last:.4g}); model in {out / 'model'}"
     )
-
-
-def _train(config, out: Path, resume: bool, overwrite: bool, distributed: bool):
-    from neuralfactor.amortized.study import train_model
-
-    if distributed:
-        import os
-
-        from neuralfactor.distributed.training import train_model_distributed
-
-        f = train_model_distributed(
-            config, out, resume=resume, overwrite=overwrite, progress=not state["quiet"]
-        )
-        if int(os.environ.get("RANK", "0")) != 0:
-            return None
-        console.print(f"distributed: {os.environ.get('WORLD_SIZE', '1')} processes")
-        return f
-    return train_model(config, out, resume=resume, overwrite=overwrite, progress=not state["quiet"])
 
 
 def evaluate(

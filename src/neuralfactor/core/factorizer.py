@@ -12,6 +12,8 @@ import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
 from typing import Any, Protocol, Self, runtime_checkable
 
 import torch
@@ -29,6 +31,7 @@ __all__ = [
     "available_factorizers",
     "check_factorizer_name",
     "factorizer_contract",
+    "load_factorizer",
     "make_factorizer",
     "register_contract",
     "register_factorizer",
@@ -45,6 +48,9 @@ _PROVIDERS: tuple[str, ...] = (
 
 _REGISTRY: dict[str, Callable[..., Factorizer]] = {}
 _CONTRACTS: dict[str, Contract] = {}
+#: Readers of trained factorizer directories, ``"module:Class.method"``, called as
+#: ``reader(path, device=..., **overrides)``; imported when first needed, as the providers are.
+_LOADERS: tuple[str, ...] = ("neuralfactor.amortized.factorizer:LearnedFactorizer.load",)
 _loaded = False
 
 
@@ -279,3 +285,41 @@ def check_factorizer_name(name: str) -> str:
 def make_factorizer(name: str, rank: int, **params: Any) -> Factorizer:
     """Build a registered factorizer: ``make_factorizer("rsvd", rank=12, n_iter=2)``."""
     return _REGISTRY[check_factorizer_name(name)](rank=rank, **params)
+
+
+def load_factorizer(path: str | PathLike, *, device: str = "cpu", **overrides: Any) -> Factorizer:
+    """A trained factorizer from the directory it was saved to (``meta.json`` beside weights).
+
+    Lower layers (the Vlasov solver's truncation) reach trained models through this function
+    instead of importing the packages that define them; the readers are named in
+    ``_LOADERS`` and imported here, as :func:`available_factorizers` imports its providers.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` holds no ``meta.json``.
+    ValueError
+        no reader recognises the directory (each reader's message is given).
+    """
+    path = Path(path)
+    if not (path / "meta.json").is_file():
+        raise FileNotFoundError(f"{path} is not a trained model directory (no meta.json).")
+    errors = []
+    for spec in _LOADERS:
+        module, _, attr = spec.partition(":")
+        try:
+            reader: Any = importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # an optional dependency of the provider is missing
+            if (exc.name or "").startswith("neuralfactor"):
+                raise
+            continue
+        for part in attr.split("."):
+            reader = getattr(reader, part)
+        try:
+            return reader(path, device=device, **overrides)
+        except ValueError as exc:
+            errors.append(str(exc))
+    raise ValueError(
+        f"{path} holds no trained factorizer that an installed provider can read"
+        + (f": {'; '.join(errors)}" if errors else ".")
+    )

@@ -1,10 +1,12 @@
 """docs/results/vlasov-validation.md as a pure function of its records.
 
-``benchmarks/vlasov_validation.py`` measures and writes one JSON line per table row (and one
-``"section": "run"`` line with the run conditions); :func:`render_vlasov_validation` turns
+:func:`neuralfactor.vlasov.validation.measure_validation` (run by
+``benchmarks/vlasov_validation.py``) measures one record per table row (and one
+``"section": "run"`` record with the run conditions); :func:`render_vlasov_validation` turns
 those records into the page, so every number on the page, tables and prose, is read from a
 record. The published reference values quoted beside the measurements (Landau damping rate
-and frequency, strong Landau rates) are literature constants of this module.
+and frequency, strong Landau rates) are literature constants of
+:mod:`neuralfactor.vlasov.validation`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from neuralfactor.io import atomic_write_text, read_jsonl
+from neuralfactor.vlasov.validation import LANDAU_FREQ, LANDAU_RATE
 
 __all__ = [
     "COLUMNS",
@@ -31,10 +34,6 @@ RUN_COMMAND = (
     "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "
     "python benchmarks/vlasov_validation.py"
 )
-#: Published values (Landau damping: e.g. Sonnendrücker, "Numerical methods for the
-#: Vlasov-Maxwell equations", 2013; strong Landau: Filbet & Sonnendrücker 2003).
-LANDAU_RATE, LANDAU_FREQ = -0.1533, 1.4156
-STRONG_EARLY, STRONG_LATE = -0.29, 0.0815
 #: Targets: Landau rate / frequency relative errors, instability growth rate relative error.
 RATE_TARGET, FREQ_TARGET, GROWTH_TARGET = 0.02, 0.01, 0.03
 NOT_RECORDED = "not recorded"
@@ -353,20 +352,34 @@ def _wrap_bullet(text: str, width: int = 90) -> str:
     return "\n".join(out)
 
 
-def render_vlasov_validation(records: Sequence[dict[str, Any]]) -> str:
-    """The whole page from the records (see the module docstring); no measurement."""
-    s = _by_section(records)
-    if "run" not in s:
-        raise ValueError(
-            "vlasov-validation records hold no 'run' record (run conditions); expected one line "
-            'with "section": "run"; regenerate them with benchmarks/vlasov_validation.py.'
-        )
-    run = s["run"][0]
-    md = ["# Vlasov-Poisson solver: validation and timing\n"]
-    md += _run_lines(run)
-    md.append(_notes(s, run))
+def _rank_tables(ranks: Sequence[dict]) -> list[str]:
+    """One Markdown table of numerical ranks over time per grid (a column per scheme)."""
+    md = []
+    for grid in dict.fromkeys(r["grid"] for r in ranks):
+        rs = [r for r in ranks if r["grid"] == grid]
+        names = list(dict.fromkeys(r["scheme"] for r in rs))
+        times = sorted({round(r["t"], 1) for r in rs})
+        rows = []
+        for tt in times:
+            row = [f"{tt:.2f}"]
+            for nm in names:
+                hit = [r for r in rs if r["scheme"] == nm and abs(r["t"] - tt) < 0.05]
+                if not hit:
+                    row.append("-")
+                else:
+                    kept = hit[0].get("kept")
+                    row.append(str(hit[0]["rank"]) + (f" (kept {kept})" if kept else ""))
+            rows.append(row)
+        head = ["t", *names]
+        tab = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        tab += ["| " + " | ".join(r) + " |" for r in rows]
+        md.append(f"**{grid}**\n\n" + "\n".join(tab) + "\n")
+    return md
 
-    md.append("## 1. Reference roots of the kinetic dispersion relation\n")
+
+def _damping_sections(s: dict[str, list[dict]]) -> list[str]:
+    """Sections 1-3: dispersion roots, linear and strong Landau damping, ranks over time."""
+    md = ["## 1. Reference roots of the kinetic dispersion relation\n"]
     md.append(
         "eps(k, w) = 1 + sum_s n_s/(k vt_s)^2 (1 + z_s Z(z_s)), z_s = (w - k u_s)/(sqrt(2) k "
         "vt_s), Z(z) = i sqrt(pi) wofz(z), solved by a secant iteration "
@@ -405,28 +418,12 @@ def render_vlasov_validation(records: Sequence[dict[str, Any]]) -> str:
         "lowest; 'kept' is the rank the truncation kept (tol 1e-5, so higher than the "
         "1e-3 count).\n"
     )
-    ranks = s.get("rank", [])
-    for grid in dict.fromkeys(r["grid"] for r in ranks):
-        rs = [r for r in ranks if r["grid"] == grid]
-        names = list(dict.fromkeys(r["scheme"] for r in rs))
-        times = sorted({round(r["t"], 1) for r in rs})
-        rows = []
-        for tt in times:
-            row = [f"{tt:.2f}"]
-            for nm in names:
-                hit = [r for r in rs if r["scheme"] == nm and abs(r["t"] - tt) < 0.05]
-                if not hit:
-                    row.append("-")
-                else:
-                    kept = hit[0].get("kept")
-                    row.append(str(hit[0]["rank"]) + (f" (kept {kept})" if kept else ""))
-            rows.append(row)
-        head = ["t", *names]
-        tab = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        tab += ["| " + " | ".join(r) + " |" for r in rows]
-        md.append(f"**{grid}**\n\n" + "\n".join(tab) + "\n")
+    return md + _rank_tables(s.get("rank", []))
 
-    md.append("## 4. Two-stream and bump-on-tail growth rates (64x256)\n")
+
+def _instability_sections(s: dict[str, list[dict]]) -> list[str]:
+    """Sections 4-7: growth rates, conservation, ensemble == singles, fd5 stability."""
+    md = ["## 4. Two-stream and bump-on-tail growth rates (64x256)\n"]
     md.append(
         "Least-squares fit of log ||E||_2 on the window (both modes give a smooth "
         "||E|| envelope: two-stream is purely growing, bump-on-tail a single travelling "
@@ -446,7 +443,7 @@ def render_vlasov_validation(records: Sequence[dict[str, Any]]) -> str:
         "Fourier modes untouched / telescoping upwind fluxes); the SVD truncation does "
         "not conserve mass exactly.\n"
     )
-    md.append(_table("conservation", cons) + "\n")
+    md.append(_table("conservation", s.get("conservation", [])) + "\n")
 
     ens = s.get("ensemble", [])
     md.append("## 6. An ensemble of N equals N single runs\n")
@@ -459,10 +456,14 @@ def render_vlasov_validation(records: Sequence[dict[str, Any]]) -> str:
         "hx = 0.157 plus max|E| dt / hv = max|E| / 20.\n"
     )
     md.append(_table("stability", s.get("stability", [])) + "\n")
+    return md
 
+
+def _performance_section(s: dict[str, list[dict]], run: dict) -> list[str]:
+    """Section 8: steps per second against the NumPy reference, load and wall time."""
     threads = run.get("torch_threads", NOT_RECORDED)
     repeats = run.get("repeats", NOT_RECORDED)
-    md.append(f"## 8. Steps per second, CPU, {threads} thread\n")
+    md = [f"## 8. Steps per second, CPU, {threads} thread\n"]
     md.append(
         f"Load average before timing: {_load(run.get('load_before_timing'))}. Median (and min) "
         f"of {repeats} timed calls of K steps "
@@ -478,6 +479,22 @@ def render_vlasov_validation(records: Sequence[dict[str, Any]]) -> str:
         f"Load average at the end: {_load(run.get('load_end'))}; total wall time "
         f"{NOT_RECORDED if wall is None else format(wall, '.0f') + ' s'}.\n"
     )
+    return md
+
+
+def render_vlasov_validation(records: Sequence[dict[str, Any]]) -> str:
+    """The whole page from the records (see the module docstring); no measurement."""
+    s = _by_section(records)
+    if "run" not in s:
+        raise ValueError(
+            "vlasov-validation records hold no 'run' record (run conditions); expected one line "
+            'with "section": "run"; regenerate them with benchmarks/vlasov_validation.py.'
+        )
+    run = s["run"][0]
+    md = ["# Vlasov-Poisson solver: validation and timing\n"]
+    md += _run_lines(run)
+    md.append(_notes(s, run))
+    md += _damping_sections(s) + _instability_sections(s) + _performance_section(s, run)
     return "\n".join(md)
 
 

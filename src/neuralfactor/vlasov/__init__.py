@@ -1,4 +1,5 @@
-"""neuralfactor.vlasov: the 1D1V Vlasov-Poisson simulator (no neural code, no file I/O).
+"""neuralfactor.vlasov: the 1D1V Vlasov-Poisson simulator (no neural code; files only through
+:func:`simulate_to_store`, which streams a run to a MatrixStore).
 
 >>> from neuralfactor.vlasov import SimulationConfig, simulate
 >>> res = simulate(SimulationConfig(ic="landau-weak", nx=32, nv=64, t_end=20.0, dt=0.05))
@@ -22,6 +23,12 @@ from neuralfactor.vlasov.initial import (
     maxwellian,
 )
 from neuralfactor.vlasov.lowrank import DLRVlasovSolver, LowRankVlasovSolver
+from neuralfactor.vlasov.run import (
+    SimulationInterrupted,
+    StoredSimulation,
+    make_truncation,
+    simulate_to_store,
+)
 from neuralfactor.vlasov.solver import (
     FACTORED_SCHEMES,
     PRESETS,
@@ -53,8 +60,10 @@ __all__ = [
     "RateFit",
     "SimulationConfig",
     "SimulationDivergedError",
+    "SimulationInterrupted",
     "SimulationResult",
     "SolverState",
+    "StoredSimulation",
     "VlasovSolver",
     "VlasovWarning",
     "available_initial_conditions",
@@ -63,8 +72,10 @@ __all__ = [
     "field_energy",
     "fit_rate",
     "get_initial_condition",
+    "make_truncation",
     "maxwellian",
     "numerical_rank",
     "phase_space_diagnostics",
     "simulate",
+    "simulate_to_store",
 ]

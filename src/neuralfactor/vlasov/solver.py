@@ -597,7 +597,8 @@ class VlasovSolver:
                 raise ValueError(
                     f"The config truncates with {cfg.truncate_with!r}: build that factorizer "
                     f"and pass truncation=Truncation(factorizer, ...) to VlasovSolver (the "
-                    f"vlasov package resolves no factorizer names; the CLI does)."
+                    f"solver resolves no factorizer names; neuralfactor.vlasov.make_truncation "
+                    f"does)."
                 )
             return Truncation(tol=cfg.truncate_tol, rank=cfg.truncate_rank)
         if not isinstance(truncation, Truncation):
@@ -796,7 +797,8 @@ def simulate(
     """Run ``config`` to the end in memory (small runs, tests, validation).
 
     Frames are kept on the run's device; for long or large runs stream frames to a
-    :class:`~neuralfactor.data.store.MatrixStore` instead (``neuralfactor simulate``).
+    :class:`~neuralfactor.data.store.MatrixStore` instead
+    (:func:`~neuralfactor.vlasov.run.simulate_to_store`, ``neuralfactor simulate``).
     """
     solver = make_solver(config, device=device, truncation=truncation)
     ts, fs, ds = [], [], []

@@ -4,7 +4,8 @@ A step-and-truncate solver re-compresses its state after every stage. :class:`Tr
 it with any object that has ``factorize(X) -> LowRank`` (the core ``Factorizer`` protocol):
 the exact SVD (the default, no factorizer needed), a randomized SVD, a warm-started subspace
 iteration that carries the previous stage's basis, or a trained network. Resolving a *name*
-or a trained model directory to a factorizer is the caller's job (the CLI does it): this
+or a trained model directory to a factorizer is the caller's job
+(:func:`neuralfactor.vlasov.run.make_truncation` does it through the core registry): this
 module knows no factorizer by name and imports no network code.
 
 Tolerance-driven rank selection (relative Frobenius ``||f - f_r||_F <= tol ||f||_F``) works
