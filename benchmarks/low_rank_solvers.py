@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker is not None:
-        from neuralfactor.cli.truncation import make_truncation
+        from neuralfactor.vlasov import make_truncation
 
         print(json.dumps(worker(json.loads(args.worker), make_truncation)))
         return

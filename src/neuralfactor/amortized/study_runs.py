@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -93,20 +91,17 @@ def run_name(split: str, rank: int, nested: bool, settings: TrainSettings) -> st
 
 
 def simulate_preset(path: str | Path, save_every: int, preset: str = "convmf-64x128") -> Path:
-    """The study's data: ``neuralfactor simulate --preset`` into ``path`` (kept if it exists).
-
-    Runs the command in a child process (the library does not import the CLI); a failure raises
-    ``RuntimeError`` with the command's last error line.
+    """The study's data: the simulation preset ``preset`` saved every ``save_every`` steps into
+    the store ``path`` on the CPU (kept if it exists), through
+    :func:`neuralfactor.vlasov.simulate_to_store` (what ``neuralfactor simulate --preset`` runs).
     """
+    from neuralfactor.vlasov import SimulationConfig, simulate_to_store
+
     path = Path(path)
     if path.exists():
         return path
-    cmd = [sys.executable, "-m", "neuralfactor.cli", "-q", "simulate", "--preset", preset]
-    cmd += ["--save-every", str(save_every), "--device", "cpu", "--out", str(path)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise RuntimeError(f"simulation failed (exit {done.returncode}): {last}")
+    config = SimulationConfig.from_preset(preset, save_every=save_every)
+    simulate_to_store(config, path, device="cpu")
     return path
 
 

@@ -41,6 +41,13 @@ def simulate(
         help="fd5: factorizer that truncates (svd, rsvd, warm-subspace, or a trained model "
         "directory, optionally +refine). Default: the exact SVD.",
     ),
+    mass_correction: bool = typer.Option(
+        None,
+        "--mass-correction/--no-mass-correction",
+        help="Truncating schemes (fd5 with a truncation, lowrank, dlr): restore the total mass "
+        "after every truncation (default on); --no-mass-correction is the original data's "
+        "plain truncation.",
+    ),
     dtype: str = typer.Option("float64", "--dtype", help="float64 or float32."),
     k: float = typer.Option(None, "--k", help="Wavenumber of the perturbation (all ICs)."),
     alpha: float = typer.Option(
@@ -70,7 +77,7 @@ def simulate(
     fields = {"ic": ic, "nx": nx, "nv": nv, "t_end": t_end, "dt": dt, "save_every": save_every,
               "ensemble": ensemble, "seed": seed, "scheme": scheme, "dtype": dtype, "vmax": vmax,
               "length": length, "truncate_tol": truncate_tol, "truncate_rank": truncate_rank,
-              "truncate_with": truncate_with}  # fmt: skip
+              "truncate_with": truncate_with, "mass_correction": mass_correction}  # fmt: skip
     fields = {key: val for key, val in fields.items() if val is not None}
     # validated (and refused when --ic has no such parameter) by the initial condition itself
     given = {"k": k, "alpha": alpha, "v0": v0, "np": np_, "nb": nb, "vb": vb, "vt": vt,
