@@ -635,7 +635,11 @@ class MatrixStoreWriter:
             for name in names:
                 g["diag"][name][a:b] = np.array([x[2][name][r] for x in self._buf])
         marker = dict(self._marker, frames_written=b, step=self._step)
-        if self._marker["history"]:
+        if self._marker["history"] and not self._history and self._step == 0:
+            # the initial state of a multistep producer has no history yet (its first steps
+            # start without one): nothing to save, a resume starts from the initial frame
+            marker["history_slot"] = None
+        elif self._marker["history"]:
             cur = self._marker.get("history_slot")
             slot = 0 if cur is None else 1 - int(cur)
             if len(self._history) != self._marker["history"]:
