@@ -5,8 +5,10 @@ Measure (about 4 minutes on one core; run in a quiet window):
 Rewrite the page from the committed records, byte for byte, without measuring:
     python benchmarks/classical_baselines.py --from-records
 Add a second run's records (copied to docs/results/records/classical-baselines-rerun.jsonl;
-the page then gets a "Reproducibility" section comparing the two runs' speed ratios):
-    python benchmarks/classical_baselines.py --from-records --rerun RUN2.jsonl
+the page then gets a "Reproducibility" section comparing the two runs' speed ratios, and the
+summary's ranges the run-to-run term they measure); further runs (copied to ...-rerun2.jsonl,
+...) test that term out of sample:
+    python benchmarks/classical_baselines.py --from-records --rerun RUN2.jsonl [RUN3.jsonl ...]
 
 The suite and the page live in :mod:`neuralfactor.bench.baselines`; this script parses
 arguments, calls it and writes the files.
@@ -36,7 +38,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--rerun",
         type=Path,
-        help="Records of a second run: copied beside the records; the page compares the runs.",
+        nargs="+",
+        help="Records of a second (and further) run: copied beside the records; the page "
+        "compares the runs.",
     )
     ap.add_argument(
         "--from-records",
@@ -46,10 +50,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     from neuralfactor.bench.baselines import (
-        RERUN_RECORDS,
         baselines_config,
         baselines_page,
         read_records,
+        rerun_path,
         run_classical_baselines,
         write_records,
     )
@@ -80,11 +84,13 @@ def main(argv: list[str] | None = None) -> None:
         )
         write_records(args.records, records)
     records = read_records(args.records)
-    rerun_path = Path(RERUN_RECORDS)
-    if args.rerun is not None:
-        write_records(rerun_path, read_records(args.rerun))
-    rerun = read_records(rerun_path) if rerun_path.exists() else None
-    atomic_write_text(args.page, baselines_page(records, rerun))
+    for i, path in enumerate(args.rerun or ()):
+        write_records(Path(rerun_path(i)), read_records(path))
+    runs = []
+    while Path(rerun_path(len(runs))).exists():
+        runs.append(read_records(rerun_path(len(runs))))
+    rerun = runs[0] if runs else None
+    atomic_write_text(args.page, baselines_page(records, rerun, more=runs[1:]))
     print(f"wrote {args.page}", file=sys.stderr)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,8 +51,16 @@ BASELINE_METHODS: tuple[str, ...] = (
 #: Accuracy bands of the summary: speed is compared only between rows in the same band.
 BANDS: tuple[float, ...] = (1.01, 1.05)
 BASELINE = "scipy-gesdd"
-#: The committed records of a second run of the suite (the page's "Reproducibility" section).
+#: The committed records of a second run of the suite (the page's "Reproducibility" section)
+#: and of further runs (``...-rerun2.jsonl``, ...), which test the run-to-run term out of sample.
 RERUN_RECORDS = "docs/results/records/classical-baselines-rerun.jsonl"
+
+
+def rerun_path(i: int) -> str:
+    """Records of the (i + 2)-th run: ``i = 0`` is :data:`RERUN_RECORDS`, then ``-rerun2``..."""
+    return RERUN_RECORDS if i == 0 else RERUN_RECORDS.replace("-rerun", f"-rerun{i + 1}")
+
+
 SIZES = ((128, 256), (256, 512))
 FAMILIES = (
     ("evolving", "Smooth evolving frames (time-ordered, phase-space-like)"),
@@ -144,8 +153,33 @@ def _us(r: dict[str, Any]) -> str:
     return f"{med} ({lo}-{hi})"
 
 
-def summary(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Per case and accuracy band: the fastest row, the rows within noise of it, its speed."""
+def widened(ratio: SpeedRatio, term: float) -> SpeedRatio:
+    """``ratio`` with its range widened by the run-to-run term: ``[low / (1 + term),
+    high * (1 + term)]``; a range that then contains 1 makes the verdict "within noise"."""
+    if term <= 0 or ratio.verdict == "unknown":
+        return ratio
+    low, high = ratio.low / (1 + term), ratio.high * (1 + term)
+    verdict = "within noise" if low <= 1 <= high else ratio.verdict
+    return SpeedRatio(ratio.ratio, low, high, verdict, ratio.overlapping)
+
+
+def run_to_run_term(one: dict[tuple, SpeedRatio], two: dict[tuple, SpeedRatio]) -> tuple:
+    """``(term, needed)``: the smallest multiplicative widening ``needed`` of the quartile
+    ranges under which every ratio measured in both runs agrees, and ``term``, that rounded up
+    to a whole percent (0 when they agree already). Two ranges widened by ``f`` intersect when
+    ``max(low) / min(high) <= (1 + f)^2``."""
+    needed = 0.0
+    for k in set(one) & set(two):
+        a, b = one[k], two[k]
+        if a.verdict == "unknown" or b.verdict == "unknown":
+            continue
+        needed = max(needed, math.sqrt(max(a.low, b.low) / min(a.high, b.high)) - 1)
+    return (math.ceil(needed * 100 - 1e-9) / 100 if needed > 0 else 0.0), needed
+
+
+def summary(rows: Sequence[dict[str, Any]], run_to_run: float = 0.0) -> list[str]:
+    """Per case and accuracy band: the fastest row, the rows within noise of it, its speed
+    (its range widened by the ``run_to_run`` term when one was measured)."""
     lines = [
         "## Summary (computed from the records)",
         "",
@@ -154,8 +188,15 @@ def summary(rows: Sequence[dict[str, Any]]) -> list[str]:
         "(lowest median time), the rows whose timings are within noise of it, and its speed "
         f"against `{BASELINE}` timed in the same interleaved rounds. `~1x (within noise)`: the "
         "two interquartile ranges overlap by more than the medians differ; otherwise the ratio "
-        "of medians with the range the quartiles allow. Warm-started rows say `warm`, "
-        "rows that learn a basis from training frames say `trained`.",
+        "of medians with the range the quartiles allow"
+        + (
+            f", widened by ±{run_to_run:.0%}: the run-to-run drift measured between two runs "
+            "of this suite (section Reproducibility), which one run's quartiles do not show. "
+            if run_to_run > 0
+            else ". "
+        )
+        + "Warm-started rows say `warm`, rows that learn a basis from training frames say "
+        "`trained`.",
         "",
         "| data | size | rank | batch | band | fastest | us/matrix (IQR) | x scipy-gesdd "
         "| within noise of it |",
@@ -186,7 +227,11 @@ def summary(rows: Sequence[dict[str, Any]]) -> list[str]:
             speed = (
                 "1"
                 if base is best
-                else (str(speed_ratio(Spread.from_record(base), sb)) if base else "-")
+                else (
+                    str(widened(speed_ratio(Spread.from_record(base), sb), run_to_run))
+                    if base
+                    else "-"
+                )
             )
             cells += [
                 _label(best) + _marks(best),
@@ -196,6 +241,11 @@ def summary(rows: Sequence[dict[str, Any]]) -> list[str]:
             ]
             lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def _row_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of a records file (after its run line)."""
+    return [r for r in records[1:] if r.get("kind", "row") == "row"]
 
 
 def _case_key(r: dict[str, Any]) -> tuple:
@@ -234,15 +284,27 @@ def _drift(one: dict, two: dict, apart: list[tuple]) -> list[str]:
     ]
 
 
+def _agree_within(a: SpeedRatio, b: SpeedRatio, term: float) -> bool:
+    return _agree(widened(a, term), widened(b, term))
+
+
 def reproducibility(
-    rows: Sequence[dict[str, Any]], rerun: Sequence[dict[str, Any]], *, command: str = ""
+    rows: Sequence[dict[str, Any]],
+    rerun: Sequence[dict[str, Any]],
+    *,
+    command: str = "",
+    more: Sequence[Sequence[dict[str, Any]]] = (),
 ) -> list[str]:
     """The "Reproducibility" section: per case and row, both runs' speed against the baseline
     (ratio of medians, the range their quartiles allow), whether they agree (the two ranges
-    intersect) and how many do. Rows of one run only are counted apart."""
+    intersect) and how many do; the run-to-run term (:func:`run_to_run_term`) calibrated on
+    the two runs; and, for each further run in ``more``, how many of its ratios agree with the
+    first run's within that term (an out-of-sample test of it). Rows of one run only are
+    counted apart."""
     one, two = _ratios(rows), _ratios(rerun)
     common = sorted(set(one) & set(two))
     agree = [k for k in common if _agree(one[k], two[k])]
+    term, needed = run_to_run_term(one, two)
     lines = [
         "## Reproducibility (computed from the records of two runs)",
         "",
@@ -260,23 +322,53 @@ def reproducibility(
         ),
         "",
         *_drift(one, two, [k for k in common if k not in agree]),
-        "| data | size | rank | batch | row | run 1 x scipy-gesdd | run 2 x scipy-gesdd | agree |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    if term > 0:
+        lines += [
+            f"Run-to-run term: every ratio of the two runs agrees once both ranges are widened by "
+            f"±{needed:.1%}; the summary widens its ranges by ±{term:.0%} (that, rounded up to a "
+            "whole percent). It is calibrated on these two runs, so they agree within it by "
+            "construction; a further run tests it:",
+            "",
+        ]
+        if not more:
+            lines += ["- no further run recorded: the term is untested out of sample.", ""]
+        for i, extra in enumerate(more):
+            three = _ratios(extra)
+            both = sorted(set(one) & set(three))
+            raw = sum(_agree(one[k], three[k]) for k in both)
+            ok = sum(_agree_within(one[k], three[k], term) for k in both)
+            lines.append(
+                f"- run {i + 3} (`{rerun_path(i + 1)}`) against run 1: **{ok} of {len(both)} "
+                f"agree within ±{term:.0%}** ({raw} within the quartile ranges alone)."
+            )
+        lines += ["", "| data | size | rank | batch | row | run 1 x scipy-gesdd "
+                  f"| run 2 x scipy-gesdd | agree | agree ±{term:.0%} |",
+                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    else:
+        lines += [
+            "| data | size | rank | batch | row | run 1 x scipy-gesdd | run 2 x scipy-gesdd "
+            "| agree |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
     for k in common:
-        verdict = "yes" if k in agree else "**no**"
-        lines.append(
-            f"| {k[0]} | {k[1]}x{k[2]} | {k[3]} | {k[4]} | {k[5]} | {one[k]} | {two[k]} "
-            f"| {verdict} |"
-        )
+        cells = [k[0], f"{k[1]}x{k[2]}", str(k[3]), str(k[4]), k[5], str(one[k]), str(two[k])]
+        cells.append("yes" if k in agree else "**no**")
+        if term > 0:
+            cells.append("yes" if _agree_within(one[k], two[k], term) else "**no**")
+        lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 
 
 def baselines_page(
-    records: Sequence[dict[str, Any]], rerun: Sequence[dict[str, Any]] | None = None
+    records: Sequence[dict[str, Any]],
+    rerun: Sequence[dict[str, Any]] | None = None,
+    more: Sequence[Sequence[dict[str, Any]]] = (),
 ) -> str:
     """The whole classical-baselines.md page from its records (run line first); with the
-    records of a second run (``rerun``), a "Reproducibility" section compares the two."""
+    records of a second run (``rerun``), a "Reproducibility" section compares the two and the
+    summary's ranges carry the run-to-run term they measure; records of further runs
+    (``more``) test that term out of sample."""
     run, rows = records[0], [r for r in records[1:] if r.get("kind", "row") == "row"]
     env = rows[0]
     interleaved = run.get("harness") == "interleaved"
@@ -347,10 +439,18 @@ def baselines_page(
         "independent `planted` matrices, where its ratio shows what a wrong warm start costs.",
         "",
     ]
-    lines += summary(rows)
+    term = 0.0
     if rerun is not None:
-        rerun_rows = [r for r in rerun[1:] if r.get("kind", "row") == "row"]
-        lines += reproducibility(rows, rerun_rows, command=rerun[0].get("command", ""))
+        rerun_rows = _row_records(rerun)
+        term = run_to_run_term(_ratios(rows), _ratios(rerun_rows))[0]
+    lines += summary(rows, run_to_run=term)
+    if rerun is not None:
+        lines += reproducibility(
+            rows,
+            rerun_rows,
+            command=rerun[0].get("command", ""),
+            more=[_row_records(x) for x in more],
+        )
     for data, title in FAMILIES:
         lines += [f"## {title}", ""]
         for m, n in sorted({(r["m"], r["n"]) for r in rows}):
