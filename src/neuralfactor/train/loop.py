@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from neuralfactor.core.validation import check_positive_int
 from neuralfactor.train.checkpoint import (
     load_checkpoint,
     load_state,
@@ -98,13 +99,10 @@ class LoopConfig:
             raise ValueError(
                 f"LoopConfig.diverge_factor must be > 1 or None. Got {self.diverge_factor}."
             )
-        if self.steps < 0 or self.eval_every < 1:
-            raise ValueError(
-                f"LoopConfig needs steps >= 0 and eval_every >= 1. Got steps={self.steps}, "
-                f"eval_every={self.eval_every}."
-            )
-        if self.patience is not None and self.patience < 1:
-            raise ValueError(f"LoopConfig.patience must be >= 1 or None. Got {self.patience}.")
+        check_positive_int(self.steps, name="steps", caller="LoopConfig", minimum=0)
+        check_positive_int(self.eval_every, name="eval_every", caller="LoopConfig")
+        if self.patience is not None:
+            check_positive_int(self.patience, name="patience", caller="LoopConfig")
 
 
 @dataclass
