@@ -409,6 +409,9 @@ def test_old_fitted_state_names_are_deprecated_aliases(frames):
         assert f.model is f.model_
     with pytest.warns(DeprecationWarning, match=r"use LearnedFactorizer.fit_seconds_"):
         assert f.fit_seconds == f.fit_seconds_ > 0
+    with pytest.warns(DeprecationWarning, match=r"use LearnedFactorizer.fit_seconds_"):
+        f.fit_seconds = 2.5
+    assert f.fit_seconds_ == 2.5
 
 
 def test_every_checkpoint_carries_the_metadata_schema(frames, tmp_path):

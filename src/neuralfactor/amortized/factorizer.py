@@ -53,10 +53,11 @@ __all__ = [
     "training_loss",
 ]
 
-Refine = Literal["none", "lstsq", "subspace"]
-REFINE: tuple[str, ...] = get_args(Refine)
 #: 'constant' (the original study) or 'cosine' (decay to 0 over the run).
 SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+#: post-processing of the network's U at inference (:func:`refine_factors`)
+Refine = Literal["none", "lstsq", "subspace"]
+REFINE: tuple[str, ...] = get_args(Refine)
 #: 'factors' (the original study: ||X - UV||^2) or 'factors+projection' (adds the loss of the
 #: least-squares refit of U, ||X - Q Q^T X||^2 with Q = orth(U): what ``+refine`` evaluates).
 OBJECTIVES: tuple[str, ...] = ("factors", "factors+projection")
@@ -408,6 +409,15 @@ class LearnedFactorizer(BaseFactorizer):
         self.history_: list[dict[str, float]] = []
         self.train_meta_: dict[str, Any] = {}
 
+    @classmethod
+    def from_config(cls, config: Any, **options: Any) -> LearnedFactorizer:
+        """The factorizer of a run configuration: ``config`` has the attributes ``rank``,
+        ``model``, ``nested``, ``settings`` and ``model_kwargs`` (a
+        :class:`~neuralfactor.amortized.study.StudyConfig`); ``options`` are the other
+        constructor arguments (``checkpoint_dir``, ``resume``, ``progress``, ...)."""
+        keys = ("model", "nested", "settings", "model_kwargs")
+        return cls(config.rank, **{k: getattr(config, k) for k in keys}, **options)
+
     def get_params(self) -> dict[str, Any]:
         """What the factorizer computes (checkpoints, records): rank, model, refine, nested,
         settings (a dict) and model_kwargs."""
@@ -465,17 +475,32 @@ class LearnedFactorizer(BaseFactorizer):
         _deprecated("model", "model_")
         return self.model_
 
+    @model.setter
+    def model(self, value: FactorNet | None) -> None:
+        _deprecated("model", "model_")
+        self.model_ = value
+
     @property
     def history(self) -> list[dict[str, float]]:
         """Deprecated alias of :attr:`history_`."""
         _deprecated("history", "history_")
         return self.history_
 
+    @history.setter
+    def history(self, value: list[dict[str, float]]) -> None:
+        _deprecated("history", "history_")
+        self.history_ = value
+
     @property
     def fit_seconds(self) -> float:
         """Deprecated alias of :attr:`fit_seconds_`."""
         _deprecated("fit_seconds", "fit_seconds_")
         return self.fit_seconds_
+
+    @fit_seconds.setter
+    def fit_seconds(self, value: float) -> None:
+        _deprecated("fit_seconds", "fit_seconds_")
+        self.fit_seconds_ = value
 
     # ------------------------------------------------------------------ training
     def check_frames(self, count: int, frame_shape: tuple[int, int]) -> None:

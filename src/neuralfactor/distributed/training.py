@@ -164,10 +164,10 @@ def train_model_distributed(
     config: Any,
     out: str | Path,
     *,
+    max_steps: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
-    max_steps: int | None = None,
 ) -> Any:
     """Train ``config`` (a :class:`~neuralfactor.amortized.study.StudyConfig`) with DDP.
 
@@ -195,15 +195,8 @@ def train_model_distributed(
             raise ValueError(f"The 'max_steps' parameter must be >= 1. Got {max_steps}.")
         if _check_run_dir(config, out, resume=resume, overwrite=overwrite):
             return LearnedFactorizer.load(out / "model", device=str(ctx.device))
-        f = LearnedFactorizer(
-            config.rank,
-            model=config.model,
-            nested=config.nested,
-            settings=config.settings,
-            model_kwargs=config.model_kwargs,
-            checkpoint_dir=out / "ckpt",
-            resume=resume,
-            progress=progress and ctx.is_writer,
+        f = LearnedFactorizer.from_config(
+            config, checkpoint_dir=out / "ckpt", resume=resume, progress=progress and ctx.is_writer
         )
         data, parts = _store_frames(config, f, ctx)  # validated before anything is written
         if ctx.is_writer:
