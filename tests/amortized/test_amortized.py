@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from tests.helpers import evolving_frames
@@ -13,8 +15,11 @@ from neuralfactor.amortized import (
     refine_factors,
     train_preset,
 )
+from neuralfactor.amortized.factorizer import MODEL_META_KEYS, TRAIN_META_KEYS
+from neuralfactor.amortized.models import build_model
 from neuralfactor.core.metrics import ratio_to_optimum, scaled_loss
-from neuralfactor.train.checkpoint import CheckpointError
+from neuralfactor.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from neuralfactor.train.init import build_seeded, init_parameters
 
 M, N = 12, 16
 
@@ -95,13 +100,11 @@ def _small(rank=3, **kw):
 
 def test_tiny_overfit_and_refinement_reaches_near_optimum(frames):
     f = _small().fit(frames[:20])
-    loss0 = f.history[0]["metric"]
-    assert f.history[-1]["metric"] < 0.5 * loss0  # training reduces the loss
+    loss0 = f.history_[0]["metric"]
+    assert f.history_[-1]["metric"] < 0.5 * loss0  # training reduces the loss
     X = frames[:20]
     r_plain = float(ratio_to_optimum(X, f.factorize(X), 3).mean())
-    sub = LearnedFactorizer.__new__(LearnedFactorizer)
-    sub.__dict__.update(f.__dict__)
-    sub.refine = "subspace"
+    sub = f.clone(refine="subspace")  # a variant sharing the trained network
     r_sub = float(ratio_to_optimum(X, sub.factorize(X), 3).mean())
     assert r_sub <= min(r_plain, 1.1), (r_plain, r_sub)
 
@@ -119,10 +122,10 @@ def test_checkpoint_round_trip_bit_identical(frames, tmp_path):
 def test_resume_equals_uninterrupted(frames, tmp_path):
     full = _small(epochs=6, checkpoint_dir=tmp_path / "a").fit(frames[:20])
     part = _small(epochs=3, checkpoint_dir=tmp_path / "b").fit(frames[:20])
-    assert part.history[-1]["step"] == 6
+    assert part.history_[-1]["step"] == 6
     resumed = _small(epochs=6, checkpoint_dir=tmp_path / "b", resume=True).fit(frames[:20])
     for (k, p), q in zip(
-        full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+        full.model_.state_dict().items(), resumed.model_.state_dict().values(), strict=True
     ):
         assert torch.equal(p, q), k
 
@@ -218,9 +221,9 @@ def test_cosine_subspace_training_resumes_bit_identically(frames, tmp_path, monk
         make(tmp_path / "b").fit(frames[:20], frames[20:30])
     monkeypatch.setattr(fac, "training_loss", real)
     resumed = make(tmp_path / "b", resume=True).fit(frames[:20], frames[20:30])
-    assert [h["metric"] for h in resumed.history] == [h["metric"] for h in full.history]
+    assert [h["metric"] for h in resumed.history_] == [h["metric"] for h in full.history_]
     for (k, p), q in zip(
-        full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+        full.model_.state_dict().items(), resumed.model_.state_dict().values(), strict=True
     ):
         assert torch.equal(p, q), k
 
@@ -260,7 +263,7 @@ def test_fit_keeps_the_best_validation_weights(frames, restore_best):
     f = LearnedFactorizer(
         3, model="fork", settings=s, model_kwargs={"stem": (64, 32), "branch": (32,)}
     ).fit(frames[:20], frames[20:30])
-    metrics = [h["metric"] for h in f.history]
+    metrics = [h["metric"] for h in f.history_]
     assert min(metrics) < metrics[-1]  # the scenario: the last epoch is not the best
     val = frames[20:30]
     now = float((scaled_loss(val, f.factorize(val))).float().mean())
@@ -313,7 +316,7 @@ def test_factors_plus_projection_objective_trains_every_parameter(frames, gen):
     f = LearnedFactorizer(
         3, model="fork", settings=s, model_kwargs={"stem": (64, 32), "branch": (32,)}
     ).fit(frames[:40], frames[40:50])
-    metrics = [h["metric"] for h in f.history]
+    metrics = [h["metric"] for h in f.history_]
     assert metrics[-1] < 0.5 * metrics[0]  # the summed validation loss falls
     assert f.get_params()["settings"]["objective"] == "factors+projection"
 
@@ -324,3 +327,126 @@ def test_settings_refuse_an_unknown_objective_and_read_old_checkpoints():
     old = {k: v for k, v in TrainSettings().__dict__.items() if k != "objective"}
     # written before the option existed: the run had the original study's loss
     assert TrainSettings.from_dict(old).objective == "factors"
+
+
+@pytest.mark.parametrize("name", ["convmf", "fork", "danmf"])
+def test_weights_come_from_an_explicit_generator_bit_identical_to_global_seeding(name):
+    """build_seeded draws PyTorch's default initialization from the caller's generator: the
+    weights equal a build after torch.manual_seed (what training did before), and the global
+    RNG is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        ref = build_model(name, M, N, 3, stem=(32, 16))
+    before = torch.get_rng_state()
+    net = build_seeded(
+        lambda: build_model(name, M, N, 3, stem=(32, 16)), torch.Generator().manual_seed(5)
+    )
+    assert torch.equal(torch.get_rng_state(), before)
+    for (k, a), b in zip(ref.state_dict().items(), net.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    other = build_seeded(
+        lambda: build_model(name, M, N, 3, stem=(32, 16)), torch.Generator().manual_seed(6)
+    )
+    assert not torch.equal(next(other.parameters()), next(net.parameters()))
+
+
+def test_init_parameters_refuses_layers_it_does_not_know_unless_they_say_how():
+    class Odd(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(3))
+
+    with pytest.raises(TypeError, match="cannot draw the parameters of a Odd from a generator"):
+        init_parameters(Odd(), torch.Generator())
+
+    class Own(Odd):
+        def init_parameters(self, generator):
+            with torch.no_grad():
+                self.w.normal_(generator=generator)
+
+    a = init_parameters(Own(), torch.Generator().manual_seed(1)).w
+    b = torch.randn(3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a.detach(), b)
+
+
+def test_fit_leaves_the_global_rng_alone(frames):
+    before = torch.get_rng_state()
+    _small(epochs=1).fit(frames[:20])
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_variants_through_parameters_share_the_trained_network(frames):
+    f = _small(rank=4, nested=True, epochs=2).fit(frames[:20])
+    X = frames[:20]
+    v = f.at_rank(2)
+    assert v.model_ is f.model_ and v.use_rank == 2 and f.use_rank is None
+    with torch.no_grad():
+        U, V = f.model_(X)
+    torch.testing.assert_close(v.factorize(X).reconstruct(), U[..., :2] @ V[..., :2, :])
+    r = f.clone(refine="lstsq")
+    assert r.name == "fork-nested+refine" and r.model_ is f.model_ and f.refine == "none"
+    retrain = f.clone(settings=train_preset("original", epochs=1, batch_size=10))
+    assert retrain.model_ is None
+    with pytest.raises(nf.NotFittedError):
+        retrain.factorize(X)
+    with pytest.raises(TypeError, match=r"clone got unknown parameters \['bogus'\]"):
+        f.clone(bogus=1)
+    with pytest.raises(ValueError, match="use_rank needs nested=True"):
+        LearnedFactorizer(3, model="fork", use_rank=2)
+    with pytest.raises(
+        ValueError, match=r"'use_rank' parameter .* must be an int in \[1, rank=3\]"
+    ):
+        LearnedFactorizer(3, model="fork", nested=True, use_rank=4)
+
+
+def test_old_fitted_state_names_are_deprecated_aliases(frames):
+    f = _small(epochs=1).fit(frames[:20])
+    with pytest.warns(
+        DeprecationWarning, match=r"LearnedFactorizer.history is deprecated; use .*history_"
+    ):
+        assert f.history is f.history_
+    with pytest.warns(DeprecationWarning, match=r"use LearnedFactorizer.model_"):
+        assert f.model is f.model_
+    with pytest.warns(DeprecationWarning, match=r"use LearnedFactorizer.fit_seconds_"):
+        assert f.fit_seconds == f.fit_seconds_ > 0
+    with pytest.warns(DeprecationWarning, match=r"use LearnedFactorizer.fit_seconds_"):
+        f.fit_seconds = 2.5
+    assert f.fit_seconds_ == 2.5
+
+
+def test_every_checkpoint_carries_the_metadata_schema(frames, tmp_path):
+    f = _small(epochs=2, checkpoint_dir=tmp_path / "ck").fit(frames[:20], frames[20:30])
+    f.save(tmp_path / "model")
+    for part, keys in (("ck/last", TRAIN_META_KEYS), ("ck/best", TRAIN_META_KEYS),
+                       ("model", MODEL_META_KEYS)):  # fmt: skip
+        meta, _ = load_checkpoint(tmp_path / part)
+        assert set(keys) <= set(meta), part
+        assert meta["distributed"] == {"world_size": 1, "global_batch": 10, "sampler_seed": 0}
+        assert meta["frame_shape"] == [M, N] and len(meta["data_fingerprint"]) == 64
+
+
+def test_checkpoints_of_the_old_schema_still_load_and_resume(frames, tmp_path):
+    """Models saved before the schema (no frame_shape, data_fingerprint, distributed) load;
+    a training checkpoint with the old distributed key (data_checksum) resumes exactly."""
+    f = _small(epochs=1).fit(frames[:20])
+    old = {"factorizer": f.get_params(), "fit_seconds": 1.5, "history": f.history_}
+    save_checkpoint(tmp_path / "old", f.model_, init_args=f.model_.init_args, meta=old)
+    g = LearnedFactorizer.load(tmp_path / "old")
+    assert g.fit_seconds_ == 1.5 and g.train_meta_["factorizer"]["model"] == "fork"
+    assert {k: g.train_meta_[k] for k in TRAIN_META_KEYS[1:]} == dict.fromkeys(TRAIN_META_KEYS[1:])
+    assert torch.equal(g.factorize(frames[:5]).U, f.factorize(frames[:5]).U)
+    g.save(tmp_path / "again")
+    assert set(MODEL_META_KEYS) <= set(load_checkpoint(tmp_path / "again")[0])
+
+    full = _small(epochs=4, checkpoint_dir=tmp_path / "a").fit(frames[:20])
+    _small(epochs=2, checkpoint_dir=tmp_path / "b").fit(frames[:20])
+    path = tmp_path / "b" / "last" / "meta.json"
+    meta = json.loads(path.read_text())
+    meta["data_checksum"] = meta.pop("data_fingerprint")
+    del meta["distributed"], meta["frame_shape"]
+    path.write_text(json.dumps(meta))
+    resumed = _small(epochs=4, checkpoint_dir=tmp_path / "b", resume=True).fit(frames[:20])
+    for (k, p), q in zip(
+        full.model_.state_dict().items(), resumed.model_.state_dict().values(), strict=True
+    ):
+        assert torch.equal(p, q), k

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from neuralfactor.amortized import TrainSettings
+from neuralfactor.amortized.factorizer import MODEL_META_KEYS, TRAIN_META_KEYS
 from neuralfactor.amortized.study import StudyConfig, train_model
 from neuralfactor.cli import main
 from neuralfactor.data import MatrixStoreWriter
@@ -87,6 +88,8 @@ def test_two_gloo_processes_match_single_process_and_resume_on_one(data, tmp_pat
     assert (
         train_model_distributed(config(data), tmp_path / "one", max_steps=3, progress=False) is None
     )
+    one, _ = load_checkpoint(tmp_path / "one" / "ckpt" / "last")
+    assert one.keys() == meta.keys() and one["data_fingerprint"] == meta["data_fingerprint"]
     assert_weights_close(
         weights(tmp_path / "ddp" / "ckpt" / "last"), weights(tmp_path / "one" / "ckpt" / "last")
     )
@@ -99,11 +102,29 @@ def test_two_gloo_processes_match_single_process_and_resume_on_one(data, tmp_pat
         weights(tmp_path / "ddp" / "model"), weights(tmp_path / "single" / "model")
     )
     # the interrupted run also evaluated at its stop (step 3); the epoch ends agree
-    assert [h["step"] for h in f.history] == [3, 4, 8] and [h["step"] for h in ref.history] == [
+    assert [h["step"] for h in f.history_] == [3, 4, 8] and [h["step"] for h in ref.history_] == [
         4,
         8,
     ]
-    assert f.history[-1]["loss"] == pytest.approx(ref.history[-1]["loss"], rel=1e-9)
+    assert f.history_[-1]["loss"] == pytest.approx(ref.history_[-1]["loss"], rel=1e-9)
+
+
+def test_both_training_paths_write_one_metadata_schema(data, tmp_path):
+    """train_model (LearnedFactorizer.fit on loaded frames) and the data-parallel trainer (frames
+    read lazily from the store) write the same metadata keys in every checkpoint, with the
+    same data fingerprint of the same training frames."""
+    cfg = config(data, epochs=1)
+    train_model_distributed(cfg, tmp_path / "ddp", progress=False)
+    train_model(cfg, tmp_path / "one", progress=False)
+    for part in ("ckpt/last", "ckpt/best", "model"):
+        a, _ = load_checkpoint(tmp_path / "ddp" / part)
+        b, _ = load_checkpoint(tmp_path / "one" / part)
+        assert a.keys() == b.keys(), part
+        assert set(TRAIN_META_KEYS) <= a.keys(), part
+        for key in TRAIN_META_KEYS:
+            assert a[key] == b[key], (part, key)
+        assert a["data_fingerprint"] is not None
+    assert set(MODEL_META_KEYS) <= load_checkpoint(tmp_path / "one" / "model")[0].keys()
 
 
 def test_errors(data, tmp_path):

@@ -199,5 +199,5 @@ def test_progress_bar_labels_what_it_shows():
     assert sig.parameters["metric_label"].default == "eval"
     import neuralfactor.amortized.factorizer as amf
 
-    src = inspect.getsource(amf.LearnedFactorizer.fit)
+    src = inspect.getsource(amf.LearnedFactorizer.fit_frames)  # the one training path
     assert 'metric_label="val scaled loss"' in src

@@ -7,6 +7,8 @@ from neuralfactor.train.checkpoint import (
     load_model,
     restore_optimizer,
     save_checkpoint,
+    stream_fingerprint,
+    tensor_fingerprint,
 )
 from neuralfactor.train.loop import LoopConfig, TrainingDivergedError, run_training
 
@@ -199,3 +201,11 @@ def test_train_settings_refuse_bad_grad_clip(bad):
 
     with pytest.raises(ValueError, match="'grad_clip' parameter of TrainSettings"):
         TrainSettings(grad_clip=bad)
+
+
+def test_stream_fingerprint_is_the_whole_tensors():
+    t = torch.randn(10, 3, 4, generator=torch.Generator().manual_seed(0))
+    whole = tensor_fingerprint(t)
+    assert stream_fingerprint(t.shape, t.dtype, [t[:3], t[3:7], t[7:]]) == whole
+    assert stream_fingerprint(t.shape, t.dtype, [t[:3], t[7:], t[3:7]]) != whole  # order counts
+    assert tensor_fingerprint(t.double()) != whole  # so does the dtype

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -31,12 +33,17 @@ from neuralfactor.core.lowrank import LowRank
 from neuralfactor.core.validation import check_matrix, check_option, did_you_mean, resolve_device
 
 __all__ = [
+    "MODEL_META_KEYS",
     "OBJECTIVES",
     "REFINE",
     "SCHEDULES",
+    "SEED_STRIDE",
+    "TRAIN_META_KEYS",
     "TRAIN_PRESETS",
     "LearnedFactorizer",
     "TrainSettings",
+    "TrainingFrames",
+    "epoch_order",
     "frame_losses",
     "lr_scheduler",
     "nested_losses",
@@ -46,10 +53,11 @@ __all__ = [
     "training_loss",
 ]
 
-Refine = Literal["none", "lstsq", "subspace"]
-REFINE: tuple[str, ...] = get_args(Refine)
 #: 'constant' (the original study) or 'cosine' (decay to 0 over the run).
 SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+#: post-processing of the network's U at inference (:func:`refine_factors`)
+Refine = Literal["none", "lstsq", "subspace"]
+REFINE: tuple[str, ...] = get_args(Refine)
 #: 'factors' (the original study: ||X - UV||^2) or 'factors+projection' (adds the loss of the
 #: least-squares refit of U, ||X - Q Q^T X||^2 with Q = orth(U): what ``+refine`` evaluates).
 OBJECTIVES: tuple[str, ...] = ("factors", "factors+projection")
@@ -117,6 +125,11 @@ class TrainSettings:
                 f"The 'grad_clip' parameter of TrainSettings must be a finite number > 0 or "
                 f"None (off). Got {self.grad_clip!r}."
             )
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """The training dtype as a ``torch.dtype``."""
+        return getattr(torch, self.dtype)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainSettings:
@@ -261,6 +274,55 @@ def _frames_tensor(frames: Any, name: str) -> Tensor:
     return X
 
 
+#: The data order of epoch ``e`` is ``randperm(N)`` from the seed ``seed * SEED_STRIDE + e``.
+SEED_STRIDE = 1_000_003
+
+#: The keys every training checkpoint (``last``, ``best``) and every saved model of a
+#: :class:`LearnedFactorizer` carries beside the checkpoint's own, single- or multi-process:
+#: ``factorizer`` (:meth:`LearnedFactorizer.get_params`), ``frame_shape`` ``[m, n]``,
+#: ``data_fingerprint`` (:func:`~neuralfactor.train.checkpoint.tensor_fingerprint` of the
+#: training frames) and ``distributed`` (world size, global batch, sampler seed; world size 1
+#: for one process). A saved model adds ``fit_seconds`` and ``history``.
+TRAIN_META_KEYS: tuple[str, ...] = ("factorizer", "frame_shape", "data_fingerprint", "distributed")
+MODEL_META_KEYS: tuple[str, ...] = (*TRAIN_META_KEYS, "fit_seconds", "history")
+
+
+def epoch_order(count: int, seed: int, epoch: int) -> Tensor:
+    """The permutation of ``count`` training frames for ``epoch``: a function of
+    ``(seed, epoch)`` alone, so a resumed run (on any number of processes) draws the batches
+    an uninterrupted one draws. ``DistributedSampler(seed=seed * SEED_STRIDE)`` draws the
+    same permutation."""
+    g = torch.Generator().manual_seed(seed * SEED_STRIDE + epoch)
+    return torch.randperm(count, generator=g)
+
+
+@dataclass(frozen=True)
+class TrainingFrames:
+    """What the one training path (:meth:`LearnedFactorizer.fit_frames`) draws from.
+
+    Attributes
+    ----------
+    count : the number N of training frames; an epoch is ``N // batch_size`` global steps.
+    frame_shape : ``(m, n)``.
+    take : positions -> those training frames ``(b, m, n)``, on the training device and dtype.
+    val : the evaluation frames ``(V, m, n)`` on the training device and dtype.
+    fingerprint : the data fingerprint written into the checkpoints (``None``: not computed,
+        e.g. on processes that write nothing).
+    order : epoch -> this process's positions for the epoch (default: :func:`epoch_order`
+        of the single process); with ``world_size`` W each process takes ``batch_size / W``
+        of them per step, so the W local batches of step i make up global batch i.
+    world_size : processes sharing each global batch.
+    """
+
+    count: int
+    frame_shape: tuple[int, int]
+    take: Callable[[Any], Tensor]
+    val: Tensor
+    fingerprint: str | None
+    order: Callable[[int], Any] | None = None
+    world_size: int = 1
+
+
 class LearnedFactorizer(BaseFactorizer):
     """A network that maps frames to rank-r factors, trained once, applied to unseen frames.
 
@@ -276,15 +338,30 @@ class LearnedFactorizer(BaseFactorizer):
     checkpoint_dir : where ``fit`` writes ``last``/``best`` checkpoints (resumable).
     resume : continue an interrupted ``fit`` from ``checkpoint_dir/last``.
     progress : show a progress bar while training.
+    chunk : frames per forward pass at inference.
+    use_rank : a nested model serves its leading ``use_rank`` columns (default: ``rank``).
+
+    Attributes
+    ----------
+    model_ : FactorNet, the trained network (after :meth:`fit` or :meth:`load`).
+    history_ : list of dict, one entry per evaluation (step, loss, metric, seconds).
+    fit_seconds_ : float, the training time (the amortized cost).
+    train_meta_ : dict, the checkpoint metadata of the training (:data:`TRAIN_META_KEYS`).
+
+    ``model``, ``history`` and ``fit_seconds`` are deprecated aliases of the first three.
 
     Notes
     -----
-    ``fit`` is the amortized cost and is reported separately (``fit_seconds``); ``factorize``
+    ``fit`` is the amortized cost and is reported separately (``fit_seconds_``); ``factorize``
     is one forward pass (plus the refinement), batched, on the model's device, in chunks of
-    ``chunk`` frames.
+    ``chunk`` frames. Variants of a trained factorizer (another ``refine``, fewer columns of a
+    nested model) come from :meth:`clone` and share the trained network.
     """
 
     requires_fit = True
+    #: parameters that only change inference: a :meth:`clone` changing nothing else keeps
+    #: the trained network
+    INFERENCE_PARAMS: frozenset[str] = frozenset({"refine", "use_rank", "chunk", "progress"})
 
     def __init__(
         self,
@@ -299,6 +376,7 @@ class LearnedFactorizer(BaseFactorizer):
         resume: bool = False,
         progress: bool = False,
         chunk: int = 1024,
+        use_rank: int | None = None,
     ) -> None:
         if model not in MODELS:
             raise ValueError(
@@ -309,17 +387,40 @@ class LearnedFactorizer(BaseFactorizer):
         suffix = {"none": "", "lstsq": "+refine", "subspace": "+subspace"}[refine]
         self.name = f"{model}{'-nested' if nested else ''}{suffix}"
         super().__init__(rank)
+        if use_rank is not None:
+            if not nested:
+                raise ValueError(
+                    f"{self.name} was not trained with the nested loss; use_rank needs nested=True."
+                )
+            ok = isinstance(use_rank, int) and not isinstance(use_rank, bool)
+            if not (ok and 1 <= use_rank <= rank):
+                raise ValueError(
+                    f"The 'use_rank' parameter of LearnedFactorizer must be an int in [1, rank="
+                    f"{rank}]. Got {use_rank!r}."
+                )
         self.model_name, self.refine, self.nested = model, refine, nested
         self.settings = settings or TrainSettings()
         self.model_kwargs = dict(model_kwargs or {})
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.resume, self.progress, self.chunk = resume, progress, chunk
-        self.model: FactorNet | None = None
-        self.fit_seconds = 0.0
-        self.history: list[dict[str, float]] = []
-        self._use_rank = rank
+        self.use_rank = use_rank
+        self.model_: FactorNet | None = None
+        self.fit_seconds_ = 0.0
+        self.history_: list[dict[str, float]] = []
+        self.train_meta_: dict[str, Any] = {}
+
+    @classmethod
+    def from_config(cls, config: Any, **options: Any) -> LearnedFactorizer:
+        """The factorizer of a run configuration: ``config`` has the attributes ``rank``,
+        ``model``, ``nested``, ``settings`` and ``model_kwargs`` (a
+        :class:`~neuralfactor.amortized.study.StudyConfig`); ``options`` are the other
+        constructor arguments (``checkpoint_dir``, ``resume``, ``progress``, ...)."""
+        keys = ("model", "nested", "settings", "model_kwargs")
+        return cls(config.rank, **{k: getattr(config, k) for k in keys}, **options)
 
     def get_params(self) -> dict[str, Any]:
+        """What the factorizer computes (checkpoints, records): rank, model, refine, nested,
+        settings (a dict) and model_kwargs."""
         return {
             "rank": self.rank,
             "model": self.model_name,
@@ -329,152 +430,287 @@ class LearnedFactorizer(BaseFactorizer):
             "model_kwargs": self.model_kwargs,
         }
 
-    # ------------------------------------------------------------------ training
-    def check_fit(
-        self, frames: Any, val_frames: Any = None
-    ) -> tuple[Tensor, Tensor | None, torch.device]:
-        """Every check :meth:`fit` makes before training, with nothing trained or written.
+    def _params(self) -> dict[str, Any]:
+        """Every constructor argument, as :meth:`clone` passes them."""
+        return {
+            "rank": self.rank,
+            "model": self.model_name,
+            "refine": self.refine,
+            "nested": self.nested,
+            "settings": self.settings,
+            "model_kwargs": self.model_kwargs,
+            "checkpoint_dir": self.checkpoint_dir,
+            "resume": self.resume,
+            "progress": self.progress,
+            "chunk": self.chunk,
+            "use_rank": self.use_rank,
+        }
 
-        Validates the frames, the batch size against the training split, the device, the
-        rank against the frame size and that the model can be built for these frames (its
-        layer sizes, ``model_kwargs``). Returns ``(train, val, device)``; callers that write
-        files (run directories) call it first so a refused run leaves nothing behind.
+    def clone(self, **changes: Any) -> LearnedFactorizer:
+        """A new factorizer built from this one's constructor parameters with ``changes``.
+
+        When only :attr:`INFERENCE_PARAMS` change (``refine``, ``use_rank``, ``chunk``,
+        ``progress``) a trained factorizer's clone shares its trained network, history and
+        training time (the weights are not copied; neither object changes them); any other
+        change gives an unfitted factorizer, as scikit-learn's ``clone`` does.
         """
+        params = self._params()
+        unknown = sorted(set(changes) - set(params))
+        if unknown:
+            raise TypeError(
+                f"LearnedFactorizer.clone got unknown parameters {unknown}; expected some of "
+                f"{sorted(params)}."
+            )
+        new = type(self)(**{**params, **changes})
+        if self._fitted and set(changes) <= self.INFERENCE_PARAMS:
+            new.model_, new.history_ = self.model_, self.history_
+            new.fit_seconds_, new.train_meta_ = self.fit_seconds_, self.train_meta_
+            new._fitted = True
+        return new
+
+    # deprecated aliases of the fitted state (scikit-learn's trailing-underscore convention)
+    @property
+    def model(self) -> FactorNet | None:
+        """Deprecated alias of :attr:`model_`."""
+        _deprecated("model", "model_")
+        return self.model_
+
+    @model.setter
+    def model(self, value: FactorNet | None) -> None:
+        _deprecated("model", "model_")
+        self.model_ = value
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        """Deprecated alias of :attr:`history_`."""
+        _deprecated("history", "history_")
+        return self.history_
+
+    @history.setter
+    def history(self, value: list[dict[str, float]]) -> None:
+        _deprecated("history", "history_")
+        self.history_ = value
+
+    @property
+    def fit_seconds(self) -> float:
+        """Deprecated alias of :attr:`fit_seconds_`."""
+        _deprecated("fit_seconds", "fit_seconds_")
+        return self.fit_seconds_
+
+    @fit_seconds.setter
+    def fit_seconds(self, value: float) -> None:
+        _deprecated("fit_seconds", "fit_seconds_")
+        self.fit_seconds_ = value
+
+    # ------------------------------------------------------------------ training
+    def check_frames(self, count: int, frame_shape: tuple[int, int]) -> None:
+        """The checks of the training data common to every path: the rank against the frame
+        size, the batch size against the ``count`` training frames, and that the model can be
+        built for these frames (its layer sizes, ``model_kwargs``)."""
         from neuralfactor.core.validation import check_rank
 
-        if frames is None:
+        m, n = (int(v) for v in frame_shape)
+        check_rank(self.rank, (m, n), caller=self.name)
+        if count < self.settings.batch_size:
             raise ValueError(
-                f"{self.name} is learned: fit(frames) needs training frames (T, m, n)."
-            )
-        s = self.settings
-        device = resolve_device(s.device)
-        train = _frames_tensor(frames, "frames")
-        m, n = train.shape[-2:]
-        check_rank(self.rank, train.shape, caller=self.name)
-        if train.shape[0] < s.batch_size:
-            raise ValueError(
-                f"The training split has {train.shape[0]} frames, fewer than one batch "
-                f"(batch_size={s.batch_size}); use more frames or a smaller batch."
-            )
-        val = _frames_tensor(val_frames, "val_frames") if val_frames is not None else None
-        if val is not None and tuple(val.shape[-2:]) != (m, n):
-            raise ValueError(
-                f"Validation frames are {tuple(val.shape[-2:])}, training frames {(m, n)}."
+                f"The training split has {count} frames, fewer than one batch "
+                f"(batch_size={self.settings.batch_size}); use more frames or a smaller batch."
             )
         with torch.random.fork_rng(devices=[]):  # the trial build leaves the global RNG alone
             try:
-                build_model(self.model_name, int(m), int(n), self.rank, **self.model_kwargs)
+                build_model(self.model_name, m, n, self.rank, **self.model_kwargs)
             except TypeError as exc:
                 raise ValueError(
                     f"Cannot build {self.model_name} for {m}x{n} frames with model_kwargs "
                     f"{self.model_kwargs}: {exc}."
                 ) from None
+
+    def check_fit(
+        self, frames: Any, val_frames: Any = None
+    ) -> tuple[Tensor, Tensor | None, torch.device]:
+        """Every check :meth:`fit` makes before training, with nothing trained or written.
+
+        Validates the frames, the device and :meth:`check_frames`. Returns
+        ``(train, val, device)``; callers that write files (run directories) call it first so
+        a refused run leaves nothing behind.
+        """
+        if frames is None:
+            raise ValueError(
+                f"{self.name} is learned: fit(frames) needs training frames (T, m, n)."
+            )
+        device = resolve_device(self.settings.device)
+        train = _frames_tensor(frames, "frames")
+        m, n = train.shape[-2:]
+        val = _frames_tensor(val_frames, "val_frames") if val_frames is not None else None
+        self.check_frames(int(train.shape[0]), (m, n))
+        if val is not None and tuple(val.shape[-2:]) != (m, n):
+            raise ValueError(
+                f"Validation frames are {tuple(val.shape[-2:])}, training frames {(m, n)}."
+            )
         return train, val, device
 
     def fit(self, frames: Any = None, val_frames: Any = None) -> LearnedFactorizer:
-        """Train on ``frames`` (T, m, n); validate on ``val_frames`` (scaled loss) if given."""
+        """Train on ``frames`` (T, m, n); validate on ``val_frames`` (scaled loss) if given,
+        else on the first ``4 * batch_size`` training frames."""
         from neuralfactor.train.checkpoint import tensor_fingerprint
-        from neuralfactor.train.loop import LoopConfig, run_training
+
+        train, val, device = self.check_fit(frames, val_frames)
+        dtype = self.settings.torch_dtype
+        train_d = train.to(device=device, dtype=dtype)
+        val_d = train_d[: 4 * self.settings.batch_size] if val is None else val
+        data = TrainingFrames(
+            count=int(train.shape[0]),
+            frame_shape=(int(train.shape[-2]), int(train.shape[-1])),
+            take=train_d.__getitem__,
+            val=val_d.to(device=device, dtype=dtype),
+            fingerprint=tensor_fingerprint(train),
+        )
+        self.fit_frames(data, device)
+        return self
+
+    def fit_frames(
+        self,
+        data: TrainingFrames,
+        device: torch.device,
+        *,
+        wrap: Callable[[FactorNet], torch.nn.Module] | None = None,
+        write_checkpoints: bool = True,
+        max_steps: int | None = None,
+    ) -> Any:
+        """The one training path, shared by :meth:`fit` and the data-parallel trainer.
+
+        Builds the network (weights from ``torch.Generator().manual_seed(settings.seed)``),
+        Adam, the learning-rate schedule and the loop; trains on ``data`` and keeps the
+        result as the fitted state. ``wrap`` wraps the network for the training steps (DDP);
+        ``write_checkpoints=False`` reads but never writes ``checkpoint_dir`` (processes other
+        than rank 0); ``max_steps`` stops early with a resumable checkpoint. Returns the
+        :class:`~neuralfactor.train.loop.LoopResult`.
+        """
+        from neuralfactor.train.init import build_seeded
+        from neuralfactor.train.loop import run_training
 
         s = self.settings
-        train, val, device = self.check_fit(frames, val_frames)
-        dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}[
-            s.dtype
-        ]
-        m, n = train.shape[-2:]
-        torch.manual_seed(s.seed)  # parameter init only; data order uses its own generator
-        self.model = build_model(self.model_name, int(m), int(n), self.rank, **self.model_kwargs)
-        self.model.to(device=device, dtype=dtype)
-        train_d = train.to(device=device, dtype=dtype)
-        val_d = val.to(device=device, dtype=dtype) if val is not None else None
-        steps_per_epoch = train.shape[0] // s.batch_size
-        order: dict[int, Tensor] = {}
-
-        def batch_for(step: int) -> Tensor:
-            epoch, i = divmod(step, steps_per_epoch)
-            if epoch not in order:  # a permutation per epoch from (seed, epoch): resume-exact
-                order.clear()
-                g = torch.Generator().manual_seed(s.seed * 1_000_003 + epoch)
-                order[epoch] = torch.randperm(train.shape[0], generator=g).to(device)
-            idx = order[epoch][i * s.batch_size : (i + 1) * s.batch_size]
-            return train_d[idx]
-
-        def loss_fn(step: int) -> Tensor:
-            X = batch_for(step)
-            U, V = self.model(X)
-            return training_loss(X, U, V, nested=self.nested, objective=s.objective)
-
-        def eval_fn() -> float:
-            ref = val_d if val_d is not None else train_d[: 4 * s.batch_size]
-            losses = []
-            for i in range(0, ref.shape[0], self.chunk):
-                Xb = ref[i : i + self.chunk]
-                U, V = self.model(Xb)
-                err = frame_losses(Xb, U, V, nested=self.nested, objective=s.objective)
-                losses.append((err / Xb.square().sum(dim=(-2, -1))).float())
-            return float(torch.cat(losses).mean())
-
+        m, n = data.frame_shape
+        gen = torch.Generator().manual_seed(s.seed)
+        model = build_seeded(
+            lambda: build_model(self.model_name, m, n, self.rank, **self.model_kwargs), gen
+        ).to(device=device, dtype=s.torch_dtype)
+        loss_fn, eval_fn = self._objective(model, wrap(model) if wrap else model, data, device)
         fused = device.type in ("cpu", "cuda")  # fused Adam: ~1.5x faster steps on CPU too
-        opt = torch.optim.Adam(self.model.parameters(), lr=s.lr, fused=fused)
-        cfg = LoopConfig(
-            steps=s.epochs * steps_per_epoch,
-            eval_every=steps_per_epoch,
-            patience=s.patience,
-            grad_clip=s.grad_clip,
-            restore_best=s.restore_best,
-            diverge_factor=10.0,  # validation loss 10x above its value before training
-            require_progress=True,  # and a run that never improved on it is unusable
-        )
-        meta = {
-            "factorizer": self.get_params(),
-            "frame_shape": [int(m), int(n)],
-            "data_fingerprint": tensor_fingerprint(train),
-        }
+        opt = torch.optim.Adam(model.parameters(), lr=s.lr, fused=fused)
+        cfg = self._loop_config(data.count, max_steps)
+        total = s.epochs * (data.count // s.batch_size)
+        meta = self._train_meta(data)
+        many = f" x{data.world_size}" if data.world_size > 1 else ""
         t0 = time.perf_counter()
         result = run_training(
-            self.model,
+            model,
             opt,
             loss_fn,
             cfg,
             eval_fn=eval_fn,
-            scheduler=lr_scheduler(opt, s, cfg.steps),
+            scheduler=lr_scheduler(opt, s, total),
             checkpoint_dir=self.checkpoint_dir,
-            init_args=self.model.init_args,
+            init_args=model.init_args,
             meta=meta,
             resume=self.resume,
             progress=self.progress,
-            description=f"train {self.name} r={self.rank}",
+            description=f"train {self.name} r={self.rank}{many}",
+            write_checkpoints=write_checkpoints,
             remedy="Lower --lr; the recipe (the defaults: lr 1e-3, warmup 5 epochs, cosine, "
             "grad clip 50) is in docs/results/convmf-recipe.md.",
             loss_label="batch loss (unscaled objective)",
             metric_label="val scaled loss",
         )
-        self.fit_seconds = result.seconds if self.resume else time.perf_counter() - t0
-        self.history = result.history
-        self.model.eval()
+        self.model_ = model.eval()
+        self.history_ = result.history
+        self.fit_seconds_ = result.seconds if self.resume else time.perf_counter() - t0
+        self.train_meta_ = meta
         self._fitted = True
-        return self
+        return result
+
+    def _loop_config(self, count: int, max_steps: int | None) -> Any:
+        from neuralfactor.train.loop import LoopConfig
+
+        s = self.settings
+        steps_per_epoch = count // s.batch_size
+        total = s.epochs * steps_per_epoch
+        steps = total if max_steps is None else min(total, max_steps)
+        return LoopConfig(
+            steps=steps,
+            eval_every=steps_per_epoch,
+            patience=s.patience,
+            grad_clip=s.grad_clip,
+            restore_best=s.restore_best,
+            diverge_factor=10.0,  # validation loss 10x above its value before training
+            # and a finished run that never improved on it is unusable (a run stopped at
+            # max_steps, to be resumed, is judged when it finishes)
+            require_progress=steps == total,
+        )
+
+    def _train_meta(self, data: TrainingFrames) -> dict[str, Any]:
+        """The metadata of every checkpoint of this training (:data:`TRAIN_META_KEYS`)."""
+        s = self.settings
+        return {
+            "factorizer": self.get_params(),
+            "frame_shape": [int(v) for v in data.frame_shape],
+            "data_fingerprint": data.fingerprint,
+            "distributed": {
+                "world_size": data.world_size,
+                "global_batch": s.batch_size,
+                "sampler_seed": s.seed * SEED_STRIDE,
+            },
+        }
+
+    def _objective(
+        self, model: FactorNet, net: torch.nn.Module, data: TrainingFrames, device: torch.device
+    ) -> tuple[Callable[[int], Tensor], Callable[[], float]]:
+        """``loss_fn(step)`` (the batch of global step ``step``, through ``net``) and
+        ``eval_fn()`` (the mean scaled loss of ``data.val``, through ``model``)."""
+        s = self.settings
+        steps_per_epoch = data.count // s.batch_size
+        b = s.batch_size // data.world_size
+        order_of = data.order or (lambda e: epoch_order(data.count, s.seed, e).to(device))
+        order: dict[int, Any] = {}
+
+        def loss_fn(step: int) -> Tensor:
+            epoch, i = divmod(step, steps_per_epoch)
+            if epoch not in order:  # one permutation per epoch from (seed, epoch): resume-exact
+                order.clear()
+                order[epoch] = order_of(epoch)
+            X = data.take(order[epoch][i * b : (i + 1) * b])
+            U, V = net(X)
+            return training_loss(X, U, V, nested=self.nested, objective=s.objective)
+
+        def eval_fn() -> float:
+            losses = []
+            for i in range(0, data.val.shape[0], self.chunk):
+                Xb = data.val[i : i + self.chunk]
+                U, V = model(Xb)
+                err = frame_losses(Xb, U, V, nested=self.nested, objective=s.objective)
+                losses.append((err / Xb.square().sum(dim=(-2, -1))).float())
+            return float(torch.cat(losses).mean())
+
+        return loss_fn, eval_fn
 
     # ------------------------------------------------------------------ inference
     def at_rank(self, k: int) -> LearnedFactorizer:
-        """A view of a nested model that returns its leading ``k`` columns (k <= rank)."""
+        """A nested model serving its leading ``k`` columns (k <= rank): ``clone(use_rank=k)``,
+        sharing the trained network."""
         if not self.nested:
             raise ValueError(
                 f"{self.name} was not trained with the nested loss; at_rank needs nested=True."
             )
         if not 1 <= k <= self.rank:
             raise ValueError(f"The 'k' parameter of at_rank must be in [1, {self.rank}]. Got {k}.")
-        view = object.__new__(type(self))
-        view.__dict__.update(self.__dict__)
-        view._use_rank = k
-        return view
+        return self.clone(use_rank=k)
 
     def _factorize(self, X: Tensor) -> LowRank:
-        model = self.model
+        model = self.model_
         assert model is not None  # guarded by BaseFactorizer.factorize via _fitted
         model.check_input(X)
         p = next(model.parameters())
-        k = self._use_rank
+        k = self.use_rank or self.rank
         Us, Vs = [], []
         flat = X.reshape(-1, *X.shape[-2:])
         with torch.no_grad():
@@ -510,18 +746,16 @@ class LearnedFactorizer(BaseFactorizer):
         """Write the trained model as a checkpoint directory (safetensors + JSON)."""
         from neuralfactor.train.checkpoint import save_checkpoint
 
-        if self.model is None:
+        if self.model_ is None:
             raise ValueError(f"{self.name} has no trained model to save; call fit first.")
-        return save_checkpoint(
-            path,
-            self.model,
-            init_args=self.model.init_args,
-            meta={
-                "factorizer": self.get_params(),
-                "fit_seconds": self.fit_seconds,
-                "history": self.history,
-            },
-        )
+        meta = {
+            **dict.fromkeys(TRAIN_META_KEYS),
+            **self.train_meta_,
+            "factorizer": self.get_params(),
+            "fit_seconds": self.fit_seconds_,
+            "history": self.history_,
+        }
+        return save_checkpoint(path, self.model_, init_args=self.model_.init_args, meta=meta)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "cpu", **overrides: Any) -> LearnedFactorizer:
@@ -545,11 +779,22 @@ class LearnedFactorizer(BaseFactorizer):
             **overrides,
         }
         f = cls(params["rank"], **kw)
-        f.model = model.eval()
-        f.fit_seconds = float(meta.get("fit_seconds", 0.0))
-        f.history = meta.get("history", [])
+        f.model_ = model.eval()
+        f.fit_seconds_ = float(meta.get("fit_seconds", 0.0))
+        f.history_ = meta.get("history", [])
+        # a model saved before the metadata schema was one lacks some keys: None
+        f.train_meta_ = {k: meta.get(k) for k in TRAIN_META_KEYS}
         f._fitted = True
         return f
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(
+        f"LearnedFactorizer.{old} is deprecated; use LearnedFactorizer.{new} (scikit-learn's "
+        f"trailing underscore for fitted state).",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 def _register() -> None:

@@ -10,6 +10,7 @@ rank-r factors are ever materialized.
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from neuralfactor.core.factorizer import (
 from neuralfactor.core.lowrank import LowRank
 from neuralfactor.core.validation import check_positive_int, check_rank
 
-__all__ = ["SVDCompressed", "svd_compressed"]
+__all__ = ["CompressedOptions", "SVDCompressed", "svd_compressed"]
 
 _MAX_BLOCK_BYTES = 64 << 20
 
@@ -39,16 +40,31 @@ def _row_chunk(m: int, n: int, itemsize: int, q: int, row_chunk: int | None) -> 
     return m if rows >= m else max(rows, q)
 
 
-def svd_compressed(
-    A: Any,
-    rank: int,
-    *,
-    n_power_iter: int = 2,
-    oversample: int = 10,
-    seed: int = 0,
-    row_chunk: int | None = None,
-    scheduler: str | None = "threads",
-) -> LowRank:
+@dataclass(frozen=True)
+class CompressedOptions:
+    """Options of :func:`svd_compressed` and :class:`SVDCompressed`.
+
+    n_power_iter : power iterations (2 is accurate for moderately decaying spectra).
+    oversample : extra sample columns (clipped so rank + oversample <= min(m, n)).
+    seed : seed of the Gaussian test matrix (reproducible).
+    row_chunk : rows per block when the matrix is in memory (default: whole matrix up to
+        64 MiB).
+    scheduler : the Dask scheduler for the computation (``"threads"``, ``"synchronous"``,
+        ...); under a ``dask.distributed`` client pass ``None`` to use it.
+    """
+
+    n_power_iter: int = 2
+    oversample: int = 10
+    seed: int = 0
+    row_chunk: int | None = None
+    scheduler: str | None = "threads"
+
+    def __post_init__(self) -> None:
+        for name in ("n_power_iter", "oversample"):
+            check_positive_int(getattr(self, name), name=name, caller="svd-compressed", minimum=0)
+
+
+def svd_compressed(A: Any, rank: int, **options: Any) -> LowRank:
     """Truncated SVD of one (possibly out-of-core) matrix by Dask's randomized algorithm.
 
     Parameters
@@ -56,12 +72,8 @@ def svd_compressed(
     A : (m, n) Dask array, NumPy array or torch Tensor. A Dask array is used as chunked; it
         is rechunked to one column block (tall-skinny QR needs it).
     rank : int, 1 <= rank <= min(m, n)
-    n_power_iter : power iterations (2 is accurate for moderately decaying spectra).
-    oversample : extra sample columns (clipped so rank + oversample <= min(m, n)).
-    seed : seed of the Gaussian test matrix (reproducible).
-    row_chunk : rows per block when ``A`` is in memory (default: whole matrix up to 64 MiB).
-    scheduler : the Dask scheduler for the computation (``"threads"``, ``"synchronous"``,
-        ...); under a ``dask.distributed`` client pass ``None`` to use it.
+    **options : the fields of :class:`CompressedOptions` (``n_power_iter=2``,
+        ``oversample=10``, ``seed=0``, ``row_chunk=None``, ``scheduler="threads"``).
 
     Returns
     -------
@@ -75,6 +87,7 @@ def svd_compressed(
     O((m + n)(rank + oversample)) plus the blocks in flight. For matrices that fit in memory
     the torch ``rsvd`` is much faster (no graph overhead).
     """
+    opts = CompressedOptions(**options)
     from neuralfactor.distributed import require_dask
 
     da = require_dask()
@@ -84,17 +97,18 @@ def svd_compressed(
         raise ValueError(f"svd_compressed needs one (m, n) matrix. Got shape {tuple(A.shape)}.")
     m, n = (int(s) for s in A.shape)
     rank = check_rank(rank, (m, n), caller="svd-compressed")
-    over = max(0, min(int(oversample), min(m, n) - rank))
+    over = max(0, min(int(opts.oversample), min(m, n) - rank))
     q = rank + over
     if not isinstance(A, da.Array):
-        A = da.from_array(A, chunks=(_row_chunk(m, n, A.dtype.itemsize, q, row_chunk), n))
+        A = da.from_array(A, chunks=(_row_chunk(m, n, A.dtype.itemsize, q, opts.row_chunk), n))
     elif len(A.chunks[1]) != 1:
         A = A.rechunk({1: -1})
     u, s, v = da.linalg.svd_compressed(
-        A, rank, n_power_iter=n_power_iter, n_oversamples=over, seed=seed, coerce_signs=True
-    )
+        A, rank, n_power_iter=opts.n_power_iter, n_oversamples=over, seed=opts.seed,
+        coerce_signs=True,
+    )  # fmt: skip
     try:
-        u, s, v = da.compute(u, s, v, scheduler=scheduler)
+        u, s, v = da.compute(u, s, v, scheduler=opts.scheduler)
     except np.linalg.LinAlgError as exc:
         raise FactorizationError(
             f"svd-compressed: LAPACK failed on a block ({exc}); the matrix may hold entries "
@@ -109,36 +123,22 @@ class SVDCompressed(BaseFactorizer):
     """``svd-compressed``: :func:`svd_compressed` as a registered factorizer.
 
     A batch is factorized matrix by matrix with the same seed (batched == looped). Results
-    come back on the input's device and dtype.
+    come back on the input's device and dtype. ``**options``: :class:`CompressedOptions`.
     """
 
     name = "svd-compressed"
-    _hidden_params = ("scheduler",)  # where it runs, not what it computes
 
-    def __init__(
-        self,
-        rank: int,
-        *,
-        n_power_iter: int = 2,
-        oversample: int = 10,
-        seed: int = 0,
-        row_chunk: int | None = None,
-        scheduler: str | None = "threads",
-    ) -> None:
+    def __init__(self, rank: int, **options: Any) -> None:
         super().__init__(rank)
-        check_positive_int(n_power_iter, name="n_power_iter", caller=self.name, minimum=0)
-        check_positive_int(oversample, name="oversample", caller=self.name, minimum=0)
-        self.n_power_iter, self.oversample, self.seed = n_power_iter, oversample, seed
-        self.row_chunk, self.scheduler = row_chunk, scheduler
+        self.options = CompressedOptions(**options)
+
+    def get_params(self) -> dict[str, Any]:
+        """The rank and the options but the scheduler (where it runs, not what it computes)."""
+        params = {k: v for k, v in asdict(self.options).items() if k != "scheduler"}
+        return {"rank": self.rank, **params}
 
     def _kw(self) -> dict[str, Any]:
-        return {
-            "n_power_iter": self.n_power_iter,
-            "oversample": self.oversample,
-            "seed": self.seed,
-            "row_chunk": self.row_chunk,
-            "scheduler": self.scheduler,
-        }
+        return asdict(self.options)
 
     def _factorize(self, X: Tensor) -> LowRank:
         # exact power-of-two scaling: huge entries would overflow the Gram/QR blocks

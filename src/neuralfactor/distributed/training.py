@@ -25,7 +25,6 @@ Contract:
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,9 +108,13 @@ class StoreFrames(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> Tensor:
         return self.batch([i])[0]
 
-    def batch(self, positions: Any) -> Tensor:
+    def frames32(self, positions: Any) -> Tensor:
+        """The frames at ``positions`` as stored, rounded to float32 (before the cast)."""
         idx = self.indices[np.asarray(positions, dtype=np.int64)]
-        return self._run.as_tensor(idx, dtype=torch.float32).to(self.dtype)
+        return self._run.as_tensor(idx, dtype=torch.float32)
+
+    def batch(self, positions: Any) -> Tensor:
+        return self.frames32(positions).to(self.dtype)
 
 
 def _split_indices(config: Any) -> dict[str, np.ndarray]:
@@ -161,40 +164,28 @@ def train_model_distributed(
     config: Any,
     out: str | Path,
     *,
+    max_steps: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
-    max_steps: int | None = None,
 ) -> Any:
     """Train ``config`` (a :class:`~neuralfactor.amortized.study.StudyConfig`) with DDP.
 
     Run under ``torchrun`` (or as one plain process: world size 1). Writes the same run
     directory as :func:`~neuralfactor.amortized.study.train_model` (config, split, ckpt,
-    model), from rank 0. ``max_steps`` stops after that many global steps with a resumable
-    checkpoint (for time-boxed cluster jobs) and returns ``None``; otherwise every rank returns
-    the trained :class:`~neuralfactor.amortized.factorizer.LearnedFactorizer`.
+    model), from rank 0, through the same training path
+    (:meth:`~neuralfactor.amortized.factorizer.LearnedFactorizer.fit_frames`); this function
+    adds the process group, the sampler and the rank-0 writes. ``max_steps`` stops after that
+    many global steps with a resumable checkpoint (for time-boxed cluster jobs) and returns
+    ``None``; otherwise every rank returns the trained
+    :class:`~neuralfactor.amortized.factorizer.LearnedFactorizer`.
     """
-    from torch.nn.parallel import DistributedDataParallel
-    from torch.utils.data.distributed import DistributedSampler
-
-    from neuralfactor.amortized.factorizer import (
-        LearnedFactorizer,
-        frame_losses,
-        lr_scheduler,
-        training_loss,
-    )
-    from neuralfactor.amortized.models import build_model
-    from neuralfactor.amortized.study import DATA_FILE, store_identity
-    from neuralfactor.data.store import MatrixStore
-    from neuralfactor.io import write_json
-    from neuralfactor.train.checkpoint import save_checkpoint
-    from neuralfactor.train.loop import LoopConfig, run_training
+    from neuralfactor.amortized.factorizer import LearnedFactorizer
 
     out = Path(out)
-    s = config.settings
-    ctx = init_distributed(s.device)
+    ctx = init_distributed(config.settings.device)
     try:
-        B, W = s.batch_size, ctx.world_size
+        B, W = config.settings.batch_size, ctx.world_size
         if B % W:
             raise ValueError(
                 f"The global batch size ({B}) must be a multiple of the number of processes "
@@ -204,119 +195,26 @@ def train_model_distributed(
             raise ValueError(f"The 'max_steps' parameter must be >= 1. Got {max_steps}.")
         if _check_run_dir(config, out, resume=resume, overwrite=overwrite):
             return LearnedFactorizer.load(out / "model", device=str(ctx.device))
-        parts = _split_indices(config)
-        dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}[
-            s.dtype
-        ]
-        train = StoreFrames(config.data, config.run, parts["train"], dtype)
-        m, n = train.batch([0]).shape[-2:]
-        if config.rank > min(m, n):
-            raise ValueError(
-                f"The 'rank' parameter must be an int in [1, min(m, n)={min(m, n)}]. "
-                f"Got {config.rank}."
-            )
-        N = len(train)
-        steps_per_epoch = N // B
-        if steps_per_epoch < 1:
-            raise ValueError(
-                f"The training split has {N} frames, fewer than one global batch "
-                f"(batch_size={B}); use more frames or a smaller batch."
-            )
-        val = StoreFrames(config.data, config.run, parts["val"], dtype)
-        val_d = val.batch(np.arange(len(val))).to(ctx.device)
-        # the factorizer and the model are built (validated) before anything is written
-        f = LearnedFactorizer(
-            config.rank,
-            model=config.model,
-            nested=config.nested,
-            settings=s,
-            model_kwargs=config.model_kwargs,
+        f = LearnedFactorizer.from_config(
+            config, checkpoint_dir=out / "ckpt", resume=resume, progress=progress and ctx.is_writer
         )
-        torch.manual_seed(s.seed)  # parameter init, as in LearnedFactorizer.fit
-        module = build_model(config.model, int(m), int(n), config.rank, **config.model_kwargs)
-        module.to(device=ctx.device, dtype=dtype)
+        data, parts = _store_frames(config, f, ctx)  # validated before anything is written
         if ctx.is_writer:
-            out.mkdir(parents=True, exist_ok=True)
-            write_json(out / "config.json", config.to_dict())
-            write_json(out / "split.json", {k: v.tolist() for k, v in parts.items()})
-            write_json(out / DATA_FILE, store_identity(config))
+            _write_run_files(config, out, parts)
         ctx.barrier()
-        if W > 1:
-            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-            net: torch.nn.Module = DistributedDataParallel(module, device_ids=ids)
-        else:
-            net = module
-        sampler = DistributedSampler(
-            train, num_replicas=W, rank=ctx.rank, shuffle=True, seed=s.seed * 1_000_003,
-            drop_last=True,
-        )  # fmt: skip
-        b = B // W
-        order: dict[int, list[int]] = {}
-
-        def loss_fn(step: int) -> Tensor:
-            epoch, i = divmod(step, steps_per_epoch)
-            if epoch not in order:
-                order.clear()
-                sampler.set_epoch(epoch)
-                order[epoch] = list(iter(sampler))
-            X = train.batch(order[epoch][i * b : (i + 1) * b]).to(ctx.device)
-            U, V = net(X)
-            return training_loss(X, U, V, nested=config.nested, objective=s.objective)
-
-        def eval_fn() -> float:
-            U, V = module(val_d)
-            err = frame_losses(val_d, U, V, nested=config.nested, objective=s.objective)
-            return float((err / val_d.square().sum(dim=(-2, -1))).float().mean())
-
-        fused = ctx.device.type in ("cpu", "cuda")
-        opt = torch.optim.Adam(module.parameters(), lr=s.lr, fused=fused)
-        total = s.epochs * steps_per_epoch
-        cfg = LoopConfig(
-            steps=total if max_steps is None else min(total, max_steps),
-            eval_every=steps_per_epoch,
-            patience=s.patience,
-            grad_clip=s.grad_clip,
-            restore_best=s.restore_best,
-        )
-        meta = {
-            "factorizer": f.get_params(),
-            "frame_shape": [int(m), int(n)],
-            "data_checksum": MatrixStore.open(config.data).metadata.get("checksum"),
-            "distributed": {"world_size": W, "global_batch": B, "sampler_seed": sampler.seed},
-        }
-        t0 = time.perf_counter()
-        result = run_training(
-            module,
-            opt,
-            loss_fn,
-            cfg,
-            eval_fn=eval_fn,
-            scheduler=lr_scheduler(opt, s, total),
-            checkpoint_dir=out / "ckpt",
-            init_args=module.init_args,
-            meta=meta,
-            resume=resume,
-            progress=progress and ctx.is_writer,
-            description=f"train {f.name} r={config.rank} x{W}",
+        result = f.fit_frames(
+            data,
+            ctx.device,
+            wrap=_ddp_wrapper(ctx),
             write_checkpoints=ctx.is_writer,
-            loss_label="batch loss (unscaled objective)",
-            metric_label="val scaled loss",
+            max_steps=max_steps,
         )
         ctx.barrier()
+        total = config.settings.epochs * (data.count // B)
         if result.steps_done < total and result.stopped != "early-stopped":
             return None  # stopped at max_steps: resume later
         if ctx.is_writer:
-            save_checkpoint(
-                out / "model",
-                module,
-                init_args=module.init_args,
-                meta={
-                    "factorizer": f.get_params(),
-                    "fit_seconds": result.seconds if resume else time.perf_counter() - t0,
-                    "history": result.history,
-                    "distributed": meta["distributed"],
-                },
-            )
+            f.save(out / "model")
         ctx.barrier()
         return LearnedFactorizer.load(out / "model", device=str(ctx.device))
     finally:
@@ -324,3 +222,66 @@ def train_model_distributed(
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+def _store_frames(config: Any, f: Any, ctx: DistContext) -> tuple[Any, dict[str, np.ndarray]]:
+    """The training frames of ``config`` as the training path takes them, read lazily: this
+    process's share of each global batch through a ``DistributedSampler`` whose permutation
+    of epoch e is the single process's (``seed * SEED_STRIDE + e``). Checks the frames
+    against ``f`` (:meth:`~neuralfactor.amortized.factorizer.LearnedFactorizer.check_frames`)."""
+    from torch.utils.data.distributed import DistributedSampler
+
+    from neuralfactor.amortized.factorizer import SEED_STRIDE, TrainingFrames
+    from neuralfactor.train.checkpoint import stream_fingerprint
+
+    s = config.settings
+    parts = _split_indices(config)
+    train = StoreFrames(config.data, config.run, parts["train"], s.torch_dtype)
+    m, n = (int(v) for v in train.batch([0]).shape[-2:])
+    f.check_frames(len(train), (m, n))
+    val = StoreFrames(config.data, config.run, parts["val"], s.torch_dtype)
+    sampler = DistributedSampler(
+        train, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+        seed=s.seed * SEED_STRIDE, drop_last=True,
+    )  # fmt: skip
+
+    def order(epoch: int) -> list[int]:
+        sampler.set_epoch(epoch)
+        return list(iter(sampler))
+
+    fingerprint = None
+    if ctx.is_writer:  # the single process's fingerprint of the same frames (float32, as read)
+        chunks = (
+            train.frames32(range(i, min(i + 256, len(train)))) for i in range(0, len(train), 256)
+        )
+        fingerprint = stream_fingerprint((len(train), m, n), torch.float32, chunks)
+    data = TrainingFrames(
+        count=len(train),
+        frame_shape=(m, n),
+        take=lambda positions: train.batch(positions).to(ctx.device),
+        val=val.batch(np.arange(len(val))).to(ctx.device),
+        fingerprint=fingerprint,
+        order=order,
+        world_size=ctx.world_size,
+    )
+    return data, parts
+
+
+def _write_run_files(config: Any, out: Path, parts: dict[str, np.ndarray]) -> None:
+    from neuralfactor.amortized.study import DATA_FILE, store_identity
+    from neuralfactor.io import write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", config.to_dict())
+    write_json(out / "split.json", {k: v.tolist() for k, v in parts.items()})
+    write_json(out / DATA_FILE, store_identity(config))
+
+
+def _ddp_wrapper(ctx: DistContext) -> Any:
+    """Wrap the network in ``DistributedDataParallel`` (no wrapper for one process)."""
+    if ctx.world_size == 1:
+        return None
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return lambda module: DistributedDataParallel(module, device_ids=ids)

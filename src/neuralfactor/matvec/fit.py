@@ -225,6 +225,80 @@ def fit_matvec(
     networks and principal component analysis: learning from examples without local minima,
     Neural Networks 2 (1989) 53-58; Eckart & Young (1936).
     """
+    _check_options(probes, optimizer, init, on_collapse, dtype)
+    apply, batch, m, n, a_dtype, device = _product_fn(A)
+    rank = _check_rank(rank, m, n)
+    opts = _Options.of(
+        optimizer=optimizer, probes=probes, n=n, n_probes=n_probes, lr=lr, steps=steps,
+        inner_iters=inner_iters, patience=patience, min_delta=min_delta, tol=tol,
+    )  # fmt: skip
+    gen = as_generator(seed, device)
+    data = _Targets.draw(apply, probes, opts.n_probes, m, n, a_dtype, dtype, gen)
+    net = ChokePointNet(
+        n, m, rank, encoder_widths=encoder_widths, decoder_widths=decoder_widths,
+        batch_shape=batch, init=init, scale=1.0, generator=gen, dtype=dtype, device=device,
+    )  # fmt: skip
+    # Below this the relative squared loss counts as exact (``tol``, at least round-off):
+    # clamping the metric there lets early stopping end the run instead of chasing 0 when A
+    # has rank <= k.
+    floor = max(opts.tol, (100 * torch.finfo(dtype).eps) ** 2)
+
+    def eval_fn() -> float:
+        # Fixed probe sets: the exact scaled loss. Gaussian: the first (held) probe block.
+        return max(float(data.loss(net, data.P, data.Y, data.denom).sum()), floor)
+
+    loop = run_training(
+        net,
+        _optimizer(net, optimizer, opts),
+        lambda step: data.loss(net, *data.batch(step)).sum(),
+        LoopConfig(
+            steps=opts.steps,
+            eval_every=1 if optimizer == "lbfgs" else 50,
+            patience=opts.patience,
+            min_delta=opts.min_delta,
+            diverge_factor=10.0,  # the scaled loss 10x above its value at the initialization
+            require_progress=True,  # a fit that never improved on its start is unusable
+        ),
+        eval_fn=eval_fn,
+        generators={"probes": gen},
+        checkpoint_dir=checkpoint_dir,
+        init_args=net.init_args if checkpoint_dir else None,
+        meta={"kind": "matvec-ae", "probes": probes, "matvec_optimizer": optimizer},
+        resume=resume,
+        progress=progress,
+        description=f"matvec-ae k={rank}",
+        remedy="Lower lr (Adam) or use optimizer='lbfgs' (docs/results/matvec-and-toolkit.md).",
+    )
+    with torch.no_grad():
+        train_loss = data.loss(net, data.P, data.Y, data.denom).detach()
+        U, V = net.factors()
+        lr_out = LowRank((U * data.scale_b).detach().to(a_dtype), V.detach().to(a_dtype))
+    rtol = rank_rtol if rank_rtol is not None else math.sqrt(torch.finfo(dtype).eps)
+    eff = effective_rank(lr_out, rtol=rtol)
+    explained = train_loss <= max(10 * floor, 1e3 * torch.finfo(dtype).eps)  # A has rank < k
+    rank_ok = _rank_check(eff, explained, train_loss, rank, rtol, bool(batch), on_collapse)
+    residual_ratio, optimal = None, None
+    if data.fixed:
+        residual_ratio, optimal = _optimality_check(
+            net, data, U, V, rank, floor, explained, bool(batch), on_collapse
+        )
+    return MatvecFit(
+        residual_ratio=residual_ratio,
+        optimal=optimal,
+        lowrank=lr_out,
+        train_loss=train_loss,
+        effective_rank=eff,
+        rank_ok=rank_ok,
+        n_matvecs=data.n_products,
+        loop=loop,
+        probes=probes,
+        optimizer=optimizer,
+        seconds=loop.seconds,
+        info={"scale": data.scale.tolist() if batch else float(data.scale)},
+    )
+
+
+def _check_options(probes: str, optimizer: str, init: str, on_collapse: str, dtype: Any) -> None:
     caller = "fit_matvec"
     check_option(probes, PROBE_OPTIONS, name="probes", caller=caller)
     check_option(optimizer, OPTIMIZER_OPTIONS, name="optimizer", caller=caller)
@@ -234,7 +308,10 @@ def fit_matvec(
         raise TypeError(
             f"The 'dtype' parameter of {caller} must be float32 or float64. Got {dtype}."
         )
-    apply, batch, m, n, a_dtype, device = _product_fn(A)
+
+
+def _check_rank(rank: Any, m: int, n: int) -> int:
+    caller = "fit_matvec"
     if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)):
         raise TypeError(
             f"The 'rank' parameter of {caller} must be an int in [1, n - 1={n - 1}]. Got {rank!r}."
@@ -245,188 +322,181 @@ def fit_matvec(
             f"{min(m, n) - 1}] for a {m}x{n} operator: a bottleneck k >= min(m, n) is no choke "
             f"point (the identity map is exact). Got {rank}."
         )
-    rank = int(rank)
-    inner_iters = check_positive_int(inner_iters, name="inner_iters", caller=caller)
-    patience = check_positive_int(patience, name="patience", caller=caller)
-    min_delta = check_positive_float(min_delta, name="min_delta", caller=caller, allow_zero=True)
-    tol = check_positive_float(tol, name="tol", caller=caller, allow_zero=True)
-    if steps is None:
-        steps = 400 if optimizer == "lbfgs" else 5000
-    steps = check_positive_int(steps, name="steps", caller=caller)
-    if lr is None:
-        lr = 1.0 if optimizer == "lbfgs" else 1e-2
-    lr = check_positive_float(lr, name="lr", caller=caller)
-    s = n if n_probes is None or probes != "gaussian" else n_probes
-    s = check_positive_int(s, name="n_probes", caller=caller)
-    gen = as_generator(seed, device)
+    return int(rank)
 
-    # ---------------------------------------------------------------- probes and targets
-    fixed = probes in ("identity", "orthogonal")
-    n_products = 0
-    if probes == "identity":
-        P = torch.eye(n, dtype=a_dtype, device=device)
-    elif probes == "orthogonal":
-        G = torch.randn(n, n, generator=gen, dtype=torch.float64, device=device)
-        Q, R = torch.linalg.qr(G)
-        P = (Q * torch.sign(torch.diagonal(R))).to(a_dtype)
-    else:
-        P = torch.randn(n, s, generator=gen, dtype=a_dtype, device=device)
-    Y = apply(P)
-    n_products += P.shape[1]
-    if tuple(Y.shape[-2:]) != (m, P.shape[1]):  # pragma: no cover - operators check this
-        raise ValueError(f"The products of A have shape {tuple(Y.shape)}; expected (*, {m}, {s}).")
-    P, Y = P.to(dtype), Y.to(dtype)
-    y_norm2 = Y.square().sum(dim=(-2, -1))
-    fro_est = torch.sqrt(y_norm2 * (1.0 if fixed else n / s))  # ||A||_F estimate per matrix
-    scale = fro_est / math.sqrt(min(m, n))
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    scale_b = scale[..., None, None]
-    Yn = Y / scale_b
-    denom = (y_norm2 / scale.square()).clamp_min(torch.finfo(dtype).tiny)
 
-    net = ChokePointNet(
-        n,
-        m,
-        rank,
-        encoder_widths=encoder_widths,
-        decoder_widths=decoder_widths,
-        batch_shape=batch,
-        init=init,
-        scale=1.0,
-        generator=gen,
-        dtype=dtype,
-        device=device,
-    )
+@dataclass(frozen=True)
+class _Options:
+    """The numeric options of :func:`fit_matvec`, checked, with the optimizer's defaults."""
+
+    n_probes: int
+    lr: float
+    steps: int
+    inner_iters: int
+    patience: int
+    min_delta: float
+    tol: float
+
+    @classmethod
+    def of(cls, *, optimizer: str, probes: str, n: int, **kw: Any) -> _Options:
+        caller = "fit_matvec"
+        steps = kw["steps"] if kw["steps"] is not None else (400 if optimizer == "lbfgs" else 5000)
+        lr = kw["lr"] if kw["lr"] is not None else (1.0 if optimizer == "lbfgs" else 1e-2)
+        s = n if kw["n_probes"] is None or probes != "gaussian" else kw["n_probes"]
+        return cls(
+            inner_iters=check_positive_int(kw["inner_iters"], name="inner_iters", caller=caller),
+            patience=check_positive_int(kw["patience"], name="patience", caller=caller),
+            min_delta=check_positive_float(
+                kw["min_delta"], name="min_delta", caller=caller, allow_zero=True
+            ),
+            tol=check_positive_float(kw["tol"], name="tol", caller=caller, allow_zero=True),
+            steps=check_positive_int(steps, name="steps", caller=caller),
+            lr=check_positive_float(lr, name="lr", caller=caller),
+            n_probes=check_positive_int(s, name="n_probes", caller=caller),
+        )
+
+
+@dataclass
+class _Targets:
+    """Probes ``P`` (n, s) and normalized products ``Y = A P / c`` (*, m, s), ``c`` the rms
+    singular value estimate (``scale``); ``denom`` = ``||Y||_F^2`` per matrix. Gaussian probes
+    are drawn afresh every step (:meth:`batch`)."""
+
+    apply: Any
+    P: Tensor
+    Y: Tensor
+    denom: Tensor
+    scale: Tensor
+    fixed: bool
+    n_products: int
+    gen: torch.Generator
+    a_dtype: torch.dtype
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scale_b(self) -> Tensor:
+        return self.scale[..., None, None]
+
+    @classmethod
+    def draw(
+        cls, apply: Any, probes: str, s: int, m: int, n: int, a_dtype: torch.dtype,
+        dtype: torch.dtype, gen: torch.Generator,
+    ) -> _Targets:  # fmt: skip
+        device = gen.device
+        fixed = probes in ("identity", "orthogonal")
+        if probes == "identity":
+            P = torch.eye(n, dtype=a_dtype, device=device)
+        elif probes == "orthogonal":
+            G = torch.randn(n, n, generator=gen, dtype=torch.float64, device=device)
+            Q, R = torch.linalg.qr(G)
+            P = (Q * torch.sign(torch.diagonal(R))).to(a_dtype)
+        else:
+            P = torch.randn(n, s, generator=gen, dtype=a_dtype, device=device)
+        Y = apply(P)
+        if tuple(Y.shape[-2:]) != (m, P.shape[1]):  # pragma: no cover - operators check this
+            raise ValueError(
+                f"The products of A have shape {tuple(Y.shape)}; expected (*, {m}, {s})."
+            )
+        P, Y = P.to(dtype), Y.to(dtype)
+        y_norm2 = Y.square().sum(dim=(-2, -1))
+        fro_est = torch.sqrt(y_norm2 * (1.0 if fixed else n / s))  # ||A||_F estimate per matrix
+        scale = fro_est / math.sqrt(min(m, n))
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        denom = (y_norm2 / scale.square()).clamp_min(torch.finfo(dtype).tiny)
+        Yn = Y / scale[..., None, None]
+        return cls(apply, P, Yn, denom, scale, fixed, P.shape[1], gen, a_dtype)
+
+    def batch(self, step: int) -> tuple[Tensor, Tensor, Tensor]:
+        """The probes, targets and norms of ``step`` (fresh Gaussian ones once per step: L-BFGS
+        re-evaluates a step)."""
+        if self.fixed:
+            return self.P, self.Y, self.denom
+        c = self.cache
+        if c.get("step") != step:
+            n, s = self.P.shape
+            Pk = torch.randn(n, s, generator=self.gen, dtype=self.a_dtype, device=self.gen.device)
+            Yk = self.apply(Pk).to(self.P.dtype) / self.scale_b
+            self.n_products += s
+            c.update(step=step, P=Pk.to(self.P.dtype), Y=Yk, d=Yk.square().sum(dim=(-2, -1)))
+        return c["P"], c["Y"], c["d"]
+
+    def loss(self, net: ChokePointNet, Pk: Tensor, Yk: Tensor, dk: Tensor) -> Tensor:
+        """Per-matrix relative squared loss ``||Y - net(P)||_F^2 / ||Y||_F^2``."""
+        tiny = torch.finfo(Pk.dtype).tiny
+        return (Yk - net(Pk)).square().sum(dim=(-2, -1)) / dk.clamp_min(tiny)
+
+
+def _optimizer(net: ChokePointNet, optimizer: str, opts: _Options) -> torch.optim.Optimizer:
     if optimizer == "lbfgs":
-        opt = torch.optim.LBFGS(
+        return torch.optim.LBFGS(
             net.parameters(),
-            lr=lr,
-            max_iter=inner_iters,
+            lr=opts.lr,
+            max_iter=opts.inner_iters,
             history_size=50,
             line_search_fn="strong_wolfe",
             tolerance_grad=1e-14,
             tolerance_change=1e-16,
         )
-    else:
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
+    return torch.optim.Adam(net.parameters(), lr=opts.lr)
 
-    cache: dict[str, Any] = {"step": None, "P": P, "Y": Yn, "d": denom}
 
-    def batch_for(step: int) -> tuple[Tensor, Tensor, Tensor]:
-        nonlocal n_products
-        if fixed:
-            return P, Yn, denom
-        if cache["step"] != step:  # fresh probes once per step (L-BFGS re-evaluates a step)
-            Pk = torch.randn(n, s, generator=gen, dtype=a_dtype, device=device)
-            Yk = apply(Pk).to(dtype) / scale_b
-            n_products += s
-            cache.update(step=step, P=Pk.to(dtype), Y=Yk, d=Yk.square().sum(dim=(-2, -1)))
-        return cache["P"], cache["Y"], cache["d"]
+def _report(msg: str, on_collapse: str, error: type[Exception], warning: type[Warning]) -> None:
+    """``on_collapse``: raise ``error``, warn ``warning`` (from fit_matvec's caller) or ignore."""
+    if on_collapse == "raise":
+        raise error(msg)
+    if on_collapse == "warn":
+        warnings.warn(msg, warning, stacklevel=4)
 
-    def per_matrix_loss(Pk: Tensor, Yk: Tensor, dk: Tensor) -> Tensor:
-        return (Yk - net(Pk)).square().sum(dim=(-2, -1)) / dk.clamp_min(torch.finfo(dtype).tiny)
 
-    def loss_fn(step: int) -> Tensor:
-        return per_matrix_loss(*batch_for(step)).sum()
+def _rank_check(
+    eff: Tensor, explained: Tensor, train_loss: Tensor, rank: int, rtol: float, batched: bool,
+    on_collapse: str,
+) -> bool:  # fmt: skip
+    """The rank check: every matrix has effective rank ``rank`` unless A itself has less."""
+    collapsed = (eff < rank) & ~explained
+    if not bool(collapsed.any()):
+        return True
+    idx = torch.nonzero(collapsed.reshape(-1))[:, 0].tolist()
+    effs = eff.reshape(-1)[idx].tolist()
+    _report(
+        f"matvec-ae rank check failed: the learned rank-{rank} map has numerical rank "
+        f"{effs[0] if len(effs) == 1 else effs} (relative threshold {rtol:.1e})"
+        f"{'' if not batched else f' for batch entries {idx}'} while its loss "
+        f"{float(train_loss.reshape(-1)[idx[0]]):.3e} is not at round-off: the network "
+        f"collapsed. Try init='orthogonal', optimizer='lbfgs', probes='identity' or more steps.",
+        on_collapse, RankCollapseError, RankCollapseWarning,
+    )  # fmt: skip
+    return False
 
-    # Below this the relative squared loss counts as exact (``tol``, at least round-off):
-    # clamping the metric there lets early stopping end the run instead of chasing 0 when A
-    # has rank <= k.
-    floor = max(tol, (100 * torch.finfo(dtype).eps) ** 2)
 
-    def eval_fn() -> float:
-        # Fixed probe sets: the exact scaled loss. Gaussian: the first (held) probe block.
-        return max(float(per_matrix_loss(P, Yn, denom).sum()), floor)
+def _optimality_check(
+    net: ChokePointNet, data: _Targets, U: Tensor, V: Tensor, rank: int, floor: float,
+    explained: Tensor, batched: bool, on_collapse: str,
+) -> tuple[Tensor, bool]:  # fmt: skip
+    """``(residual_ratio, optimal)`` for complete isotropic probes.
 
-    config = LoopConfig(
-        steps=steps,
-        eval_every=1 if optimizer == "lbfgs" else 50,
-        patience=patience,
-        min_delta=min_delta,
-        diverge_factor=10.0,  # the scaled loss 10x above its value at the initialization
-        require_progress=True,  # a fit that never improved on its start is unusable
-    )
-    loop = run_training(
-        net,
-        opt,
-        loss_fn,
-        config,
-        eval_fn=eval_fn,
-        generators={"probes": gen},
-        checkpoint_dir=checkpoint_dir,
-        init_args=net.init_args() if checkpoint_dir else None,
-        meta={"kind": "matvec-ae", "probes": probes, "matvec_optimizer": optimizer},
-        resume=resume,
-        progress=progress,
-        description=f"matvec-ae k={rank}",
-        remedy="Lower lr (Adam) or use optimizer='lbfgs' (docs/results/matvec-and-toolkit.md).",
-    )
+    They give the residual exactly: ``||A - W||_2 = ||(A - W) P||_2``. At the optimum it equals
+    ``s_{k+1}(A) <= s_k(A) = s_k(W)``. The rank check cannot see a network stuck at the saddle
+    near 0 (all k learned directions tiny but equal); this can.
+    """
     with torch.no_grad():
-        train_loss = per_matrix_loss(P, Yn, denom).detach()
-        U, V = net.factors()
-        lr_out = LowRank((U * scale_b).detach().to(a_dtype), V.detach().to(a_dtype))
-
-    # ---------------------------------------------------------------- the rank check
-    rtol = rank_rtol if rank_rtol is not None else math.sqrt(torch.finfo(dtype).eps)
-    eff = effective_rank(lr_out, rtol=rtol)
-    exact_tol = max(10 * floor, 1e3 * torch.finfo(dtype).eps)
-    deficient = eff < rank
-    explained = train_loss <= exact_tol  # A itself has rank < k and is reproduced
-    collapsed = deficient & ~explained
-    rank_ok = not bool(collapsed.any())
-    if not rank_ok and on_collapse != "ignore":
-        idx = torch.nonzero(collapsed.reshape(-1))[:, 0].tolist()
-        effs = eff.reshape(-1)[idx].tolist()
-        msg = (
-            f"matvec-ae rank check failed: the learned rank-{rank} map has numerical rank "
-            f"{effs[0] if len(effs) == 1 else effs} (relative threshold {rtol:.1e})"
-            f"{'' if not batch else f' for batch entries {idx}'} while its loss "
-            f"{float(train_loss.reshape(-1)[idx[0]]):.3e} is not at round-off: the network "
-            f"collapsed. Try init='orthogonal', optimizer='lbfgs', probes='identity' or more steps."
-        )
-        if on_collapse == "raise":
-            raise RankCollapseError(msg)
-        warnings.warn(msg, RankCollapseWarning, stacklevel=2)
-    # ---------------------------------------------------------------- the optimality check
-    # Complete isotropic probes give the residual exactly: ||A - W||_2 = ||(A - W) P||_2.
-    # At the optimum it equals s_{k+1}(A) <= s_k(A) = s_k(W). The rank check cannot see a
-    # network stuck at the saddle near 0 (all k learned directions tiny but equal); this can.
-    residual_ratio, optimal = None, None
-    if fixed:
-        with torch.no_grad():
-            R = Yn - net(P)
-            res2 = torch.linalg.matrix_norm(R, ord=2)
-            ru = torch.linalg.qr(U.double(), mode="r").R
-            rv = torch.linalg.qr(V.double().mT, mode="r").R
-            s_k = torch.linalg.svdvals(ru @ rv.mT)[..., rank - 1]
-            slack = 10 * torch.sqrt(floor * denom)
-            residual_ratio = res2 / s_k.clamp_min(torch.finfo(torch.float64).tiny)
-            good = (res2 <= s_k * (1 + 1e-3) + slack) | explained
-        optimal = bool(good.all())
-        if not optimal and on_collapse != "ignore":
-            idx = torch.nonzero(~good.reshape(-1))[:, 0].tolist()
-            ratio = float(residual_ratio.reshape(-1)[idx[0]])
-            msg = (
-                f"matvec-ae optimality check failed{'' if not batch else f' for {idx}'}: the "
-                f"residual keeps a direction {ratio:.3g}x stronger than the weakest learned one "
-                f"(the Eckart-Young optimum has this ratio <= 1), so training stopped away from "
-                f"the optimum (a saddle point or too few steps). Try init='orthogonal', "
-                f"optimizer='lbfgs' or more steps."
-            )
-            if on_collapse == "raise":
-                raise SuboptimalFitError(msg)
-            warnings.warn(msg, SuboptimalFitWarning, stacklevel=2)
-    return MatvecFit(
-        residual_ratio=residual_ratio,
-        optimal=optimal,
-        lowrank=lr_out,
-        train_loss=train_loss,
-        effective_rank=eff,
-        rank_ok=rank_ok,
-        n_matvecs=n_products,
-        loop=loop,
-        probes=probes,
-        optimizer=optimizer,
-        seconds=loop.seconds,
-        info={"scale": scale.tolist() if batch else float(scale)},
-    )
+        res2 = torch.linalg.matrix_norm(data.Y - net(data.P), ord=2)
+        ru = torch.linalg.qr(U.double(), mode="r").R
+        rv = torch.linalg.qr(V.double().mT, mode="r").R
+        s_k = torch.linalg.svdvals(ru @ rv.mT)[..., rank - 1]
+        slack = 10 * torch.sqrt(floor * data.denom)
+        residual_ratio = res2 / s_k.clamp_min(torch.finfo(torch.float64).tiny)
+        good = (res2 <= s_k * (1 + 1e-3) + slack) | explained
+    optimal = bool(good.all())
+    if not optimal:
+        idx = torch.nonzero(~good.reshape(-1))[:, 0].tolist()
+        ratio = float(residual_ratio.reshape(-1)[idx[0]])
+        _report(
+            f"matvec-ae optimality check failed{'' if not batched else f' for {idx}'}: the "
+            f"residual keeps a direction {ratio:.3g}x stronger than the weakest learned one "
+            f"(the Eckart-Young optimum has this ratio <= 1), so training stopped away from "
+            f"the optimum (a saddle point or too few steps). Try init='orthogonal', "
+            f"optimizer='lbfgs' or more steps.",
+            on_collapse, SuboptimalFitError, SuboptimalFitWarning,
+        )  # fmt: skip
+    return residual_ratio, optimal

@@ -139,8 +139,10 @@ class ChokePointNet(nn.Module):
         U, V = self.factors()
         return LowRank(U.detach().clone(), V.detach().clone())
 
+    @property
     def init_args(self) -> dict:
-        """JSON-serializable constructor arguments (for checkpoints)."""
+        """JSON-serializable constructor arguments (for checkpoints), an attribute as on every
+        network of the package."""
         return {
             "n_in": self.n_in,
             "n_out": self.n_out,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "load_state",
     "restore_optimizer",
     "save_checkpoint",
+    "stream_fingerprint",
     "tensor_fingerprint",
 ]
 
@@ -53,11 +55,20 @@ def class_path(obj_or_cls: Any) -> str:
 
 def tensor_fingerprint(t: torch.Tensor) -> str:
     """SHA-256 of a tensor's bytes (CPU, contiguous), for data and weight fingerprints."""
-    data = t.detach().to("cpu").contiguous()
+    return stream_fingerprint(tuple(t.shape), t.dtype, [t])
+
+
+def stream_fingerprint(
+    shape: tuple[int, ...], dtype: torch.dtype, chunks: Iterable[torch.Tensor]
+) -> str:
+    """:func:`tensor_fingerprint` of the tensor of ``shape`` and ``dtype`` whose leading-axis
+    pieces are ``chunks``, in order, without holding it whole (a split read from a store)."""
     h = hashlib.sha256()
-    h.update(str(tuple(data.shape)).encode())
-    h.update(str(data.dtype).encode())
-    h.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    h.update(str(tuple(shape)).encode())
+    h.update(str(dtype).encode())
+    for chunk in chunks:
+        data = chunk.detach().to(device="cpu", dtype=dtype).contiguous()
+        h.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     return h.hexdigest()
 
 

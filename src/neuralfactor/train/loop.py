@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from neuralfactor.core.validation import check_positive_int
 from neuralfactor.train.checkpoint import (
     load_checkpoint,
     load_state,
@@ -98,13 +99,10 @@ class LoopConfig:
             raise ValueError(
                 f"LoopConfig.diverge_factor must be > 1 or None. Got {self.diverge_factor}."
             )
-        if self.steps < 0 or self.eval_every < 1:
-            raise ValueError(
-                f"LoopConfig needs steps >= 0 and eval_every >= 1. Got steps={self.steps}, "
-                f"eval_every={self.eval_every}."
-            )
-        if self.patience is not None and self.patience < 1:
-            raise ValueError(f"LoopConfig.patience must be >= 1 or None. Got {self.patience}.")
+        check_positive_int(self.steps, name="steps", caller="LoopConfig", minimum=0)
+        check_positive_int(self.eval_every, name="eval_every", caller="LoopConfig")
+        if self.patience is not None:
+            check_positive_int(self.patience, name="patience", caller="LoopConfig")
 
 
 @dataclass
@@ -144,6 +142,163 @@ def _restore_best(
     model.load_state_dict(state)
 
 
+@dataclass
+class _Progress:
+    """The loop's state, as ``ckpt/last`` keeps it (``elapsed`` = seconds before this call)."""
+
+    step: int = 0
+    best: float = math.inf
+    best_step: int = -1
+    history: list[dict[str, float]] = field(default_factory=list)
+    bad_evals: int = 0
+    elapsed: float = 0.0
+    initial: float | None = None
+
+    def record(self, loss: float, metric: float, seconds: float, min_delta: float) -> bool:
+        """Add the evaluation at this step to the history; True when it is the new best."""
+        self.history.append({"step": self.step, "loss": loss, "metric": metric, "seconds": seconds})
+        if metric < self.best * (1 - min_delta) or self.best_step < 0:
+            self.best, self.best_step, self.bad_evals = metric, self.step, 0
+            return True
+        self.bad_evals += 1
+        return False
+
+
+@dataclass
+class _Checkpoints:
+    """Reads and writes ``ckpt/last`` (resumable) and ``ckpt/best`` of one training run;
+    writes nothing without a directory or with ``write=False``."""
+
+    ckpt: Path | None
+    write: bool
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    generators: dict[str, torch.Generator]
+    init_args: dict[str, Any]
+    meta: dict[str, Any] | None
+    config: LoopConfig
+
+    def resume(self, st: _Progress) -> str | None:
+        """Load ``ckpt/last`` into the model, optimizer, scheduler, generators and ``st``;
+        returns how that run stopped (``None``: it did not)."""
+        assert self.ckpt is not None
+        m, tensors = load_checkpoint(self.ckpt / "last")
+        load_state(self.model, tensors, self.ckpt / "last")
+        restore_optimizer(self.optimizer, m, tensors)
+        ts = m["train_state"]
+        if self.scheduler is not None and ts.get("scheduler") is not None:
+            self.scheduler.load_state_dict(ts["scheduler"])
+        for name, g in self.generators.items():
+            key = f"extra.gen.{name}"
+            if key not in tensors:
+                raise ValueError(
+                    f"Checkpoint {self.ckpt / 'last'} lacks the state of generator {name!r}."
+                )
+            g.set_state(tensors[key])
+        st.step, st.best, st.best_step = ts["step"], ts["best"], ts["best_step"]
+        st.history, st.bad_evals, st.elapsed = (
+            ts["history"],
+            ts["bad_evals"],
+            ts.get("seconds", 0.0),
+        )
+        st.initial = ts.get("initial")
+        return ts.get("stopped")
+
+    def last(self, st: _Progress, stopped: str | None, seconds: float) -> None:
+        if self.ckpt is None or not self.write:
+            return
+        ts = {
+            "step": st.step,
+            "best": st.best,
+            "best_step": st.best_step,
+            "history": st.history,
+            "bad_evals": st.bad_evals,
+            "stopped": stopped,
+            "seconds": seconds,
+            "config": asdict(self.config),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "initial": st.initial,
+        }
+        extra = {f"gen.{n}": g.get_state() for n, g in self.generators.items()}
+        save_checkpoint(
+            self.ckpt / "last",
+            self.model,
+            init_args=self.init_args,
+            optimizer=self.optimizer,
+            train_state=ts,
+            extra_tensors=extra,
+            meta=self.meta,
+        )
+
+    def best(self, step: int, metric: float) -> None:
+        if self.ckpt is None or not self.write:
+            return
+        save_checkpoint(
+            self.ckpt / "best",
+            self.model,
+            init_args=self.init_args,
+            train_state={"step": step, "metric": metric},
+            meta=self.meta,
+        )
+
+
+def _progress_bar(enabled: bool) -> Any:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=True,
+    )
+
+
+def _initial_metric(model: torch.nn.Module, eval_fn: Callable[[], float]) -> float:
+    """``eval_fn`` before the first step; a non-finite value is a TrainingDivergedError."""
+    model.eval()
+    with torch.no_grad():
+        initial = float(eval_fn())
+    if not math.isfinite(initial):
+        raise TrainingDivergedError(
+            f"The evaluation before training is {initial}: the model or the data already "
+            f"hold NaN/Inf. Check the input and the initialization."
+        )
+    return initial
+
+
+def _optimizer_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[int], Tensor],
+    step: int,
+    grad_clip: float | None,
+) -> float:
+    """One optimizer step (closure form: L-BFGS re-evaluates it); the loss as a float."""
+    model.train()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+
+    def closure() -> Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(step)
+        if torch.isfinite(loss):
+            loss.backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        return loss
+
+    return float(optimizer.step(closure).detach())
+
+
+def _evaluate(model: torch.nn.Module, eval_fn: Callable[[], float] | None, lval: float) -> float:
+    model.eval()
+    with torch.no_grad():
+        return float(eval_fn()) if eval_fn is not None else lval
+
+
 def run_training(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -174,185 +329,91 @@ def run_training(
     non-zero ranks of a distributed run, where rank 0 alone writes. ``remedy`` ends the
     one-line message of a diverged or stalled training (the method's documented fix).
     """
-    generators = generators or {}
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckpt is not None and init_args is None:
         raise ValueError("run_training needs init_args (JSON) to write checkpoints.")
-    start, best, best_step, history, bad_evals = 0, math.inf, -1, [], 0
-    elapsed0 = 0.0
+    io = _Checkpoints(
+        ckpt, write_checkpoints, model, optimizer, scheduler, generators or {},
+        init_args or {}, meta, config,
+    )  # fmt: skip
+    st = _Progress()
     checks = eval_fn is not None and (config.diverge_factor is not None or config.require_progress)
-    initial: float | None = None
-
     if resume and ckpt is not None and (ckpt / "last").exists():
-        m, tensors = load_checkpoint(ckpt / "last")
-        load_state(model, tensors, ckpt / "last")
-        restore_optimizer(optimizer, m, tensors)
-        ts = m["train_state"]
-        if scheduler is not None and ts.get("scheduler") is not None:
-            scheduler.load_state_dict(ts["scheduler"])
-        for name, g in generators.items():
-            key = f"extra.gen.{name}"
-            if key not in tensors:
-                raise ValueError(
-                    f"Checkpoint {ckpt / 'last'} lacks the state of generator {name!r}."
-                )
-            g.set_state(tensors[key])
-        start, best, best_step = ts["step"], ts["best"], ts["best_step"]
-        history, bad_evals, elapsed0 = ts["history"], ts["bad_evals"], ts.get("seconds", 0.0)
-        initial = ts.get("initial")
-        if start >= config.steps or ts.get("stopped") == "early-stopped":
+        how = io.resume(st)
+        if st.step >= config.steps or how == "early-stopped":
             if config.restore_best:
-                _restore_best(model, None, best_step, start, ckpt)
+                _restore_best(model, None, st.best_step, st.step, ckpt)
             return LoopResult(
-                start, best, best_step, "resumed-complete", elapsed0, history, initial
-            )
+                st.step, st.best, st.best_step, "resumed-complete", st.elapsed, st.history,
+                st.initial,
+            )  # fmt: skip
     elif checks:
-        model.eval()
-        with torch.no_grad():
-            initial = float(eval_fn())
-        if not math.isfinite(initial):
-            raise TrainingDivergedError(
-                f"The evaluation before training is {initial}: the model or the data already "
-                f"hold NaN/Inf. Check the input and the initialization."
-            )
-
-    def save(step: int, stopped: str | None, seconds: float) -> None:
-        if ckpt is None or not write_checkpoints:
-            return
-        extra = {f"gen.{n}": g.get_state() for n, g in generators.items()}
-        ts = {
-            "step": step,
-            "best": best,
-            "best_step": best_step,
-            "history": history,
-            "bad_evals": bad_evals,
-            "stopped": stopped,
-            "seconds": seconds,
-            "config": asdict(config),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "initial": initial,
-        }
-        save_checkpoint(
-            ckpt / "last",
-            model,
-            init_args=init_args or {},
-            optimizer=optimizer,
-            train_state=ts,
-            extra_tensors=extra,
-            meta=meta,
-        )
-
-    last_good = _state_copy(model)
-    best_state: dict[str, Tensor] | None = None
-    t0 = time.perf_counter()
-    stopped = "completed"
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(),
-        disable=not progress,
-        transient=True,
-    )
-    with bar:
-        task = bar.add_task(description, total=config.steps, completed=start, info="")
-        step = start
-        while step < config.steps:
-            model.train()
-
-            def closure(step: int = step) -> Tensor:
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(step)
-                if torch.isfinite(loss):
-                    loss.backward()
-                    if config.grad_clip is not None:
-                        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-                return loss
-
-            loss = optimizer.step(closure)
-            lval = float(loss.detach())
+        st.initial = _initial_metric(model, eval_fn)
+    where = f"; the last good checkpoint is {ckpt / 'last'}" if ckpt else ""
+    last_good, best_state = _state_copy(model), None
+    t0, stopped = time.perf_counter(), "completed"
+    with _progress_bar(progress) as bar:
+        task = bar.add_task(description, total=config.steps, completed=st.step, info="")
+        while st.step < config.steps:
+            lval = _optimizer_step(model, optimizer, loss_fn, st.step, config.grad_clip)
             if not math.isfinite(lval):
                 model.load_state_dict(last_good)
-                where = f"; the last good checkpoint is {ckpt / 'last'}" if ckpt else ""
                 raise TrainingDivergedError(
-                    f"The training loss became {lval} at step {step}{where}. Try a smaller "
+                    f"The training loss became {lval} at step {st.step}{where}. Try a smaller "
                     f"learning rate or gradient clipping."
                 )
             if scheduler is not None:
                 scheduler.step()
-            step += 1
-            info = f"{loss_label} {lval:.3e}"
-            if history:
-                info += f"; {metric_label} {history[-1]['metric']:.3e}"
-            bar.update(task, completed=step, info=info)
-            if step % config.eval_every == 0 or step == config.steps:
-                model.eval()
-                with torch.no_grad():
-                    metric = float(eval_fn()) if eval_fn is not None else lval
-                if (
-                    checks
-                    and initial is not None
-                    and config.diverge_factor is not None
-                    and not metric <= config.diverge_factor * initial
-                ):
-                    model.load_state_dict(last_good)
-                    where = f"; the last good checkpoint is {ckpt / 'last'}" if ckpt else ""
-                    raise TrainingDivergedError(
-                        f"Training diverged: the evaluation rose from {initial:.3e} before "
-                        f"training to {metric:.3e} at step {step} (more than "
-                        f"{config.diverge_factor:g}x){where}. {remedy}"
-                    )
-                history.append(
-                    {
-                        "step": step,
-                        "loss": lval,
-                        "metric": metric,
-                        "seconds": elapsed0 + time.perf_counter() - t0,
-                    }
+            st.step += 1
+            last = f"; {metric_label} {st.history[-1]['metric']:.3e}" if st.history else ""
+            bar.update(task, completed=st.step, info=f"{loss_label} {lval:.3e}{last}")
+            if st.step % config.eval_every and st.step != config.steps:
+                continue
+            metric = _evaluate(model, eval_fn, lval)
+            if checks and _blew_up(config, st.initial, metric):
+                model.load_state_dict(last_good)
+                raise TrainingDivergedError(
+                    f"Training diverged: the evaluation rose from {st.initial:.3e} before "
+                    f"training to {metric:.3e} at step {st.step} (more than "
+                    f"{config.diverge_factor:g}x){where}. {remedy}"
                 )
-                if metric < best * (1 - config.min_delta) or best_step < 0:
-                    best, best_step, bad_evals = metric, step, 0
-                    if config.restore_best:
-                        best_state = _state_copy(model)
-                    if ckpt is not None and write_checkpoints:
-                        save_checkpoint(
-                            ckpt / "best",
-                            model,
-                            init_args=init_args or {},
-                            train_state={"step": step, "metric": metric},
-                            meta=meta,
-                        )
-                else:
-                    bad_evals += 1
-                last_good = _state_copy(model)
-                if config.patience is not None and bad_evals >= config.patience:
-                    stopped = "early-stopped"
-                save(
-                    step,
-                    stopped if stopped != "completed" else None,
-                    elapsed0 + time.perf_counter() - t0,
-                )
-                if stopped == "early-stopped":
-                    break
+            if st.record(lval, metric, st.elapsed + time.perf_counter() - t0, config.min_delta):
+                best_state = _state_copy(model) if config.restore_best else None
+                io.best(st.step, metric)
+            last_good = _state_copy(model)
+            if config.patience is not None and st.bad_evals >= config.patience:
+                stopped = "early-stopped"
+            io.last(
+                st,
+                None if stopped == "completed" else stopped,
+                st.elapsed + time.perf_counter() - t0,
+            )
+            if stopped == "early-stopped":
+                break
     if config.restore_best:
-        _restore_best(model, best_state, best_step, step, ckpt)
-    if (
-        checks
-        and config.require_progress
-        and initial is not None
-        and history
-        and not best < (1 - MIN_PROGRESS) * initial
-    ):
+        _restore_best(model, best_state, st.best_step, st.step, ckpt)
+    if checks and config.require_progress and _stalled(st):
         raise TrainingStalledError(
-            f"Training did not converge: the best evaluation {best:.3e} (step {best_step}) is "
-            f"no better than {initial:.3e} before training after {step} steps; the result is "
-            f"unusable. {remedy}"
+            f"Training did not converge: the best evaluation {st.best:.3e} (step "
+            f"{st.best_step}) is no better than {st.initial:.3e} before training after "
+            f"{st.step} steps; the result is unusable. {remedy}"
         )
     return LoopResult(
-        step, best, best_step, stopped, elapsed0 + time.perf_counter() - t0, history, initial
+        st.step, st.best, st.best_step, stopped, st.elapsed + time.perf_counter() - t0,
+        st.history, st.initial,
+    )  # fmt: skip
+
+
+def _blew_up(config: LoopConfig, initial: float | None, metric: float) -> bool:
+    """``diverge_factor``: the evaluation exceeds that multiple of the initial one."""
+    factor = config.diverge_factor
+    return initial is not None and factor is not None and not metric <= factor * initial
+
+
+def _stalled(st: _Progress) -> bool:
+    """``require_progress``: the best evaluation is not below the initial one."""
+    return (
+        st.initial is not None
+        and bool(st.history)
+        and not st.best < (1 - MIN_PROGRESS) * st.initial
     )
