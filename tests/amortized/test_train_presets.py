@@ -72,7 +72,7 @@ def captured(monkeypatch):
 
     def fake(config, out, *, resume, overwrite, distributed, threads, progress):
         seen["config"] = config
-        return TrainRun(SimpleNamespace(history=[], fit_seconds=0.0, name=config.model))
+        return TrainRun(SimpleNamespace(history_=[], fit_seconds_=0.0, name=config.model))
 
     monkeypatch.setattr(distributed_run, "train_run", fake)
     return seen

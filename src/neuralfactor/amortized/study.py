@@ -317,7 +317,7 @@ def _run_methods(
         if r != config.rank:
             f = f.at_rank(r)
         methods[f.name] = f
-        kinds[f.name], fit_times[f.name] = "learned", f.fit_seconds
+        kinds[f.name], fit_times[f.name] = "learned", f.fit_seconds_
     for name in baselines:
         methods[name] = make_factorizer(name, rank=r)
         kinds[name] = "classical"

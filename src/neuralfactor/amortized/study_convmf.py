@@ -291,7 +291,7 @@ def lr_probe(config: ConvMFStudyConfig, log: Log = silent) -> list[dict[str, Any
             f = train_model(cfg, run, resume=(run / "ckpt" / "last").exists(), progress=False)
             frames, _, _ = load_split_frames(cfg)
             opt = float(optimal_scaled_loss(frames["val"], rank).mean())
-            h = f.history or read_json(run / "model" / "meta.json")["history"]
+            h = f.history_ or read_json(run / "model" / "meta.json")["history"]
             log(f"lr {lr:g}: validation scaled loss {h[-1]['metric']:.4f} (optimum {opt:.4f})")
             out.append(
                 {
@@ -304,7 +304,7 @@ def lr_probe(config: ConvMFStudyConfig, log: Log = silent) -> list[dict[str, Any
                     "val_best": min(e["metric"] for e in h),
                     "val_optimum": opt,
                     "n_val": int(frames["val"].shape[0]),
-                    "fit_seconds": f.fit_seconds,
+                    "fit_seconds": f.fit_seconds_,
                     "torch_threads": torch.get_num_threads(),
                     "cpu_count": os.cpu_count(),
                     "loadavg_before": load0,

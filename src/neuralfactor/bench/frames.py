@@ -172,7 +172,7 @@ def _learned_variant(path: Path, name: str, k: int, dtype: str, device: torch.de
     if f.nested:
         f = f.at_rank(k)
     if dtype == "bf16":
-        f.model.to(torch.bfloat16)
+        f.model_.to(torch.bfloat16)
     return f
 
 
@@ -338,12 +338,12 @@ def _one_case(
                     method, key_rank, train, config, device, run.scratch
                 )
             f = _learned_variant(run.trained[key], method, rank, dtype, device)
-            factorizers[method], fit_seconds[method] = f, f.fit_seconds
+            factorizers[method], fit_seconds[method] = f, f.fit_seconds_
             extras[method] = {
                 "train_epochs": config.train_epochs if config.models_dir is None else None,
                 "train_frames": config.train_frames,
                 "trained_rank": key_rank,
-                "train_metric_last": f.history[-1].get("metric") if f.history else None,
+                "train_metric_last": f.history_[-1].get("metric") if f.history_ else None,
             }
         except (ValueError, RuntimeError, FileNotFoundError) as exc:
             failed.append(_failed(method, exc))

@@ -101,11 +101,11 @@ def train(
         return
     if res.distributed:
         console.print(f"distributed: {res.world_size} processes")
-    metrics = [h["metric"] for h in f.history]
+    metrics = [h["metric"] for h in f.history_]
     last = metrics[-1] if metrics else float("nan")
     kept = min(metrics) if metrics and restore_best else last
     console.print(
-        f"trained {f.name} rank {rank} in {f.fit_seconds:.1f} s; validation scaled loss "
+        f"trained {f.name} rank {rank} in {f.fit_seconds_:.1f} s; validation scaled loss "
         f"(||X - UV||^2 / ||X||^2, mean over validation frames) {kept:.4g} "
         f"({'best' if restore_best else 'last'} epoch "
         f"kept; last {last:.4g}); model in {out / 'model'}"
