@@ -208,7 +208,7 @@ def _collect_constant(config, root, data, res: StudyResults, log: Log) -> None:
             res.records[split] += recs
             res.health.append(model_health(out))
             if k in (rs[0], rs[len(rs) // 2], rs[-1]):
-                s = np.load(out / "samples.npz")
+                s = np.load(out / "samples.npz", allow_pickle=False)
                 res.samples[split].append((k, {key: s[key] for key in s.files}))
         nout = train_job(root, StudyJob(data, split, max(rs), True, st), log)
         res.health.append(model_health(nout))
