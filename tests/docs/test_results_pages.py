@@ -22,6 +22,7 @@ COMMAND = re.compile(
     r"`((?:[A-Z_]+=\S+ )*python3? (benchmarks/[\w.-]+\.py)[^`]*--from-records[^`]*)`"
 )
 
+
 def _pages() -> list[str]:
     return sorted(p.name for p in RESULTS.glob("*.md"))
 

@@ -77,7 +77,10 @@ def test_targets_say_met_missed_and_by_how_much():
     assert "speed-up per simulated time 2.00x" in lines and "not measured here" in lines
     assert "fastest truncation fd5 + rsvd is 2.50x the svd truncation per stage" in lines
     assert "(target >= 5x: MISSED;" in lines
-    assert "lowrank vs fd5 + svd speed-up" in lines and "Load averages during the two runs 3.0" in lines
+    assert (
+        "lowrank vs fd5 + svd speed-up" in lines
+        and "Load averages during the two runs 3.0" in lines
+    )
     assert "Learned truncation: NOT in this table" in lines
 
 

@@ -112,5 +112,7 @@ def test_bad_records_are_refused_with_the_file_named(tmp_path):
     with pytest.raises(ValueError, match=r"resume-matrix.jsonl, row 1: missing keys \['case'"):
         load_reliability_records(d)
     (d / "resume-matrix.jsonl").write_text("not json\n")
-    with pytest.raises(ValueError, match=r"resume-matrix.jsonl, line 1: expected one JSON object per line"):
+    with pytest.raises(
+        ValueError, match=r"resume-matrix.jsonl, line 1: expected one JSON object per line"
+    ):
         load_reliability_records(d)

@@ -235,7 +235,10 @@ def worker(spec: dict, make_truncation: Callable[..., Any]) -> dict:
         )
     ref = None
     if spec.get("reference"):
-        ref = {float(k): torch.tensor(np.load(v, allow_pickle=False)) for k, v in spec["reference"].items()}
+        ref = {
+            float(k): torch.tensor(np.load(v, allow_pickle=False))
+            for k, v in spec["reference"].items()
+        }
     with pinned_threads(1):
         solver = VlasovSolver(cfg, truncation=None if timed is None else timed._inner)
         if timed is not None:
