@@ -64,8 +64,16 @@ __all__ = [
 FRAME_DTYPES: tuple[str, ...] = ("float32", "tf32", "bf16")
 #: Library peers (all registered factorizers; scipy/sklearn run on the CPU whatever the device).
 PEERS: tuple[str, ...] = ("svd", "scipy-gesdd", "svds-arpack", "sklearn-rsvd", "torch-lowrank")
-#: Learned factorizers of the suite: ConvMF, its least-squares refinement, the nested model.
-LEARNED: tuple[str, ...] = ("convmf", "convmf+refine", "convmf-nested", "convmf-nested+refine")
+#: Learned factorizers of the suite: ConvMF, its least-squares refinement, the nested model,
+#: and the sketch encoder (two frame-sized products per frame).
+LEARNED: tuple[str, ...] = (
+    "convmf",
+    "convmf+refine",
+    "convmf-nested",
+    "convmf-nested+refine",
+    "sketch",
+    "sketch+refine",
+)
 #: Registered names the suite leaves out, with the reason (printed as a note).
 SKIPPED: dict[str, str] = {
     "fork": "learned; the suite times ConvMF",
@@ -256,10 +264,9 @@ def _train_learned(
     from neuralfactor.amortized import LearnedFactorizer, TrainSettings
 
     nested = "nested" in name
+    model = "sketch" if name.startswith("sketch") else "convmf"
     if config.models_dir is not None:
-        path = (
-            Path(config.models_dir) / f"{'convmf-nested' if nested else 'convmf'}-{m}x{n}-r{rank}"
-        )
+        path = Path(config.models_dir) / f"{'convmf-nested' if nested else model}-{m}x{n}-r{rank}"
         if not path.exists():
             raise FileNotFoundError(f"--models {config.models_dir}: no trained model at {path}.")
         return LearnedFactorizer.load(path, device=str(device))
@@ -270,7 +277,7 @@ def _train_learned(
         seed=config.seed,
         device=str(device),
     )
-    f = LearnedFactorizer(rank, model="convmf", nested=nested, settings=settings)
+    f = LearnedFactorizer(rank, model=model, nested=nested, settings=settings)
     return f.fit(train.to(device=device, dtype=torch.float32))
 
 
@@ -426,7 +433,7 @@ def _one_case(methods, rank, X, prev, opt, train, config, device, dtype, trained
         try:
             nested = "nested" in method
             key_rank = max(config.ranks) if nested else rank
-            key = ("nested" if nested else "convmf", key_rank)
+            key = ("nested" if nested else method.split("+")[0], key_rank)
             if key not in trained:
                 trained[key] = _train_learned(method, key_rank, train, config, device, m, n)
             base = trained[key]

@@ -1,0 +1,136 @@
+"""SketchMF: the learned encoder that reads the sketch X Omega (two frame-sized products)."""
+
+import pytest
+import torch
+from tests.helpers import evolving_frames, planted
+
+import neuralfactor as nf
+from neuralfactor.amortized import LearnedFactorizer, SketchMF, sketch_flops, train_preset
+from neuralfactor.core.metrics import ratio_to_optimum, scaled_loss
+
+M, N = 12, 16
+
+
+@pytest.mark.parametrize("head", ["ritz", "mlp"])
+def test_forward_shapes_backward_and_no_unused_parameters(head):
+    net = SketchMF(M, N, 3, head=head, hidden=(8,))
+    X = torch.randn(5, 2, M, N)
+    U, V = net(X)
+    assert U.shape == (5, 2, M, 3) and V.shape == (5, 2, 3, N)
+    (X - U @ V).square().sum().backward()
+    unused = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not unused, unused
+    # U is orthonormal and V the least-squares V for it, whatever the weights
+    torch.testing.assert_close(U.mT @ U, torch.eye(3).expand(5, 2, 3, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(V, U.mT @ X, atol=1e-5, rtol=1e-5)
+
+
+def test_fixed_sketch_is_a_buffer_and_width_is_capped():
+    net = SketchMF(M, N, 3, learn_sketch=False)
+    assert "omega" not in dict(net.named_parameters()) and net.omega.shape == (N, 8)
+    assert SketchMF(M, N, 10, oversample=5).k == M  # min(rank + oversample, m, n)
+
+
+@pytest.mark.parametrize("head", ["ritz", "mlp"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_planted_rank_recovered_to_round_off_before_training(head, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    X = planted((4, 30, 40), rank=5, generator=g, dtype=dtype)
+    net = SketchMF(30, 40, 5, head=head).to(dtype)
+    with torch.no_grad():
+        U, V = net(X)
+    loss = scaled_loss(X.double(), nf.LowRank(U.double(), V.double()))
+    # span(X Omega) is X's range for a generic Omega; the scaled loss is a squared relative
+    # error, so eps^2 times 1e6 (relative error <= 1000 eps)
+    assert float(loss.max()) <= torch.finfo(dtype).eps ** 2 * 1e6
+
+
+def test_ritz_head_is_the_rayleigh_ritz_of_the_sketch_in_float64(gen):
+    """Reference: Q = qr(X Omega), B = Q^T X, truncated SVD of B (Halko et al. 2011, Alg. 5.1)."""
+    X = planted((3, 20, 30), rank=20, decay=0.7, generator=gen)
+    net = SketchMF(20, 30, 4, oversample=3, learn_sketch=False).double()
+    with torch.no_grad():
+        U, V = net(X)
+    Q = torch.linalg.qr(X @ net.omega).Q
+    B = Q.mT @ X
+    W, s, Vh = torch.linalg.svd(B, full_matrices=False)
+    ref = (Q @ W[..., :4]) * s[..., None, :4] @ Vh[..., :4, :]
+    torch.testing.assert_close(U @ V, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_bad_parameters_and_wrong_frame_size_are_refused():
+    with pytest.raises(ValueError, match=r"'head' parameter of SketchMF must be one of"):
+        SketchMF(M, N, 3, head="conv")
+    with pytest.raises(ValueError, match=r"'oversample' parameter of SketchMF must be an int"):
+        SketchMF(M, N, 3, oversample=-1)
+    with pytest.raises(ValueError, match=r"'rank' parameter of SketchMF must be an int in"):
+        SketchMF(M, N, 13)
+    net = SketchMF(M, N, 3)
+    with pytest.raises(
+        ValueError, match=r"SketchMF was built for 12x16 frames; got input of shape \(2, 12, 17\)"
+    ):
+        net(torch.randn(2, M, N + 1))
+
+
+def test_flop_count_formula():
+    m, n, r, k = 64, 128, 6, 11
+    ritz = 4 * m * n * k + 4 * m * k * k - 4 * k**3 / 3 + 2 * n * k * k + 9 * k**3
+    ritz += 2 * m * k * r + 2 * n * k * r
+    assert sketch_flops(m, n, r) == ritz
+    mlp = 2 * m * n * k + 2 * m * n * r + 2 * m * k * k + 2 * (66 * 8 + 8 * k * r)
+    mlp += 2 * m * k * r + 4 * m * r * r - 4 * r**3 / 3
+    assert sketch_flops(m, n, r, head="mlp", hidden=(8,)) == mlp
+    refit = 2 * (4 * m * r * r + 9 * r**3) + 2 * m * n * r
+    assert sketch_flops(m, n, r, refine=True) == ritz + refit
+    # two frame-sized products: the count is within the products' 4mnk plus small work
+    assert sketch_flops(128, 256, 12) < 1.2 * 4 * 128 * 256 * 17
+    with pytest.raises(ValueError, match=r"sketch_flops\(\) knows the heads"):
+        sketch_flops(m, n, r, head="conv")
+
+
+def _fit(frames, **kw):
+    settings = train_preset("best", epochs=kw.pop("epochs", 8), lr=3e-3, batch_size=10)
+    return LearnedFactorizer(3, model="sketch", settings=settings, **kw).fit(frames)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return evolving_frames(80, M, N, rank=6, dtype=torch.float32)
+
+
+def test_registered_and_trained_through_the_common_path(frames):
+    assert {"sketch", "sketch+refine"} <= set(nf.available_factorizers())
+    f = nf.make_factorizer("sketch+refine", rank=3, settings=train_preset("best", epochs=2))
+    assert f.name == "sketch+refine" and f.model_name == "sketch"
+    f = _fit(frames[:60], model_kwargs={"oversample": 2})
+    assert f.model.init_args["oversample"] == 2 and f.history
+    X = planted((2, M, N), rank=3, dtype=torch.float32)  # unseen, exactly rank 3
+    out = f.factorize(X)
+    assert out.U.shape == (2, M, 3) and out.V.shape == (2, 3, N) and out.dtype == torch.float32
+    assert float(scaled_loss(X.double(), out).max()) <= torch.finfo(torch.float32).eps ** 2 * 1e6
+    with pytest.raises(ValueError, match="SketchMF was built for 12x16 frames"):
+        f.factorize(torch.randn(2, M + 1, N))
+
+
+def test_training_improves_on_the_gaussian_sketch(frames):
+    """The trained Omega beats the random one it started from on held-out frames."""
+    train, test = frames[:60], frames[60:]
+    X64 = test.double()
+    before = LearnedFactorizer(3, model="sketch", settings=train_preset("best", epochs=1))
+    torch.manual_seed(0)  # the same initial Omega as the fit below (seed 0)
+    before.model, before._fitted = SketchMF(M, N, 3).eval(), True
+    after = _fit(train, epochs=30)
+    r0 = ratio_to_optimum(X64, before.factorize(test), rank=3).mean()
+    r1 = ratio_to_optimum(X64, after.factorize(test), rank=3).mean()
+    assert r1 < r0 and r1 < 1.05, (float(r0), float(r1))
+
+
+@pytest.mark.parametrize("head", ["ritz", "mlp"])
+def test_save_load_round_trip(frames, tmp_path, head):
+    f = _fit(frames[:60], epochs=2, model_kwargs={"head": head, "hidden": [8]})
+    f.save(tmp_path / "m")
+    g = LearnedFactorizer.load(tmp_path / "m", refine="lstsq")
+    assert g.name == "sketch+refine" and g.model.init_args == f.model.init_args
+    a, b = f.factorize(frames[60:]), g.factorize(frames[60:])
+    torch.testing.assert_close(a.reconstruct(), b.reconstruct(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(f.model.omega, g.model.omega, rtol=0, atol=0)
