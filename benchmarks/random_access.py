@@ -40,9 +40,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", default="64x128,128x256")
     ap.add_argument("--ranks", default="6,12")
-    ap.add_argument("--frames", type=int, default=400, help="simulated frames per size")
-    ap.add_argument("--sketch-epochs", type=int, default=60)
-    ap.add_argument("--convmf-epochs", type=int, default=20)
+    ap.add_argument("--frames", type=int, default=None, help="simulated frames per size (300)")
+    ap.add_argument("--sketch-epochs", type=int, default=None, help="default 40")
+    ap.add_argument("--convmf-epochs", type=int, default=None, help="default 10")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="16x32, rank 3, 1-2 epochs (tests)")
     ap.add_argument("--records", type=Path, default=RECORDS)
@@ -55,24 +55,30 @@ def main() -> None:
         run_random_access,
     )
     from neuralfactor.core.validation import parse_ints
-    from neuralfactor.io import atomic_write_text, read_jsonl
+    from neuralfactor.io import append_jsonl, atomic_write_text, read_jsonl
     from neuralfactor.report.random_access import random_access_markdown
 
     if not args.from_records:
         if args.quick:
             config = quick_config(threads=args.threads)
         else:
+            given = {
+                "frames": args.frames,
+                "sketch_epochs": args.sketch_epochs,
+                "convmf_epochs": args.convmf_epochs,
+            }
             config = RandomAccessConfig(
                 sizes=_sizes(args.sizes),
                 ranks=parse_ints(args.ranks, "--ranks"),
-                frames=args.frames,
-                sketch_epochs=args.sketch_epochs,
-                convmf_epochs=args.convmf_epochs,
                 threads=args.threads,
+                **{k: v for k, v in given.items() if v is not None},
             )
         t0 = time.time()
+        partial = args.records.with_suffix(".partial.jsonl")  # survives a killed run
+        partial.unlink(missing_ok=True)
 
         def show(r: dict) -> None:
+            append_jsonl(partial, [r])
             print(
                 f"{r['m']}x{r['n']} r={r['rank']:>2} {r['split']:<13} {r['label']:<32} "
                 f"{r['seconds_per_matrix'] * 1e6:9.1f} us  worst {r['ratio_max']:.4f}  "
@@ -84,6 +90,7 @@ def main() -> None:
         records = run_random_access(config, command=command, on_record=show)
         text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
         atomic_write_text(args.records, text)
+        partial.unlink(missing_ok=True)
         print(f"wrote {args.records} ({time.time() - t0:.0f} s)")
     atomic_write_text(args.page, random_access_markdown(read_jsonl(args.records)))
     print(f"wrote {args.page}")

@@ -13,17 +13,30 @@ from neuralfactor.bench.random_access import (
     cheapest_rsvd,
     convmf_flops,
     method_flops,
-    quick_config,
-    run_random_access,
     split_frames,
 )
 from neuralfactor.classical import flops
+from neuralfactor.io import read_jsonl
 from neuralfactor.report.random_access import band_verdicts, random_access_markdown
 
 
 @pytest.fixture(scope="module")
-def records():
-    return run_random_access(quick_config(), command="python benchmarks/random_access.py --quick")
+def quick_run(tmp_path_factory):
+    """``benchmarks/random_access.py --quick`` once: its records and page."""
+    tmp = tmp_path_factory.mktemp("random-access")
+    rec, page = tmp / "r.jsonl", tmp / "p.md"
+    argv = sys.argv
+    sys.argv = ["random_access.py", "--quick", "--records", str(rec), "--page", str(page)]
+    try:
+        runpy.run_path("benchmarks/random_access.py", run_name="__main__")
+    finally:
+        sys.argv = argv
+    return rec, page
+
+
+@pytest.fixture(scope="module")
+def records(quick_run):
+    return read_jsonl(quick_run[0])
 
 
 def test_records_cover_every_row_with_flops_and_training(records):
@@ -48,9 +61,8 @@ def test_records_cover_every_row_with_flops_and_training(records):
 
 
 def test_page_is_a_pure_function_of_the_records(records):
-    text = json.loads(json.dumps(records, default=str))  # as read back from the JSON lines
-    page = random_access_markdown(text)
-    assert page == random_access_markdown(text)
+    page = random_access_markdown(records)
+    assert page == random_access_markdown(json.loads(json.dumps(records)))
     assert "`python benchmarks/random_access.py --from-records`" in page
     assert "## Verdicts" in page and "## 16x32" in page
     assert page.count("| 16x32 | 3 |") == 4  # two splits x two bands
@@ -81,7 +93,7 @@ def test_band_verdicts_win_gap_and_outside():
     rows = [_row("rsvd", 100, 1.004), _row("scipy-gesdd", 900, 1.0), _row("sketch", 50, 1.03)]
     (v,) = band_verdicts(rows, 1.05)
     assert v["classical"]["method"] == "rsvd" and v["learned"]["method"] == "sketch"
-    assert v["verdict"].startswith("win for learning: sketch 2.0x")
+    assert v["verdict"].startswith("win for learning: sketch 2x (")
     (v,) = band_verdicts(rows, 1.01)  # the sketch is outside the tighter band
     assert (
         v["learned"] is None
@@ -152,12 +164,40 @@ def test_flop_counts_of_the_learned_rows():
     assert convmf_flops(64, 128, 6) > 2 * 64 * 128 * 500
 
 
-def test_script_quick_and_from_records(tmp_path, monkeypatch):
-    rec, page = tmp_path / "r.jsonl", tmp_path / "p.md"
-    args = ["random_access.py", "--quick", "--records", str(rec), "--page", str(page)]
+def test_script_from_records_rewrites_the_quick_page(quick_run, monkeypatch):
+    rec, page = quick_run
+    first = page.read_text()
+    assert "--quick" in first and not rec.with_suffix(".partial.jsonl").exists()
+    args = ["random_access.py", "--from-records", "--records", str(rec), "--page", str(page)]
     monkeypatch.setattr(sys, "argv", args)
     runpy.run_path("benchmarks/random_access.py", run_name="__main__")
-    first = page.read_text()
-    monkeypatch.setattr(sys, "argv", [*args[:1], "--from-records", *args[2:]])
-    runpy.run_path("benchmarks/random_access.py", run_name="__main__")
-    assert page.read_text() == first and "--quick" in first
+    assert page.read_text() == first
+
+
+def test_frames_suite_trains_and_times_the_sketch_rows():
+    """benchmarks/frames_gpu.py times the sketch encoder through the frames suite: one model
+    per rank, plain and +refine (equal accuracy: both return the least-squares V)."""
+    from neuralfactor.bench.frames import LEARNED, FramesConfig, run_frames
+
+    assert {"sketch", "sketch+refine"} <= set(LEARNED)
+    cfg = FramesConfig(
+        device="cpu",
+        sizes=((16, 32),),
+        ranks=(2,),
+        batches=(1, 6),
+        methods=("sketch", "sketch+refine"),
+        repeats=3,
+        warmup=0,
+        max_call_seconds=0.05,
+        min_seconds=0.0,
+        max_case_seconds=0.1,
+        train_frames=30,
+        train_epochs=3,
+        t_end=10.0,
+    )
+    recs = run_frames(cfg)
+    assert [r["method"] for r in recs] == ["sketch", "sketch+refine"] * 2
+    assert all("error" not in r and r["family"] == "learned" for r in recs)
+    assert len({r["fit_seconds"] for r in recs}) == 1  # one training serves both rows
+    for plain, refined in (recs[:2], recs[2:]):
+        assert refined["ratio_mean"] == pytest.approx(plain["ratio_mean"], rel=1e-4)
