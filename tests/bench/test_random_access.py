@@ -201,3 +201,19 @@ def test_frames_suite_trains_and_times_the_sketch_rows():
     assert len({r["fit_seconds"] for r in recs}) == 1  # one training serves both rows
     for plain, refined in (recs[:2], recs[2:]):
         assert refined["ratio_mean"] == pytest.approx(plain["ratio_mean"], rel=1e-4)
+
+
+def test_page_states_the_target_at_128x256_rank_12():
+    def at_target(method, us, worst):
+        r = _row(method, us, worst, m=128, n=256, rank=12, loadavg_before=0.5)
+        r.update(loadavg_after=0.7, command="c", date="d", machine="x86_64", threads=1)
+        r.update(torch_version="t", scipy_version="s", ratio_mean=1.0, label=method)
+        r.update(config={"frames": 300, "sketch_epochs": 1, "sketch_lr": 0.01})
+        r["config"].update(sketch_oversample=[5], convmf_epochs=1, bands=[1.05, 1.01])
+        return r
+
+    page = random_access_markdown([at_target("rsvd", 300, 1.004), at_target("sketch", 200, 1.03)])
+    assert "- interpolation: met (win for learning: sketch 1.5x (" in page
+    assert "measured under load" not in page
+    page = random_access_markdown([at_target("rsvd", 300, 1.004), at_target("sketch", 600, 1.03)])
+    assert "- interpolation: missed (gap: 2.00x slower; overhead, not operations" in page

@@ -139,6 +139,19 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _target(records: list[dict[str, Any]]) -> list[str]:
+    """The issue's target at 128x256, rank 12: a learned row within 1.05 at no more than the
+    time of the fastest classical row within 1.05 (a tie within noise counts as met)."""
+    verdicts = [v for v in band_verdicts(records, 1.05) if v["case"][:3] == (128, 256, 12)]
+    if not verdicts:
+        return []
+    out = ["", "## Target (128x256, rank 12, worst ratio <= 1.05)", ""]
+    for v in verdicts:
+        met = v["verdict"].startswith(("win", "tie"))
+        out.append(f"- {v['case'][3]}: {'met' if met else 'missed'} ({v['verdict']}).")
+    return out
+
+
 def random_access_markdown(records: list[dict[str, Any]]) -> str:
     """The page, from the records alone (byte-identical on regeneration)."""
     records = [r for r in records if r.get("suite") == "random-access"]
@@ -166,6 +179,7 @@ def random_access_markdown(records: list[dict[str, Any]]) -> str:
                 f"{_us(c['seconds_per_matrix']) if c else '-'} | {le['label'] if le else '-'} | "
                 f"{_us(le['seconds_per_matrix']) if le else '-'} | {v['verdict']} |"
             )
+    out += _target(records)
     for m, n in dict.fromkeys((r["m"], r["n"]) for r in records):
         rows = [r for r in records if (r["m"], r["n"]) == (m, n)]
         out += ["", f"## {m}x{n}", ""]
