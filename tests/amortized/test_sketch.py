@@ -151,3 +151,18 @@ def test_save_load_round_trip(frames, tmp_path, head):
     a, b = f.factorize(frames[60:]), g.factorize(frames[60:])
     torch.testing.assert_close(a.reconstruct(), b.reconstruct(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(f.model.omega, g.model.omega, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("head", ["ritz", "mlp"])
+def test_bfloat16_weights_run_the_small_work_in_float32(head):
+    """The frames suite's bf16 rows: products in bfloat16, QR/eigh in float32 (QR has no
+    bfloat16 kernel); U is orthonormal to bfloat16 precision (eps 2^-7)."""
+    net = SketchMF(M, N, 3, head=head, hidden=(8,)).to(torch.bfloat16)
+    X = planted((4, M, N), rank=3, dtype=torch.bfloat16)
+    U, V = net(X)
+    assert U.dtype == V.dtype == torch.bfloat16
+    eye = torch.eye(3).expand(4, 3, 3)
+    torch.testing.assert_close((U.mT @ U).float(), eye, atol=4 * 2**-7, rtol=0)
+    # U and V are rounded to bfloat16 (unit roundoff 2^-8): a relative error of ~25 roundoffs
+    # (the planted spectrum spans 10..1), squared
+    assert float(scaled_loss(X.double(), nf.LowRank(U.double(), V.double())).max()) < 1e-2
