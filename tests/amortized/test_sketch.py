@@ -194,3 +194,22 @@ def test_cli_trains_and_evaluates_the_sketch_model(tmp_path):
     # both return the least-squares V for the same U: equal accuracy
     a, b = learned["sketch"], learned["sketch+refine"]
     assert a["ratio_mean"] == pytest.approx(b["ratio_mean"], rel=1e-4)
+
+
+@pytest.mark.parametrize("head", ["ritz", "mlp"])
+def test_zero_huge_and_tiny_frames_give_finite_factors(head):
+    """Scale does not change the subspace: the small Gram matrices are formed from the
+    sketch scaled to max |entry| 1, so a frame of 1e30 (whose Gram overflows float32) or a
+    zero frame gives finite factors; the rank-1 constant frames are recovered exactly."""
+    net = SketchMF(M, N, 3, head=head, hidden=(8,)).eval()
+    ones = torch.ones(1, M, N)
+    for X in (torch.zeros(1, M, N), ones, 1e30 * ones, 1e-30 * ones):
+        with torch.no_grad():
+            U, V = net(X)
+        assert torch.isfinite(U).all() and torch.isfinite(V).all()
+        if X.abs().max() > 0:  # rank 1: recovered to float32 round-off
+            X64 = X.double()  # the norm of a 1e30 frame overflows float32
+            err = (X64 - U.double() @ V.double()).norm() / X64.norm()
+            assert float(err) <= 1e3 * torch.finfo(torch.float32).eps
+        else:
+            assert not V.abs().max() > 0

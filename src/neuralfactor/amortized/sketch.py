@@ -49,6 +49,11 @@ SketchHead = Literal["ritz", "mlp"]
 SKETCH_HEADS: tuple[str, ...] = get_args(SketchHead)
 
 
+def _amax(A: Tensor) -> Tensor:
+    """Largest |entry| of each matrix (*, 1, 1), at least the smallest normal number."""
+    return A.abs().amax(dim=(-2, -1), keepdim=True).clamp_min(torch.finfo(A.dtype).tiny)
+
+
 def _width(m: int, n: int, rank: int, oversample: int) -> int:
     return min(rank + oversample, m, n)
 
@@ -135,11 +140,13 @@ class SketchMF(FactorNet):
         if self.head == "ritz":
             Q = torch.linalg.qr(Y).Q
             B = (Q.to(X.dtype).mT @ X).to(work)  # the second, (*, k, n)
-            G = (B @ B.mT).double()
+            Bs = B / _amax(B)  # the Gram of a huge frame would overflow; W does not change
+            G = (Bs @ Bs.mT).double()
             _, W = torch.linalg.eigh(G)  # ascending: the top r are the last r columns
             W = W[..., -r:].flip(-1).to(work)
             return (Q @ W).to(X.dtype), (W.mT @ B).to(X.dtype)
-        G = Y.mT @ Y
+        Ys = Y / _amax(Y)
+        G = Ys.mT @ Ys
         G = G / G.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None].clamp_min(
             torch.finfo(G.dtype).tiny
         )
