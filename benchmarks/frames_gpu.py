@@ -9,8 +9,9 @@ docs/results/performance.md from every records file there:
 
 ``--from-records`` rewrites the page from the committed records, byte for byte, without
 measuring. Frames are simulated in memory (neuralfactor.vlasov, strong Landau at each size):
-no Zarr, no Dask needed. ``neuralfactor bench --suite frames`` runs the same code
-(neuralfactor.bench.frames).
+no Zarr, no Dask needed. The learned rows (ConvMF and the sketch encoder SketchMF, each
+plain and +refine) are trained briefly on earlier frames and timed at every batch (cuda: 1 and
+4096). ``neuralfactor bench --suite frames`` runs the same code (neuralfactor.bench.frames).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ TRAINED = {"matvec-ae", "convmf", "fork", "danmf", "convmf+refine", "nested"}
 # Methods defined only for nonnegative input (not Eckart-Young optimal by design).
 NONNEGATIVE = {"nmf"}
 ALL_CLASSICAL = [
-    n for n in NAMES if n not in TRAINED and not n.startswith(("convmf", "fork", "danmf"))
+    n for n in NAMES if n not in TRAINED and not n.startswith(("convmf", "fork", "danmf", "sketch"))
 ]
 CLASSICAL = [n for n in ALL_CLASSICAL if n not in NONNEGATIVE]
 

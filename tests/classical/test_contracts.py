@@ -12,7 +12,7 @@ from tests.helpers import planted
 import neuralfactor as nf
 from neuralfactor.core.factorizer import factorizer_contract
 
-LEARNED_PREFIXES = ("convmf", "fork", "danmf", "matvec")
+LEARNED_PREFIXES = ("convmf", "fork", "danmf", "matvec", "sketch")
 CLASSICAL = [n for n in nf.available_factorizers() if not n.startswith(LEARNED_PREFIXES)]
 
 

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 import neuralfactor as nf
 from neuralfactor.core.factorizer import FactorizationError, NotFittedError, factorizer_contract
 
-LEARNED_PREFIXES = ("convmf", "fork", "danmf", "matvec")
+LEARNED_PREFIXES = ("convmf", "fork", "danmf", "matvec", "sketch")
 CLASSICAL = [n for n in nf.available_factorizers() if not n.startswith(LEARNED_PREFIXES)]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 DOCUMENTED = (ValueError, TypeError, FactorizationError, NotFittedError)

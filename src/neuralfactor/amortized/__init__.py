@@ -1,7 +1,7 @@
 """Networks that map a matrix to its factors (one network, many matrices).
 
 Importing this package registers the learned factorizers (``convmf``, ``fork``, ``danmf``,
-their ``+refine`` hybrids, ``convmf+subspace`` and ``convmf-nested``).
+``sketch`` (a learned encoder reading X Omega), their ``+refine`` hybrids, ``convmf+subspace`` and ``convmf-nested``).
 """
 
 from neuralfactor.amortized.factorizer import (
@@ -16,6 +16,7 @@ from neuralfactor.amortized.factorizer import (
     train_preset,
 )
 from neuralfactor.amortized.models import DANMF, MODELS, ConvMF, Fork, build_model
+from neuralfactor.amortized.sketch import SketchMF, sketch_flops
 
 __all__ = [
     "DANMF",
@@ -26,10 +27,12 @@ __all__ = [
     "ConvMF",
     "Fork",
     "LearnedFactorizer",
+    "SketchMF",
     "TrainSettings",
     "build_model",
     "nested_losses",
     "projection_losses",
     "refine_factors",
+    "sketch_flops",
     "train_preset",
 ]

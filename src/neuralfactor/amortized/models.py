@@ -169,7 +169,16 @@ class DANMF(FactorNet):
         return U.flatten(1), V
 
 
-MODELS: dict[str, type[FactorNet]] = {"convmf": ConvMF, "fork": Fork, "danmf": DANMF}
+# SketchMF subclasses FactorNet, so its module is imported once FactorNet exists (the package
+# __init__ always imports this module first).
+from neuralfactor.amortized.sketch import SketchMF  # noqa: E402
+
+MODELS: dict[str, type[FactorNet]] = {
+    "convmf": ConvMF,
+    "fork": Fork,
+    "danmf": DANMF,
+    "sketch": SketchMF,
+}
 
 
 def build_model(name: str, m: int, n: int, rank: int, **kwargs) -> FactorNet:

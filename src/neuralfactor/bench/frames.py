@@ -143,7 +143,8 @@ def _trained_path(
     from neuralfactor.amortized import LearnedFactorizer, TrainSettings
 
     nested = "nested" in name
-    stem = f"{'convmf-nested' if nested else 'convmf'}-{train.shape[-2]}x{train.shape[-1]}-r{rank}"
+    model = "sketch" if name.startswith("sketch") else "convmf"
+    stem = f"{'convmf-nested' if nested else model}-{train.shape[-2]}x{train.shape[-1]}-r{rank}"
     if config.models_dir is not None:
         path = Path(config.models_dir) / stem
         if not path.exists():
@@ -156,7 +157,7 @@ def _trained_path(
         seed=config.seed,
         device=str(device),
     )
-    f = LearnedFactorizer(rank, model="convmf", nested=nested, settings=settings)
+    f = LearnedFactorizer(rank, model=model, nested=nested, settings=settings)
     f.fit(train.to(device=device, dtype=torch.float32))
     return f.save(scratch / stem)
 
@@ -332,7 +333,7 @@ def _one_case(
         try:
             nested = "nested" in method
             key_rank = max(config.ranks) if nested else rank
-            key = ("nested" if nested else "convmf", key_rank)
+            key = ("nested" if nested else method.split("+")[0], key_rank)
             if key not in run.trained:
                 run.trained[key] = _trained_path(
                     method, key_rank, train, config, device, run.scratch

@@ -31,7 +31,16 @@ FRAME_DTYPES: tuple[str, ...] = ("float32", "tf32", "bf16")
 #: Library peers (all registered factorizers; scipy/sklearn run on the CPU whatever the device).
 PEERS: tuple[str, ...] = ("svd", "scipy-gesdd", "svds-arpack", "sklearn-rsvd", "torch-lowrank")
 #: Learned factorizers of the suite: ConvMF, its least-squares refinement, the nested model.
-LEARNED: tuple[str, ...] = ("convmf", "convmf+refine", "convmf-nested", "convmf-nested+refine")
+#: Learned factorizers of the suite: ConvMF, its least-squares refinement, the nested model,
+#: and the sketch encoder (two frame-sized products per frame).
+LEARNED: tuple[str, ...] = (
+    "convmf",
+    "convmf+refine",
+    "convmf-nested",
+    "convmf-nested+refine",
+    "sketch",
+    "sketch+refine",
+)
 #: Registered names the suite leaves out, with the reason (printed as a note).
 SKIPPED: dict[str, str] = {
     "fork": "learned; the suite times ConvMF",

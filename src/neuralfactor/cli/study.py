@@ -12,7 +12,9 @@ from neuralfactor.cli import console, state
 def train(
     data: Path = typer.Option(..., help="MatrixStore (.zarr) written by `neuralfactor simulate`."),
     out: Path = typer.Option(..., help="Run directory for the checkpoint, config and split."),
-    model: str = typer.Option("convmf", help="convmf | fork | danmf."),
+    model: str = typer.Option(
+        "convmf", help="convmf | fork | danmf | sketch (reads X Omega: two products per frame)."
+    ),
     rank: int = typer.Option(12, help="Rank r of the factors."),
     split: str = typer.Option("interpolation", help="interpolation | extrapolation."),
     nested: bool = typer.Option(False, help="Nested loss: one model for every rank <= r."),
