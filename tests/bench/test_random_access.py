@@ -189,7 +189,7 @@ def test_frames_suite_trains_and_times_the_sketch_rows():
         repeats=3,
         warmup=0,
         max_call_seconds=0.05,
-        min_seconds=0.0,
+        min_run_time=0.0,
         max_case_seconds=0.1,
         train_frames=30,
         train_epochs=3,

@@ -130,6 +130,19 @@ class SketchMF(FactorNet):
             self.mix = nn.Sequential(*layers)
             self.mix_base = nn.Parameter(torch.eye(k, rank))
 
+    def init_parameters(self, generator: torch.Generator) -> None:
+        """Draw the sketch (and the mixing head's layers) from ``generator``: the hook of
+        :func:`neuralfactor.train.init.init_parameters`, since a Gaussian test matrix is not a
+        layer PyTorch knows how to initialize. ``mix_base`` stays the identity."""
+        from neuralfactor.train.init import init_parameters
+
+        n, k = self.omega.shape
+        with torch.no_grad():
+            draw = torch.randn(n, k, generator=generator, dtype=self.omega.dtype)
+            self.omega.copy_(draw.to(self.omega.device) / math.sqrt(n))
+        if self.head == "mlp":
+            init_parameters(self.mix, generator)
+
     def forward(self, X: Tensor) -> tuple[Tensor, Tensor]:
         X = self.check_input(X)
         r = self.rank
