@@ -12,6 +12,7 @@ resumes where it stopped):
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -23,6 +24,16 @@ __all__ = ["DemoConfig", "run_demo"]
 
 @dataclass(frozen=True)
 class DemoConfig:
+    """What the demo simulates and trains.
+
+    The models train with the ConvMF recipe (the defaults of
+    :class:`~neuralfactor.amortized.factorizer.TrainSettings`: Adam 1e-3, linear warmup then a
+    cosine decay, gradient norm clipped to 50, the ``factors+projection`` objective) for
+    ``epochs`` epochs, as many as fit the demo's time budget (the default run within 5 minutes,
+    ``quick`` within 1 minute on a 2-core CPU; measured by ``benchmarks/demo_timing.py``).
+    ``nested`` adds one nested ConvMF at the largest rank, evaluated at every rank.
+    """
+
     nx: int = 64
     nv: int = 128
     t_end: float = 40.0
@@ -30,8 +41,8 @@ class DemoConfig:
     ranks: tuple[int, ...] = (4, 8)
     extrapolation_rank: int = 8
     epochs: int = 20
-    lr: float = 1e-3
     batch_size: int = 25
+    nested: bool = True
     baselines: tuple[str, ...] = (
         "svd",
         "svds-arpack",
@@ -55,9 +66,13 @@ class DemoConfig:
         )
 
 
-def _check_writable(out: Path) -> None:
-    import os
+def _loadavg() -> float:
+    from neuralfactor.core.timing import loadavg
 
+    return round(loadavg(), 2)
+
+
+def _check_writable(out: Path) -> None:
     probe = out
     while not probe.exists():
         probe = probe.parent
@@ -108,6 +123,7 @@ def run_demo(
             "python": platform.python_version(),
             "device": str(dev),
             "started": meta.get("started", time.strftime("%Y-%m-%d %H:%M:%S")),
+            "loadavg_before": _loadavg(),
         }
     )
     write_json(meta_path, meta)
@@ -143,57 +159,84 @@ def run_demo(
     else:
         log("[1/4] simulation: reusing " + str(data))
     settings = TrainSettings(
-        epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, device=str(dev.type)
-    )
-    jobs = [
-        (
-            f"interpolation-convmf-r{k}",
-            StudyConfig(str(data), k, split="interpolation", settings=settings),
-        )
-        for k in cfg.ranks
-    ]
-    jobs.append(
-        (
-            f"interpolation-nested-r{max(cfg.ranks)}",
-            StudyConfig(str(data), max(cfg.ranks), nested=True, settings=settings),
-        )
-    )
-    jobs.append(
-        (
-            f"extrapolation-convmf-r{cfg.extrapolation_rank}",
-            StudyConfig(
-                str(data), cfg.extrapolation_rank, split="extrapolation", settings=settings
-            ),
-        )
-    )
-    for i, (name, sc) in enumerate(jobs, 1):
-        run = out / name
-        done = (run / "model" / "meta.json").exists()
-        log(f"[2/4] training {name} ({i}/{len(jobs)})" + (": reusing" if done else ""))
-        resume = (run / "ckpt" / "last").exists() and not done
-        # One thread on CPU, as recorded in demo.json: with two threads on a 2-core machine
-        # shared with anything else, training ran up to 6x slower (spin-waiting threads).
-        with pinned_threads(1 if dev.type == "cpu" else None) as info:
-            meta["threads"] = info["torch_threads"]  # read from the run, not typed
+        epochs=cfg.epochs, batch_size=cfg.batch_size, device=str(dev.type)
+    )  # every other setting is the recipe: TrainSettings' defaults
+    stages = {"simulate": round(time.time() - t0, 1)}
+    jobs = _jobs(cfg, str(data), settings, StudyConfig)
+    with pinned_threads(1 if dev.type == "cpu" else None) as info:
+        meta["threads"] = info["torch_threads"]  # read from the run, not typed
+        t1 = time.time()
+        for i, (name, sc) in enumerate(jobs, 1):
+            run = out / name
+            done = (run / "model" / "meta.json").exists()
+            log(f"[2/4] training {name} ({i}/{len(jobs)})" + (": reusing" if done else ""))
+            resume = (run / "ckpt" / "last").exists() and not done
             train_model(sc, run, resume=resume, progress=progress)
-    for name, sc in jobs:
-        run = out / name
-        ranks = cfg.ranks if sc.nested else (None,)
-        for k in ranks:
-            rec = run / ("records.jsonl" if k is None else f"records-r{k}.jsonl")
-            if rec.exists():
-                continue
-            log(
-                f"[3/4] evaluating {name}"
-                + (f" at rank {k}" if k else "")
-                + " against "
-                + ", ".join(cfg.baselines)
-            )
-            evaluate_run(run, baselines=cfg.baselines, device=str(dev.type), rank=k, threads=1)
+        stages["train"] = round(time.time() - t1, 1)
+        t1 = time.time()
+        _evaluate(out, cfg, jobs, dev.type, log, evaluate_run)
+        stages["evaluate"] = round(time.time() - t1, 1)
     # demo.json is final before the report reads it: the report is a pure function of the
     # files it is rendered from (``neuralfactor report`` rewrites it byte for byte)
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     meta["last_run_seconds"] = round(time.time() - t0, 1)
+    meta.setdefault("runs", []).append(
+        {
+            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)),
+            "seconds": meta["last_run_seconds"],
+            "stages_seconds": stages,
+            "threads": meta["threads"],
+            "cpu_count": os.cpu_count(),
+            "loadavg_before": meta.pop("loadavg_before", None),
+            "loadavg_after": _loadavg(),
+        }
+    )
     write_json(meta_path, meta)
     log("[4/4] writing the report")
     return render_report(out)
+
+
+def _jobs(cfg: DemoConfig, data: str, settings: Any, StudyConfig: Any) -> list[tuple[str, Any]]:
+    """(run directory name, StudyConfig) of every model the demo trains, in training order."""
+    jobs = [
+        (
+            f"interpolation-convmf-r{k}",
+            StudyConfig(data, k, split="interpolation", settings=settings),
+        )
+        for k in cfg.ranks
+    ]
+    if cfg.nested:
+        k = max(cfg.ranks)
+        jobs.append(
+            (f"interpolation-nested-r{k}", StudyConfig(data, k, nested=True, settings=settings))
+        )
+    k = cfg.extrapolation_rank
+    jobs.append(
+        (
+            f"extrapolation-convmf-r{k}",
+            StudyConfig(data, k, split="extrapolation", settings=settings),
+        )
+    )
+    return jobs
+
+
+def _evaluate(
+    out: Path, cfg: DemoConfig, jobs: list[tuple[str, Any]], device: str, log, evaluate_run
+) -> None:
+    """Evaluate every model against the baselines (once) and save the report's snapshots."""
+    from neuralfactor.report.snapshots import SNAPSHOTS_FILE, save_snapshots
+
+    for name, sc in jobs:
+        run = out / name
+        for k in cfg.ranks if sc.nested else (None,):
+            rec = run / ("records.jsonl" if k is None else f"records-r{k}.jsonl")
+            if rec.exists():
+                continue
+            at = f" at rank {k}" if k else ""
+            log(f"[3/4] evaluating {name}{at} against " + ", ".join(cfg.baselines))
+            evaluate_run(run, baselines=cfg.baselines, device=device, rank=k, threads=1)
+    # the frames shown in the report: the largest interpolation rank and the extrapolation run
+    for name, sc in jobs:
+        show = not sc.nested and (sc.split == "extrapolation" or sc.rank == max(cfg.ranks))
+        if show and not (out / name / SNAPSHOTS_FILE).exists():
+            save_snapshots(out / name)
