@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,7 @@ TARGETS = {"default": 300.0, "--quick": 60.0}
 #: Accuracy target of the learned method on the interpolation split (ratio to the optimum).
 RATIO_TARGET = 1.10
 #: The demo's timed stages (the report is the rest of the wall time).
-STAGES = ("simulate", "train", "evaluate")
+STAGES = ("simulate", "train", "evaluate", "report")
 PAGE = Path("docs/results/demo.md")
 CHILD = """
 import json, resource, sys, time
@@ -60,7 +61,7 @@ def _one(args: list[str]) -> dict:
     return {**rec, "loadavg_before": load0, "loadavg_after": _load()}
 
 
-def measure(runs: int) -> list[dict]:
+def measure(runs: int, keep: Path | None = None) -> list[dict]:
     import torch
 
     import neuralfactor
@@ -83,6 +84,8 @@ def measure(runs: int) -> list[dict]:
                 again = _one(base)
                 meta = json.loads((Path(out) / "demo.json").read_text())
                 ratios = _ratios(out)
+                if keep is not None and not quick and i == 0:  # e.g. for the screenshot
+                    shutil.copytree(out, keep, ignore=shutil.ignore_patterns("data.zarr"))
             for j, (stage, rec) in enumerate(
                 (("fresh directory", first), ("second run, all reused", again))
             ):
@@ -186,7 +189,7 @@ def page(records: list[dict]) -> str:
         "the demo's own times (demo.json); the load average (1 minute) is read before and "
         "after the run: above 0 the machine was not idle.",
         "",
-        "| demo | stage | run | wall | simulate / train / evaluate | CPU (user) | peak RSS "
+        "| demo | stage | run | wall | simulate / train / evaluate / report | CPU (user) | peak RSS "
         "| load before / after |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -208,12 +211,13 @@ def main() -> None:
     ap.add_argument("--records", type=Path, default=RECORDS)
     ap.add_argument("--page", type=Path, default=PAGE)
     ap.add_argument("--from-records", action="store_true")
+    ap.add_argument("--keep", type=Path, help="copy the first default run's output here")
     args = ap.parse_args()
     from neuralfactor.io import atomic_write_text, read_jsonl
 
     if not args.from_records:
         started = time.strftime("%Y-%m-%d %H:%M")
-        rows = measure(args.runs)
+        rows = measure(args.runs, args.keep)
         run = {"kind": "run", "started": started, "finished": time.strftime("%Y-%m-%d %H:%M")}
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in [run, *rows])
         atomic_write_text(args.records, text)

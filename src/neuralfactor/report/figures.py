@@ -231,40 +231,43 @@ def plot_reconstructions(
     return _save(fig, path)
 
 
-#: Known methods in a fixed order: each keeps its colour and marker in every figure.
-_KNOWN = (
-    "svd",
-    "svds-arpack",
-    "svds-propack",
-    "rsvd",
-    "rsvd-gemm",
-    "sklearn-rsvd",
-    "warm-subspace",
-    "pod-basis",
-    "convmf",
-    "convmf+refine",
-    "convmf+subspace",
-    "convmf-nested",
-    "convmf-nested+refine",
-    "convmf-nested+subspace",
-)
+#: Colour and marker of each known method: one hue per method (no two share a colour).
+_STYLES = {
+    "svd": ("black", "o"),
+    "svds-arpack": ("tab:gray", "s"),
+    "svds-propack": ("silver", "s"),
+    "rsvd": ("tab:blue", "^"),
+    "rsvd-gemm": ("tab:cyan", "v"),
+    "sklearn-rsvd": ("navy", "<"),
+    "warm-subspace": ("tab:green", "D"),
+    "pod-basis": ("tab:brown", "P"),
+    "convmf": ("tab:red", "*"),
+    "convmf+refine": ("tab:orange", "X"),
+    "convmf+subspace": ("tab:pink", "p"),
+    "convmf-nested": ("tab:purple", "*"),
+    "convmf-nested+refine": ("gold", "X"),
+    "convmf-nested+subspace": ("tab:olive", "p"),
+}
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "p", "h", "*")
 
 
 def method_style(name: str) -> dict[str, Any]:
-    """Colour and marker of a method, stable across figures and distinct for up to 20 methods.
+    """Colour and marker of a method, the same in every figure; distinct for the known methods.
 
-    Learned methods (names starting with a network's name) are drawn with large markers;
-    unknown names are placed after the known ones by a stable hash of the name.
+    Learned methods (names starting with a network's name) are drawn with larger markers;
+    unknown names get a colour and marker from a stable hash of the name.
     """
     import zlib
 
     from matplotlib import colormaps
 
-    i = _KNOWN.index(name) if name in _KNOWN else len(_KNOWN) + zlib.crc32(name.encode()) % 6
-    colour = colormaps["tab20"](i % 20)
+    if name in _STYLES:
+        colour, marker = _STYLES[name]
+    else:
+        i = zlib.crc32(name.encode())
+        colour, marker = colormaps["tab20"](i % 20), _MARKERS[i % len(_MARKERS)]
     learned = name.split("+")[0] in ("convmf", "convmf-nested", "fork", "danmf")
-    return {"color": colour, "marker": _MARKERS[i % len(_MARKERS)], "ms": 9 if learned else 7}
+    return {"color": colour, "marker": marker, "ms": 10 if learned else 7}
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -280,17 +283,35 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, flo
     return front
 
 
-def _log_ticks(ax, values: Sequence[float]) -> None:
-    """Readable ticks for a log-scaled ratio axis whose values sit close to 1."""
+#: Excess error (ratio - 1) drawn at this floor: the ratio is 1 to within round-off.
+EXCESS_FLOOR = 1e-5
+
+
+def _excess(ratio: float) -> float:
+    return max(ratio - 1.0, EXCESS_FLOOR)
+
+
+def _ratio_axis(ax, excesses: Sequence[float]) -> None:
+    """A log axis of the excess ratio - 1, labelled with the ratio itself (1.001, 1.01, 2, ...)."""
     from matplotlib.ticker import FixedLocator, NullFormatter
 
-    lo, hi = min(values), max(values)
-    cand = [1.0, 1.01, 1.02, 1.05, 1.1, 1.2, 1.5, 2, 3, 5, 10, 20, 50, 100, 1e3, 1e4]
-    ticks = [c for c in cand if lo / 1.02 <= c <= hi * 1.02] or [lo, hi]
-    ax.set_ylim(lo / 1.01, hi * 1.03)
+    lo, hi = min(excesses), max(excesses)
+    ticks = [10.0**e for e in range(-5, 5) if lo / 3 <= 10.0**e <= hi * 3]
+    ax.set_ylim(min(lo, EXCESS_FLOOR * 10) / 2, max(hi, 1e-2) * 2)
     ax.yaxis.set_major_locator(FixedLocator(ticks))
     ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_yticklabels([f"{c:g}" for c in ticks])
+    ax.set_yticklabels(
+        ["≤1+1e-5" if t <= EXCESS_FLOOR else f"{1 + t:.6g}" for t in ticks], fontsize=8
+    )
+
+
+def _time_axis(ax) -> None:
+    """Log time axis ticked at 1, 2, 5 x 10^k with plain labels (no overprinted minor labels)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}" if x >= 1 else f"{x:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def plot_accuracy_speed(
@@ -299,7 +320,9 @@ def plot_accuracy_speed(
     """Accuracy against speed: ratio to the optimum vs µs per matrix, one panel per entry.
 
     ``panels`` is a list of (title, records of one timed evaluation). Every method is one
-    point (log-log axes), with its timing quartiles as a horizontal bar; warm-started methods
+    point on log-log axes: the ratio's distance from 1 (ratio - 1, so that 1.001, 1.01 and 2
+    are as far apart as they are different; ticks are labelled with the ratio, and ratios
+    within ``EXCESS_FLOOR`` of 1 sit on the floor), the time with its quartiles as a bar; warm-started methods
     are drawn hollow and named "(warm)"; the Pareto front (no other method both faster and more
     accurate) is a dashed line; ``band`` draws the accuracy band of the conclusions. One legend
     for all panels, outside the data.
@@ -320,10 +343,11 @@ def plot_accuracy_speed(
             label = r["method"] + (" (warm)" if r.get("warm") else "")
             lo = r.get("seconds_per_matrix_q25", r["seconds_per_matrix"]) * 1e6
             hi = r.get("seconds_per_matrix_q75", r["seconds_per_matrix"]) * 1e6
-            ax.plot([lo, hi], [ratio, ratio], color=st["color"], lw=1.2, zorder=2)
+            y = _excess(ratio)
+            ax.plot([lo, hi], [y, y], color=st["color"], lw=1.2, zorder=2)
             h = ax.plot(
                 [us],
-                [ratio],
+                [y],
                 linestyle="none",
                 marker=st["marker"],
                 ms=st["ms"],
@@ -333,21 +357,22 @@ def plot_accuracy_speed(
                 zorder=3,
             )[0]
             handles.setdefault(label, h)
-            pts.append((us, ratio))
+            pts.append((us, y))
         front = pareto_front(pts)
         if front:
             fx, fy = zip(*front, strict=True)
             (h,) = ax.step(fx, fy, where="post", color="0.35", ls="--", lw=1, zorder=1)
             handles.setdefault("Pareto front", h)
         if band is not None:
-            h = ax.axhline(band, color="tab:red", lw=0.8, ls=":", zorder=0)
+            h = ax.axhline(band - 1, color="tab:red", lw=0.8, ls=":", zorder=0)
             handles.setdefault(f"{band}x the optimum", h)
         ax.set_xscale("log")
         ax.set_yscale("log")
         if pts:
-            _log_ticks(ax, [p[1] for p in pts] + ([band] if band else []))
+            _ratio_axis(ax, [p[1] for p in pts] + ([band - 1] if band else []))
+        _time_axis(ax)
         ax.set_xlabel("time per matrix (µs, log scale)")
-        ax.set_ylabel("ratio to the optimum (log scale)")
+        ax.set_ylabel("ratio to the optimum (log scale of ratio - 1)")
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="major", color="0.9")
     for ax in list(axes.flat)[n:]:
