@@ -138,6 +138,17 @@ def _verdicts(rows: list[dict]) -> list[str]:
                 f"- `neuralfactor demo{'' if demo == 'default' else ' ' + demo}`: "
                 f"{_mmss(worst)} from a fresh directory (target {_mmss(target)}: {ok})."
             )
+    busy = [r for r in rows if r["stage"] == "fresh directory" and r["loadavg_before"] > 1.0]
+    if busy:
+        out.append(
+            "- The machine was shared during "
+            + ", ".join(f"the {r['demo']} run {r['run'] + 1}" for r in busy)
+            + " (1-minute load average above 1 on 2 cores before it started: "
+            + ", ".join(f"{r['loadavg_before']:.2f}" for r in busy)
+            + "), so these wall times are upper bounds; the user CPU time of each run is "
+            + ", ".join(f"{r['user_seconds']:.0f} s" for r in busy)
+            + ". Re-measure in a quiet window with the command above."
+        )
     for r in rows:
         if r["demo"] != "default" or not r.get("ratios"):
             continue

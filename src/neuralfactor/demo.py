@@ -183,6 +183,21 @@ def run_demo(
         stages["evaluate"] = round(time.time() - t1, 1)
     # demo.json is final before the report reads it: the report is a pure function of the
     # files it is rendered from (``neuralfactor report`` rewrites it byte for byte)
+    _record_run(meta, t0, stages)
+    write_json(meta_path, meta)
+    log("[4/4] writing the report")
+    t1 = time.time()
+    page = render_report(out)
+    # the report does not read the run entries: recording its time keeps it a pure function
+    meta["runs"][-1]["stages_seconds"]["report"] = round(time.time() - t1, 1)
+    meta["runs"][-1]["seconds"] = round(time.time() - t0, 1)
+    write_json(meta_path, meta)
+    return page
+
+
+def _record_run(meta: dict[str, Any], t0: float, stages: dict[str, float]) -> None:
+    """Mark ``meta`` finished and append this invocation's entry to ``meta["runs"]``: its wall
+    time per stage, threads, CPU count and the 1-minute load average before and after."""
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     meta["last_run_seconds"] = round(time.time() - t0, 1)
     meta.setdefault("runs", []).append(
@@ -196,15 +211,6 @@ def run_demo(
             "loadavg_after": _loadavg(),
         }
     )
-    write_json(meta_path, meta)
-    log("[4/4] writing the report")
-    t1 = time.time()
-    page = render_report(out)
-    # the report does not read the run entries: recording its time keeps it a pure function
-    meta["runs"][-1]["stages_seconds"]["report"] = round(time.time() - t1, 1)
-    meta["runs"][-1]["seconds"] = round(time.time() - t0, 1)
-    write_json(meta_path, meta)
-    return page
 
 
 def _jobs(cfg: DemoConfig, data: str, settings: Any, StudyConfig: Any) -> list[tuple[str, Any]]:

@@ -72,6 +72,14 @@ def test_page_states_each_target_met_or_missed(timing):
     assert (
         "| default | fresh directory | 1 | 5 min 30 s | 10.0 s / 5 min 0 s / 15.0 s / - |" in text
     )
+    # every fresh run started at load 0.1: no shared-machine note
+    assert "The machine was shared" not in text
+    rows[2]["loadavg_before"] = 5.61
+    assert (
+        "The machine was shared during the default run 1 (1-minute load average above 1 on 2 "
+        "cores before it started: 5.61), so these wall times are upper bounds; the user CPU "
+        "time of each run is 297 s." in timing.page([run, *rows])
+    )
     rows[2]["ratios"]["convmf+refine r8"] = 1.09
     assert "within 1.1x: met)" in timing.page([run, *rows])
 
