@@ -219,6 +219,7 @@ def test_conclusions_compare_speed_only_within_the_band():
         _rec("convmf", "learned", 1.03, 20.0, fit=100.0),
     ]
     (line,) = conclusions(recs)
+    assert "The network alone (convmf) is 1.03x the optimum; its training" in line
     # the learned net is the fastest in the band; the warm method is named warm
     assert "fastest within 1.05x of the optimum is <b>convmf</b>" in line
     # break-even against the fastest other method in the band: 100 s / (40 - 20) us = 5,000,000
@@ -228,3 +229,8 @@ def test_conclusions_compare_speed_only_within_the_band():
     assert "pays for" not in line and "is outside 1.05x of the optimum" in line
     assert "fastest within 1.05x of the optimum is <b>rsvd</b>" in line
     assert "within timing noise of warm-subspace (warm)" in line
+    recs.append(_rec("convmf+refine", "learned", 1.0123, 30.0, fit=100.0))
+    (line,) = conclusions(recs)
+    assert "is 1.40x the optimum, with least-squares refinement (convmf+refine) <b>1.012x</b>" in (
+        line
+    )

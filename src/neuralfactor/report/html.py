@@ -153,9 +153,17 @@ def conclusions(records: list[dict[str, Any]]) -> list[str]:
                             f"is not faster per matrix than {_name(ref)} (within {BAND}x of the "
                             "optimum too), so training never pays off in time"
                         )
+                refined = next((r for r in learned if r["method"].endswith("+refine")), None)
                 line += (
                     f" The network alone ({plain['method']}) is {plain['ratio_mean']:.2f}x "
-                    f"the optimum; its training took {cost:.0f} s and it {be}."
+                    f"the optimum"
+                    + (
+                        f", with least-squares refinement ({refined['method']}) "
+                        f"<b>{refined['ratio_mean']:.3f}x</b>"
+                        if refined
+                        else ""
+                    )
+                    + f"; its training took {cost:.0f} s and it {be}."
                 )
             lines.append(line)
     nested = [
