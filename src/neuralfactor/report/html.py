@@ -291,7 +291,7 @@ def _figures(run_dir: Path, records: list[dict[str, Any]], out: Path) -> tuple[s
             _img(p, f"{split}: singular-value decay of the test frames (how compressible they are)")
         )
     for split, panels in _panels(records).items():
-        k, at = max((int(t.rsplit(" ", 1)[1]), recs) for t, recs in panels)
+        k, at = max(((int(t.rsplit(" ", 1)[1]), recs) for t, recs in panels), key=lambda p: p[0])
         at = [r for r in at if r["method"] in ("convmf", "convmf+refine", "pod-basis", "svd")]
         p = figures.plot_loss_vs_time(
             at, out / f"{split}-loss-vs-time.png", title=f"{split}: per-frame loss, rank {k}"
