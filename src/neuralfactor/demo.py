@@ -12,6 +12,7 @@ resumes where it stopped):
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -23,15 +24,29 @@ __all__ = ["DemoConfig", "run_demo"]
 
 @dataclass(frozen=True)
 class DemoConfig:
+    """What the demo simulates and trains.
+
+    The models train with the ConvMF recipe (the defaults of
+    :class:`~neuralfactor.amortized.factorizer.TrainSettings`: Adam 1e-3, linear warmup then a
+    cosine decay, gradient norm clipped to 50, the ``factors+projection`` objective) for
+    ``epochs`` epochs, as many as fit the demo's time budget (the default run within 5 minutes,
+    ``quick`` within 1 minute on a 2-core CPU; measured by ``benchmarks/demo_timing.py``), in
+    batches of ``batch_size`` frames: with so few epochs, smaller batches (more optimizer steps)
+    came closer to the optimum than the recipe's 25 for the same training time.
+    ``nested`` adds one nested ConvMF at the largest rank, evaluated at every rank (in
+    ``quick``, which exercises the whole pipeline; off by default, where its training and two
+    evaluations would not fit the budget).
+    """
+
     nx: int = 64
     nv: int = 128
     t_end: float = 40.0
-    save_every: int = 8
+    save_every: int = 16
     ranks: tuple[int, ...] = (4, 8)
     extrapolation_rank: int = 8
-    epochs: int = 20
-    lr: float = 1e-3
-    batch_size: int = 25
+    epochs: int = 50
+    batch_size: int = 10
+    nested: bool = False
     baselines: tuple[str, ...] = (
         "svd",
         "svds-arpack",
@@ -50,14 +65,19 @@ class DemoConfig:
             save_every=8,
             ranks=(4,),
             extrapolation_rank=4,
-            epochs=3,
+            epochs=8,
             batch_size=10,
+            nested=True,
         )
 
 
-def _check_writable(out: Path) -> None:
-    import os
+def _loadavg() -> float:
+    from neuralfactor.core.timing import loadavg
 
+    return round(loadavg(), 2)
+
+
+def _check_writable(out: Path) -> None:
     probe = out
     while not probe.exists():
         probe = probe.parent
@@ -109,6 +129,7 @@ def run_demo(
             "python": platform.python_version(),
             "device": str(dev),
             "started": meta.get("started", time.strftime("%Y-%m-%d %H:%M:%S")),
+            "loadavg_before": _loadavg(),
         }
     )
     write_json(meta_path, meta)
@@ -128,57 +149,96 @@ def run_demo(
     else:
         log("[1/4] simulation: reusing " + str(data))
     settings = TrainSettings(
-        epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, device=str(dev.type)
+        epochs=cfg.epochs, batch_size=cfg.batch_size, device=str(dev.type)
+    )  # every other setting is the recipe: TrainSettings' defaults
+    stages = {"simulate": round(time.time() - t0, 1)}
+    jobs = _jobs(cfg, str(data), settings, StudyConfig)
+    with pinned_threads(1 if dev.type == "cpu" else None) as info:
+        meta["threads"] = info["torch_threads"]  # read from the run, not typed
+        t1 = time.time()
+        for i, (name, sc) in enumerate(jobs, 1):
+            run = out / name
+            done = (run / "model" / "meta.json").exists()
+            log(f"[2/4] training {name} ({i}/{len(jobs)})" + (": reusing" if done else ""))
+            resume = (run / "ckpt" / "last").exists() and not done
+            train_model(sc, run, resume=resume, progress=progress)
+        stages["train"] = round(time.time() - t1, 1)
+        t1 = time.time()
+        _evaluate(out, cfg, jobs, dev.type, log, evaluate_run)
+        stages["evaluate"] = round(time.time() - t1, 1)
+    # demo.json is final before the report reads it: the report is a pure function of the
+    # files it is rendered from (``neuralfactor report`` rewrites it byte for byte)
+    _record_run(meta, t0, stages)
+    write_json(meta_path, meta)
+    log("[4/4] writing the report")
+    t1 = time.time()
+    page = render_report(out)
+    # the report does not read the run entries: recording its time keeps it a pure function
+    meta["runs"][-1]["stages_seconds"]["report"] = round(time.time() - t1, 1)
+    meta["runs"][-1]["seconds"] = round(time.time() - t0, 1)
+    write_json(meta_path, meta)
+    return page
+
+
+def _record_run(meta: dict[str, Any], t0: float, stages: dict[str, float]) -> None:
+    """Mark ``meta`` finished and append this invocation's entry to ``meta["runs"]``: its wall
+    time per stage, threads, CPU count and the 1-minute load average before and after."""
+    meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    meta["last_run_seconds"] = round(time.time() - t0, 1)
+    meta.setdefault("runs", []).append(
+        {
+            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)),
+            "seconds": meta["last_run_seconds"],
+            "stages_seconds": stages,
+            "threads": meta["threads"],
+            "cpu_count": os.cpu_count(),
+            "loadavg_before": meta.pop("loadavg_before", None),
+            "loadavg_after": _loadavg(),
+        }
     )
+
+
+def _jobs(cfg: DemoConfig, data: str, settings: Any, StudyConfig: Any) -> list[tuple[str, Any]]:
+    """(run directory name, StudyConfig) of every model the demo trains, in training order."""
     jobs = [
         (
             f"interpolation-convmf-r{k}",
-            StudyConfig(str(data), k, split="interpolation", settings=settings),
+            StudyConfig(data, k, split="interpolation", settings=settings),
         )
         for k in cfg.ranks
     ]
+    if cfg.nested:
+        k = max(cfg.ranks)
+        jobs.append(
+            (f"interpolation-nested-r{k}", StudyConfig(data, k, nested=True, settings=settings))
+        )
+    k = cfg.extrapolation_rank
     jobs.append(
         (
-            f"interpolation-nested-r{max(cfg.ranks)}",
-            StudyConfig(str(data), max(cfg.ranks), nested=True, settings=settings),
+            f"extrapolation-convmf-r{k}",
+            StudyConfig(data, k, split="extrapolation", settings=settings),
         )
     )
-    jobs.append(
-        (
-            f"extrapolation-convmf-r{cfg.extrapolation_rank}",
-            StudyConfig(
-                str(data), cfg.extrapolation_rank, split="extrapolation", settings=settings
-            ),
-        )
-    )
-    for i, (name, sc) in enumerate(jobs, 1):
-        run = out / name
-        done = (run / "model" / "meta.json").exists()
-        log(f"[2/4] training {name} ({i}/{len(jobs)})" + (": reusing" if done else ""))
-        resume = (run / "ckpt" / "last").exists() and not done
-        # One thread on CPU, as recorded in demo.json: with two threads on a 2-core machine
-        # shared with anything else, training ran up to 6x slower (spin-waiting threads).
-        with pinned_threads(1 if dev.type == "cpu" else None) as info:
-            meta["threads"] = info["torch_threads"]  # read from the run, not typed
-            train_model(sc, run, resume=resume, progress=progress)
+    return jobs
+
+
+def _evaluate(
+    out: Path, cfg: DemoConfig, jobs: list[tuple[str, Any]], device: str, log, evaluate_run
+) -> None:
+    """Evaluate every model against the baselines (once) and save the report's snapshots."""
+    from neuralfactor.report.snapshots import SNAPSHOTS_FILE, save_snapshots
+
     for name, sc in jobs:
         run = out / name
-        ranks = cfg.ranks if sc.nested else (None,)
-        for k in ranks:
+        for k in cfg.ranks if sc.nested else (None,):
             rec = run / ("records.jsonl" if k is None else f"records-r{k}.jsonl")
             if rec.exists():
                 continue
-            log(
-                f"[3/4] evaluating {name}"
-                + (f" at rank {k}" if k else "")
-                + " against "
-                + ", ".join(cfg.baselines)
-            )
-            evaluate_run(run, baselines=cfg.baselines, device=str(dev.type), rank=k, threads=1)
-    # demo.json is final before the report reads it: the report is a pure function of the
-    # files it is rendered from (``neuralfactor report`` rewrites it byte for byte)
-    meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    meta["last_run_seconds"] = round(time.time() - t0, 1)
-    write_json(meta_path, meta)
-    log("[4/4] writing the report")
-    return render_report(out)
+            at = f" at rank {k}" if k else ""
+            log(f"[3/4] evaluating {name}{at} against " + ", ".join(cfg.baselines))
+            evaluate_run(run, baselines=cfg.baselines, device=device, rank=k, threads=1)
+    # the frames shown in the report: the largest interpolation rank and the extrapolation run
+    for name, sc in jobs:
+        show = not sc.nested and (sc.split == "extrapolation" or sc.rank == max(cfg.ranks))
+        if show and not (out / name / SNAPSHOTS_FILE).exists():
+            save_snapshots(out / name)

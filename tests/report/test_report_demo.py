@@ -1,9 +1,11 @@
 """The main job end to end: `neuralfactor demo --quick`, interruption and resume, the report."""
 
+import json
 import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 from neuralfactor.cli import main
@@ -54,8 +56,45 @@ def test_report_tables_and_figures_agree_with_records(demo_dir):
         assert ratio == pytest.approx(r["ratio_mean"], abs=1e-3)
     assert page.count("<img ") >= 8 and "data:image/png;base64," in page
     assert "Conclusion" in page and "Where learning fails" in page and "timed in" in page
+    # figures first: accuracy against speed per split, the frames, the singular values; the
+    # table follows, collapsed
+    alts = re.findall(r'<img alt="([^"]*)"', page)
+    assert alts[0].startswith("interpolation: accuracy against speed")
+    assert alts[1].startswith("extrapolation: accuracy against speed")
+    assert alts[2].startswith("interpolation: test frames f(x, v) at 3 times")
+    assert alts[3].startswith("extrapolation: test frames f(x, v)")
+    assert alts[4].startswith("interpolation: singular-value decay")
+    assert page.index("<img ") < page.index("Conclusion") < page.index("<table")
+    details = page.index("<details><summary>Results table")
+    assert details < page.index("<table") < page.index("</details>", details)
     pngs = sorted((demo_dir / "report").glob("*.png"))
     assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_demo_records_its_own_run_time(demo_dir):
+    meta = json.loads((demo_dir / "demo.json").read_text())
+    first, *later = meta["runs"]  # the interrupted run recorded nothing; each finished one did
+    assert set(first["stages_seconds"]) == {"simulate", "train", "evaluate", "report"}
+    assert first["seconds"] >= sum(first["stages_seconds"].values()) - 0.3  # rounding
+    assert first["threads"] == 1 and first["cpu_count"] >= 1
+    assert first["loadavg_before"] >= 0 and first["loadavg_after"] >= 0
+    assert meta["last_run_seconds"] <= meta["runs"][-1]["seconds"]  # the report is after
+    assert "loadavg_before" not in meta  # moved into its run's entry
+    # the snapshots the report draws: the interpolation model at the largest rank and the
+    # extrapolation model, each from its own test frames
+    from neuralfactor.report.snapshots import load_snapshots
+
+    for name in ("interpolation-convmf-r4", "extrapolation-convmf-r4"):
+        s = load_snapshots(demo_dir / name / "snapshots.npz")
+        assert s["frame"].shape == s["svd"].shape == s["learned"].shape == (3, 32, 64)
+        assert str(s["method"]) == "convmf+refine" and int(s["rank"]) == 4
+        # the SVD reconstruction is optimal (Eckart-Young): never worse than the learned one
+        err_svd = ((s["svd"] - s["frame"]) ** 2).sum(axis=(1, 2))
+        err_learned = ((s["learned"] - s["frame"]) ** 2).sum(axis=(1, 2))
+        assert np.all(err_svd <= err_learned * (1 + 1e-9))
+        sv = s["singular_values"]
+        assert sv.shape == (len(s["test_t"]), 32) and np.all(np.diff(sv, axis=1) <= 1e-12)
+        assert set(s["t"]) <= set(s["test_t"]) and s["t"][0] == s["test_t"].min()
 
 
 def test_second_run_is_instant_and_identical(demo_dir, monkeypatch):
@@ -180,6 +219,7 @@ def test_conclusions_compare_speed_only_within_the_band():
         _rec("convmf", "learned", 1.03, 20.0, fit=100.0),
     ]
     (line,) = conclusions(recs)
+    assert "The network alone (convmf) is 1.03x the optimum; its training" in line
     # the learned net is the fastest in the band; the warm method is named warm
     assert "fastest within 1.05x of the optimum is <b>convmf</b>" in line
     # break-even against the fastest other method in the band: 100 s / (40 - 20) us = 5,000,000
@@ -189,3 +229,8 @@ def test_conclusions_compare_speed_only_within_the_band():
     assert "pays for" not in line and "is outside 1.05x of the optimum" in line
     assert "fastest within 1.05x of the optimum is <b>rsvd</b>" in line
     assert "within timing noise of warm-subspace (warm)" in line
+    recs.append(_rec("convmf+refine", "learned", 1.0123, 30.0, fit=100.0))
+    (line,) = conclusions(recs)
+    assert "is 1.40x the optimum, with least-squares refinement (convmf+refine) <b>1.012x</b>" in (
+        line
+    )

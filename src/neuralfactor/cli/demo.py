@@ -12,7 +12,7 @@ from neuralfactor.cli import console, state
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Output directory (resumable)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
-    quick: bool = typer.Option(False, help="A 1-2 minute version on a 32x64 grid."),
+    quick: bool = typer.Option(False, help="A smoke test: 32x64 grid, 8 epochs, about a minute."),
 ) -> None:
     """Simulate -> train ConvMF -> compare with classical baselines -> HTML report."""
     from neuralfactor.demo import run_demo

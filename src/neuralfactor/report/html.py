@@ -12,11 +12,8 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from neuralfactor.io import atomic_write_text, read_json, read_jsonl
 from neuralfactor.report import figures
@@ -156,9 +153,17 @@ def conclusions(records: list[dict[str, Any]]) -> list[str]:
                             f"is not faster per matrix than {_name(ref)} (within {BAND}x of the "
                             "optimum too), so training never pays off in time"
                         )
+                refined = next((r for r in learned if r["method"].endswith("+refine")), None)
                 line += (
                     f" The network alone ({plain['method']}) is {plain['ratio_mean']:.2f}x "
-                    f"the optimum; its training took {cost:.0f} s and it {be}."
+                    f"the optimum"
+                    + (
+                        f", with least-squares refinement ({refined['method']}) "
+                        f"<b>{refined['ratio_mean']:.3f}x</b>"
+                        if refined
+                        else ""
+                    )
+                    + f"; its training took {cost:.0f} s and it {be}."
                 )
             lines.append(line)
     nested = [
@@ -207,90 +212,110 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return f"<table>{head}{body}</table>"
 
 
-def _img(path: Path, alt: str) -> str:
+def _img(path: Path, alt: str, *, wide: bool = False) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+    cls = ' class="wide"' if wide else ""
+    return (
+        f'<figure{cls}><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(alt)}</figcaption></figure>"
+    )
 
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+CSS = """body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 td:nth-child(3),th{text-align:left}.summary{background:#f3f6fa;border-left:4px solid #3a6ea5;padding:.6em 1em}
-figure{display:inline-block;margin:.5em}img{max-width:520px}pre{background:#f6f6f6;padding:.6em;overflow:auto;font-size:12px}"""
+figure{display:inline-block;margin:.5em;vertical-align:top}img{max-width:620px}figure.wide img{max-width:100%}
+figure.wide{display:block}figcaption{font-size:13px;color:#444;max-width:1200px}
+details{margin:.8em 0}summary{cursor:pointer;font-weight:600}
+pre{background:#f6f6f6;padding:.6em;overflow:auto;font-size:12px}"""
+
+
+def _panels(records: list[dict[str, Any]]) -> dict[str, list[tuple[str, list[dict[str, Any]]]]]:
+    """Per split, one (title, records of one timed evaluation) panel per rank."""
+    main = [r for r in records if r["kind"] != "analysis"]
+    out: dict[str, list[tuple[str, list[dict[str, Any]]]]] = {}
+    for split in ("interpolation", "extrapolation"):
+        rs = [r for r in main if r["split"] == split]
+        out[split] = [
+            (f"{split}, rank {k}", _primary([r for r in rs if r["rank"] == k]))
+            for k in sorted({r["rank"] for r in rs})
+        ]
+    return {k: v for k, v in out.items() if v}
+
+
+def _snapshots(run_dir: Path, records: list[dict[str, Any]]) -> list[tuple[str, dict]]:
+    """(split, arrays) of every ``*/snapshots.npz`` under ``run_dir``, interpolation first."""
+    from neuralfactor.report.snapshots import SNAPSHOTS_FILE, load_snapshots
+
+    found = []
+    for npz in sorted(run_dir.glob(f"*/{SNAPSHOTS_FILE}")):
+        try:
+            s = load_snapshots(npz)
+        except ValueError as exc:
+            raise ReportError(str(exc)) from None
+        found.append((str(s.get("split", "interpolation")), s))
+    return sorted(found, key=lambda p: (p[0] != "interpolation", p[0], int(p[1]["rank"])))
+
+
+def _figures(run_dir: Path, records: list[dict[str, Any]], out: Path) -> tuple[str, str]:
+    """The figures that open the report and those folded under "more figures" (HTML)."""
+    top, more = [], []
+    for split, panels in _panels(records).items():
+        p = figures.plot_accuracy_speed(panels, out / f"{split}-accuracy-speed.png", band=BAND)
+        top.append(
+            _img(
+                p,
+                f"{split}: accuracy against speed, every method of one timed evaluation per "
+                f"rank. Lower is more accurate (1 = the exact SVD's error), left is faster; "
+                f"hollow markers are warm-started methods, horizontal bars the timing quartiles, "
+                f"the dashed line the Pareto front, the dotted line {BAND}x the optimum.",
+                wide=True,
+            )
+        )
+    snaps = _snapshots(run_dir, records)
+    for split, s in snaps:
+        k = int(s["rank"])
+        p = figures.plot_frames(s, out / f"{split}-frames-r{k}.png")
+        top.append(
+            _img(
+                p,
+                f"{split}: test frames f(x, v) at {len(s['t'])} times, their rank-{k} "
+                f"reconstructions by the exact SVD and by {s['method']}, and the error maps "
+                f"(shared colour scales; x in Debye lengths, v in thermal speeds, t in 1/ω_p).",
+                wide=True,
+            )
+        )
+    for split, s in snaps[:1]:
+        p = figures.plot_singular_values(s, out / f"{split}-singular-values.png")
+        top.append(
+            _img(p, f"{split}: singular-value decay of the test frames (how compressible they are)")
+        )
+    for split, panels in _panels(records).items():
+        k, at = max(((int(t.rsplit(" ", 1)[1]), recs) for t, recs in panels), key=lambda p: p[0])
+        at = [r for r in at if r["method"] in ("convmf", "convmf+refine", "pod-basis", "svd")]
+        p = figures.plot_loss_vs_time(
+            at, out / f"{split}-loss-vs-time.png", title=f"{split}: per-frame loss, rank {k}"
+        )
+        more.append(_img(p, f"{split}: per-frame scaled loss along simulated time at rank {k}"))
+        recs = [r for r in records if r["split"] == split and not r.get("nested", False)]
+        p = figures.plot_error_analysis(recs, out / f"{split}-error-analysis.png")
+        more.append(_img(p, f"{split}: network factors vs least-squares refits"))
+    return "".join(top), "".join(more)
 
 
 def render_report(run_dir: str | Path) -> Path:
-    """Write ``run_dir/report/index.html`` (self-contained) and its PNG figures; return the path."""
+    """Write ``run_dir/report/index.html`` (self-contained) and its PNG figures; return the path.
+
+    The page opens with the figures (accuracy against speed per split and rank, the frames and
+    their reconstructions, the singular-value decay), then the conclusions; the table of every
+    record, further figures and the configuration follow, collapsed.
+    """
     run_dir = Path(run_dir)
     records = collect_records(run_dir)
     meta_path = run_dir / "demo.json"
     meta = read_json(meta_path) if meta_path.exists() else {}
     out = run_dir / "report"
-    figs: list[tuple[Path, str]] = []
-    by_split: dict[str, list[dict]] = defaultdict(list)
-    for r in records:
-        by_split[r["split"]].append(r)
-    for split, recs in sorted(by_split.items()):
-        main = [r for r in recs if r["kind"] != "analysis"]
-        figs.append(
-            (
-                figures.plot_loss_vs_rank(
-                    main, out / f"{split}-loss-vs-rank.png", title=f"{split}: scaled loss vs rank"
-                ),
-                f"{split}: scaled loss vs rank (dashed: SVD optimum)",
-            )
-        )
-        figs.append(
-            (
-                figures.plot_time_vs_rank(
-                    main, out / f"{split}-time-vs-rank.png", title=f"{split}: time per matrix"
-                ),
-                f"{split}: time per matrix, all methods measured in the same run",
-            )
-        )
-        kmax = max(r["rank"] for r in main)
-        at = [
-            r
-            for r in main
-            if r["rank"] == kmax and r["method"] in ("convmf", "convmf+refine", "pod-basis", "svd")
-        ]
-        figs.append(
-            (
-                figures.plot_loss_vs_time(
-                    at,
-                    out / f"{split}-loss-vs-time.png",
-                    title=f"{split}: loss along the time series, rank {kmax}",
-                ),
-                f"{split}: per-frame loss vs time at rank {kmax}",
-            )
-        )
-        figs.append(
-            (
-                figures.plot_error_analysis(recs, out / f"{split}-error-analysis.png"),
-                f"{split}: network factors vs least-squares refits",
-            )
-        )
-        samples = []
-        for src in sorted({r["_source"] for r in recs}):
-            npz = run_dir / src.replace("records", "samples").replace(".jsonl", ".npz")
-            if npz.exists():
-                try:
-                    with np.load(npz, allow_pickle=False) as s:
-                        samples.append(
-                            (
-                                next(r["rank"] for r in recs if r["_source"] == src),
-                                {k: s[k] for k in s.files},
-                            )
-                        )
-                except (OSError, ValueError) as exc:
-                    raise ReportError(f"Corrupt samples file {npz}: {exc}.") from None
-        if samples:
-            samples = sorted(samples, key=lambda p: p[0])[:3]
-            figs.append(
-                (
-                    figures.plot_reconstructions(samples, out / f"{split}-reconstructions.png"),
-                    f"{split}: worst test frame and reconstructions",
-                )
-            )
+    top, more = _figures(run_dir, records, out)
     rows = sorted(
         (r for r in records if r["kind"] != "analysis"),
         key=lambda r: (r["split"], r["rank"], r["_source"], r["ratio_mean"]),
@@ -302,15 +327,20 @@ def render_report(run_dir: str | Path) -> Path:
         if k in meta
     }
     body = f"""<h1>neuralfactor report</h1>
+<p>Learned (ConvMF) and classical low-rank approximations of phase-space frames f(x, v) of a
+Vlasov&ndash;Poisson simulation. The <b>optimum</b> is the exact truncated SVD's error at the same
+rank (Eckart&ndash;Young); a method's <b>ratio to the optimum</b> is its scaled loss
+||X &minus; X<sub>r</sub>||&sup2;/||X||&sup2; divided by the optimum's (1 = optimal).</p>
+{top}
 <div class="summary"><h2>Conclusion</h2><ul>{summary}</ul>
-<p>The exact SVD is optimal by definition (ratio 1); every other ratio says how far a method is
-from it. Times are per matrix, all methods on the same device, dtype and batch, measured in one
+<p>Times are per matrix, all methods on the same device, dtype and batch, measured in one
 run; training time is reported separately.</p></div>
-<h2>Results</h2><p>Rows are grouped by the evaluation that timed them ("timed in"): each
-evaluation times its model and the classical baselines back to back on the same test frames, so
-compare times within a group. A nested model's evaluations repeat the baselines.</p>{_table(rows)}
-<h2>Figures</h2>{"".join(_img(p, alt) for p, alt in figs)}
-<h2>Configuration and environment</h2><pre>{html.escape(json.dumps({"environment": env, "configuration": meta.get("config", {})}, indent=2))}</pre>
+<details><summary>Results table (every record)</summary><p>Rows are grouped by the evaluation
+that timed them ("timed in"): each evaluation times its model and the classical baselines back
+to back on the same test frames, so compare times within a group. A nested model's evaluations
+repeat the baselines.</p>{_table(rows)}</details>
+<details><summary>More figures</summary>{more}</details>
+<details><summary>Configuration and environment</summary><pre>{html.escape(json.dumps({"environment": env, "configuration": meta.get("config", {})}, indent=2))}</pre></details>
 <p>Records: {", ".join(sorted({html.escape(r["_source"]) for r in records}))}. Regenerate with
 <code>neuralfactor report {html.escape(str(run_dir))}</code>.</p>"""
     page = (
