@@ -99,7 +99,12 @@ def train(
         config, out, resume=resume, overwrite=overwrite, distributed=distributed,
         threads=threads, progress=not state["quiet"],
     )  # fmt: skip
-    if (f := res.factorizer) is None:  # a non-zero rank of a distributed run
+    _print_trained(res, rank, restore_best, out)
+
+
+def _print_trained(res, rank: int, restore_best: bool, out: Path) -> None:
+    """One line on the trained model (nothing on the non-zero ranks of a distributed run)."""
+    if (f := res.factorizer) is None:
         return
     if res.distributed:
         console.print(f"distributed: {res.world_size} processes")
