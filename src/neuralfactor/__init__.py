@@ -24,14 +24,6 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-__all__ = [
-    "BaseFactorizer",
-    "FactorizationError",
-    "Factorizer",
-    "LowRank",
-    "NotFittedError",
-    "__version__",
-    "available_factorizers",
-    "make_factorizer",
-    "register_factorizer",
-]
+#: The top-level names: the core's factorizer interface, plus the version.
+__all__ = ["BaseFactorizer", "FactorizationError", "Factorizer", "LowRank", "NotFittedError",
+           "__version__", "available_factorizers", "make_factorizer", "register_factorizer"]  # fmt: skip

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from neuralfactor.core.validation import check_positive_int
+
 __all__ = ["GALLERY", "GalleryEntry", "available_matrices", "get_matrix"]
 
 
@@ -46,15 +48,7 @@ def _rng(seed: int) -> np.random.Generator:
 
 
 def _pos_int(value: Any, name: str, caller: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(
-            f"The '{name}' parameter of {caller} must be an int >= {minimum}. Got {value!r}."
-        )
-    if value < minimum:
-        raise ValueError(
-            f"The '{name}' parameter of {caller} must be an int >= {minimum}. Got {value}."
-        )
-    return int(value)
+    return check_positive_int(value, name=name, caller=caller, minimum=minimum)
 
 
 def _pos_float(value: Any, name: str, caller: str, allow_zero: bool = False) -> float:

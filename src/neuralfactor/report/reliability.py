@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from neuralfactor.io import atomic_write_text, read_jsonl
+from neuralfactor.kill_resume import ROW_KEYS
 
 __all__ = [
     "COUNT_FILES",
@@ -34,15 +35,7 @@ SOAK_FILE = "soak.json"
 DEFECTS_FILE = "reliability-defects.jsonl"
 RESUME_FILE = "resume-matrix.jsonl"
 PAGE_COMMAND = "python benchmarks/reliability_page.py --from-records"
-_RESUME_KEYS = (
-    "kind",
-    "case",
-    "kill_at",
-    "identical",
-    "checksum_uninterrupted",
-    "checksum_resumed",
-    "seconds",
-)
+_RESUME_KEYS = ROW_KEYS  # the kill/resume matrix writes exactly these keys
 
 
 def _read_jsonl(path: str | Path) -> list[dict[str, Any]]:

@@ -602,11 +602,9 @@ class VlasovSolver:
                 )
             return Truncation(tol=cfg.truncate_tol, rank=cfg.truncate_rank)
         if not isinstance(truncation, Truncation):
-            raise TypeError(
-                f"The 'truncation' parameter of VlasovSolver must be a Truncation. Got "
-                f"{type(truncation).__name__}."
-            )
-        if truncation.tol != cfg.truncate_tol or truncation.rank != cfg.truncate_rank:
+            got = type(truncation).__name__
+            raise TypeError(f"The 'truncation' parameter of VlasovSolver must be a Truncation. Got {got}.")  # fmt: skip
+        if (truncation.tol, truncation.rank) != (cfg.truncate_tol, cfg.truncate_rank):
             raise ValueError(
                 f"The truncation ({truncation!r}) does not match the config (truncate_tol="
                 f"{cfg.truncate_tol!r}, truncate_rank={cfg.truncate_rank!r}); build it with "
