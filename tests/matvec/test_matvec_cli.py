@@ -172,3 +172,17 @@ def test_approx_run_is_the_library_pipeline(mat, tmp_path):
         approx_run(ApproxConfig(str(tmp_path / "a.npy"), rank_method="bic"))
     with pytest.raises(ValueError, match=r"'--rank' option must be 'auto' or an int in \[1, "):
         approx_run(ApproxConfig(str(tmp_path / "a.npy"), rank=9))
+
+
+def test_approx_times_method_and_svd_interleaved_and_a_training_once():
+    import numpy as np
+
+    from neuralfactor.approx import run_approx
+
+    A = np.random.default_rng(0).standard_normal((40, 30))
+    rec, _, _ = run_approx(A, 5, "rsvd")
+    assert rec["timing"].startswith("interleaved with the SVD")
+    assert rec["seconds_q25"] <= rec["seconds"] <= rec["seconds_q75"]
+    assert rec["svd_seconds_q25"] <= rec["svd_seconds"] <= rec["svd_seconds_q75"]
+    rec, _, _ = run_approx(A, 5, "svd")
+    assert rec["seconds"] == rec["svd_seconds"]
