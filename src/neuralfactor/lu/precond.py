@@ -163,6 +163,9 @@ def iteration_counts(
     ``converged`` is 1 when the *true* relative residual is at most ``10 * tol`` (the solvers'
     own estimates can claim convergence when a nearly singular preconditioner ruins the Krylov
     basis); ``iters = maxiter`` with ``converged = 0`` means it ran out of iterations.
+    ``setup_s`` and ``solve_s`` are the wall times of the one set-up and the one solve (one-off
+    costs reported beside the iteration counts, which are what the preconditioners are ranked
+    by; they are not repeated-timing measurements and no speed-up is computed from them).
     """
     import time
 
