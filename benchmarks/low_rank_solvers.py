@@ -255,6 +255,9 @@ def main() -> None:
     ap.add_argument("--learned", default=None, help="trained model dir (+refine) to add")
     ap.add_argument("--records", type=Path, default=RECORDS)
     ap.add_argument("--out", type=Path, default=PAGE)
+    ap.add_argument("--speed-window", type=float, default=None, help="short-window speed mode")
+    ap.add_argument("--warmup", type=float, default=5.0, help="spectral warm-up (speed mode)")
+    ap.add_argument("--mass-drift", action="store_true", help="short fd5 + T mass-drift runs")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker is not None:
@@ -263,7 +266,20 @@ def main() -> None:
     from neuralfactor.io import append_jsonl, atomic_write_text, read_jsonl
     from neuralfactor.report.low_rank_solvers import render_page
 
-    if not args.from_records:
+    speed = ROOT / "docs/results/records/low-rank-speed.jsonl"
+    if args.speed_window or args.mass_drift:
+        from neuralfactor.bench.solver_speed import campaign
+
+        g = [tuple(int(x) for x in g.split("x")) for g in (args.grid or "512x1024").split(",")]
+        campaign(
+            speed,
+            grids=g,
+            window=args.speed_window,
+            warmup=args.warmup,
+            mass=args.mass_drift,
+            scratch=ROOT / "runs" / "low-rank-speed",
+        )
+    elif not args.from_records:
         grids = [(128, 256), (512, 1024)] if args.full else [(128, 256)]
         if args.grid:
             grids = [tuple(int(x) for x in g.split("x")) for g in args.grid.split(",")]
@@ -314,7 +330,10 @@ def main() -> None:
                         append_jsonl(args.records, [rec])
                         done.add(key(spec))
     records = read_jsonl(args.records)
-    atomic_write_text(args.out, render_page(records))
+    from neuralfactor.report.low_rank_speed import render_speed_section
+
+    extra = render_speed_section(read_jsonl(speed) if speed.exists() else [])
+    atomic_write_text(args.out, render_page(records) + extra)
     print(f"wrote {args.out} from {len(records)} records")
 
 

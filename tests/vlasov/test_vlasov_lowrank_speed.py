@@ -1,0 +1,175 @@
+"""Short-window speed/memory harness of the low-rank solvers and its page sections."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from neuralfactor.bench.solver_speed import (
+    SpeedWindowConfig,
+    build_solver,
+    fd5_step,
+    mass_drift,
+    measure_memory,
+    state_bytes,
+    time_window,
+    warm_start,
+)
+from neuralfactor.report.low_rank_speed import render_speed_section
+
+TINY = dict(nx=16, nv=32, warmup=0.5, window=0.02, block_steps=2, memory_steps=2)
+
+
+def test_config_rejects_bad_input():
+    with pytest.raises(ValueError, match="non-empty subset of"):
+        SpeedWindowConfig(solvers=("fd5+svd", "nope"))
+    with pytest.raises(ValueError, match="window must be > 0"):
+        SpeedWindowConfig(window=0.0)
+    with pytest.raises(ValueError, match="warmup must be a float >= 0"):
+        SpeedWindowConfig(warmup=-1.0)
+    with pytest.raises(ValueError, match="block_steps must be an int >= 1"):
+        SpeedWindowConfig(block_steps=0)
+
+
+def test_step_follows_the_cfl_rule():
+    cfg = SpeedWindowConfig(nx=512, nv=1024)
+    dt = fd5_step(cfg)
+    sim = cfg.base(t_end=1.0, dt=dt, scheme="fd5")
+    assert sim.cfl(1.5) <= 0.8 * 0.4 + 1e-12
+    assert dt == 0.0005  # the largest round step below the limit at this grid
+    assert fd5_step(SpeedWindowConfig(dt=0.003)) == 0.003
+
+
+def test_interleaved_window_times_every_solver_on_the_same_state():
+    ticks = itertools.count()
+    cfg = SpeedWindowConfig(**TINY)
+    f0 = warm_start(cfg)
+    out = time_window(cfg, f0, clock=lambda: float(next(ticks)))
+    dt = fd5_step(cfg)
+    n_blocks = max(3, -(-cfg.window // (cfg.block_steps * dt)))
+    assert set(out) == set(cfg.solvers)
+    for label, rec in out.items():
+        assert rec["blocks"] == n_blocks
+        sp = rec["s_per_time"]
+        # fake clock: one tick per clock() call; a block reads it once before and once per step
+        assert sp["median"] == pytest.approx(cfg.block_steps / (cfg.block_steps * dt))
+        assert sp["q25"] <= sp["median"] <= sp["q75"]
+        assert (rec["trunc_s"] is not None) == label.startswith("fd5+")
+        assert rec["state_bytes"] > 0
+    # same tolerance, same start: the exact truncations keep the same ranks
+    assert out["fd5+svd"]["ranks"] == out["lowrank"]["ranks"]
+    dense = 3 * cfg.nx * cfg.nv * 8
+    assert out["fd5+svd"]["state_bytes"] == dense
+    assert out["lowrank"]["state_bytes"] < dense
+
+
+def test_build_solver_truncations():
+    cfg = SpeedWindowConfig(**TINY)
+    solver, trunc = build_solver("fd5+rsvd", cfg, t_end=0.1, save_every=1)
+    assert trunc.name == "rsvd" and solver.config.truncate_with == "rsvd"
+    frames = list(solver.run())
+    assert trunc.stages >= len(frames) - 1 and trunc.seconds > 0
+    solver, trunc = build_solver("dlr", cfg, t_end=0.1, save_every=1)
+    assert trunc is None and solver.config.scheme == "dlr"
+    assert state_bytes(list(solver.run())[-1].state) > 0
+
+
+def test_mass_drift_with_and_without_the_correction():
+    kw = dict(nx=16, nv=32, t_end=0.5, tol=1e-3)
+    on = mass_drift("strong-landau", "svd", **kw)
+    off = mass_drift("strong-landau", "svd", mass_correction=False, **kw)
+    assert on["mass_correction"] is True and off["mass_correction"] is False
+    assert on["mass_drift"] < 1e-13
+    assert off["mass_drift"] > 1e-9
+
+
+def test_memory_of_a_fresh_process(tmp_path):
+    cfg = SpeedWindowConfig(**TINY, solvers=("fd5+svd",))
+    path = tmp_path / "f0.pt"
+    torch.save(warm_start(cfg), path)
+    rec = measure_memory("fd5+svd", cfg, path, steps=2)
+    assert rec.get("memory_error") is None
+    assert rec["rss_increase_mb"] is not None and rec["rss_increase_mb"] >= 0
+
+
+def _speed(solver, med, q25, q75, sb, rss, trunc=None, ranks=(3, 5)):
+    return {
+        "kind": "speed-window",
+        "solver": solver,
+        "nx": 512,
+        "nv": 1024,
+        "dt": 0.0025,
+        "warmup": 5.0,
+        "window": 0.1,
+        "block_steps": 5,
+        "blocks": 8,
+        "date": "2026-12-02 21:00 UTC",
+        "platform": "x86_64",
+        "torch": "2",
+        "threads": 1,
+        "loadavg_before": 3.0,
+        "loadavg_after": 4.0,
+        "s_per_time": {"median": med, "q25": q25, "q75": q75},
+        "trunc_s": trunc,
+        "state_bytes": sb,
+        "rss_increase_mb": rss,
+        "rank_summary": list(ranks),
+    }
+
+
+def test_page_sections_verdicts():
+    svd_tr = {"median": 0.02, "q25": 0.019, "q75": 0.021}
+    recs = [
+        _speed("fd5+svd", 10.0, 9.0, 11.0, 12 * 2**20, 40.0, svd_tr),
+        _speed(
+            "fd5+rsvd",
+            4.0,
+            3.8,
+            4.2,
+            12 * 2**20,
+            30.0,
+            {"median": 0.002, "q25": 0.0019, "q75": 0.0021},
+        ),
+        _speed("lowrank", 0.5, 0.45, 0.55, 2**20, 2.0),
+        _speed("dlr", 2.0, 1.9, 2.1, 2**19, 1.0),
+        {
+            "kind": "mass-drift",
+            "case": "weak-landau",
+            "solver": "fd5+svd",
+            "nx": 64,
+            "nv": 128,
+            "t_end": 5.0,
+            "tol": 1e-5,
+            "mass_correction": True,
+            "mass_drift": 3e-15,
+        },
+        {
+            "kind": "mass-drift",
+            "case": "weak-landau",
+            "solver": "fd5+svd",
+            "nx": 64,
+            "nv": 128,
+            "t_end": 5.0,
+            "tol": 1e-5,
+            "mass_correction": False,
+            "mass_drift": 2e-6,
+        },
+    ]
+    text = render_speed_section(recs)
+    assert text == render_speed_section(list(recs))  # pure
+    # lowrank: 10 / 0.5 = 20x, quartile range 9/0.55 = 16 to 11/0.45 = 24; memory 1/12
+    assert "lowrank vs fd5 + svd per simulated time 20x (16-24), state memory 0.083" in text
+    assert "RSS increase 0.05 of it (target >= 10x and <= 1/10: met)" in text
+    # dlr: 5x < 10x
+    assert "dlr vs fd5 + svd per simulated time 5x (4.3-5.8), state memory 0.042" in text
+    assert "of it (target >= 10x and <= 1/10: MISSED)" in text
+    assert "fastest truncation fd5+rsvd vs the svd truncation per stage 10x (9-11)" in text
+    assert "(target >= 5x: met); ranks the same" in text
+    # 0.02 s per stage, one stage per step of 0.0025: 8 of the 10 s per unit time
+    assert "The svd truncation is 80% of an fd5 + svd step" in text
+    assert "| weak-landau | fd5+svd | on | 3.0e-15 |" in text
+    assert "| weak-landau | fd5+svd | off | 2.0e-06 |" in text
+    assert "Mass conserved to 1e-10 relative by fd5 + T with the correction: met" in text
+    assert render_speed_section([]) == ""
