@@ -116,6 +116,10 @@ def worker(spec: dict) -> dict:
             truncation = Truncation(tol=tol)
         else:
             truncation = make_truncation(trunc_name, tol=tol, rank=None, frame_shape=(nx, nv))
+            meta = Path(trunc_name.removesuffix("+refine"))
+            meta = next((d / "meta.json" for d in (meta, meta / "model") if d.is_dir()), None)
+            if meta is not None and meta.exists():  # a trained model: its training cost
+                rec["fit_seconds"] = json.loads(meta.read_text()).get("fit_seconds")
         call = truncation.__call__
 
         def timed(f, _call=call):
@@ -253,6 +257,7 @@ def main() -> None:
     ap.add_argument("--tol", type=float, default=1e-5)
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated cases")
     ap.add_argument("--learned", default=None, help="trained model dir (+refine) to add")
+    ap.add_argument("--solvers", default=None, help="only these, e.g. spectral,fd5+svd,lowrank")
     ap.add_argument("--records", type=Path, default=RECORDS)
     ap.add_argument("--out", type=Path, default=PAGE)
     ap.add_argument("--speed-window", type=float, default=None, help="short-window speed mode")
@@ -285,6 +290,9 @@ def main() -> None:
             grids = [tuple(int(x) for x in g.split("x")) for g in args.grid.split(",")]
         t_end = args.t_end or (40.0 if args.full else 10.0)
         pairs = list(PAIRS) + ([("fd5", args.learned)] if args.learned else [])
+        if args.solvers:
+            want = args.solvers.split(",")
+            pairs = [p for p in pairs if (p[0] if p[1] is None else f"{p[0]}+{p[1]}") in want]
         done = {key(r) for r in read_jsonl(args.records)} if args.records.exists() else set()
         refdir = ROOT / "runs" / "low-rank-solvers-ref"  # scratch (runs/ is not committed)
         for nx, nv in grids:
@@ -332,7 +340,7 @@ def main() -> None:
     records = read_jsonl(args.records)
     from neuralfactor.report.low_rank_speed import render_speed_section
 
-    extra = render_speed_section(read_jsonl(speed) if speed.exists() else [])
+    extra = render_speed_section(read_jsonl(speed) if speed.exists() else [], records)
     atomic_write_text(args.out, render_page(records) + extra)
     print(f"wrote {args.out} from {len(records)} records")
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from neuralfactor.core.timing import loadavg, pinned_threads
+from neuralfactor.core.timing import loadavg, pinned_threads, time_call
 from neuralfactor.vlasov.solver import FD5_CFL_LIMIT, SimulationConfig, VlasovSolver
 from neuralfactor.vlasov.truncation import Truncation
 
@@ -45,6 +45,7 @@ __all__ = [
     "build_solver",
     "fd5_step",
     "measure_memory",
+    "recompress_cost",
     "run_speed_window",
     "state_bytes",
     "time_window",
@@ -239,6 +240,22 @@ def time_window(
     return out
 
 
+def recompress_cost(m: int, n: int, r: int, tol: float, *, seed: int = 0) -> dict[str, float]:
+    """Seconds of one ``lowrank`` recompression of a multistep stage at rank ``r``: QR of the
+    stacked factors (six terms of r + 1 columns: the mass-correction column included) and the
+    small SVD, timed alone on random factors of that size (the cost depends on the sizes only).
+    Median and quartiles of the blocks."""
+    from neuralfactor.vlasov.lowrank import recompress
+
+    gen = torch.Generator().manual_seed(seed)
+    K = 6 * (r + 1)
+    U = torch.randn(1, m, K, generator=gen, dtype=torch.float64)
+    V = torch.randn(1, n, K, generator=gen, dtype=torch.float64)
+    S = torch.rand(1, K, generator=gen, dtype=torch.float64)
+    t = time_call(lambda: recompress(U, S, V, tol=tol), repeats=7, max_seconds=10.0)
+    return {"columns": K, **_quartiles(list(t.times))}
+
+
 def _vm_kib(key: str) -> int | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -346,6 +363,9 @@ def run_speed_window(cfg: SpeedWindowConfig, scratch: Path) -> list[dict[str, An
         t = timing[label]
         rec = {**common, "solver": label, **{k: v for k, v in t.items() if k != "ranks"}}
         rec["rank_summary"] = [min(t["ranks"]), max(t["ranks"])] if t["ranks"] else None
+        if label == "lowrank" and t["ranks"]:
+            with pinned_threads(1):
+                rec["recompress_s"] = recompress_cost(cfg.nx, cfg.nv, max(t["ranks"]), cfg.tol)
         if cfg.memory_steps:
             rec.update(measure_memory(label, cfg, f0_path, cfg.memory_steps))
         records.append(rec)
