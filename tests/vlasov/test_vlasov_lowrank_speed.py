@@ -178,3 +178,70 @@ def test_recompress_cost_sizes():
     rc = recompress_cost(16, 32, 2, 1e-5)
     assert rc["columns"] == 18  # six terms of r + 1 columns
     assert 0 < rc["q25"] <= rc["median"] <= rc["q75"]
+
+
+def test_learned_section_beside_svd():
+    from neuralfactor.report.low_rank_speed import learned_lines
+
+    common = {"case": "strong-landau", "nx": 32, "nv": 64, "t_end": 10.0, "solver": "fd5"}
+    svd = {
+        **common,
+        "truncation": "svd",
+        "tol": 1e-3,
+        "status": "ok",
+        "dist_10": 0.05,
+        "trunc_s": 0.001,
+        "s_per_time": 0.4,
+        "rank_summary": [1, 9, 9, 9],
+    }
+    ok = {
+        **common,
+        "truncation": "m+refine",
+        "tol": 1e-3,
+        "status": "ok",
+        "fit_seconds": 127.1,
+        "dist_10": 0.06,
+        "trunc_s": 0.004,
+        "s_per_time": 1.2,
+        "rank_summary": [1, 9, 12, 12],
+    }
+    bad = {
+        **common,
+        "truncation": "m+refine",
+        "tol": 1e-5,
+        "status": "failed",
+        "fit_seconds": 127.1,
+        "message": "TruncationError: rank 16 leaves 0.00104",
+    }
+    lines = learned_lines([svd, ok, bad])
+    assert lines[0] == "## Learned truncation"
+    assert (
+        "- strong-landau 32x64, tol 1e-05, t = 10: training 127 s of CPU wall time; the run "
+        "FAILED: TruncationError: rank 16 leaves 0.00104" in lines
+    )
+    assert (
+        "- strong-landau 32x64, tol 0.001, t = 10: training 127 s of CPU wall time; distance to "
+        "spectral at t = 10 0.06, truncation 0.004 s / stage, 1.2 s / unit t (fd5 + svd: 0.05, "
+        "0.001 s / stage, 0.4 s / unit t; ranks [1, 9, 12, 12] vs [1, 9, 9, 9])." in lines
+    )
+    assert learned_lines([svd]) == []
+
+
+def test_main_targets_gamma2_and_only_the_target_tolerance():
+    from neuralfactor.report.low_rank_solvers import derive, targets
+
+    def rec(solver, truncation=None, tol=1e-5, **kw):
+        return {"case": "strong-landau", "ic": "landau-strong", "nx": 128, "nv": 256,
+                "t_end": 40.0, "dt": 0.0025, "solver": solver, "truncation": truncation,
+                "tol": tol, "status": "ok", **kw}  # fmt: skip
+
+    recs = [
+        rec("spectral", tol=None, gamma1=-0.29, gamma2=0.10),
+        rec("lowrank", gamma1=-0.2901, gamma2=0.102),
+        rec("fd5", "svd", tol=1e-3, gamma1=-0.20, gamma2=0.2),  # not the target tolerance
+    ]
+    lines = "\n".join(targets(derive(recs)))
+    assert "gamma_2 within 3% of the full-rank run: met (worst +2.00%: lowrank" in lines
+    assert "strong-landau 128x256, tol 1e-05, window" in lines
+    assert "gamma_1 within 3% of the full-rank run: met (worst +0.03%: lowrank" in lines
+    assert "gamma_2: not measured" not in lines

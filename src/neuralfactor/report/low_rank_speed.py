@@ -239,7 +239,10 @@ def learned_lines(records: Sequence[dict[str, Any]]) -> list[str]:
         "defaults: the recipe) truncating every fd5 stage with its least-squares refit "
         "(`+refine`); its rows are in the Results table (`--learned MODEL_DIR+refine`). Its "
         "rank is fixed by training, so a stage it cannot compress to the tolerance stops the "
-        "run.",
+        "run: the network's factors, even after the refit, leave a relative error with a floor "
+        "(set by how well the network's U spans the frames' leading subspace, which the training "
+        "loss weights by energy, not by the tolerance), and a tolerance below that floor stops "
+        "the run at the first stage. Training time is the model's own record (`fit_seconds`).",
         "",
     ]
     for r in sorted(rows, key=lambda r: (r["nx"], r["nv"], r["case"], -r["tol"])):
