@@ -36,12 +36,12 @@ def _mb(x: Any) -> str:
     return "-" if x is None else f"{x:.3g}"
 
 
-def _latest(records: Sequence[dict[str, Any]]) -> dict[tuple[int, int], dict[str, dict]]:
-    """grid -> solver -> the last speed-window record (a rerun supersedes)."""
-    out: dict[tuple[int, int], dict[str, dict]] = {}
+def _runs(records: Sequence[dict[str, Any]]) -> dict[tuple, dict[str, dict]]:
+    """(grid, date) -> solver -> the speed-window record: every run (repeat) of a grid."""
+    out: dict[tuple, dict[str, dict]] = {}
     for r in records:
         if r.get("kind") == "speed-window":
-            out.setdefault((r["nx"], r["nv"]), {})[r["solver"]] = r
+            out.setdefault((r["nx"], r["nv"], r["date"]), {})[r["solver"]] = r
     return out
 
 
@@ -135,15 +135,17 @@ def _verdicts(grid: tuple[int, int], rows: dict[str, dict]) -> list[str]:
 
 def speed_lines(records: Sequence[dict[str, Any]]) -> list[str]:
     """The speed-window section: method, one table per grid, the verdicts."""
-    grids = _latest(records)
-    if not grids:
+    runs = _runs(records)
+    if not runs:
         return []
     lines = [
         "## Speed and memory: short windows, solvers interleaved",
         "",
         "Generated from `docs/results/records/low-rank-speed.jsonl`, written by "
         "`python benchmarks/low_rank_solvers.py --speed-window T --grid MxN` (strong Landau, "
-        "tol 1e-5; about 10 minutes at 512x1024 with T = 0.1 on a loaded 2-core machine). A "
+        "tol 1e-5; with T = 0.05 about 5 minutes at 512x1024 on a loaded 2-core machine). Every "
+        "run is listed, repeats are not merged: the difference between two runs of a grid is "
+        "the load's effect beyond what the interleaving evens out. A "
         "full-rank spectral run advances to t = warm-up; every solver starts from that frame, "
         "runs two untimed blocks, then blocks of `block_steps` steps over T units of simulated "
         "time, the solvers' blocks interleaved round by round in a rotating order (one "
@@ -155,17 +157,23 @@ def speed_lines(records: Sequence[dict[str, Any]]) -> list[str]:
         "steps (fd5: three m x n grids; lowrank: three factored states; dlr: one). RSS "
         "increase: peak resident set of a fresh process over a few steps, above its resident "
         "set after set-up (allocations >= 64 KiB mmapped, so the peak is the live working "
-        "set); it includes the stepping's transients (for fd5 + svd the SVD workspace).",
+        "set); it includes the stepping's transients (for fd5 + svd the SVD workspace). For "
+        "lowrank the `trunc.` columns are its recompression of a stage timed alone (QR of the "
+        "stacked factors + SVD of the core, on random factors of the stage's width, which keep "
+        "every column: an upper bound), beside its step time measured in the window; the rest "
+        "of its step (the factored stage terms, densities, field solve and Python overhead) is "
+        "not broken down.",
         "",
     ]
-    for grid, rows in sorted(grids.items()):
+    for (nx, nv, date), rows in sorted(runs.items()):
+        grid = (nx, nv)
         r0 = next(iter(rows.values()))
         lines += [
-            f"### {grid[0]}x{grid[1]}",
+            f"### {nx}x{nv}, run of {date}",
             "",
             f"dt {r0['dt']:g}, warm-up to t = {r0['warmup']:g}, window T = {r0['window']:g} in "
             f"blocks of {r0['block_steps']} steps ({r0['blocks']} timed blocks per solver); "
-            f"{r0['date']}, {r0['platform']}, torch {r0['torch']}, {r0['threads']} thread; "
+            f"{r0['platform']}, torch {r0['torch']}, {r0['threads']} thread; "
             f"load average (1 min) {r0['loadavg_before']:.2f} before and "
             f"{r0['loadavg_after']:.2f} after the timing"
             + (
