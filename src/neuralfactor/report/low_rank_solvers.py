@@ -123,8 +123,8 @@ def targets(records: Sequence[dict[str, Any]]) -> list[str]:
         else:
             line += "met by every run."
         out.append(line)
-    for nx, nv in sorted({(r["nx"], r["nv"]) for r in ok}):
-        grid = [r for r in ok if (r["nx"], r["nv"]) == (nx, nv)]
+    for nx, nv, t_end in sorted({(r["nx"], r["nv"], r["t_end"]) for r in ok}):
+        grid = [r for r in ok if (r["nx"], r["nv"], r["t_end"]) == (nx, nv, t_end)]
         for case in sorted({r["case"] for r in grid}):
             rows = {_label(r): r for r in grid if r["case"] == case}
             ref = rows.get("fd5 + svd")
@@ -143,7 +143,7 @@ def targets(records: Sequence[dict[str, Any]]) -> list[str]:
                     else "target is at 512x1024; not measured here, see the short-window section"
                 )
                 out.append(
-                    f"- {case} {nx}x{nv}: lowrank vs fd5 + svd speed-up per simulated time "
+                    f"- {case} {nx}x{nv} to t = {t_end:g}: lowrank vs fd5 + svd speed-up per simulated time "
                     f"{sp:.2f}x, state memory ratio {_f(mem)} ({verdict}; target "
                     f">= {SPEEDUP_FACTORED:g}x and <= 1/10). Load averages during the two "
                     f"runs {_f(ref.get('loadavg_1min'), '.1f')} and "
@@ -159,7 +159,7 @@ def targets(records: Sequence[dict[str, Any]]) -> list[str]:
                 best = min((k for k in tr if k != "fd5 + svd"), key=lambda k: tr[k]["trunc_s"])
                 sp = tr["fd5 + svd"]["trunc_s"] / tr[best]["trunc_s"]
                 out.append(
-                    f"- {case} {nx}x{nv}: fastest truncation {best} is {sp:.2f}x the svd "
+                    f"- {case} {nx}x{nv} to t = {t_end:g}: fastest truncation {best} is {sp:.2f}x the svd "
                     f"truncation per stage (target >= {SPEEDUP_TRUNC:g}x: "
                     f"{'met' if sp >= SPEEDUP_TRUNC else 'MISSED'}"
                     + (
