@@ -47,7 +47,7 @@ PAIRS = [
     ("lowrank", None),
     ("dlr", None),
 ]
-NICE_DT = (0.01, 0.005, 0.004, 0.0025, 0.002, 0.001, 0.0005, 0.0004, 0.00025)
+NICE_DT = (0.01, 0.005, 0.004, 0.0025, 0.002, 0.001, 0.0005, 0.0004, 0.00025, 0.0002, 0.0001)
 
 
 def fd5_dt(nx: int, nv: int, length: float, vmax: float, emax: float = 1.5) -> float:

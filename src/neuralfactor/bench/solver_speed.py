@@ -34,8 +34,9 @@ from typing import Any
 
 import torch
 
+from neuralfactor.bench.low_rank_solvers import fd5_dt
 from neuralfactor.core.timing import loadavg, pinned_threads, time_call
-from neuralfactor.vlasov.solver import FD5_CFL_LIMIT, SimulationConfig, VlasovSolver
+from neuralfactor.vlasov.solver import SimulationConfig, VlasovSolver
 from neuralfactor.vlasov.truncation import Truncation
 
 __all__ = [
@@ -54,7 +55,6 @@ __all__ = [
 
 #: solver labels: ``fd5+T`` (full grid, truncated by T after every stage), ``lowrank``, ``dlr``
 SOLVERS = ("fd5+svd", "fd5+rsvd", "fd5+warm-subspace", "lowrank", "dlr")
-_NICE_DT = (0.01, 0.005, 0.004, 0.0025, 0.002, 0.001, 0.0005, 0.0004, 0.00025, 0.0002, 0.0001)
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,7 @@ def fd5_step(cfg: SpeedWindowConfig, emax: float = 1.5) -> float:
     if cfg.dt is not None:
         return float(cfg.dt)
     probe = cfg.base(t_end=1.0, dt=0.01)
-    lim = 0.8 * FD5_CFL_LIMIT / (float(probe.vmax) / probe.hx + emax / probe.hv)
-    return next(d for d in _NICE_DT if d <= lim)
+    return fd5_dt(cfg.nx, cfg.nv, float(probe.length), float(probe.vmax), emax)
 
 
 class TimedTruncation(Truncation):
