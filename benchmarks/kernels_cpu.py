@@ -51,7 +51,7 @@ def main() -> None:
             frames=args.frames,
             lead_in=args.lead_in,
             threads=args.threads,
-            rounds=args.rounds,
+            repeats=args.rounds,
             min_run_time=args.min_run_time,
             ensembles=parse_ints(args.ensembles, "--ensembles") if args.ensembles else (),
         )

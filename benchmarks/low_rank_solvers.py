@@ -55,8 +55,12 @@ def main() -> None:
     ap.add_argument("--tol", type=float, default=1e-5)
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated cases")
     ap.add_argument("--learned", default=None, help="trained model dir (+refine) to add")
+    ap.add_argument("--solvers", default=None, help="only these, e.g. spectral,fd5+svd,lowrank")
     ap.add_argument("--records", type=Path, default=RECORDS)
     ap.add_argument("--out", type=Path, default=PAGE)
+    ap.add_argument("--speed-window", type=float, default=None, help="short-window speed mode")
+    ap.add_argument("--warmup", type=float, default=5.0, help="spectral warm-up (speed mode)")
+    ap.add_argument("--mass-drift", action="store_true", help="short fd5 + T mass-drift runs")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker is not None:
@@ -64,17 +68,35 @@ def main() -> None:
 
         print(json.dumps(worker(json.loads(args.worker), make_truncation)))
         return
+    from neuralfactor.core.validation import parse_list, parse_shape
     from neuralfactor.io import atomic_write_text, read_jsonl
     from neuralfactor.report.low_rank_solvers import render_page
+    from neuralfactor.report.low_rank_speed import render_speed_section
 
-    if not args.from_records:
+    speed = ROOT / "docs/results/records/low-rank-speed.jsonl"
+    if args.speed_window or args.mass_drift:
+        from neuralfactor.bench.solver_speed import campaign
+
+        campaign(
+            speed,
+            grids=list(parse_list(args.grid or "512x1024", "--grid", parse_shape)),
+            window=args.speed_window,
+            warmup=args.warmup,
+            mass=args.mass_drift,
+            scratch=ROOT / "runs" / "low-rank-speed",
+        )
+    elif not args.from_records:
         grids = [(128, 256), (512, 1024)] if args.full else [(128, 256)]
         if args.grid:
-            grids = [tuple(int(x) for x in g.split("x")) for g in args.grid.split(",")]
+            grids = list(parse_list(args.grid, "--grid", parse_shape))
+        pairs = list(PAIRS) + ([("fd5", args.learned)] if args.learned else [])
+        if args.solvers:
+            want = parse_list(args.solvers, "--solvers")
+            pairs = [p for p in pairs if (p[0] if p[1] is None else f"{p[0]}+{p[1]}") in want]
         run_campaign(
             grids,
-            args.cases.split(","),
-            list(PAIRS) + ([("fd5", args.learned)] if args.learned else []),
+            list(parse_list(args.cases, "--cases")),
+            pairs,
             t_end=args.t_end or (40.0 if args.full else 10.0),
             tol=args.tol,
             records=args.records,
@@ -83,7 +105,8 @@ def main() -> None:
             log=lambda s: print(s, flush=True),
         )
     records = read_jsonl(args.records)
-    atomic_write_text(args.out, render_page(records))
+    extra = render_speed_section(read_jsonl(speed) if speed.exists() else [], records)
+    atomic_write_text(args.out, render_page(records) + extra)
     print(f"wrote {args.out} from {len(records)} records")
 
 

@@ -7,7 +7,7 @@ Run (CPU, one thread):
 
 Every record holds the network's and the SVD's errors on the same matrix, their differences,
 the ratio of scaled losses (network / Eckart-Young optimum), the rank check, the products
-used, the training time and the SVD time measured in the same run, thread counts and the load
+used, the training time and the SVD time (both taken in the same run), thread counts and the load
 average. After a run the page docs/results/matvec-and-toolkit.md is rewritten from the
 records (with those of ``--ablation`` and ``benchmarks/matvec_toolkit_demo.py``); rewrite it
 alone, byte for byte and without measuring, with

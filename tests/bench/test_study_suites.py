@@ -19,7 +19,7 @@ def test_kernels_suite_times_every_method_through_the_harness():
         ranks=(2,),
         frames=6,
         lead_in=4,
-        rounds=3,
+        repeats=3,
         min_run_time=0.0,
         max_case_seconds=0.2,
         ensembles=(2,),

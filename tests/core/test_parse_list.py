@@ -16,12 +16,12 @@ def test_items_are_stripped_and_empty_items_skipped():
 @pytest.mark.parametrize(
     ("text", "item", "message"),
     [
-        ("4,x", int, r"'--opt' option takes comma-separated integers\. Got 'x' in '4,x'"),
-        ("1.5", int, "comma-separated integers. Got '1.5'"),
-        ("a", float, "comma-separated numbers. Got 'a'"),
-        ("128x", parse_shape, "comma-separated MxN shapes. Got '128x'"),
-        ("0x4", parse_shape, "MxN shapes. Got '0x4'"),
-        ("2x3x4", parse_shape, "MxN shapes"),
+        ("4,x", int, r"'--opt' option takes comma-separated integers .*\. Got 'x' in '4,x'"),
+        ("1.5", int, "comma-separated integers such as '4,8,12'. Got '1.5'"),
+        ("a", float, "comma-separated numbers .* Got 'a'"),
+        ("128x", parse_shape, "takes MxN sizes, comma-separated, .* Got '128x'"),
+        ("0x4", parse_shape, "MxN sizes.* Got '0x4'"),
+        ("2x3x4", parse_shape, "MxN sizes"),
     ],
 )
 def test_bad_items_name_the_option_and_the_item(text, item, message):

@@ -376,11 +376,13 @@ def evaluate_run(
     threads: int | None = 1,
     rank: int | None = None,
     write: bool = True,
+    max_seconds: float | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate a trained run on its test frames against ``baselines`` at the same rank.
 
     ``rank`` (nested models only) evaluates the leading ``rank`` columns of the model and the
-    baselines at that rank; records then go to ``records-r{rank}.jsonl``.
+    baselines at that rank; records then go to ``records-r{rank}.jsonl``. ``max_seconds``
+    caps the interleaved timing rounds (the harness's ``max_seconds``; ``None``: its default).
 
     Every method factorizes the same test batch on the same device and dtype (float32), all
     timed interleaved by :func:`~neuralfactor.core.timing.measure_many` (at least ``repeats``
@@ -431,6 +433,7 @@ def evaluate_run(
             fit_seconds=fit_times,
             max_call_seconds=float("inf"),
             min_rounds=repeats,
+            **({} if max_seconds is None else {"max_seconds": max_seconds}),
             errors=(),
             results=results,
         )

@@ -51,13 +51,11 @@ def silent(_: str) -> None:
 
 
 def int_list(text: str) -> list[int]:
-    """``'4,8,12'`` -> ``[4, 8, 12]``; an empty string gives ``[]``."""
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(
-            f"Expected comma-separated integers such as '4,8,12'. Got {text!r}."
-        ) from None
+    """``'4,8,12'`` -> ``[4, 8, 12]``; an empty string gives ``[]``
+    (:func:`neuralfactor.core.validation.parse_list`)."""
+    from neuralfactor.core.validation import parse_list
+
+    return list(parse_list(text, "ranks", int))
 
 
 @dataclass(frozen=True)

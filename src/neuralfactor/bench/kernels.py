@@ -31,34 +31,28 @@ from typing import Any
 import numpy as np
 import torch
 
-from neuralfactor.core.timing import TimingConfig, TimingStats, time_interleaved
+from neuralfactor.core.timing import SuiteTiming, TimingStats, time_interleaved
 from neuralfactor.report.kernels_page import TARGET_RATIO
 
 __all__ = ["KernelsConfig", "cheapest_rsvd", "ensemble_records", "run_kernels"]
 
 
 @dataclass(frozen=True)
-class KernelsConfig:
-    """What the kernels-cpu suite measures."""
+class KernelsConfig(SuiteTiming):
+    """What the kernels-cpu suite measures; its timing options are :class:`SuiteTiming`'s
+    (``repeats``: fewest interleaved rounds per rank; ``min_run_time``: fewest seconds timed
+    per method; ``max_case_seconds``: rounds stop after this once the spread is not settling),
+    with this suite's longer defaults."""
 
     size: tuple[int, int] = (128, 256)
     ranks: tuple[int, ...] = (12, 30)
     frames: int = 256
     lead_in: int = 512
     threads: int = 1
-    rounds: int = 3  # fewest interleaved rounds (at least 3)
-    min_run_time: float = 1.0  # fewest seconds timed per method
-    max_case_seconds: float = 30.0  # rounds stop after this once the spread is not settling
     ensembles: tuple[int, ...] = (1, 16, 64)
-
-    @property
-    def timing(self) -> TimingConfig:
-        """The harness settings of every rank's interleaved rounds."""
-        return TimingConfig(
-            min_rounds=self.rounds,
-            min_run_time=self.min_run_time,
-            max_seconds=self.max_case_seconds,
-        )
+    repeats: int = 3
+    min_run_time: float = 1.0
+    max_case_seconds: float = 30.0
 
 
 def _stats(st: TimingStats, per_call: int) -> dict[str, float]:

@@ -15,6 +15,7 @@ simulation, and are reported with their spread over the blocks.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
@@ -46,7 +47,7 @@ PAIRS = [
     ("lowrank", None),
     ("dlr", None),
 ]
-NICE_DT = (0.01, 0.005, 0.004, 0.0025, 0.002, 0.001, 0.0005, 0.0004, 0.00025)
+NICE_DT = (0.01, 0.005, 0.004, 0.0025, 0.002, 0.001, 0.0005, 0.0004, 0.00025, 0.0002, 0.0001)
 
 
 def fd5_dt(nx: int, nv: int, length: float, vmax: float, emax: float = 1.5) -> float:
@@ -195,6 +196,16 @@ def _summarize(rec: dict, spec: dict, out: dict, timed: _Timed | None) -> None:
     _fit_rates(rec, spec["case"], np.array(out["t"]), d, spec["t_end"])
 
 
+def _training_cost(name: str) -> dict[str, Any]:
+    """``{"fit_seconds": ...}`` of a trained-model truncation (``DIR[+refine]``, from the model's
+    meta.json), else ``{}``."""
+    path = Path(name.removesuffix("+refine"))
+    meta = next((d / "meta.json" for d in (path, path / "model") if d.is_dir()), None)
+    if meta is None or not meta.exists():
+        return {}
+    return {"fit_seconds": json.loads(meta.read_text()).get("fit_seconds")}
+
+
 def worker(spec: dict, make_truncation: Callable[..., Any]) -> dict:
     """Run one (case, solver, truncation) and measure it; returns the record.
 
@@ -233,6 +244,7 @@ def worker(spec: dict, make_truncation: Callable[..., Any]) -> dict:
             if name == "svd"
             else make_truncation(name, tol=tol, rank=None, frame_shape=shape)
         )
+        rec.update(_training_cost(name))
     ref = None
     if spec.get("reference"):
         ref = {

@@ -14,14 +14,9 @@ DEFAULT_METHODS = (
 
 
 def _parse_sizes(sizes: list[str]) -> tuple[tuple[int, int], ...]:
-    out = []
-    for s in sizes:
-        try:
-            m, n = (int(v) for v in s.lower().split("x"))
-        except ValueError:
-            raise ValueError(f"The '--size' option takes MxN, e.g. 128x256. Got {s!r}.") from None
-        out.append((m, n))
-    return tuple(out)
+    from neuralfactor.core.validation import parse_list, parse_shape
+
+    return tuple(shape for s in sizes for shape in parse_list(s, "--size", parse_shape))
 
 
 SUITES = ("default", "frames")
@@ -33,7 +28,9 @@ def _methods(text: str | None) -> tuple[str, ...] | None:
 
     if text is None:
         return None
-    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    from neuralfactor.core.validation import parse_list
+
+    names = parse_list(text, "--methods")
     if not names:
         raise ValueError("The '--methods' option must name at least one factorizer.")
     return tuple(check_factorizer_name(name) for name in names)
@@ -161,9 +158,10 @@ def _default_suite(common, names, size, data, dtype, data_file, out) -> None:
 def _frames_suite(common, names, size, dtype, train_epochs, train_frames, out) -> None:
     from neuralfactor.bench.frames import FRAME_COLUMNS, FramesConfig, run_frames
     from neuralfactor.cli._tables import print_table
+    from neuralfactor.core.validation import parse_list
 
     config = FramesConfig(
-        sizes=_parse_sizes(size), dtypes=tuple(d.strip() for d in dtype.split(",") if d.strip()),
+        sizes=_parse_sizes(size), dtypes=parse_list(dtype, "--dtype"),
         methods=names, train_epochs=train_epochs, train_frames=train_frames, **common,
     )  # fmt: skip
 

@@ -131,10 +131,11 @@ def evaluate(
 ) -> None:
     """Evaluate a trained run on its test frames against classical baselines (records.jsonl)."""
     from neuralfactor.amortized.study import evaluate_run
+    from neuralfactor.core.validation import parse_list
 
     records = evaluate_run(
         run_dir,
-        baselines=tuple(b for b in baselines.split(",") if b),
+        baselines=parse_list(baselines, "--baselines"),
         device=device,
         repeats=repeats,
         threads=threads or None,

@@ -282,12 +282,12 @@ def parse_list(text: str, name: str, item: Callable[[str], Any] = str) -> tuple[
             out.append(item(v))
         except (TypeError, ValueError):
             what = getattr(item, "__name__", "item")
-            kind = {"int": "integers", "float": "numbers", "parse_shape": "MxN shapes"}.get(
-                what, f"{what} items"
-            )
-            raise ValueError(
-                f"The '{name}' option takes comma-separated {kind}. Got {v!r} in {text!r}."
-            ) from None
+            kind = {
+                "int": "comma-separated integers such as '4,8,12'",
+                "float": "comma-separated numbers such as '0.5,1e-3'",
+                "parse_shape": "MxN sizes, comma-separated, such as '128x256,64x128'",
+            }.get(what, f"comma-separated {what} items")
+            raise ValueError(f"The '{name}' option takes {kind}. Got {v!r} in {text!r}.") from None
     return tuple(out)
 
 

@@ -1,0 +1,288 @@
+"""Sections of ``docs/results/low-rank-solvers.md`` from ``low-rank-speed.jsonl``.
+
+Two record kinds, both written by ``benchmarks/low_rank_solvers.py`` through
+:mod:`neuralfactor.bench.solver_speed`: ``speed-window`` (one solver's interleaved short-window
+timing and memory at one grid) and ``mass-drift`` (one short ``fd5 + T`` run's mass drift).
+:func:`render_speed_section` is a pure function of the records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from neuralfactor.core.timing import Spread, speed_ratio
+
+__all__ = ["learned_lines", "mass_lines", "render_speed_section", "speed_lines"]
+
+SPEEDUP_FACTORED = 10.0  # factored vs fd5+svd per simulated time at 512x1024
+MEMORY_FACTORED = 0.1  # factored memory / fd5+svd memory
+SPEEDUP_TRUNC = 5.0  # fastest truncation vs svd truncation per stage
+MASS_TOL = 1e-10
+_FACTORED = ("lowrank", "dlr")
+
+
+def _spread(q: dict[str, float] | None) -> Spread | None:
+    return None if not q else Spread(q["median"], q["q25"], q["q75"])
+
+
+def _q(q: dict[str, float] | None, fmt: str = ".3g") -> str:
+    if not q:
+        return "-"
+    return f"{q['median']:{fmt}} ({q['q25']:{fmt}}-{q['q75']:{fmt}})"
+
+
+def _mb(x: Any) -> str:
+    return "-" if x is None else f"{x:.3g}"
+
+
+def _runs(records: Sequence[dict[str, Any]]) -> dict[tuple, dict[str, dict]]:
+    """(grid, date) -> solver -> the speed-window record: every run (repeat) of a grid."""
+    out: dict[tuple, dict[str, dict]] = {}
+    for r in records:
+        if r.get("kind") == "speed-window":
+            out.setdefault((r["nx"], r["nv"], r["date"]), {})[r["solver"]] = r
+    return out
+
+
+def _table(rows: dict[str, dict]) -> list[str]:
+    base = rows.get("fd5+svd")
+    head = (
+        "| solver | s / unit t, median (IQR) | vs fd5 + svd | trunc. s / stage, median (IQR) "
+        "| trunc. vs svd | trunc. share of step | state MB | RSS increase MB | ranks (min-max) |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for label, r in rows.items():
+        st = _spread(r["s_per_time"])
+        ratio = str(speed_ratio(_spread(base["s_per_time"]), st)) if base else "-"
+        tr, tr_ratio, share = r.get("trunc_s") or r.get("recompress_s"), "-", "-"
+        if tr:
+            share = f"{tr['median'] / (r['s_per_time']['median'] * r['dt']):.0%}"
+            if base and base.get("trunc_s"):
+                tr_ratio = str(speed_ratio(_spread(base["trunc_s"]), _spread(tr)))
+        if r is base:
+            ratio = tr_ratio = "1 (baseline)"
+        rk = r.get("rank_summary")
+        lines.append(
+            f"| {label} | {_q(r['s_per_time'])} | {ratio} | {_q(tr)} | {tr_ratio} | {share} | "
+            f"{r['state_bytes'] / 2**20:.3g} | {_mb(r.get('rss_increase_mb'))} | "
+            f"{'-' if not rk else f'{rk[0]}-{rk[1]}'} |"
+        )
+    return lines
+
+
+def _meets(sp: Any, target: float) -> str:
+    """ "met" when even the quartile range clears ``target``, else what the median says."""
+    if sp.verdict == "faster" and sp.low >= target:
+        return "met"
+    if sp.ratio >= target:
+        return f"met by the median, not by the quartile range (its low end {sp.low:.2g}x)"
+    return "MISSED"
+
+
+def _factored_line(grid: tuple[int, int], where: str, fac: str, r: dict, base: dict) -> str:
+    sp = speed_ratio(_spread(base["s_per_time"]), _spread(r["s_per_time"]))
+    mem = r["state_bytes"] / base["state_bytes"]
+    rss = (
+        r["rss_increase_mb"] / base["rss_increase_mb"]
+        if r.get("rss_increase_mb") and base.get("rss_increase_mb")
+        else None
+    )
+    line = (
+        f"- {grid[0]}x{grid[1]}{where}: {fac} vs fd5 + svd per simulated time {sp} (target "
+        f">= {SPEEDUP_FACTORED:g}x: {_meets(sp, SPEEDUP_FACTORED)}); memory (target <= 1/10): "
+        f"state {mem:.3f} of fd5 + svd's ({'met' if mem <= MEMORY_FACTORED else 'MISSED'}), "
+        f"peak working memory (RSS increase) {_mb(rss)} of it"
+        f" ({'met' if rss is not None and rss <= MEMORY_FACTORED else 'MISSED'})."
+    )
+    rc = r.get("recompress_s")
+    if rc:
+        share = rc["median"] / (r["s_per_time"]["median"] * r["dt"])
+        line += (
+            f" Its recompression of a stage ({rc['columns']} stacked columns: QR of the "
+            f"(m + n) x {rc['columns']} factors + SVD of the core, O((m + n) R^2)), timed alone, "
+            f"is {rc['median']:.3g} s = {share:.0%} of its step."
+        )
+    return line
+
+
+def _verdicts(grid: tuple[int, int], rows: dict[str, dict]) -> list[str]:
+    base = rows.get("fd5+svd")
+    if base is None:
+        return []
+    big = grid[0] * grid[1] >= 512 * 1024
+    where = "" if big else " (the targets are at 512x1024)"
+    out = [_factored_line(grid, where, fac, rows[fac], base) for fac in _FACTORED if fac in rows]
+    trs = {k: v for k, v in rows.items() if k != "fd5+svd" and v.get("trunc_s")}
+    if trs and base.get("trunc_s"):
+        best = min(trs, key=lambda k: trs[k]["trunc_s"]["median"])
+        sp = speed_ratio(_spread(base["trunc_s"]), _spread(trs[best]["trunc_s"]))
+        share = base["trunc_s"]["median"] / (base["s_per_time"]["median"] * base["dt"])
+        rest = base["s_per_time"]["median"] * base["dt"] - base["trunc_s"]["median"]
+        same = trs[best].get("rank_summary") == base.get("rank_summary")
+        out.append(
+            f"- {grid[0]}x{grid[1]}{where}: fastest truncation {best} vs the svd truncation per "
+            f"stage {sp} (target >= {SPEEDUP_TRUNC:g}x: {_meets(sp, SPEEDUP_TRUNC)}); ranks "
+            f"{'the same' if same else 'differ'} ({trs[best].get('rank_summary')} vs "
+            f"{base.get('rank_summary')}). What dominates (measured: truncation time x stages "
+            f"/ step time): the svd truncation is {share:.0%} of an fd5 + svd step; the rest, "
+            f"{rest:.3g} s per step, is the fd5 right-hand side and field solve on the full grid, "
+            f"so no truncation can make fd5 + T more than "
+            f"{base['s_per_time']['median'] * base['dt'] / rest:.3g}x faster than fd5 + svd."
+        )
+    return out
+
+
+def speed_lines(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The speed-window section: method, one table per grid, the verdicts."""
+    runs = _runs(records)
+    if not runs:
+        return []
+    lines = [
+        "## Speed and memory: short windows, solvers interleaved",
+        "",
+        "Generated from `docs/results/records/low-rank-speed.jsonl`, written by "
+        "`python benchmarks/low_rank_solvers.py --speed-window T --grid MxN` (strong Landau, "
+        "tol 1e-5; with T = 0.05 about 5 minutes at 512x1024 on a loaded 2-core machine). Every "
+        "run is listed, repeats are not merged: the difference between two runs of a grid is "
+        "the load's effect beyond what the interleaving evens out. A "
+        "full-rank spectral run advances to t = warm-up; every solver starts from that frame, "
+        "runs two untimed blocks, then blocks of `block_steps` steps over T units of simulated "
+        "time, the solvers' blocks interleaved round by round in a rotating order (one "
+        "process, one thread) so machine load hits all of them alike. Times: wall seconds per "
+        "unit simulated time, median and quartiles over the blocks (a block's time ends at its "
+        "last step: the frame's diagnostics are excluded). `vs fd5 + svd`: ratio of medians "
+        "with its quartile range, `within noise` when the spreads overlap "
+        "(`neuralfactor.core.timing.speed_ratio`). State MB: the exact bytes carried between "
+        "steps (fd5: three m x n grids; lowrank: three factored states; dlr: one). RSS "
+        "increase: peak resident set of a fresh process over a few steps, above its resident "
+        "set after set-up (allocations >= 64 KiB mmapped, so the peak is the live working "
+        "set); it includes the stepping's transients (for fd5 + svd the SVD workspace). For "
+        "lowrank the `trunc.` columns are its recompression of a stage timed alone (QR of the "
+        "stacked factors + SVD of the core, on random factors of the stage's width, which keep "
+        "every column: an upper bound), beside its step time measured in the window; the rest "
+        "of its step (the factored stage terms, densities, field solve and Python overhead) is "
+        "not broken down.",
+        "",
+    ]
+    for (nx, nv, date), rows in sorted(runs.items()):
+        grid = (nx, nv)
+        r0 = next(iter(rows.values()))
+        lines += [
+            f"### {nx}x{nv}, run of {date}",
+            "",
+            f"dt {r0['dt']:g}, warm-up to t = {r0['warmup']:g}, window T = {r0['window']:g} in "
+            f"blocks of {r0['block_steps']} steps ({r0['blocks']} timed blocks per solver); "
+            f"{r0['platform']}, torch {r0['torch']}, {r0['threads']} thread; "
+            f"load average (1 min) {r0['loadavg_before']:.2f} before and "
+            f"{r0['loadavg_after']:.2f} after the timing"
+            + (
+                " (**shared machine under load: the interleaving spreads the load over all "
+                "solvers alike, the absolute times are indicative only**)."
+                if max(r0["loadavg_before"], r0["loadavg_after"]) > 1.5
+                else "."
+            ),
+            "",
+            *_table(rows),
+            "",
+            *_verdicts(grid, rows),
+            "",
+        ]
+    return lines
+
+
+def mass_lines(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The mass-drift section (fd5 + T with and without the default correction)."""
+    rows = [r for r in records if r.get("kind") == "mass-drift"]
+    if not rows:
+        return []
+    latest = {(r["case"], r["solver"], r["mass_correction"]): r for r in rows}
+    on = [r for r in latest.values() if r["mass_correction"]]
+    worst = max(on, key=lambda r: r["mass_drift"]) if on else None
+    r0 = rows[0]
+    lines = [
+        "## Mass of fd5 + T with the default mass correction",
+        "",
+        "The Results table's fd5 rows above were measured before fd5 with a truncation was "
+        "mass-corrected by default (they carry no `mass_correction` key: plain truncation). "
+        f"Short runs at {r0['nx']}x{r0['nv']} to t = {r0['t_end']:g}, tol {r0['tol']:g} "
+        "(`--mass-drift`), with the default correction (the rank-one c w(v) term after every "
+        "truncation) and, for svd, without it:",
+        "",
+        "| case | solver | mass correction | mass drift |",
+        "|---|---|---|---|",
+    ]
+    for (case, solver, corr), r in sorted(latest.items()):
+        lines.append(f"| {case} | {solver} | {'on' if corr else 'off'} | {r['mass_drift']:.1e} |")
+    if worst is not None:
+        met = worst["mass_drift"] <= MASS_TOL
+        lines += [
+            "",
+            f"- Mass conserved to {MASS_TOL:g} relative by fd5 + T with the correction: "
+            f"{'met' if met else 'MISSED'} (worst {worst['mass_drift']:.1e}: "
+            f"{worst['solver']}, {worst['case']}).",
+        ]
+    return lines + [""]
+
+
+def _is_learned(r: dict[str, Any]) -> bool:
+    return r.get("solver") == "fd5" and "fit_seconds" in r
+
+
+def learned_lines(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The learned-truncation section: every ``fd5 + <trained model>`` row of the Results
+    table beside ``fd5 + svd`` of the same case, grid, tolerance and t_end."""
+    rows = [r for r in records if _is_learned(r)]
+    if not rows:
+        return []
+    ref = {
+        (r["case"], r["nx"], r["nv"], r["tol"], r["t_end"]): r
+        for r in records
+        if r["solver"] == "fd5" and r["truncation"] == "svd" and r["status"] == "ok"
+    }
+    out = [
+        "## Learned truncation",
+        "",
+        "A learned factorizer trained on frames of the same problem (`neuralfactor train` "
+        "defaults: the recipe) truncating every fd5 stage with its least-squares refit "
+        "(`+refine`); its rows are in the Results table (`--learned MODEL_DIR+refine`). Its "
+        "rank is fixed by training, so a stage it cannot compress to the tolerance stops the "
+        "run: the network's factors, even after the refit, leave a relative error with a floor "
+        "(set by how well the network's U spans the frames' leading subspace, which the training "
+        "loss weights by energy, not by the tolerance), and a tolerance below that floor stops "
+        "the run at the first stage. Training time is the model's own record (`fit_seconds`).",
+        "",
+    ]
+    for r in sorted(rows, key=lambda r: (r["nx"], r["nv"], r["case"], -r["tol"])):
+        svd = ref.get((r["case"], r["nx"], r["nv"], r["tol"], r["t_end"]))
+        head = (
+            f"- {r['case']} {r['nx']}x{r['nv']}, tol {r['tol']:g}, t = {r['t_end']:g}: "
+            f"training {r['fit_seconds']:.0f} s of CPU wall time"
+        )
+        if r["status"] != "ok":
+            out.append(f"{head}; the run FAILED: {r.get('message', '?')}")
+            continue
+        line = head + (
+            f"; distance to spectral at t = 10 {r.get('dist_10', float('nan')):.3g}, "
+            f"truncation {r.get('trunc_s', float('nan')):.3g} s / stage, "
+            f"{r.get('s_per_time', float('nan')):.3g} s / unit t"
+        )
+        if svd is not None:
+            line += (
+                f" (fd5 + svd: {svd.get('dist_10', float('nan')):.3g}, "
+                f"{svd.get('trunc_s', float('nan')):.3g} s / stage, "
+                f"{svd.get('s_per_time', float('nan')):.3g} s / unit t; ranks "
+                f"{r.get('rank_summary')} vs {svd.get('rank_summary')})"
+            )
+        out.append(line + ".")
+    return out + [""]
+
+
+def render_speed_section(
+    records: Sequence[dict[str, Any]], main_records: Sequence[dict[str, Any]] = ()
+) -> str:
+    """The sections as text to append to the page ("" without records): mass drift and speed
+    windows from ``records``, the learned truncation from the Results table's
+    ``main_records``."""
+    lines = learned_lines(main_records) + mass_lines(records) + speed_lines(records)
+    return "\n".join(lines) if not lines else "\n" + "\n".join(lines)

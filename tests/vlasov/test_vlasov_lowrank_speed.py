@@ -1,0 +1,247 @@
+"""Short-window speed/memory harness of the low-rank solvers and its page sections."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from neuralfactor.bench.solver_speed import (
+    SpeedWindowConfig,
+    build_solver,
+    fd5_step,
+    mass_drift,
+    measure_memory,
+    state_bytes,
+    time_window,
+    warm_start,
+)
+from neuralfactor.report.low_rank_speed import render_speed_section
+
+TINY = dict(nx=16, nv=32, warmup=0.5, window=0.02, block_steps=2, memory_steps=2)
+
+
+def test_config_rejects_bad_input():
+    with pytest.raises(ValueError, match="non-empty subset of"):
+        SpeedWindowConfig(solvers=("fd5+svd", "nope"))
+    with pytest.raises(ValueError, match="window must be > 0"):
+        SpeedWindowConfig(window=0.0)
+    with pytest.raises(ValueError, match="warmup must be a float >= 0"):
+        SpeedWindowConfig(warmup=-1.0)
+    with pytest.raises(ValueError, match="block_steps must be an int >= 1"):
+        SpeedWindowConfig(block_steps=0)
+
+
+def test_step_follows_the_cfl_rule():
+    cfg = SpeedWindowConfig(nx=512, nv=1024)
+    dt = fd5_step(cfg)
+    sim = cfg.base(t_end=1.0, dt=dt, scheme="fd5")
+    assert sim.cfl(1.5) <= 0.8 * 0.4 + 1e-12
+    assert dt == 0.0005  # the largest round step below the limit at this grid
+    assert fd5_step(SpeedWindowConfig(dt=0.003)) == 0.003
+
+
+def test_interleaved_window_times_every_solver_on_the_same_state():
+    ticks = itertools.count()
+    cfg = SpeedWindowConfig(**TINY)
+    f0 = warm_start(cfg)
+    out = time_window(cfg, f0, clock=lambda: float(next(ticks)))
+    dt = fd5_step(cfg)
+    n_blocks = max(3, -(-cfg.window // (cfg.block_steps * dt)))
+    assert set(out) == set(cfg.solvers)
+    for label, rec in out.items():
+        assert rec["blocks"] == n_blocks
+        sp = rec["s_per_time"]
+        # fake clock: one tick per clock() call; a block reads it once before and once per step
+        assert sp["median"] == pytest.approx(cfg.block_steps / (cfg.block_steps * dt))
+        assert sp["q25"] <= sp["median"] <= sp["q75"]
+        assert (rec["trunc_s"] is not None) == label.startswith("fd5+")
+        assert rec["state_bytes"] > 0
+    # same tolerance, same start: the exact truncations keep the same ranks
+    assert out["fd5+svd"]["ranks"] == out["lowrank"]["ranks"]
+    dense = 3 * cfg.nx * cfg.nv * 8
+    assert out["fd5+svd"]["state_bytes"] == dense
+    assert out["lowrank"]["state_bytes"] < dense
+
+
+def test_build_solver_truncations():
+    cfg = SpeedWindowConfig(**TINY)
+    solver, trunc = build_solver("fd5+rsvd", cfg, t_end=0.1, save_every=1)
+    assert trunc.name == "rsvd" and solver.config.truncate_with == "rsvd"
+    frames = list(solver.run())
+    assert trunc.stages >= len(frames) - 1 and trunc.seconds > 0
+    solver, trunc = build_solver("dlr", cfg, t_end=0.1, save_every=1)
+    assert trunc is None and solver.config.scheme == "dlr"
+    assert state_bytes(list(solver.run())[-1].state) > 0
+
+
+def test_mass_drift_with_and_without_the_correction():
+    kw = dict(nx=16, nv=32, t_end=0.5, tol=1e-3)
+    on = mass_drift("strong-landau", "svd", **kw)
+    off = mass_drift("strong-landau", "svd", mass_correction=False, **kw)
+    assert on["mass_correction"] is True and off["mass_correction"] is False
+    assert on["mass_drift"] < 1e-13
+    assert off["mass_drift"] > 1e-9
+
+
+def test_memory_of_a_fresh_process(tmp_path):
+    cfg = SpeedWindowConfig(**TINY, solvers=("fd5+svd",))
+    path = tmp_path / "f0.pt"
+    torch.save(warm_start(cfg), path)
+    rec = measure_memory("fd5+svd", cfg, path, steps=2)
+    assert rec.get("memory_error") is None
+    assert rec["rss_increase_mb"] is not None and rec["rss_increase_mb"] >= 0
+
+
+def _speed(solver, med, q25, q75, sb, rss, trunc=None, ranks=(3, 5)):
+    return {
+        "kind": "speed-window",
+        "solver": solver,
+        "nx": 512,
+        "nv": 1024,
+        "dt": 0.0025,
+        "warmup": 5.0,
+        "window": 0.1,
+        "block_steps": 5,
+        "blocks": 8,
+        "date": "2026-12-02 21:00 UTC",
+        "platform": "x86_64",
+        "torch": "2",
+        "threads": 1,
+        "loadavg_before": 3.0,
+        "loadavg_after": 4.0,
+        "s_per_time": {"median": med, "q25": q25, "q75": q75},
+        "trunc_s": trunc,
+        "state_bytes": sb,
+        "rss_increase_mb": rss,
+        "rank_summary": list(ranks),
+    }
+
+
+def test_page_sections_verdicts():
+    svd_tr = {"median": 0.02, "q25": 0.019, "q75": 0.021}
+    rsvd_tr = {"median": 0.002, "q25": 0.0019, "q75": 0.0021}
+    low = _speed("lowrank", 0.5, 0.45, 0.55, 2**20, 2.0)
+    low["recompress_s"] = {"columns": 36, "median": 0.0005, "q25": 0.0004, "q75": 0.0006}
+    recs = [
+        _speed("fd5+svd", 10.0, 9.0, 11.0, 12 * 2**20, 40.0, svd_tr),
+        _speed("fd5+rsvd", 4.0, 3.8, 4.2, 12 * 2**20, 30.0, rsvd_tr),
+        low,
+        _speed("dlr", 2.0, 1.9, 2.1, 2**19, 8.0),
+    ]
+    mass = [
+        {"kind": "mass-drift", "case": "weak-landau", "solver": "fd5+svd", "nx": 64, "nv": 128,
+         "t_end": 5.0, "tol": 1e-5, "mass_correction": c, "mass_drift": d}
+        for c, d in ((True, 3e-15), (False, 2e-6))
+    ]  # fmt: skip
+    text = render_speed_section(recs + mass)
+    assert text == render_speed_section(list(recs + mass))  # pure
+    # lowrank: 10 / 0.5 = 20x, quartile range 9/0.55 = 16 to 11/0.45 = 24; memory 1/12, 1/20
+    assert (
+        "lowrank vs fd5 + svd per simulated time 20x (16-24) (target >= 10x: met); memory "
+        "(target <= 1/10): state 0.083 of fd5 + svd's (met), peak working memory (RSS "
+        "increase) 0.05 of it (met)." in text
+    )
+    # 0.0005 s of a 0.5 x 0.0025 s step
+    assert "(m + n) x 36 factors + SVD of the core, O((m + n) R^2)), timed alone, is " in text
+    assert "0.0005 s = 40% of its step." in text
+    # dlr: 5x < 10x; RSS 8 / 40 = 0.2 > 1/10
+    assert "dlr vs fd5 + svd per simulated time 5x (4.3-5.8) (target >= 10x: MISSED)" in text
+    assert "state 0.042 of fd5 + svd's (met), peak working memory (RSS increase) 0.2" in text
+    assert "of it (MISSED)." in text
+    assert "fastest truncation fd5+rsvd vs the svd truncation per stage 10x (9-11)" in text
+    assert "(target >= 5x: met); ranks the same" in text
+    # 0.02 s per stage, one stage per step of 10 x 0.0025 = 0.025 s: 80%, rest 0.005 s
+    assert "the svd truncation is 80% of an fd5 + svd step; the rest, 0.005 s per step" in text
+    assert "no truncation can make fd5 + T more than 5x faster than fd5 + svd" in text
+    assert "| fd5+svd | 10 (9-11) | 1 (baseline) |" in text
+    assert "| weak-landau | fd5+svd | on | 3.0e-15 |" in text
+    assert "| weak-landau | fd5+svd | off | 2.0e-06 |" in text
+    assert "Mass conserved to 1e-10 relative by fd5 + T with the correction: met" in text
+    assert render_speed_section([]) == ""
+
+
+def test_median_only_verdict():
+    recs = [
+        _speed("fd5+svd", 10.0, 9.0, 11.0, 12 * 2**20, 40.0),
+        _speed("lowrank", 0.9, 0.8, 1.0, 2**20, 2.0),
+    ]
+    text = render_speed_section(recs)
+    # 10 / 0.9 = 11x, but 9 / 1.0 = 9x at the low end
+    assert "(target >= 10x: met by the median, not by the quartile range (its low end 9x))" in text
+
+
+def test_recompress_cost_sizes():
+    from neuralfactor.bench.solver_speed import recompress_cost
+
+    rc = recompress_cost(16, 32, 2, 1e-5)
+    assert rc["columns"] == 18  # six terms of r + 1 columns
+    assert 0 < rc["q25"] <= rc["median"] <= rc["q75"]
+
+
+def test_learned_section_beside_svd():
+    from neuralfactor.report.low_rank_speed import learned_lines
+
+    common = {"case": "strong-landau", "nx": 32, "nv": 64, "t_end": 10.0, "solver": "fd5"}
+    svd = {
+        **common,
+        "truncation": "svd",
+        "tol": 1e-3,
+        "status": "ok",
+        "dist_10": 0.05,
+        "trunc_s": 0.001,
+        "s_per_time": 0.4,
+        "rank_summary": [1, 9, 9, 9],
+    }
+    ok = {
+        **common,
+        "truncation": "m+refine",
+        "tol": 1e-3,
+        "status": "ok",
+        "fit_seconds": 127.1,
+        "dist_10": 0.06,
+        "trunc_s": 0.004,
+        "s_per_time": 1.2,
+        "rank_summary": [1, 9, 12, 12],
+    }
+    bad = {
+        **common,
+        "truncation": "m+refine",
+        "tol": 1e-5,
+        "status": "failed",
+        "fit_seconds": 127.1,
+        "message": "TruncationError: rank 16 leaves 0.00104",
+    }
+    lines = learned_lines([svd, ok, bad])
+    assert lines[0] == "## Learned truncation"
+    assert (
+        "- strong-landau 32x64, tol 1e-05, t = 10: training 127 s of CPU wall time; the run "
+        "FAILED: TruncationError: rank 16 leaves 0.00104" in lines
+    )
+    assert (
+        "- strong-landau 32x64, tol 0.001, t = 10: training 127 s of CPU wall time; distance to "
+        "spectral at t = 10 0.06, truncation 0.004 s / stage, 1.2 s / unit t (fd5 + svd: 0.05, "
+        "0.001 s / stage, 0.4 s / unit t; ranks [1, 9, 12, 12] vs [1, 9, 9, 9])." in lines
+    )
+    assert learned_lines([svd]) == []
+
+
+def test_main_targets_gamma2_and_only_the_target_tolerance():
+    from neuralfactor.report.low_rank_solvers import derive, targets
+
+    def rec(solver, truncation=None, tol=1e-5, **kw):
+        return {"case": "strong-landau", "ic": "landau-strong", "nx": 128, "nv": 256,
+                "t_end": 40.0, "dt": 0.0025, "solver": solver, "truncation": truncation,
+                "tol": tol, "status": "ok", **kw}  # fmt: skip
+
+    recs = [
+        rec("spectral", tol=None, gamma1=-0.29, gamma2=0.10),
+        rec("lowrank", gamma1=-0.2901, gamma2=0.102),
+        rec("fd5", "svd", tol=1e-3, gamma1=-0.20, gamma2=0.2),  # not the target tolerance
+    ]
+    lines = "\n".join(targets(derive(recs)))
+    assert "gamma_2 within 3% of the full-rank run: met (worst +2.00%: lowrank" in lines
+    assert "strong-landau 128x256, tol 1e-05, window" in lines
+    assert "gamma_1 within 3% of the full-rank run: met (worst +0.03%: lowrank" in lines
+    assert "gamma_2: not measured" not in lines
