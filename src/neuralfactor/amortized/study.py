@@ -172,6 +172,44 @@ def _factorizer(
     )
 
 
+def check_run_dir(config: StudyConfig, out: Path, *, resume: bool, overwrite: bool) -> bool:
+    """The run-directory protocol of :func:`train_model` (and of the distributed trainer), read
+    only: True when ``out`` holds a finished model of the same configuration on unchanged data
+    (reuse it). A different configuration is refused unless ``overwrite``; a run on a store
+    that changed since is refused (:class:`StoreChangedError`) unless ``overwrite``; an
+    unfinished run needs ``resume`` or ``overwrite``. A config written before a setting existed
+    reads with that setting's default."""
+    if not (out / "config.json").exists():
+        return False
+    cfg = json.loads(json.dumps(config.to_dict()))
+    old = read_json(out / "config.json")
+    try:
+        old = json.loads(json.dumps(StudyConfig.from_dict(old).to_dict()))
+    except (TypeError, ValueError, KeyError):
+        pass  # unreadable: compared as written, so it differs and is refused below
+    if old != cfg and not overwrite:
+        raise FileExistsError(
+            f"{out} holds a run with another configuration; pass --overwrite to replace it "
+            f"or choose another --out."
+        )
+    if not overwrite:  # a finished or resumed run continues only on its own data
+        check_store_unchanged(out, config)
+    same = old == cfg
+    if same and overwrite:  # --overwrite after the store changed: train again
+        try:
+            check_store_unchanged(out, config)
+        except StoreChangedError:
+            same = False
+    if (out / "model" / "meta.json").exists() and same:
+        return True
+    if not resume and not overwrite and (out / "ckpt" / "last").exists():
+        raise FileExistsError(
+            f"{out} holds an unfinished training run; pass --resume to continue it or "
+            f"--overwrite to start again."
+        )
+    return False
+
+
 def train_model(
     config: StudyConfig,
     out: str | Path,
@@ -190,32 +228,8 @@ def train_model(
     """
     out = Path(out)
     cfg = config.to_dict()
-    if (out / "config.json").exists():
-        old = read_json(out / "config.json")
-        try:  # a config written before a setting existed reads with that setting's default
-            old = json.loads(json.dumps(StudyConfig.from_dict(old).to_dict()))
-        except (TypeError, ValueError, KeyError):
-            pass  # unreadable: compared as written, so it differs and is refused below
-        if old != json.loads(json.dumps(cfg)) and not overwrite:
-            raise FileExistsError(
-                f"{out} holds a run with another configuration; pass --overwrite to replace it "
-                f"or choose another --out."
-            )
-        if not overwrite:  # a finished or resumed run continues only on its own data
-            check_store_unchanged(out, config)
-        same = old == json.loads(json.dumps(cfg))
-        if same and overwrite:  # --overwrite after the store changed: train again
-            try:
-                check_store_unchanged(out, config)
-            except StoreChangedError:
-                same = False
-        if (out / "model" / "meta.json").exists() and same:
-            return LearnedFactorizer.load(out / "model", device=config.settings.device)
-        if not resume and not overwrite and (out / "ckpt" / "last").exists():
-            raise FileExistsError(
-                f"{out} holds an unfinished training run; pass --resume to continue it or "
-                f"--overwrite to start again."
-            )
+    if check_run_dir(config, out, resume=resume, overwrite=overwrite):
+        return LearnedFactorizer.load(out / "model", device=config.settings.device)
     # everything is validated before the first byte is written: a refused command leaves
     # nothing in `out` that would block the corrected one
     frames, parts, _ = load_split_frames(config)

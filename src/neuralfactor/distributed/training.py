@@ -132,34 +132,6 @@ def _split_indices(config: Any) -> dict[str, np.ndarray]:
     return {"train": idx_all[sp.train], "val": idx_all[sp.val], "test": idx_all[sp.test]}
 
 
-def _check_run_dir(config: Any, out: Path, *, resume: bool, overwrite: bool) -> bool:
-    """The checks of ``train_model`` (read-only, identical on every rank). True: finished."""
-    import json
-
-    from neuralfactor.io import read_json
-
-    cfg = json.loads(json.dumps(config.to_dict()))
-    if (out / "config.json").exists():
-        old = read_json(out / "config.json")
-        if old != cfg and not overwrite:
-            raise FileExistsError(
-                f"{out} holds a run with another configuration; pass --overwrite to replace it "
-                f"or choose another --out."
-            )
-        if not overwrite:  # a finished or resumed run continues only on its own data
-            from neuralfactor.amortized.study import check_store_unchanged
-
-            check_store_unchanged(out, config)
-        if (out / "model" / "meta.json").exists() and old == cfg:
-            return True
-        if not resume and not overwrite and (out / "ckpt" / "last").exists():
-            raise FileExistsError(
-                f"{out} holds an unfinished training run; pass --resume to continue it or "
-                f"--overwrite to start again."
-            )
-    return False
-
-
 def train_model_distributed(
     config: Any,
     out: str | Path,
@@ -181,6 +153,7 @@ def train_model_distributed(
     :class:`~neuralfactor.amortized.factorizer.LearnedFactorizer`.
     """
     from neuralfactor.amortized.factorizer import LearnedFactorizer
+    from neuralfactor.amortized.study import check_run_dir
 
     out = Path(out)
     ctx = init_distributed(config.settings.device)
@@ -193,7 +166,7 @@ def train_model_distributed(
             )
         if max_steps is not None and max_steps < 1:
             raise ValueError(f"The 'max_steps' parameter must be >= 1. Got {max_steps}.")
-        if _check_run_dir(config, out, resume=resume, overwrite=overwrite):
+        if check_run_dir(config, out, resume=resume, overwrite=overwrite):
             return LearnedFactorizer.load(out / "model", device=str(ctx.device))
         f = LearnedFactorizer.from_config(
             config, checkpoint_dir=out / "ckpt", resume=resume, progress=progress and ctx.is_writer
