@@ -304,16 +304,11 @@ def run_random_access(
     """Run every case of ``config`` on the CPU; return flat records (also passed to
     ``on_record``), each with the simulation, environment and timing conditions and the
     ``command`` that ran it."""
-    import scipy
-
-    from neuralfactor import __version__
+    from neuralfactor.bench.environment import environment
     from neuralfactor.bench.frames import simulate_frames
 
     env = {
-        "version": __version__,
-        "torch_version": torch.__version__,
-        "scipy_version": scipy.__version__,
-        "python": platform.python_version(),
+        **environment("cpu"),
         "machine": platform.machine(),
         "command": command,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -281,12 +281,7 @@ def parse_list(text: str, name: str, item: Callable[[str], Any] = str) -> tuple[
         try:
             out.append(item(v))
         except (TypeError, ValueError):
-            what = getattr(item, "__name__", "item")
-            kind = {
-                "int": "comma-separated integers such as '4,8,12'",
-                "float": "comma-separated numbers such as '0.5,1e-3'",
-                "parse_shape": "MxN sizes, comma-separated, such as '128x256,64x128'",
-            }.get(what, f"comma-separated {what} items")
+            kind = _LIST_KINDS.get(item, f"comma-separated {getattr(item, '__name__', '')} items")
             raise ValueError(f"The '{name}' option takes {kind}. Got {v!r} in {text!r}.") from None
     return tuple(out)
 
@@ -300,6 +295,14 @@ def parse_shape(text: str) -> tuple[int, int]:
     if m < 1 or n < 1:
         raise ValueError(f"expected positive MxN, e.g. 128x256. Got {text!r}.")
     return m, n
+
+
+#: how :func:`parse_list`'s messages describe the items of its known converters
+_LIST_KINDS: dict[Callable[[str], Any], str] = {
+    int: "comma-separated integers such as '4,8,12'",
+    float: "comma-separated numbers such as '0.5,1e-3'",
+    parse_shape: "MxN sizes, comma-separated, such as '128x256,64x128'",
+}
 
 
 def parse_ints(text: str, name: str) -> tuple[int, ...]:

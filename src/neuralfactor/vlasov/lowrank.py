@@ -50,7 +50,6 @@ from neuralfactor.vlasov.solver import (
     SimulationConfig,
     SolverState,
     VlasovSolver,
-    unit_mass_maxwellian,
 )
 from neuralfactor.vlasov.truncation import select_rank
 
@@ -132,7 +131,6 @@ class LowRankVlasovSolver(VlasovSolver):
         self._v_pos = self.v.clamp_min(0.0)
         self._v_neg = self.v.clamp_max(0.0)
         self._ones_v = torch.ones(config.nv, **kw)
-        self._w = unit_mass_maxwellian(self.v, self.hv)  # hv sum_j w_j = 1
         self._true_x = torch.ones(1, 1, dtype=torch.bool, device=self.device)
         self._false_x = torch.zeros(1, 1, dtype=torch.bool, device=self.device)
 

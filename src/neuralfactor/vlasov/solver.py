@@ -502,6 +502,8 @@ class VlasovSolver:
         self._vpos = (self.v > 0)[None, :]  # upwind side in x, per column
         self._wp = torch.tensor(_W_PLUS, **kw) / 60.0
         self._wm = torch.tensor(_W_MINUS, **kw) / 60.0
+        #: profile of the mass correction after a truncation (hv sum_j w_j = 1)
+        self._w = unit_mass_maxwellian(self.v, self.hv)
         f0 = self.initial_condition(as_generator(config.seed)) if config.ensemble <= 64 else None
         max_e = float(self.electric_field(f0).abs().max()) if f0 is not None else 0.0
         for msg in config.warnings(max_e):
@@ -603,7 +605,9 @@ class VlasovSolver:
             return Truncation(tol=cfg.truncate_tol, rank=cfg.truncate_rank)
         if not isinstance(truncation, Truncation):
             got = type(truncation).__name__
-            raise TypeError(f"The 'truncation' parameter of VlasovSolver must be a Truncation. Got {got}.")  # fmt: skip
+            raise TypeError(
+                f"The 'truncation' parameter of VlasovSolver must be a Truncation. Got {got}."
+            )
         if (truncation.tol, truncation.rank) != (cfg.truncate_tol, cfg.truncate_rank):
             raise ValueError(
                 f"The truncation ({truncation!r}) does not match the config (truncate_tol="
@@ -624,7 +628,7 @@ class VlasovSolver:
         f_r, ranks = self.truncation(f)
         if self.config.mass_correction:
             c = (f - f_r).sum((-2, -1), keepdim=True) / self.config.nx  # uniform in x
-            f_r = f_r + c * (unit_mass_maxwellian(self.v, self.hv) * self.hv)
+            f_r = f_r + c * (self._w * self.hv)
         return f_r, ranks
 
     # -- stepping -----------------------------------------------------------------------------
