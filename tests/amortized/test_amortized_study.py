@@ -151,3 +151,28 @@ def test_extrapolation_split_trains_on_early_frames(store, tmp_path):
     assert _train(store, out, "--split", "extrapolation") == 0
     split = json.loads((out / "split.json").read_text())
     assert max(split["train"]) < min(split["val"]) < min(split["test"])
+
+
+def test_evaluate_times_a_second_model_in_the_same_rounds(store, tmp_path):
+    from neuralfactor.amortized.study import evaluate_run
+
+    conv, sk, other = tmp_path / "conv", tmp_path / "sketch", tmp_path / "r2"
+    assert _train(store, conv) == 0
+    assert _train(store, sk, "--model", "sketch") == 0
+    recs = evaluate_run(conv, baselines=("svd",), with_runs=(sk,), max_seconds=1.0)
+    by = {r["method"]: r for r in recs}
+    for name in ("convmf", "convmf+refine", "sketch", "sketch+refine", "sketch+subspace"):
+        assert by[name]["kind"] == "learned"
+    assert by["sketch"]["model"] == "sketch" and by["convmf"]["model"] == "convmf"
+    assert by["svd"]["kind"] == "classical"
+    # one timed run: every method went through the same interleaved rounds
+    assert len({r["timing_rounds"] for r in recs if r["kind"] != "analysis"}) == 1
+    assert by["sketch"]["fit_seconds"] > 0
+    on_disk = {r["method"] for r in read_jsonl(conv / "records.jsonl")}
+    assert {"sketch", "sketch+refine"} <= on_disk
+    assert not (sk / "records.jsonl").exists()  # its records live with the run it was timed in
+    # a model of another rank (other test frames or rank) is refused before any timing
+    assert main(["-q", "train", "--data", str(store), "--out", str(other), "--rank", "2",
+                 "--epochs", "1", "--batch-size", "5", "--device", "cpu"]) == 0  # fmt: skip
+    with pytest.raises(ValueError, match=r"cannot be evaluated beside this run at rank 3"):
+        evaluate_run(conv, baselines=("svd",), with_runs=(other,), write=False)

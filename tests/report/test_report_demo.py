@@ -29,7 +29,7 @@ def demo_dir(tmp_path_factory):
         study.evaluate_run = real
     assert not (out / "report").exists()
     models = sorted(out.glob("*/model/weights.safetensors"))
-    assert len(models) == 3  # trained before the interruption, kept
+    assert len(models) == 5  # 3 ConvMF + 2 sketch encoders, trained before the interruption, kept
     stamps = {p: p.stat().st_mtime_ns for p in models}
     assert main(["-q", "demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0
     assert {p: p.stat().st_mtime_ns for p in models} == stamps  # resumed, not retrained

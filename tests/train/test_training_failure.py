@@ -124,3 +124,29 @@ def test_matvec_fit_reports_a_stall():
     A = torch.randn(40, 30, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     with pytest.raises(TrainingStalledError, match=r"did not converge.*optimizer='lbfgs'"):
         fit_matvec(A, 3, optimizer="adam", lr=1e-300, steps=100, seed=0)
+
+
+def test_a_run_at_its_floor_is_not_stalled():
+    # no step moves w (lr 1e-300), but the metric already sits at the known floor: nothing
+    # was left to learn, so the run is usable
+    _, res = _quadratic(1e-300, require_progress=True, progress_floor=4.0)
+    assert res.best_metric == 4.0
+    # a floor the run is far above does not excuse the stall
+    with pytest.raises(TrainingStalledError):
+        _quadratic(1e-300, require_progress=True, progress_floor=1.0)
+
+
+def test_sketch_encoder_starting_at_the_optimum_trains_without_a_stall_error():
+    from neuralfactor.amortized import LearnedFactorizer, train_preset
+
+    # exactly rank-3 frames: span(X Omega) is the range for any generic Omega, so the untrained
+    # encoder is already optimal (loss at round-off) and no step can improve it by 0.1%
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(40, 16, 3, generator=g) @ torch.randn(40, 3, 24, generator=g)
+    f = LearnedFactorizer(
+        3, model="sketch", settings=train_preset("best", epochs=2, lr=1e-12, device="cpu")
+    )
+    f.fit(X[:30], X[30:])
+    assert f._objective_floor(X[30:]) == pytest.approx(2 * (24 * 2.0**-23) ** 2, rel=1e-2)
+    err = (X[30:] - f.factorize(X[30:]).reconstruct()).norm() / X[30:].norm()
+    assert float(err) < 1e-5

@@ -598,7 +598,7 @@ class LearnedFactorizer(BaseFactorizer):
         loss_fn, eval_fn = self._objective(model, wrap(model) if wrap else model, data, device)
         fused = device.type in ("cpu", "cuda")  # fused Adam: ~1.5x faster steps on CPU too
         opt = torch.optim.Adam(model.parameters(), lr=s.lr, fused=fused)
-        cfg = self._loop_config(data.count, max_steps)
+        cfg = self._loop_config(data.count, max_steps, floor=self._objective_floor(data.val))
         total = s.epochs * (data.count // s.batch_size)
         meta = self._train_meta(data)
         many = f" x{data.world_size}" if data.world_size > 1 else ""
@@ -629,7 +629,23 @@ class LearnedFactorizer(BaseFactorizer):
         self._fitted = True
         return result
 
-    def _loop_config(self, count: int, max_steps: int | None) -> Any:
+    def _objective_floor(self, val: Tensor) -> float:
+        """The least value the validation evaluation can take: the mean Eckart-Young optimum
+        of the validation frames at the model's rank (nested: averaged over ranks 1..r),
+        twice that with the ``factors+projection`` objective (both terms are bounded by it);
+        each term plus the round-off level of the training dtype
+        (:func:`~neuralfactor.core.metrics.roundoff_floor`), which no step can improve on."""
+        from neuralfactor.core.metrics import roundoff_floor
+
+        s2 = torch.linalg.svdvals(val.detach().double()).square()
+        tot = s2.sum(-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+        tail = (tot - s2.cumsum(-1)[..., : self.rank]).clamp_min(0) / tot  # (B, r): k = 1..r
+        per_frame = tail.mean(-1) if self.nested else tail[..., -1]
+        both = 2.0 if self.settings.objective == "factors+projection" else 1.0
+        noise = roundoff_floor(tuple(val.shape), self.settings.torch_dtype)
+        return both * (float(per_frame.mean()) + noise)
+
+    def _loop_config(self, count: int, max_steps: int | None, *, floor: float | None) -> Any:
         from neuralfactor.train.loop import LoopConfig
 
         s = self.settings
@@ -646,6 +662,7 @@ class LearnedFactorizer(BaseFactorizer):
             # and a finished run that never improved on it is unusable (a run stopped at
             # max_steps, to be resumed, is judged when it finishes)
             require_progress=steps == total,
+            progress_floor=floor,
         )
 
     def _train_meta(self, data: TrainingFrames) -> dict[str, Any]:

@@ -316,25 +316,66 @@ def _load_run(
     return config, r, dev, frames, t_all[parts["test"]]
 
 
+#: What two training runs must share to be evaluated on the same test frames.
+_SAME_FRAMES: tuple[str, ...] = ("data", "split", "split_seed", "run", "frame_stride")
+
+
+def _check_with_runs(config: StudyConfig, r: int, with_runs: tuple[Path, ...]) -> list:
+    """The (run directory, config) of each finished extra run; refused unless it was trained
+    on the same test frames as ``config`` and can be evaluated at rank ``r``."""
+    out = []
+    for other in with_runs:
+        for need in ("config.json", "model/meta.json"):
+            if not (other / need).exists():
+                raise FileNotFoundError(
+                    f"{other} is not a finished training run: {need} is missing."
+                )
+        oc = StudyConfig.from_dict(read_json(other / "config.json"))
+        check_store_unchanged(other, oc)
+        diff = [k for k in _SAME_FRAMES if getattr(oc, k) != getattr(config, k)]
+        if diff or not (oc.rank == r or (oc.nested and oc.rank > r)):
+            raise ValueError(
+                f"{other} cannot be evaluated beside this run at rank {r}: it differs in "
+                f"{diff or ['rank']} (every model of one evaluation factorizes the same test "
+                f"frames at the same rank)."
+            )
+        out.append((other, oc))
+    return out
+
+
 def _run_methods(
-    run_dir: Path, config: StudyConfig, r: int, dev: torch.device, baselines: tuple[str, ...]
-) -> tuple[dict[str, Any], dict[str, str], dict[str, float]]:
-    """The learned model (plain, +refine, +subspace) and the baselines, by name; their kinds
-    and training seconds."""
+    run_dir: Path,
+    config: StudyConfig,
+    r: int,
+    dev: torch.device,
+    baselines: tuple[str, ...],
+    with_runs: tuple[Path, ...] = (),
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, float]]:
+    """The learned models (each plain, +refine, +subspace: the run's own first, then those of
+    ``with_runs``) and the baselines, by name; per name its kind (and for a learned one its
+    ``model``/``nested``), and the training seconds."""
     from neuralfactor.core.factorizer import make_factorizer
 
     methods: dict[str, Any] = {}
-    kinds: dict[str, str] = {}
+    kinds: dict[str, dict[str, Any]] = {}
     fit_times: dict[str, float] = {}
-    for refine in ("none", "lstsq", "subspace"):
-        f = LearnedFactorizer.load(run_dir / "model", device=str(dev), refine=refine)
-        if r != config.rank:
-            f = f.at_rank(r)
-        methods[f.name] = f
-        kinds[f.name], fit_times[f.name] = "learned", f.fit_seconds_
+    runs = [(run_dir, config), *_check_with_runs(config, r, with_runs)]
+    for where, cfg in runs:
+        for refine in ("none", "lstsq", "subspace"):
+            f = LearnedFactorizer.load(where / "model", device=str(dev), refine=refine)
+            if r != cfg.rank:
+                f = f.at_rank(r)
+            if f.name in methods:
+                raise ValueError(
+                    f"Two models of this evaluation are both named {f.name!r} ({where}); "
+                    f"evaluate models of different kinds together."
+                )
+            methods[f.name] = f
+            kinds[f.name] = {"kind": "learned", "model": cfg.model, "nested": cfg.nested}
+            fit_times[f.name] = f.fit_seconds_
     for name in baselines:
         methods[name] = make_factorizer(name, rank=r)
-        kinds[name] = "classical"
+        kinds[name] = {"kind": "classical"}
     return methods, kinds, fit_times
 
 
@@ -391,12 +432,16 @@ def evaluate_run(
     rank: int | None = None,
     write: bool = True,
     max_seconds: float | None = None,
+    with_runs: tuple[str | Path, ...] = (),
 ) -> list[dict[str, Any]]:
     """Evaluate a trained run on its test frames against ``baselines`` at the same rank.
 
     ``rank`` (nested models only) evaluates the leading ``rank`` columns of the model and the
     baselines at that rank; records then go to ``records-r{rank}.jsonl``. ``max_seconds``
     caps the interleaved timing rounds (the harness's ``max_seconds``; ``None``: its default).
+    ``with_runs``: other finished runs trained on the same frames and split (another model,
+    e.g. ``sketch`` beside ``convmf``), timed in the same rounds; their records go to this
+    run's records file, each with its own ``model``.
 
     Every method factorizes the same test batch on the same device and dtype (float32), all
     timed interleaved by :func:`~neuralfactor.core.timing.measure_many` (at least ``repeats``
@@ -416,6 +461,7 @@ def evaluate_run(
             f"a single sample is not a timing). Got {repeats}."
         )
     run_dir = Path(run_dir)
+    with_runs = tuple(Path(p) for p in with_runs)
     config, r, dev, frames, t = _load_run(run_dir, rank, device)
     X, train = frames["test"], frames["train"]
     opt = optimal_scaled_loss(X, r, singular_values=torch.linalg.svdvals(X.double()))
@@ -434,7 +480,7 @@ def evaluate_run(
     }
     with pinned_threads(threads) as thr:
         base["torch_threads"] = thr["torch_threads"]
-        methods, kinds, fit_times = _run_methods(run_dir, config, r, dev, baselines)
+        methods, kinds, fit_times = _run_methods(run_dir, config, r, dev, baselines, with_runs)
         # one harness: every method interleaved on the whole test batch (streaming baselines
         # restart their stream at the first test frame on every timed call)
         results: dict[str, Any] = {}
@@ -456,7 +502,7 @@ def evaluate_run(
         def timed_record(name: str) -> dict[str, Any]:
             rec = by_label[name]
             extra = {k: rec[k] for k in _TIMING_KEYS}
-            extra.update(kind=kinds[name], timing_rounds=rec["rounds"])
+            extra.update(kinds[name], timing_rounds=rec["rounds"])
             return _method_records(
                 name,
                 X,
@@ -476,7 +522,7 @@ def evaluate_run(
         records += [timed_record(name) for name in names[3:]]
         samples = _samples(X, t, lr0, refined, r)
     for rec in records:
-        rec.update(base)
+        rec.update({k: v for k, v in base.items() if k not in rec})
     if write:
         _write_evaluation(run_dir, "" if rank is None else f"-r{r}", records, samples)
     return records

@@ -247,6 +247,9 @@ _STYLES = {
     "convmf-nested": ("tab:purple", "*"),
     "convmf-nested+refine": ("gold", "X"),
     "convmf-nested+subspace": ("tab:olive", "p"),
+    "sketch": ("magenta", "h"),
+    "sketch+refine": ("darkred", "h"),
+    "sketch+subspace": ("lime", "h"),
 }
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "p", "h", "*")
 
@@ -266,7 +269,7 @@ def method_style(name: str) -> dict[str, Any]:
     else:
         i = zlib.crc32(name.encode())
         colour, marker = colormaps["tab20"](i % 20), _MARKERS[i % len(_MARKERS)]
-    learned = name.split("+")[0] in ("convmf", "convmf-nested", "fork", "danmf")
+    learned = name.split("+")[0] in ("convmf", "convmf-nested", "fork", "danmf", "sketch")
     return {"color": colour, "marker": marker, "ms": 10 if learned else 7}
 
 

@@ -83,6 +83,10 @@ class LoopConfig:
         multiple of the initial one (``None``: off; needs ``eval_fn``).
     require_progress : raise :class:`TrainingStalledError` when the best evaluation is not
         below ``(1 - MIN_PROGRESS)`` times the initial one at the end (needs ``eval_fn``).
+    progress_floor : the least value the evaluation can take (e.g. the Eckart-Young optimum
+        of the validation frames), when known: a model whose best evaluation is within
+        ``MIN_PROGRESS`` of it has nothing left to learn and is not reported as stalled, even
+        when it started there (``None``: unknown).
     """
 
     steps: int
@@ -93,6 +97,7 @@ class LoopConfig:
     restore_best: bool = False
     diverge_factor: float | None = None
     require_progress: bool = False
+    progress_floor: float | None = None
 
     def __post_init__(self) -> None:
         if self.diverge_factor is not None and not self.diverge_factor > 1:
@@ -392,7 +397,7 @@ def run_training(
                 break
     if config.restore_best:
         _restore_best(model, best_state, st.best_step, st.step, ckpt)
-    if checks and config.require_progress and _stalled(st):
+    if checks and config.require_progress and _stalled(st, config.progress_floor):
         raise TrainingStalledError(
             f"Training did not converge: the best evaluation {st.best:.3e} (step "
             f"{st.best_step}) is no better than {st.initial:.3e} before training after "
@@ -410,10 +415,13 @@ def _blew_up(config: LoopConfig, initial: float | None, metric: float) -> bool:
     return initial is not None and factor is not None and not metric <= factor * initial
 
 
-def _stalled(st: _Progress) -> bool:
-    """``require_progress``: the best evaluation is not below the initial one."""
+def _stalled(st: _Progress, floor: float | None = None) -> bool:
+    """``require_progress``: the best evaluation is not below the initial one (and, when the
+    evaluation's ``floor`` is known, not within ``MIN_PROGRESS`` of it either)."""
+    at_floor = floor is not None and st.best <= (1 + MIN_PROGRESS) * floor
     return (
         st.initial is not None
         and bool(st.history)
         and not st.best < (1 - MIN_PROGRESS) * st.initial
+        and not at_floor
     )
