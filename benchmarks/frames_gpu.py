@@ -11,7 +11,10 @@ docs/results/performance.md from every records file there:
 measuring. Frames are simulated in memory (neuralfactor.vlasov, strong Landau at each size):
 no Zarr, no Dask needed. The learned rows (ConvMF and the sketch encoder SketchMF, each
 plain and +refine) are trained briefly on earlier frames and timed at every batch (cuda: 1 and
-4096). ``neuralfactor bench --suite frames`` runs the same code (neuralfactor.bench.frames).
+4096), each at its model's documented learning rate (``neuralfactor.amortized.default_lr``;
+``--lr`` sets one for all). Every row also gets a flop floor: its operation count over the GEMM
+rate measured in the same run. ``neuralfactor bench --suite frames`` runs the same code
+(neuralfactor.bench.frames).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from neuralfactor.amortized import LEARNING_RATES
 from neuralfactor.bench.frames import FRAME_DTYPES, FramesConfig, run_frames, training_throughput
 from neuralfactor.core.validation import parse_ints
 from neuralfactor.io import append_jsonl, atomic_write_text, write_json
@@ -43,6 +47,12 @@ def main() -> None:
     ap.add_argument("--methods", default=None, help="default: every classical + peers + learned")
     ap.add_argument("--train-epochs", type=int, default=10)
     ap.add_argument("--train-frames", type=int, default=512)
+    ap.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"Adam lr of every learned model; default per model: {LEARNING_RATES}",
+    )
     ap.add_argument("--models", default=None, help="load trained models from DIR instead")
     ap.add_argument("--threads", type=int, default=1, help="torch/BLAS threads (CPU peers too)")
     ap.add_argument("--max-call-seconds", type=float, default=None)
@@ -83,6 +93,7 @@ def main() -> None:
         min_run_time=0.1 if cuda else 0.05,
         train_frames=args.train_frames,
         train_epochs=args.train_epochs,
+        train_lr=args.lr,
         models_dir=args.models,
         max_batch_at={"256x512": cap} if cap else None,
         deadline_seconds=args.deadline,

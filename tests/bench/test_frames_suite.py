@@ -217,3 +217,41 @@ def test_models_dir_loads_trained_models(tmp_path):
     )
     (rec,) = run_frames(missing)
     assert "no trained model" in rec["error"]
+
+
+def test_tiny_run_records_the_flop_floor():
+    """Every row with a stated operation count gets positive flops, GEMM rate, floor and ratio
+    from the same run; the GEMM rate is measured once per size and dtype (shared by the rows);
+    a method without a formula (ARPACK) records None. The sketch trains at its own default lr,
+    and ``train_lr`` overrides it."""
+    from neuralfactor.amortized import default_lr
+    from neuralfactor.bench.flop_floor import method_flops
+
+    cfg = FramesConfig(
+        **{**TINY, "ranks": (2,), "batches": (3,)},
+        methods=("rsvd", "svds-arpack", "sketch+refine"),
+        peer_settings=False,
+    )
+    recs = run_frames(cfg)
+    assert [r["method"] for r in recs] == ["sketch+refine", "rsvd", "svds-arpack"]
+    rates = {r["gemm_rate_flops"] for r in recs}
+    assert len(rates) == 1 and rates.pop() > 0
+    for r in recs:
+        assert "error" not in r, r.get("error")
+        assert r["gemm_k"] == min(2 + 5, 16, 32)
+        if r["method"] == "svds-arpack":
+            assert r["flops"] is None and r["floor_flop_s"] is None and r["x_flop_floor"] is None
+            continue
+        assert r["flops"] > 0 and r["floor_flop_s"] > 0 and r["x_flop_floor"] > 0
+        assert r["floor_flop_s"] == pytest.approx(r["flops"] / r["gemm_rate_flops"])
+        assert r["x_flop_floor"] == pytest.approx(r["seconds_per_matrix"] / r["floor_flop_s"])
+    sk, rs = recs[0], recs[1]
+    assert sk["flops"] == method_flops("sketch+refine", 16, 32, 2, {})
+    assert rs["flops"] == method_flops("rsvd", 16, 32, 2, rs["params"], device="cpu")
+    assert sk["train_lr"] == default_lr("sketch") != default_lr("convmf")
+    text = frames_markdown(recs)
+    assert "not recorded" not in text and "| svds-arpack | peer | float32 | 3 |" in text
+    (over,) = run_frames(
+        FramesConfig(**{**TINY, "ranks": (2,), "batches": (3,)}, methods=("sketch",), train_lr=0.5)
+    )
+    assert over["train_lr"] == 0.5

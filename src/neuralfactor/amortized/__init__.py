@@ -5,11 +5,13 @@ Importing this package registers the learned factorizers (``convmf``, ``fork``, 
 """
 
 from neuralfactor.amortized.factorizer import (
+    LEARNING_RATES,
     OBJECTIVES,
     REFINE,
     TRAIN_PRESETS,
     LearnedFactorizer,
     TrainSettings,
+    default_lr,
     nested_losses,
     projection_losses,
     refine_factors,
@@ -20,6 +22,7 @@ from neuralfactor.amortized.sketch import SketchMF, sketch_flops
 
 __all__ = [
     "DANMF",
+    "LEARNING_RATES",
     "MODELS",
     "OBJECTIVES",
     "REFINE",
@@ -30,6 +33,7 @@ __all__ = [
     "SketchMF",
     "TrainSettings",
     "build_model",
+    "default_lr",
     "nested_losses",
     "projection_losses",
     "refine_factors",

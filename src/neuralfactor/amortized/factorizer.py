@@ -33,6 +33,7 @@ from neuralfactor.core.lowrank import LowRank
 from neuralfactor.core.validation import check_matrix, check_option, did_you_mean, resolve_device
 
 __all__ = [
+    "LEARNING_RATES",
     "MODEL_META_KEYS",
     "OBJECTIVES",
     "REFINE",
@@ -43,6 +44,7 @@ __all__ = [
     "LearnedFactorizer",
     "TrainSettings",
     "TrainingFrames",
+    "default_lr",
     "epoch_order",
     "frame_losses",
     "lr_scheduler",
@@ -160,6 +162,22 @@ _TRAIN_PRESET_VALUES: dict[str, dict[str, Any]] = {
         "objective": "factors",
     },
 }
+
+
+#: Adam learning rate per model for the benchmarks' short trainings (:func:`default_lr`): the
+#: recipe's 1e-3 for the dense networks; 1e-2 for ``sketch``, whose sketch matrix Omega has
+#: entries of about 1/sqrt(n), which 1e-3 moves slowly in a few epochs.
+LEARNING_RATES: dict[str, float] = {"convmf": 1e-3, "fork": 1e-3, "danmf": 1e-3, "sketch": 1e-2}
+
+
+def default_lr(model: str) -> float:
+    """The documented default learning rate of ``model`` (:data:`LEARNING_RATES`)."""
+    if model not in LEARNING_RATES:
+        raise ValueError(
+            f"default_lr() knows the models {list(LEARNING_RATES)}; got {model!r}. Add its "
+            "learning rate to neuralfactor.amortized.factorizer.LEARNING_RATES."
+        )
+    return LEARNING_RATES[model]
 
 
 def train_preset(name: str = "best", **overrides: Any) -> TrainSettings:

@@ -10,7 +10,11 @@ from ``models_dir``) interleaved by the one harness
 Eckart-Young optimum of the same frames.
 
 Each record also carries the memory floor: the bytes of one matrix read once divided by the
-device's measured read bandwidth (a large ``x.sum()``), and the ratio of the time to it.
+device's measured read bandwidth (a large ``x.sum()``), and the ratio of the time to it; and the
+flop floor: the row's operation count per matrix (:func:`neuralfactor.bench.flop_floor.
+method_flops`; None where no formula is stated) divided by the rate of the m x n by n x k
+product (:func:`neuralfactor.classical.gemm_rate`, k = min(largest rank + 5, m, n)) measured
+once per frame size and dtype in the same run, on the suite's device and threads.
 
 The configuration is :mod:`neuralfactor.bench.frames_config`, the Markdown
 :mod:`neuralfactor.bench.frames_render`; this module executes (names of both are re-exported).
@@ -35,6 +39,7 @@ import torch
 from torch import Tensor
 
 from neuralfactor.bench.environment import environment
+from neuralfactor.bench.flop_floor import flop_fields, method_flops
 from neuralfactor.bench.frames_config import (
     CPU_ONLY,
     FRAME_DTYPES,
@@ -48,6 +53,7 @@ from neuralfactor.bench.frames_config import (
 )
 from neuralfactor.bench.frames_render import FRAME_COLUMNS, frames_markdown, throughput_markdown
 from neuralfactor.bench.peers import peer_rows
+from neuralfactor.classical import gemm_rate
 from neuralfactor.core.factorizer import available_factorizers, make_factorizer
 from neuralfactor.core.metrics import optimal_scaled_loss
 from neuralfactor.core.timing import loadavg, measure_many, pinned_threads, time_call
@@ -140,7 +146,7 @@ def _trained_path(
 ) -> Path:
     """The checkpoint of the ``name`` family at ``rank``: from models_dir, else trained now
     (briefly, on the frames before the timed ones) and saved under ``scratch``."""
-    from neuralfactor.amortized import LearnedFactorizer, TrainSettings
+    from neuralfactor.amortized import LearnedFactorizer, TrainSettings, default_lr
 
     nested = "nested" in name
     model = "sketch" if name.startswith("sketch") else "convmf"
@@ -152,7 +158,7 @@ def _trained_path(
         return path
     settings = TrainSettings(
         epochs=config.train_epochs,
-        lr=config.train_lr,
+        lr=config.train_lr or default_lr(model),
         batch_size=25,
         seed=config.seed,
         device=str(device),
@@ -283,6 +289,8 @@ def _run_size(run: _Run, m: int, n: int) -> None:
     evals = frames64[config.train_frames :]
     prev = train[-1:].contiguous()
     floor = m * n * 4 / run.bandwidth
+    k = min(max(config.ranks) + 5, m, n)
+    rates = {dtype: _gemm_rate(run, m, n, k, dtype) for dtype in run.dtypes}
     for batch in batches:
         X64 = evals[:batch]
         X = X64.float().contiguous()
@@ -308,10 +316,46 @@ def _run_size(run: _Run, m: int, n: int) -> None:
                             "dtype": dtype,
                             "floor_seconds_per_matrix": floor,
                             "x_floor": rec["seconds_per_matrix"] / floor,
+                            "gemm_k": k,
                             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
                         }
                     )
+                    fl = method_flops(
+                        rec["method"],
+                        m,
+                        n,
+                        rank,
+                        _flop_params(rec),
+                        trained_rank=rec.get("trained_rank"),
+                        device=run.device.type,
+                    )
+                    rec.update(flop_fields(fl, rates[dtype], rec["seconds_per_matrix"]))
                     run.emit(rec)
+
+
+def _gemm_rate(run: _Run, m: int, n: int, k: int, dtype: str) -> float:
+    """flop/s of the (m x n)(n x k) product on the suite's device and threads, with the matmul
+    flags of ``dtype`` (``bf16``: bfloat16 operands, as the learned rows' networks run)."""
+    with matmul_mode(dtype, run.device):
+        return gemm_rate(
+            m,
+            n,
+            k,
+            dtype=torch.bfloat16 if dtype == "bf16" else torch.float32,
+            device=run.device,
+            min_seconds=max(run.config.min_run_time, 0.05),
+        )
+
+
+def _flop_params(rec: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a row's flop count depends on: a learned row's ``model_kwargs``, a
+    classical row's parameters with the measured mean iterations as ``n_iter``."""
+    params = rec.get("params") or {}
+    if rec.get("family") == "learned":
+        return dict(params.get("model_kwargs") or {})
+    if rec.get("iterations_mean") is not None:
+        return {**params, "n_iter": rec["iterations_mean"]}
+    return dict(params)
 
 
 def _one_case(
@@ -344,6 +388,7 @@ def _one_case(
                 "train_epochs": config.train_epochs if config.models_dir is None else None,
                 "train_frames": config.train_frames,
                 "trained_rank": key_rank,
+                "train_lr": f.settings.lr,  # the checkpoint's, when loaded
                 "train_metric_last": f.history_[-1].get("metric") if f.history_ else None,
             }
         except (ValueError, RuntimeError, FileNotFoundError) as exc:
@@ -366,6 +411,9 @@ def _one_case(
     for rec in recs:
         rec["setting"] = settings.get(rec["label"], "")
         rec.update(extras.get(rec["label"], {}))
+        iters = getattr(factorizers[rec["label"]], "iterations", None)
+        if isinstance(iters, Tensor):  # adaptive iterations of the last (timed) call
+            rec["iterations_mean"] = float(iters.float().mean())
     return failed + recs
 
 

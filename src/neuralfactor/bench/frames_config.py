@@ -74,6 +74,9 @@ class FramesConfig(SuiteTiming):
     ``max_call_seconds``, ``min_run_time``, ``max_case_seconds``) come from
     :class:`~neuralfactor.core.timing.SuiteTiming`; ``timing`` is their one
     :class:`~neuralfactor.core.timing.TimingConfig`.
+
+    ``train_lr``: Adam's learning rate for the learned rows' short training; ``None`` (the
+    default) takes each model's documented default, :func:`neuralfactor.amortized.default_lr`.
     """
 
     device: str = "cpu"
@@ -87,7 +90,7 @@ class FramesConfig(SuiteTiming):
     peer_settings: bool = True  # peers twice: documented defaults and our budget
     train_frames: int = 512
     train_epochs: int = 10
-    train_lr: float = 1e-3
+    train_lr: float | None = None  # None: each model's default_lr (neuralfactor.amortized)
     models_dir: str | None = None
     t_end: float = 40.0
     max_batch_at: dict[str, int] | None = None  # e.g. {"256x512": 1024}
@@ -125,6 +128,8 @@ class FramesConfig(SuiteTiming):
                 "The 'repeats' parameter of the frames suite must be >= 3 (rounds of interleaved "
                 f"timing; a single sample is not a timing). Got {self.repeats}."
             )
+        if self.train_lr is not None and not self.train_lr > 0:
+            raise ValueError(f"The 'train_lr' parameter must be > 0 or None. Got {self.train_lr}.")
         if self.train_frames < 25 or self.train_epochs < 1:
             raise ValueError(
                 "The frames suite needs train_frames >= 25 (one training batch) and "

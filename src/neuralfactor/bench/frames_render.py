@@ -12,7 +12,7 @@ from neuralfactor.bench.frames_config import BASELINE
 from neuralfactor.bench.tables import fmt_number
 from neuralfactor.core.timing import Spread, speed_ratio
 
-__all__ = ["FRAME_COLUMNS", "frames_markdown", "throughput_markdown"]
+__all__ = ["FRAME_COLUMNS", "flop_cells", "frames_markdown", "throughput_markdown"]
 
 FRAME_COLUMNS = (
     "method",
@@ -22,6 +22,8 @@ FRAME_COLUMNS = (
     "us/matrix",
     "floor us",
     "x floor",
+    "floor_flop us",
+    "x flop floor",
     "x scipy-gesdd",
     "scaled loss",
     "ratio mean",
@@ -32,6 +34,16 @@ FRAME_COLUMNS = (
 
 def _fmt(x: float) -> str:
     return fmt_number(x, sci_above=1e5)
+
+
+def flop_cells(r: dict[str, Any]) -> list[str]:
+    """``floor_flop us`` and ``x flop floor`` of a row: ``not recorded`` for records that
+    predate the flop floor, ``-`` where the method has no stated operation count."""
+    if "gemm_rate_flops" not in r:
+        return ["not recorded", "not recorded"]
+    if r.get("flops") is None or r.get("floor_flop_s") is None:
+        return ["-", "-"]
+    return [_fmt(r["floor_flop_s"] * 1e6), _fmt(r["x_flop_floor"])]
 
 
 def _case(r: dict[str, Any]) -> tuple:
@@ -54,9 +66,9 @@ def frames_markdown(records: list[dict[str, Any]]) -> str:
     cases = sorted({_case(r) for r in rows})
     out = [
         "| size | rank | batch | fastest with ratio max <= 1.05 | us/matrix | x floor "
-        "| x scipy-gesdd | best learned (+refine) | us/matrix | ratio mean | speed vs fastest "
-        "classical, same band |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| floor_flop us | x flop floor | x scipy-gesdd | best learned (+refine) | us/matrix "
+        "| ratio mean | speed vs fastest classical, same band |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cases:
         ok = [r for r in rows if _case(r) == c and "error" not in r]
@@ -70,13 +82,14 @@ def frames_markdown(records: list[dict[str, Any]]) -> str:
         b = base.get(c)
         cells = [f"{c[0]}x{c[1]}", str(c[2]), str(c[3])]
         if best is None:
-            cells += ["none", "-", "-", "-"]
+            cells += ["none", "-", "-", "-", "-", "-"]
         else:
             cells += [
                 f"{best.get('label', best['method'])} ({best['dtype']}{warm}, "
                 f"ratio {best['ratio_max']:.4f})",
                 _fmt(best["seconds_per_matrix"] * 1e6),
                 _fmt(best["x_floor"]),
+                *flop_cells(best),
                 "1"
                 if best["method"] == BASELINE
                 else (str(speed_ratio(b, Spread.from_record(best))) if b else "-"),
@@ -109,7 +122,7 @@ def frames_markdown(records: list[dict[str, Any]]) -> str:
             if "error" in r:
                 text.append(
                     f"| {r.get('label', r['method'])} | {r['family']} | {r['dtype']} | 0 | failed "
-                    "| - | - | - | "
+                    "| - | - | - | - | - | "
                     f"{r['error'][:90].replace('|', '/')} | - | - | - |"
                 )
                 continue
@@ -122,6 +135,7 @@ def frames_markdown(records: list[dict[str, Any]]) -> str:
                 _fmt(r["seconds_per_matrix"] * 1e6),
                 _fmt(r["floor_seconds_per_matrix"] * 1e6),
                 _fmt(r["x_floor"]),
+                *flop_cells(r),
                 str(speed_ratio(b, Spread.from_record(r))) if b else "-",
                 _fmt(r["scaled_loss_mean"]),
                 f"{r['ratio_mean']:.4f}",

@@ -33,6 +33,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from neuralfactor.amortized.factorizer import default_lr
+from neuralfactor.bench.flop_floor import convmf_flops, flop_fields, method_flops
 from neuralfactor.core.metrics import optimal_scaled_loss, ratio_to_optimum
 from neuralfactor.core.timing import measure_many, pinned_threads
 
@@ -66,7 +68,7 @@ class RandomAccessConfig:
     bands: tuple[float, ...] = (1.05, 1.01)
     frames: int = 300  # simulated frames per size (70/20/10 train/val/test)
     sketch_epochs: int = 40
-    sketch_lr: float = 1e-2  # Omega's entries are ~ 1/sqrt(n): the recipe's 1e-3 moves it slowly
+    sketch_lr: float = default_lr("sketch")  # the sketch's documented default
     sketch_oversample: tuple[int, ...] = (5, 15)  # one model each; the first also +refine
     convmf_epochs: int = 10
     t_end: float = 40.0
@@ -160,46 +162,10 @@ def cheapest_rsvd(X: Tensor, X64: Tensor, rank: int, band: float) -> dict[str, A
     return {"n_iter": 4, "oversample": 10, "tried": tried, "missed": True}
 
 
-def convmf_flops(
-    m: int, n: int, rank: int, *, stem=(500, 200), branch=(300,), refine: bool = True
-) -> float:
-    """Flops of one ConvMF forward pass (multiply-adds x 2), plus the ``+refine`` refit.
-
-    Convolutions ``2 * 25 (m+2)(n+2)`` (kernel 5, padding 3, one channel) and ``2 * 9 mn``;
-    the dense stem from ``mn`` inputs, two branches, heads to ``mr`` and ``rn`` values; the
-    refit as in :func:`neuralfactor.amortized.sketch_flops`.
-    """
-    dense = [m * n, *stem]
-    count = 2 * 25 * (m + 2) * (n + 2) + 2 * 9 * m * n
-    count += sum(2 * a * b for a, b in zip(dense[:-1], dense[1:], strict=False))
-    br = [stem[-1], *branch]
-    count += 2 * sum(2 * a * b for a, b in zip(br[:-1], br[1:], strict=False))
-    count += 2 * branch[-1] * (m * rank + rank * n)
-    if refine:
-        count += 2 * (4 * m * rank * rank + 9 * rank**3) + 2 * m * n * rank
-    return float(count)
-
-
-def method_flops(method: str, m: int, n: int, rank: int, params: dict[str, Any]) -> float | None:
-    """Flops per frame of a row (None where no formula is known: ARPACK's iteration count)."""
-    from neuralfactor.amortized.sketch import sketch_flops
-    from neuralfactor.classical import FLOP_METHODS, flops
-
-    if method.startswith("sketch"):
-        kw = {k: params[k] for k in ("oversample", "head", "hidden") if k in params}
-        return sketch_flops(m, n, rank, refine=method.endswith("+refine"), **kw)
-    if method == "convmf+refine":
-        return convmf_flops(m, n, rank)
-    if method in FLOP_METHODS:
-        kw = {k: params[k] for k in ("n_iter", "oversample", "extra") if k in params}
-        return flops(method, m, n, rank, **kw)
-    return None
-
-
 def _train(model: str, rank: int, train: Tensor, val: Tensor, epochs: int, seed: int, **kw):
     from neuralfactor.amortized import LearnedFactorizer, train_preset
 
-    lr = kw.pop("lr", 1e-3)
+    lr = kw.pop("lr", None) or default_lr(model)
     settings = train_preset("best", epochs=epochs, lr=lr, seed=seed, device="cpu")
     f = LearnedFactorizer(rank, model=model, settings=settings, model_kwargs=kw).fit(train, val)
     return f, {
@@ -285,10 +251,7 @@ def _case(config, m, n, rank, split, frames64) -> list[dict[str, Any]]:
                 "rank": rank,
                 "test_frames": int(X.shape[0]),
                 "test_time_index_first": int(index[0]),
-                "gemm_rate_flops": rate,
-                "flops": fl,
-                "floor_flop_s": None if fl is None else fl / rate,
-                "x_flop_floor": None if fl is None else rec["seconds_per_matrix"] * rate / fl,
+                **flop_fields(fl, rate, rec["seconds_per_matrix"]),
             }
         )
         out.append(rec)

@@ -180,12 +180,15 @@ def _frames_suite(common, names, size, dtype, train_epochs, train_frames, out) -
         [_LABELS.get(c, c) for c in columns],
         _frames_rows(records),
         justify=["left" if c in ("method", "family", "dtype") else "right" for c in columns],
-        caption=_LEGEND + "; x floor: time / the time to read the frames once (>= 1)",
+        caption=_LEGEND + "; x floor: time / the time to read the frames once (>= 1); "
+        "x flop floor: time / (flops / the GEMM rate measured in this run)",
     )
 
 
 def _frames_rows(records: list[dict]) -> list[list[str]]:
     """Table rows of the frames suite, with the speed-up over float32 scipy-gesdd."""
+    from neuralfactor.bench.frames_render import flop_cells
+
     base = {
         (r["m"], r["n"], r["rank"], r["batch"]): r["seconds_per_matrix"]
         for r in records
@@ -206,6 +209,7 @@ def _frames_rows(records: list[dict]) -> list[list[str]]:
                 f"{r['seconds_per_matrix'] * 1e6:.3g}",
                 f"{r['floor_seconds_per_matrix'] * 1e6:.3g}",
                 f"{r['x_floor']:.3g}",
+                *flop_cells(r),
                 f"{b / r['seconds_per_matrix']:.3g}" if b else "-",
                 f"{r['scaled_loss_mean']:.3g}",
                 f"{r['ratio_mean']:.4f}",

@@ -82,6 +82,10 @@ def _header(records: list[dict[str, Any]]) -> list[str]:
     first = records[0]
     loads = [x for r in records for x in (r["loadavg_before"], r["loadavg_after"])]
     cfg = first["config"]
+    convmf_lr = next(
+        (r["train_lr"] for r in records if r["method"] == "convmf+refine" and "train_lr" in r),
+        1e-3,  # records without it: ConvMF was trained at the recipe's 1e-3
+    )
     return [
         "# Random access: frames in random order, no warm start",
         "",
@@ -104,13 +108,14 @@ def _header(records: list[dict[str, Any]]) -> list[str]:
         "frame: median and quartiles over interleaved blocks (`neuralfactor.core.timing."
         "measure_many`). `worst`/`mean`: ratio of the scaled loss to the Eckart-Young optimum "
         "over the test frames. `Mflop`: the method's operation count per frame "
-        "(`neuralfactor.classical.flops`, `neuralfactor.amortized.sketch_flops`); `x floor`: "
+        "(`neuralfactor.classical.flops`, `neuralfactor.amortized.sketch_flops`, "
+        "`neuralfactor.bench.flop_floor.convmf_flops`); `x floor`: "
         "time over that count at the single-core GEMM rate of the frame-sized product measured "
         "in the same case. Learned rows: trained on the training split with `train_preset('best')` "
         f"(the documented recipe), the sketch for {cfg['sketch_epochs']} epochs at lr "
         f"{cfg['sketch_lr']:g} (oversample {', '.join(map(str, cfg['sketch_oversample']))}: "
         "one model each), ConvMF for "
-        f"{cfg['convmf_epochs']} epochs at lr 1e-3 (far short of the recipe's 240: the time "
+        f"{cfg['convmf_epochs']} epochs at lr {convmf_lr:g} (far short of the recipe's 240: the time "
         "budget); `sketch` and `sketch+refine` are one model (both return the least-squares "
         "V, so their accuracy is the same; +refine costs one more product); `fit s` "
         "is the training time (never in the time per frame), `train fr/s` training frames per "
