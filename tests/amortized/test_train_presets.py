@@ -88,6 +88,10 @@ def captured(monkeypatch):
             ["--grad-clip", "0", "--epochs", "40"],
             {**BEST, "grad_clip": None, "epochs": 40, "warmup_epochs": 4},
         ),
+        # the recipe at the sketch encoder's own rate; an explicit --lr wins
+        (["--model", "sketch"], {**BEST, "lr": 1e-2}),
+        (["--model", "sketch", "--lr", "3e-3"], {**BEST, "lr": 3e-3}),
+        (["--model", "sketch", "--preset", "original"], ORIGINAL),
     ],
 )
 def test_cli_defaults_and_preset(tmp_path, captured, extra, expected):

@@ -164,9 +164,10 @@ _TRAIN_PRESET_VALUES: dict[str, dict[str, Any]] = {
 }
 
 
-#: Adam learning rate per model for the benchmarks' short trainings (:func:`default_lr`): the
-#: recipe's 1e-3 for the dense networks; 1e-2 for ``sketch``, whose sketch matrix Omega has
-#: entries of about 1/sqrt(n), which 1e-3 moves slowly in a few epochs.
+#: Adam learning rate per model (:func:`default_lr`): ``neuralfactor train``'s default with the
+#: best preset, and the benchmarks' short trainings. The recipe's 1e-3 for the dense networks;
+#: 1e-2 for ``sketch``, whose sketch matrix Omega has entries of about 1/sqrt(n), which 1e-3
+#: moves slowly in a few epochs.
 LEARNING_RATES: dict[str, float] = {"convmf": 1e-3, "fork": 1e-3, "danmf": 1e-3, "sketch": 1e-2}
 
 

@@ -27,7 +27,9 @@ def train(
     ),
     epochs: int = typer.Option(None, help="Training epochs (default 240; original study: 120)."),
     lr: float = typer.Option(
-        None, help="Peak Adam learning rate (default 1e-3; original study: 1e-4)."
+        None,
+        help="Peak Adam learning rate (default: the model's documented rate, 1e-3 for convmf, "
+        "fork and danmf, 1e-2 for sketch; original study: 1e-4).",
     ),
     batch_size: int = typer.Option(25, help="Batch size (original study: 25)."),
     schedule: str = typer.Option(
@@ -78,13 +80,15 @@ def train(
     ),
 ) -> None:
     """Train a factorization network on frames of a simulation."""
-    from neuralfactor.amortized.factorizer import train_preset
+    from neuralfactor.amortized.factorizer import default_lr, train_preset
     from neuralfactor.amortized.study import StudyConfig
     from neuralfactor.distributed.run import train_run
 
     given = {"epochs": epochs, "lr": lr, "schedule": schedule, "warmup_epochs": warmup_epochs,
              "grad_clip": grad_clip, "objective": objective}  # fmt: skip
     given = {k: v for k, v in given.items() if v is not None}  # None: the preset's value
+    if preset == "best" and "lr" not in given:
+        given["lr"] = default_lr(model)  # the recipe at the model's own rate
     if given.get("grad_clip") == 0:
         given["grad_clip"] = None  # --grad-clip 0: off
     settings = train_preset(

@@ -180,8 +180,7 @@ def _learned_sentence(
     peers = [r for r in band if r["kind"] != "learned"]
     if plain["ratio_mean"] > BAND or not peers:
         be = (
-            f"is outside {BAND}x of the optimum, so its speed is not compared with "
-            "methods that are"
+            f"is outside {BAND}x of the optimum, so its speed is not compared with methods that are"
             if plain["ratio_mean"] > BAND
             else f"has no classical method within {BAND}x of the optimum to be compared with"
         )
