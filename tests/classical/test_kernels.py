@@ -70,6 +70,26 @@ def test_scale_if_needed_leaves_normal_input_alone_and_scales_extremes_exactly()
     assert scale_if_needed(Z)[1] is None  # zero needs nothing
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("factor", [0.0, 1.0, -1.0, 1e-300, 1e-40, 1e-12, 1e12, 1e37, 1e300])
+@pytest.mark.parametrize("shape", [(8, 9), (1, 8, 9), (1, 1, 8, 9)])
+def test_one_matrix_scaling_decides_as_the_batched_path(dtype, factor, shape):
+    # one matrix takes a fused min/max pass; its decision and result equal the batched path's
+    X = (torch.randn(8, 9, dtype=torch.float64) * factor).to(dtype).reshape(shape)
+    got, inv = scale_if_needed(X)
+    # the batched path on two copies of the matrix (a batch of two decides per matrix)
+    ref, ref_inv = scale_if_needed(X.reshape(1, 8, 9).expand(2, 8, 9).clone())
+    assert (inv is None) == (ref_inv is None)
+    if inv is None:
+        assert got is X
+    else:
+        torch.testing.assert_close(got.reshape(8, 9), ref[0], rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(inv.reshape(()), ref_inv[0].reshape(()), rtol=0, atol=0)
+    nan = X.clone()
+    nan.view(-1)[0] = float("nan")
+    assert scale_if_needed(nan)[1] is None  # NaN is left to the finiteness checks, as batched
+
+
 # ----------------------------------------------------------------------------- accuracy
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("name", NEAR_OPTIMAL)

@@ -100,6 +100,14 @@ def scale_if_needed(X: Tensor) -> tuple[Tensor, Tensor | None]:
     """
     lo, hi = _safe_range(X.dtype)
     Xd = X.detach()  # two reductions, no |X| temporary (half the cost of abs().amax())
+    if X.shape[:-2].numel() == 1:
+        # one matrix (a streamed frame): one fused min/max pass and one sync, the decision
+        # in Python -- the per-op overhead of the batched path is most of a small frame's cost
+        low, high = torch.aminmax(Xd)
+        a = max(float(high), -float(low))
+        if a > hi or 0 < a < lo:
+            return power_of_two_scale(X)
+        return X, None
     amax = torch.maximum(Xd.amax(dim=(-2, -1)), -Xd.amin(dim=(-2, -1)))
     if bool(((amax > hi) | ((amax < lo) & (amax > 0))).any()):
         return power_of_two_scale(X)
@@ -206,7 +214,9 @@ def refill_zero_columns(P: Tensor, generator: torch.Generator | None) -> Tensor:
     return gram_orthonormalize(P)
 
 
-def lapack_step(X: Tensor, P: Tensor, rank: int) -> tuple[LowRank, Tensor, Tensor, Tensor]:
+def lapack_step(
+    X: Tensor, P: Tensor, rank: int, *, energies: bool = True
+) -> tuple[LowRank, Tensor, Tensor | None, Tensor | None]:
     """One LAPACK-kernel subspace iteration from an orthonormal right basis ``P`` (*, n, l).
 
     ``Q = qr(X P)`` (Householder), ``Z = X^T Q`` and the small SVD ``Z = V diag(s) W^T`` in
@@ -217,12 +227,15 @@ def lapack_step(X: Tensor, P: Tensor, rank: int) -> tuple[LowRank, Tensor, Tenso
 
     Returns ``(LowRank(U, V_r^T, S), P_next, energy_in, ritz)``: ``energy_in`` (*) is
     ``||X P_r||_F^2`` (the rank-r energy the *incoming* basis captured, ``P_r`` its first r
-    columns) and ``ritz`` (*, l) the squared Ritz values, both float64, for convergence checks.
+    columns) and ``ritz`` (*, l) the squared Ritz values, both float64, for convergence checks;
+    ``energies=False`` skips them (``None``, ``None``): a fixed iteration count needs neither.
     """
     Q, R = torch.linalg.qr(X @ P)
     V, s, Wt = torch.linalg.svd(X.mT @ Q, full_matrices=False)
     U = Q @ Wt[..., :rank, :].mT
     lr = LowRank(U, V[..., :rank].mT, s[..., :rank])
+    if not energies:
+        return lr, V, None, None
     energy_in = R[..., :rank].double().square().sum((-2, -1))  # ||X P_r||^2 = ||R_r||^2
     return lr, V, energy_in, s.double().square()
 
@@ -263,7 +276,7 @@ def subspace_step(
     """
     if kernel == "lapack":
         for _ in range(n_iter):
-            lr, P, _, _ = lapack_step(X, P, rank)
+            lr, P, _, _ = lapack_step(X, P, rank, energies=False)
         return lr, P
     lr = None
     for it in range(n_iter):

@@ -191,7 +191,7 @@ class WarmSubspace(BaseFactorizer):
 
     def _iterate(self, X: Tensor, P: Tensor, kernel: str):
         if kernel == "lapack":
-            return lapack_step(X, P, self.rank)
+            return lapack_step(X, P, self.rank, energies=self.tol is not None)
         return gemm_step(X, P, self.rank, self._generator(X.device))
 
     def _frame(self, X: Tensor, basis: Tensor | None, width: int, kernel: str):
