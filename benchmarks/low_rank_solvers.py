@@ -13,8 +13,10 @@ Two-stream growth rates, fitted on the validation page's windows for the case's 
 (``neuralfactor.bench.low_rank_solvers.growth_windows``): alpha = 1e-3 on [16, 26] and
 [18, 27], and the validation's linear setup alpha = 1e-6 on [20, 40]:
 
-    ... python benchmarks/low_rank_solvers.py --cases two-stream --grid 64x128,128x256 --t-end 28
-    ... python benchmarks/low_rank_solvers.py --cases two-stream-a1e-6 --grid 64x128 --t-end 41
+    ... python benchmarks/low_rank_solvers.py --cases two-stream --grid 64x128,128x256 \\
+            --t-end 28 [--tol 1e-8 --solvers spectral,fd5+svd,lowrank,dlr]
+    ... python benchmarks/low_rank_solvers.py --cases two-stream-a1e-6 --grid 64x128,128x256 \\
+            --t-end 41
 
 Regenerate the page from the committed records only:
 

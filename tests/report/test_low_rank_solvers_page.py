@@ -105,6 +105,7 @@ def test_two_stream_growth_line_gives_rate_root_error_and_verdict():
         _ts("fd5", "svd", rate=0.2260, alt=0.2250),
         _ts("lowrank", rate=0.2400, alt=0.2100),
         rec("two-stream", "lowrank", fit_error="t_end = 10 ends before the window"),
+        _ts("lowrank", rate=0.2340, tol=1e-8),
     ]
     lines = targets(derive(records))
     text = "\n".join(lines)
@@ -118,6 +119,9 @@ def test_two_stream_growth_line_gives_rate_root_error_and_verdict():
     assert "The full-rank run misses it too on this window" in main
     assert "No growth" not in main
     assert "  - Same runs on the window [18, 27]: spectral -3.01%, fd5 + svd -0.35%, " in text
+    assert (
+        "  - At tol 1e-08 (a table row, not the target): lowrank 0.2340 (+3.63%; +0.26% vs" in text
+    )
     assert "- two-stream 128x256 to t = 10: rate not measured (t_end = 10 ends" in text
     # the general line counts the two-stream runs too
     assert "Linear rates within 2% of the dispersion roots: MISSED (worst +6.29%: lowrank" in text

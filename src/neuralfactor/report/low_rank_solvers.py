@@ -151,6 +151,13 @@ def growth_targets(records: Sequence[dict[str, Any]]) -> list[str]:
                 for r in ([full] if full else []) + rows
             ]
             out.append(f"  - Same runs on the window [{lo:g}, {hi:g}]: {', '.join(errs)}.")
+        for tol in sorted({r["tol"] for r in here if r["tol"] not in (None, TARGET_TOL)}):
+            errs = [
+                f"{_label(r)} {r['rate']:.4f} ({_pct(r['rate_rel_err'])}; "
+                f"{_pct(r.get('rate_full_rel_err'))} vs full rank)"
+                for r in sorted((r for r in here if r["tol"] == tol), key=_sort_key)
+            ]
+            out.append(f"  - At tol {tol:g} (a table row, not the target): {', '.join(errs)}.")
     return out
 
 
