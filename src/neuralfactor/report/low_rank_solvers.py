@@ -125,10 +125,20 @@ def _growth_line(rows: list[dict[str, Any]], full: dict[str, Any] | None) -> str
             " excites still weigh on ||E|| there; the validation page's growth-rate section), so"
             " the error against the root is not the truncation's alone: the `vs full rank` one is."
         )
-    if any(r["rate_rel_err"] < -0.5 for r in rows) and r0.get("alpha", 1) < r0["tol"]:
+    flat = [r for r in rows if r["rate_rel_err"] < -0.5]
+    if flat and r0.get("alpha") is not None:
+        top = [r["rank_summary"][2] for r in flat if r.get("rank_summary")]
+        size = max(r0["alpha"] * r["dt"] for r in flat)
         line += (
-            f" No growth where the rate is near 0: the seed (alpha {r0['alpha']:g}) is below "
-            f"the tolerance {r0['tol']:g}, and every stage's truncation removes its increment."
+            f" {', '.join(_label(r) for r in flat)}: the perturbation did not grow"
+            + (f" (rank at most {max(top)})" if top else "")
+            + (
+                "; a step adds new directions of relative size of order alpha dt = "
+                f"{size:.0e}, below the tolerance {r0['tol']:g}, which a truncation at that "
+                "tolerance can drop."
+                if size < r0["tol"]
+                else "."
+            )
         )
     return line
 
