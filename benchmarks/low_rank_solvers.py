@@ -9,6 +9,15 @@ Full configuration of the issue (128x256 and 512x1024 to t_end = 40; hours on on
 
     ... python benchmarks/low_rank_solvers.py --full [--learned MODEL_DIR+refine]
 
+Two-stream growth rates, fitted on the validation page's windows for the case's alpha
+(``neuralfactor.bench.low_rank_solvers.growth_windows``): alpha = 1e-3 on [16, 26] and
+[18, 27], and the validation's linear setup alpha = 1e-6 on [20, 40]:
+
+    ... python benchmarks/low_rank_solvers.py --cases two-stream --grid 64x128,128x256 \\
+            --t-end 28 [--tol 1e-8 --solvers spectral,fd5+svd,lowrank,dlr]
+    ... python benchmarks/low_rank_solvers.py --cases two-stream-a1e-6 --grid 64x128,128x256 \\
+            --t-end 41
+
 Regenerate the page from the committed records only:
 
     python benchmarks/low_rank_solvers.py --from-records

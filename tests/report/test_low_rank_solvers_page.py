@@ -88,3 +88,52 @@ def test_records_without_required_keys_are_refused():
     bad = [{k: v for k, v in RECORDS[0].items() if k != "solver"}]
     with pytest.raises(ValueError, match=r"Record 0 lacks \['solver'\]"):
         render_page(bad)
+
+
+def _ts(solver, truncation=None, rate=0.2334, alt=0.2190, **kw):
+    root = 0.2258
+    return rec(
+        "two-stream", solver, truncation, t_end=28.0, rate=rate, rate_ref=root,
+        rate_rel_err=rate / root - 1, rate_window=[16.0, 26.0], alpha=1e-3,
+        rate_fits=[[16.0, 26.0, rate], [18.0, 27.0, alt]], **kw,
+    )  # fmt: skip
+
+
+def test_two_stream_growth_line_gives_rate_root_error_and_verdict():
+    records = [
+        _ts("spectral"),
+        _ts("fd5", "svd", rate=0.2260, alt=0.2250),
+        _ts("lowrank", rate=0.2400, alt=0.2100),
+        rec("two-stream", "lowrank", fit_error="t_end = 10 ends before the window"),
+        _ts("lowrank", rate=0.2340, tol=1e-8),
+    ]
+    lines = targets(derive(records))
+    text = "\n".join(lines)
+    main = next(x for x in lines if x.startswith("- Two-stream growth rate, two-stream"))
+    assert "(alpha 0.001) 128x256 to t = 28, tol 1e-05" in main
+    assert "window [16, 26]" in main and "--cases two-stream --grid 128x256 --t-end 28" in main
+    assert "root 0.2258; full-rank spectral 0.2334 (+3.37%)" in main
+    assert "fd5 + svd 0.2260 (+0.09%; -3.17% vs full rank)" in main
+    assert "lowrank 0.2400 (+6.29%; +2.83% vs full rank)" in main
+    assert "Within 2% of the root: MISSED by lowrank." in main
+    assert "The full-rank run misses it too on this window" in main
+    assert "did not grow" not in main
+    assert "  - Same runs on the window [18, 27]: spectral -3.01%, fd5 + svd -0.35%, " in text
+    assert (
+        "  - At tol 1e-08 (a table row, not the target): lowrank 0.2340 (+3.63%; +0.26% vs" in text
+    )
+    assert "- two-stream 128x256 to t = 10: rate not measured (t_end = 10 ends" in text
+    # the general line counts the two-stream runs too
+    assert "Linear rates within 2% of the dispersion roots: MISSED (worst +6.29%: lowrank" in text
+
+
+def test_two_stream_line_met_and_frozen_seed():
+    met = targets(derive([_ts("spectral", rate=0.2266), _ts("dlr", rate=0.2270)]))
+    assert any("Within 2% of the root: met by every low-rank run." in x for x in met)
+    assert not any("misses it too" in x for x in met)
+    frozen = [_ts("spectral", rate=0.2266), _ts("fd5", "svd", rate=1e-9, rank_summary=[1, 1, 1, 1])]
+    for r in frozen:
+        r["alpha"] = 1e-6
+    line = next(x for x in targets(derive(frozen)) if x.startswith("- Two-stream"))
+    assert "MISSED by fd5 + svd. fd5 + svd: the perturbation did not grow (rank at most 1)" in line
+    assert "of order alpha dt = 3e-09, below the tolerance 1e-05, which a truncation" in line
