@@ -87,3 +87,22 @@ def test_page_states_each_target_met_or_missed(timing):
 def test_page_without_runs_states_no_time(timing):
     text = timing.page([{"kind": "run", "note": "no run recorded yet"}])
     assert "states no time" in text and " s from a fresh directory" not in text
+
+
+def test_readme_quotes_the_recorded_demo_run(timing):
+    # the README's demo times and ratios are those of the committed records, not typed in
+    import json
+    import re
+
+    root = SCRIPT.parents[1]
+    recs = [json.loads(line) for line in (root / "docs/results/records/demo-timing.jsonl").open()]
+    fresh = {r["demo"]: r for r in recs if r.get("stage") == "fresh directory" and r["run"] == 0}
+    readme = (root / "README.md").read_text()
+    for demo, cmd in (("default", "neuralfactor demo "), ("--quick", "neuralfactor demo --quick")):
+        r = fresh[demo]
+        want = f"{timing._mmss(r['wall_seconds'])} wall, {r['user_seconds']:.0f} s of CPU time"
+        line = next(ln for ln in readme.splitlines() if ln.startswith(cmd) and "wall" in ln)
+        assert want in line, (line, want)
+    for key, value in fresh["default"]["ratios"].items():
+        if key.startswith("convmf+refine") or (key.startswith("sketch") and "+" not in key):
+            assert re.search(rf"{value:.3f}x", readme), key
