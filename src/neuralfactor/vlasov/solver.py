@@ -406,6 +406,7 @@ class SimulationConfig:
 
 _FACTOR_KEY = re.compile(r"factors\.(\d+)\.([USV])")
 _TRUNCATION_PREFIX = "truncation."
+_TRANSPOSED = ".mT"
 
 
 @dataclass(frozen=True)
@@ -432,13 +433,22 @@ class SolverState:
     def exact_tensors(self) -> dict[str, Tensor]:
         """The factors (``factors.<i>.U``, ``.S``, ``.V``) and the truncation state
         (``truncation.<name>``) as named tensors (empty for the dense schemes)."""
-        out = {
+        named = {
             f"factors.{i}.{k}": t
             for i, fac in enumerate(self.factors)
             for k, t in zip("USV", fac, strict=True)
         }
         for k, t in (self.truncation or {}).items():
-            out[_TRUNCATION_PREFIX + k] = t
+            named[_TRUNCATION_PREFIX + k] = t
+        out = {}
+        for k, t in named.items():
+            # keep the layout: a column-major matrix (LAPACK's singular vectors) is saved as
+            # its row-major transpose, and restored as a view of the same strides, because
+            # BLAS rounds a product differently when an operand arrives transposed
+            if t.ndim >= 2 and not t.is_contiguous() and t.mT.is_contiguous():
+                out[k + _TRANSPOSED] = t.mT
+            else:
+                out[k] = t
         return out
 
     @classmethod
@@ -455,6 +465,8 @@ class SolverState:
         facs: dict[int, dict[str, Tensor]] = {}
         trunc: dict[str, Tensor] = {}
         for key, t in tensors.items():
+            if key.endswith(_TRANSPOSED) and t.ndim >= 2:
+                key, t = key[: -len(_TRANSPOSED)], t.mT
             hit = _FACTOR_KEY.fullmatch(key)
             if hit:
                 facs.setdefault(int(hit[1]), {})[hit[2]] = t
