@@ -6,11 +6,15 @@ keys ``kind, case, kill_at, identical, checksum_uninterrupted, checksum_resumed,
 
 - ``simulate``: grids 16x32, 64x128, 128x256 x schemes spectral, fd5, fd5 with
   ``--truncate-tol 1e-5`` x ``--save-every`` 1, 5 x ``--chunk-frames`` 4, 16 (two-stream),
-  run with 2 torch/BLAS threads;
+  run with 2 torch/BLAS threads; the schemes whose state is more than dense frames (fd5
+  truncated by ``warm-subspace``, ``lowrank``, ``dlr``; labels ``fd5-warm``, ``lowrank``,
+  ``dlr``) are in the committed records at 16x32 only, appended by
+  ``--kinds simulate --grids 16x32 --schemes fd5-warm,lowrank,dlr --kills 1 --append``;
 - ``train``: ConvMF at ranks 4 and 12 (two model sizes), 6 epochs;
 - ``factorize``: ``svds-arpack`` and ``rsvd`` at rank 4;
 
-each with ``--kills`` kill points drawn (seeded) over the run: 40 cases, each one reference
+each with ``--kills`` kill points drawn (seeded) over the run: 40 cases (the first three
+simulate schemes; 76 with all six), each one reference
 run plus a killed and a resumed process per kill point. ``--quick`` runs one case per kind;
 ``--grids``/``--schemes``/``--save-every``/``--chunk-frames`` select part of the simulate
 matrix. Use a quiet machine: kill points are fractions of the reference run's wall time.

@@ -59,12 +59,16 @@ ROW_KEYS = (
     "checksum_resumed",
     "seconds",
 )
-#: scheme label -> simulate options: the reference scheme, and fd5 with and without the
-#: truncated SVD after every stage.
+#: scheme label -> simulate options: the reference scheme, fd5 with and without the truncated
+#: SVD after every stage, fd5 truncated by the warm-started subspace iteration (a truncation
+#: that carries a basis and a working rank), and the factored schemes (whose state is factors).
 SIMULATE_SCHEMES: dict[str, tuple[str, ...]] = {
     "spectral": ("--scheme", "spectral"),
     "fd5": ("--scheme", "fd5"),
     "fd5-trunc": ("--scheme", "fd5", "--truncate-tol", "1e-5"),
+    "fd5-warm": ("--scheme", "fd5", "--truncate-tol", "1e-5", "--truncate-with", "warm-subspace"),
+    "lowrank": ("--scheme", "lowrank", "--truncate-tol", "1e-5"),
+    "dlr": ("--scheme", "dlr", "--truncate-tol", "1e-5"),
 }
 _ENTRY = "from neuralfactor.cli import main; raise SystemExit(main())"
 
@@ -106,7 +110,7 @@ def simulate_cases(
     ``steps`` per run defaults to ``max(400, 1000000 // (nx * nv))`` (seconds of stepping at
     every grid, so that kills land mid-run; a run of 100 steps on 64x128 was too short to be
     interrupted reliably); ``dt`` is 0.01 for ``spectral`` and the
-    default ``min(hx, hv) / 20`` for fd5, ``t_end = steps * dt``.
+    default ``min(hx, hv) / 20`` of fd5 for the other schemes, ``t_end = steps * dt``.
     """
     from neuralfactor.vlasov import SimulationConfig
 

@@ -132,6 +132,26 @@ def test_warm_subspace_refuses_changed_stream_shape():
     f.reset().factorize(torch.randn(20, 31, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("kernel", ["lapack", "gemm"])
+def test_warm_subspace_stream_state_continues_bit_identically(kernel):
+    # a rank-2 first frame makes the GEMM kernel draw refill directions: the generator is state
+    X = evolving_frames(10, 32, 48)
+    X[0] = planted((32, 48), rank=2)
+    whole = nf.make_factorizer("warm-subspace", rank=6, kernel=kernel).factorize(X)
+    f = nf.make_factorizer("warm-subspace", rank=6, kernel=kernel)
+    f.factorize(X[:4])
+    state = {k: t.clone() for k, t in f.stream_state().items()}
+    assert set(state) == {"basis", "generator"}
+    g = nf.make_factorizer("warm-subspace", rank=6, kernel=kernel).load_stream_state(state)
+    rest = g.factorize(X[4:])
+    assert torch.equal(rest.U, whole.U[4:]) and torch.equal(rest.V, whole.V[4:])
+    cold = nf.make_factorizer("warm-subspace", rank=6, kernel=kernel).factorize(X[4:])
+    assert not torch.equal(cold.U, whole.U[4:])  # the state is what made the difference
+    assert g.load_stream_state({}).basis is None  # an empty state is a fresh stream
+    with pytest.raises(ValueError, match=r"Unknown warm-subspace stream-state entries \['P'\]"):
+        g.load_stream_state({"P": state["basis"]})
+
+
 def test_svds_arpack_accepts_rank_min_m_n():
     # scipy's ARPACK cannot compute min(m, n) triplets; the documented dense fallback does
     X = torch.randn(10, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))

@@ -147,6 +147,50 @@ def test_resume_continues_and_matches_an_uninterrupted_store(tmp_path, gen):
     assert not (path / "_resume").exists()
 
 
+def test_state_file_is_paired_with_its_frames_through_a_crash(tmp_path, gen, monkeypatch):
+    import neuralfactor.data.store as store_mod
+    from neuralfactor.data.store import state_file_name
+
+    F = frames(gen)
+    path = tmp_path / "s.zarr"
+    w = write(path, F, finalize=False, upto=0)
+
+    def put(i):  # a producer state that changes with every frame, views included
+        state = {"U": F[:, i].mT, "S": torch.full((2, 3), float(i)), "k": torch.tensor(i)}
+        w.append(F[:, i], 0.1 * i, {"mass": F[:, i].sum((-2, -1))}, step=5 * i, state=state)
+
+    for i in range(4):  # the 4th append flushes frames 0-3 (step 15) with the state of frame 3
+        put(i)
+    part = partial_path(path)
+    assert [p.name for p in part.glob("neuralfactor-state-*")] == [state_file_name(15)]
+    real = store_mod.write_json
+    monkeypatch.setattr(store_mod, "write_json", lambda *a: (_ for _ in ()).throw(OSError("x")))
+    for i in range(4, 7):
+        put(i)
+    with pytest.raises(OSError):  # crash after the frames and the state file of step 35,
+        put(7)  # before the marker that would name them
+    monkeypatch.setattr(store_mod, "write_json", real)
+    assert (part / state_file_name(35)).exists()
+    w = MatrixStoreWriter.resume(path)
+    assert (w.frames_written, w.step) == (4, 15)  # the marker still names step 15
+    st = w.last_state()
+    assert set(st) == {"U", "S", "k"} and int(st["k"]) == 3
+    assert torch.equal(st["U"], F[:, 3].mT) and torch.equal(st["S"], torch.full((2, 3), 3.0))
+    for i in range(4, 8):  # the next flush replaces both files by the state of its own step
+        put(i)
+    assert [p.name for p in part.glob("neuralfactor-state-*")] == [state_file_name(35)]
+    # a file whose recorded step differs from the marker's is refused, never paired
+    (part / state_file_name(35)).rename(part / state_file_name(15))
+    marker = json.loads((part / "neuralfactor-partial.json").read_text())
+    marker["state_step"] = 15
+    (part / "neuralfactor-partial.json").write_text(json.dumps(marker))
+    with pytest.raises(StoreError, match=r"holds the state of step '35'"):
+        MatrixStoreWriter.resume(path).last_state()
+    (part / state_file_name(15)).unlink()
+    with pytest.raises(StoreError, match=r"cannot be read"):
+        MatrixStoreWriter.resume(path).last_state()
+
+
 def test_resume_errors(tmp_path, gen):
     with pytest.raises(FileNotFoundError, match="Nothing to resume"):
         MatrixStoreWriter.resume(tmp_path / "none.zarr")

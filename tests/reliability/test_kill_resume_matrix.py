@@ -33,13 +33,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_simulate_matrix_covers_every_combination():
     cases = simulate_cases()
-    assert len(cases) == 3 * 3 * 2 * 2 and len({c.case for c in cases}) == len(cases)
+    assert len(cases) == 3 * 6 * 2 * 2 and len({c.case for c in cases}) == len(cases)
     labels = " | ".join(c.case for c in cases)
-    for part in ("16x32", "64x128", "128x256", "spectral", "fd5 ", "fd5-trunc", "save_every=1",
-                 "save_every=5", "chunk=4", "chunk=16", "threads=2"):  # fmt: skip
+    for part in ("16x32", "64x128", "128x256", "spectral", "fd5 ", "fd5-trunc", "fd5-warm",
+                 "lowrank", "dlr", "save_every=1", "save_every=5", "chunk=4", "chunk=16",
+                 "threads=2"):  # fmt: skip
         assert part in labels, part
     trunc = [c for c in cases if "fd5-trunc" in c.case]
     assert all(c.args[-2:] == ("--truncate-tol", "1e-5") for c in trunc)
+    warm = [c for c in cases if "fd5-warm" in c.case]
+    assert all(c.args[-2:] == ("--truncate-with", "warm-subspace") for c in warm)
+    for label in ("lowrank", "dlr"):
+        assert all(("--scheme", label) == c.args[-4:-2] for c in cases if f" {label} " in c.case)
     # every case is a run of whole saved blocks: t_end / dt is a multiple of save_every
     for c in cases:
         a = dict(zip(c.args[1::2], c.args[2::2], strict=False))

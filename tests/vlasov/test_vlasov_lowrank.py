@@ -131,6 +131,57 @@ def test_resume_from_dense_frames_agrees_to_round_off():
         torch.testing.assert_close(b, a, rtol=0, atol=1e-12)  # re-factored: round-off
 
 
+@pytest.mark.parametrize(
+    "scheme,kw,name",
+    [
+        ("lowrank", {"truncate_tol": 1e-6}, None),
+        ("dlr", {"truncate_tol": 1e-6}, None),
+        ("fd5", {"truncate_tol": 1e-5}, "warm-subspace"),
+        ("fd5", {"truncate_rank": 6}, "warm-subspace"),
+    ],
+)
+def test_state_through_exact_tensors_resumes_bit_identically_in_a_fresh_solver(scheme, kw, name):
+    c = cfg(scheme, t_end=1.5, save_every=5, truncate_with=name, **kw)
+
+    def solver():  # a fresh truncation each time: nothing carried but through the state
+        tr = (
+            None
+            if name is None
+            else Truncation(factory(name), tol=c.truncate_tol, rank=c.truncate_rank)
+        )
+        return VlasovSolver(c, truncation=tr)
+
+    full = list(solver().run())
+    frames = solver().run()
+    st = [next(frames) for _ in range(3)][-1].state
+    assert solver().carries_state
+    saved = {k: t.clone() for k, t in st.exact_tensors().items()}  # what a store keeps
+    assert all(t.is_contiguous() for t in saved.values())
+    assert any(k.startswith("truncation.stream.basis") for k in saved) == (name is not None)
+    back = SolverState.from_tensors(
+        st.step, st.f.clone(), tuple(h.clone() for h in st.history), saved
+    )
+    rest = list(solver().run(state=back))
+    assert len(rest) == len(full) - 3
+    for a, b in zip(full[3:], rest, strict=True):
+        assert torch.equal(b.f, a.f)
+        for k in a.diagnostics:
+            assert torch.equal(b.diagnostics[k], a.diagnostics[k]), k
+
+
+def test_from_tensors_refuses_unknown_or_misshapen_entries():
+    f = torch.zeros(1, 4, 3)
+    U, S, V = torch.zeros(1, 4, 2), torch.zeros(1, 2), torch.zeros(1, 3, 2)
+    ok = SolverState.from_tensors(5, f, (), {"factors.0.U": U, "factors.0.S": S, "factors.0.V": V})
+    assert ok.step == 5 and len(ok.factors) == 1 and ok.truncation is None
+    with pytest.raises(ValueError, match="Unknown solver-state tensor 'weights'"):
+        SolverState.from_tensors(5, f, (), {"weights": U})
+    with pytest.raises(ValueError, match="factor 0 is incomplete"):
+        SolverState.from_tensors(5, f, (), {"factors.0.U": U, "factors.0.S": S})
+    with pytest.raises(ValueError, match=r"factor 0 has shapes U \(1, 3, 2\)"):
+        SolverState.from_tensors(5, f, (), {"factors.0.U": V, "factors.0.S": S, "factors.0.V": V})
+
+
 def test_recompress_equals_svd_of_the_product(gen):
     U = torch.randn(2, 30, 12, generator=gen, dtype=torch.float64)
     V = torch.randn(2, 20, 12, generator=gen, dtype=torch.float64)

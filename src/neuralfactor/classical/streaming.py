@@ -164,6 +164,37 @@ class WarmSubspace(BaseFactorizer):
         self.iterations: Tensor | None = None
         return self
 
+    def stream_state(self) -> dict[str, Tensor]:
+        """What the stream carries to the next frame: ``basis`` (absent before the first
+        frame) and ``generator`` (the state of the sketch generator, once drawn from), so a
+        stream can be stopped and continued bit-identically (:meth:`load_stream_state`)."""
+        out = {}
+        if self.basis is not None:
+            out["basis"] = self.basis
+        if self._gen is not None:
+            out["generator"] = self._gen.get_state()
+        return out
+
+    def load_stream_state(
+        self, state: dict[str, Tensor], *, device: str | torch.device | None = None
+    ) -> WarmSubspace:
+        """Continue the stream of a :meth:`stream_state` snapshot (tensors moved to
+        ``device``, default the basis's)."""
+        unknown = sorted(set(state) - {"basis", "generator"})
+        if unknown:
+            raise ValueError(f"Unknown {self.name} stream-state entries {unknown}.")
+        self.reset()
+        basis = state.get("basis")
+        if basis is not None:
+            basis = basis.to(device) if device is not None else basis
+            self.basis = basis
+        if "generator" in state:
+            dev = torch.device(device) if device is not None else torch.device("cpu")
+            if basis is not None and device is None:
+                dev = basis.device
+            self._generator(dev).set_state(state["generator"].to("cpu", torch.uint8))
+        return self
+
     def step(self, X: Tensor) -> LowRank:
         """Advance every stream by one frame: ``X`` (*E, m, n) holds one frame per stream.
 

@@ -125,7 +125,8 @@ def _check_frames_array(
 
 def _check_marker(part: Path, marker: Any) -> dict[str, Any]:
     """A partial store's marker must have the fields the writer wrote, with sane values (the
-    history slot names a Zarr key, so it may only be 0 or 1: no path can be smuggled in)."""
+    history slot names a Zarr key, so it may only be 0 or 1, and the state step a file name,
+    so it may only be a step number: no path can be smuggled in)."""
 
     def bad(what: str) -> StoreError:
         return StoreError(f"{part / MARKER} is corrupt: {what}; pass --overwrite to start over.")
@@ -142,6 +143,10 @@ def _check_marker(part: Path, marker: Any) -> dict[str, Any]:
         raise bad(f"{ints['frames_written']} frames written of {ints['n_frames']}")
     if marker.get("history_slot") not in (None, 0, 1):
         raise bad(f"'history_slot' must be 0 or 1, got {marker.get('history_slot')!r}")
+    st = marker.get("state_step")
+    if st is not None and (isinstance(st, bool) or not isinstance(st, int) or st < 0):
+        # it names the state file: only a step number, no path
+        raise bad(f"'state_step' must be null or a non-negative int, got {st!r}")
     if not isinstance(marker.get("metadata", {}), dict):
         raise bad("'metadata' must be a JSON object")
     return marker

@@ -13,7 +13,9 @@ Layout of a store ``runs/landau.zarr`` (a Zarr v3 group)::
     run-001/ ...
 
 Writes go to ``<path>.partial`` (with a marker file ``neuralfactor-partial.json`` saying how
-many frames are safely on disk and, for multistep schemes, where the solver's history is)
+many frames are safely on disk and, for multistep schemes, where the solver's history is,
+and, for producers with an exact state beyond frames and history, a safetensors file
+``neuralfactor-state-<step>.safetensors`` keyed by the step of the last flushed frame)
 and are renamed to ``<path>`` only when complete, so a completed store is the only thing ever
 at the final path. :meth:`MatrixStoreWriter.resume` continues an interrupted write from its
 last flushed frame.
@@ -41,6 +43,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as save_tensors
 from torch import Tensor
 
 from neuralfactor.data._store_checks import (
@@ -53,7 +57,7 @@ from neuralfactor.data._store_checks import (
     _check_root_attrs,
     _read,
 )
-from neuralfactor.io import read_json, write_json
+from neuralfactor.io import atomic_write_bytes, read_json, write_json
 
 __all__ = [
     "FORMAT",
@@ -63,6 +67,7 @@ __all__ = [
     "MatrixStoreWriter",
     "StoreError",
     "partial_path",
+    "state_file_name",
 ]
 
 #: Value of the root attribute ``format`` identifying a MatrixStore.
@@ -75,6 +80,19 @@ def partial_path(path: str | os.PathLike) -> Path:
     """Where the in-progress store for ``path`` lives: ``<path>.partial``."""
     p = Path(path)
     return p.with_name(p.name + ".partial")
+
+
+_STATE_PREFIX = "neuralfactor-state-"
+
+
+def state_file_name(step: int) -> str:
+    """Name of the producer-state file of a partial store, keyed by the step it belongs to."""
+    return f"{_STATE_PREFIX}{int(step):012d}.safetensors"
+
+
+def _snapshot(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Private contiguous CPU copies (safetensors refuses views and shared storage)."""
+    return {str(k): v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
 
 
 def _run_name(i: int) -> str:
@@ -400,6 +418,13 @@ class MatrixStoreWriter:
     Frames are buffered and flushed every ``chunk_frames`` frames or ``flush_seconds`` of wall
     time, whichever comes first; after a flush the marker records the frames on disk (and the
     solver history needed to continue), so :meth:`resume` loses at most one buffer.
+
+    A producer whose exact state is more than its frames and history (factored solvers, a
+    truncation carrying a warm-start basis) passes it to :meth:`append` as named tensors; a
+    flush writes them, after the frames, to a state file named by the step, atomically
+    (temporary file, fsync, rename), then the marker naming that step, then deletes the files
+    of earlier steps. A crash at any point leaves the marker pairing the flushed frames with the
+    state of their own step; :meth:`last_state` checks the step recorded inside the file.
     """
 
     def __init__(self, path: Path, group: Any, marker: dict[str, Any], flush_seconds: float):
@@ -409,6 +434,7 @@ class MatrixStoreWriter:
         self._marker = marker
         self._buf: list[tuple[np.ndarray, float, dict[str, np.ndarray]]] = []
         self._history: tuple[Tensor, ...] = ()
+        self._state: dict[str, Tensor] | None = None
         self._step = int(marker["step"])
         self._flush_seconds = flush_seconds
         self._last_flush = time.monotonic()
@@ -508,6 +534,7 @@ class MatrixStoreWriter:
             "step": 0,
             "history": history,
             "history_slot": None,
+            "state_step": None,
             "np_dtype": npdt.str,
             "diagnostics": list(diagnostics),
             "metadata": dict(metadata or {}),
@@ -587,6 +614,36 @@ class MatrixStoreWriter:
         arr = np.asarray(self._g["_resume"][f"slot{slot}"][...])
         return tuple(torch.from_numpy(a) for a in arr)
 
+    def last_state(self) -> dict[str, Tensor] | None:
+        """The producer's exact state saved with the last flush (see :meth:`append`), or None
+        when that flush saved none (a producer without one, or a store written before state
+        files existed).
+
+        Raises
+        ------
+        StoreError
+            the file is missing, unreadable, or records another step than the flushed frames.
+        """
+        step = self._marker.get("state_step")
+        if step is None:
+            return None
+        path = self.partial / state_file_name(step)
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                meta = fh.metadata() or {}
+                tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+        except (OSError, SafetensorError) as exc:
+            raise StoreError(
+                f"{path} (the solver state of the last flushed frames) cannot be read: {exc}; "
+                f"pass --overwrite to start over."
+            ) from None
+        if meta.get("step") != str(step) or step != self.step:
+            raise StoreError(
+                f"{path} holds the state of step {meta.get('step')!r}, but the flushed frames end "
+                f"at step {self.step}; pass --overwrite to start over."
+            )
+        return tensors
+
     # -- writing ------------------------------------------------------------------------------
     def append(
         self,
@@ -596,9 +653,12 @@ class MatrixStoreWriter:
         *,
         step: int | None = None,
         history: Sequence[Tensor] = (),
+        state: Mapping[str, Tensor] | None = None,
     ) -> None:
         """Add one frame per run: ``f`` (B, m, n), its time, diagnostics name -> (B,), the
-        producer's step and history (kept by reference; pass tensors that are not mutated)."""
+        producer's step and history (kept by reference; pass tensors that are not mutated),
+        and its exact state beyond them as named tensors, or None (copied here: a producer
+        may go on changing what it passed)."""
         n_written = self.frames_written + len(self._buf)
         if n_written >= self.n_frames:
             raise ValueError(f"The store holds {self.n_frames} frames; cannot append more.")
@@ -612,6 +672,7 @@ class MatrixStoreWriter:
         self._buf.append((arr, float(t), diag))
         self._step = int(step) if step is not None else self._step + 1
         self._history = tuple(history)
+        self._state = None if state is None else _snapshot(state)
         first = self._g[_run_name(0)]["f"]
         if (
             len(self._buf) >= first.chunks[0]
@@ -620,7 +681,8 @@ class MatrixStoreWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Write buffered frames, the history, then the marker (in that order)."""
+        """Write buffered frames, the history, the state file, then the marker (in that order)
+        and delete older state files."""
         if not self._buf:
             return
         a = self.frames_written
@@ -650,10 +712,22 @@ class MatrixStoreWriter:
             hist = np.stack([h.detach().cpu().numpy() for h in self._history])
             self._g["_resume"][f"slot{slot}"][...] = hist.astype(self._np_dtype, copy=False)
             marker["history_slot"] = slot
+        marker["state_step"] = None
+        if self._state is not None:
+            data = save_tensors(self._state, metadata={"step": str(self._step)})
+            atomic_write_bytes(self.partial / state_file_name(self._step), data)
+            marker["state_step"] = self._step
         write_json(self.partial / MARKER, marker)
         self._marker = marker
         self._buf.clear()
         self._last_flush = time.monotonic()
+        self._remove_state_files(keep=marker["state_step"])
+
+    def _remove_state_files(self, keep: int | None) -> None:
+        name = None if keep is None else state_file_name(keep)
+        for p in self.partial.glob(f"{_STATE_PREFIX}*"):
+            if p.name != name:
+                p.unlink(missing_ok=True)
 
     def mark_failed(self, message: str) -> Path:
         """Flush what is buffered and mark the partial store failed (kept, not resumable)."""
@@ -679,6 +753,7 @@ class MatrixStoreWriter:
             g.attrs["checksum"] = cs
             sums.append(cs)
         shutil.rmtree(self.partial / "_resume", ignore_errors=True)
+        self._remove_state_files(keep=None)
         self._g.attrs.update({"checksum": _combine(sums), "complete": True})
         os.unlink(self.partial / MARKER)
         if self.path.exists():  # --overwrite: replace only now that the new store is complete

@@ -99,7 +99,10 @@ class LowRankVlasovSolver(VlasovSolver):
     -----
     The initial condition is factored once by an SVD of the initial grid (truncated to the
     tolerance). A run resumed from a yielded :class:`~neuralfactor.vlasov.solver.Frame` is
-    bit-identical; one resumed from dense frames (a store) is re-factored by an exact SVD and
+    bit-identical, and so is one resumed from a store: ``simulate_to_store`` saves the factors
+    of the state and of the multistep history with every flush
+    (:meth:`~neuralfactor.vlasov.solver.SolverState.exact_tensors`). A state with dense frames
+    only (a store written before the factors were saved) is re-factored by an exact SVD and
     agrees to round-off. Do not use it for full-rank runs: the stacked factors are then
     5-6 x min(m, n) wide and a step costs more than a full-grid step.
     """
@@ -133,6 +136,11 @@ class LowRankVlasovSolver(VlasovSolver):
         self._ones_v = torch.ones(config.nv, **kw)
         self._true_x = torch.ones(1, 1, dtype=torch.bool, device=self.device)
         self._false_x = torch.zeros(1, 1, dtype=torch.bool, device=self.device)
+
+    @property
+    def carries_state(self) -> bool:
+        """Always: the factors are the state (the dense frames are their products)."""
+        return True
 
     # -- factored building blocks ---------------------------------------------------------------
     def factored_density(self, U: Tensor, S: Tensor, V: Tensor) -> Tensor:
@@ -263,9 +271,10 @@ class DLRVlasovSolver(LowRankVlasovSolver):
     O(dt) at any rank; with full bases (rank min(m, n)) it equals a dense SSP-RK3 step of the
     same semi-discretization to round-off.
 
-    A run resumed from a yielded frame's state is bit-identical. One resumed from a dense
-    frame (a store) starts from the frame's singular vectors: the basis directions with zero
-    singular value that the interrupted run carried are replaced by others, so the
+    A run resumed from a yielded frame's state, or from a store (which saves the factors with
+    every flush), is bit-identical. One resumed from a dense frame only (a store written before
+    the factors were saved) starts from the frame's singular vectors: the basis directions
+    with zero singular value that the interrupted run carried are replaced by others, so the
     continuation agrees with an uninterrupted run to the truncation tolerance, not to
     round-off.
 

@@ -3,7 +3,10 @@
 :func:`simulate_to_store` is the one place that writes a Vlasov-Poisson run to disk (the
 ``neuralfactor simulate`` command and the demo both call it): frames are streamed to a partial
 store as they are computed, an interrupted run resumes bit-identically from its last saved
-frame (same device and threads), a diverged run keeps the frames before the failure.
+frame (same device and threads), a diverged run keeps the frames before the failure. Schemes
+whose state is more than dense frames (the factors of ``lowrank`` and ``dlr``, the working rank
+and warm-start basis of a stateful ``fd5`` truncation) store it beside the frames at every
+flush (:meth:`~neuralfactor.data.store.MatrixStoreWriter.append`, ``state``).
 
 :func:`make_truncation` resolves the ``truncate_with`` label of a config (a registered
 factorizer name, or a trained model directory, optionally ``+refine``) to the
@@ -204,11 +207,20 @@ def _resume(out: Path, cfg: SimulationConfig, solver, dev, warn: Callable[[str],
         )
     if writer.frames_written == 0:  # stopped before its first flush: start over
         return writer, solver.run(), 0
-    start = SolverState(
-        writer.step,
-        writer.last_frame().to(dev, solver.dtype),
-        tuple(h.to(dev, solver.dtype) for h in writer.last_history()),
-    )
+    f = writer.last_frame().to(dev, solver.dtype)
+    history = tuple(h.to(dev, solver.dtype) for h in writer.last_history())
+    exact = writer.last_state()
+    if exact is not None:
+        start = SolverState.from_tensors(writer.step, f, history, exact)
+    else:
+        start = SolverState(writer.step, f, history)
+        if solver.carries_state:
+            warn(
+                f"the partial store holds no solver state beyond its dense frames (written "
+                f"before states were saved); the {cfg.scheme} run continues from its last frame "
+                f"re-factored (or with a cold truncation), so it agrees with an uninterrupted run "
+                f"to round-off or the truncation tolerance, not bit for bit."
+            )
     return writer, solver.run(state=start), writer.step
 
 
@@ -240,11 +252,15 @@ def _create(out: Path, cfg: SimulationConfig, solver, *, overwrite: bool, chunk_
     )
 
 
-def _stream(writer, frames, cfg: SimulationConfig, on_step) -> None:
-    """Append every frame; on a failure keep what was computed (and say where)."""
+def _stream(writer, frames, cfg: SimulationConfig, on_step, exact: bool) -> None:
+    """Append every frame (with the exact solver state when ``exact``); on a failure keep what
+    was computed (and say where)."""
     try:
         for fr in frames:
-            writer.append(fr.f, fr.t, fr.diagnostics, step=fr.step, history=fr.state.history)
+            state = fr.state.exact_tensors() if exact else None
+            writer.append(
+                fr.f, fr.t, fr.diagnostics, step=fr.step, history=fr.state.history, state=state
+            )
             if on_step is not None:
                 on_step(fr.step, cfg.n_steps)
     except SimulationDivergedError as exc:
@@ -348,6 +364,6 @@ def simulate_to_store(
         frames, done = solver.run(), 0
     if on_step is not None:
         on_step(done, config.n_steps)
-    _stream(writer, frames, config, on_step)
+    _stream(writer, frames, config, on_step, solver.carries_state)
     store = writer.finalize()
     return StoredSimulation(store, config, dev, conservation_table(store))

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -403,18 +404,91 @@ class SimulationConfig:
         return replace(self, **changes)
 
 
+_FACTOR_KEY = re.compile(r"factors\.(\d+)\.([USV])")
+_TRUNCATION_PREFIX = "truncation."
+_TRANSPOSED = ".mT"
+
+
 @dataclass(frozen=True)
 class SolverState:
     """Where a run stands after ``step`` steps: ``f`` (B, m, n) and, for fd5, the multistep
-    history ``(u^{n-1}, u^{n-2})`` (empty for spectral). Enough to resume bit-identically on
-    the same device with the same number of torch threads (:meth:`VlasovSolver.conditions`)."""
+    history ``(u^{n-1}, u^{n-2})`` (empty for spectral), the factors of the factored schemes and
+    the carried state of a stateful truncation. Enough to resume bit-identically on the same
+    device with the same number of torch threads (:meth:`VlasovSolver.conditions`).
+
+    :meth:`exact_tensors` and :meth:`from_tensors` turn what is not dense (factors, truncation
+    state) into named tensors and back, for a store's state file."""
 
     step: int
     f: Tensor
     history: tuple[Tensor, ...] = ()
     #: lowrank scheme: the factored state and history, each ``(U, S, V)`` with
-    #: ``f = U diag(S) V^T`` (U (B, m, r), S (B, r), V (B, n, r)); empty otherwise.
+    #: ``f = U diag(S) V^T`` (U (B, m, r), S (B, r), V (B, n, r)); dlr: the state only; empty
+    #: otherwise.
     factors: tuple[tuple[Tensor, Tensor, Tensor], ...] = ()
+    #: fd5 with a stateful truncation (a working rank that adapts, a warm-started factorizer's
+    #: basis): its state after this step (:meth:`Truncation.carried_state`); None otherwise.
+    truncation: dict[str, Tensor] | None = None
+
+    def exact_tensors(self) -> dict[str, Tensor]:
+        """The factors (``factors.<i>.U``, ``.S``, ``.V``) and the truncation state
+        (``truncation.<name>``) as named tensors (empty for the dense schemes)."""
+        named = {
+            f"factors.{i}.{k}": t
+            for i, fac in enumerate(self.factors)
+            for k, t in zip("USV", fac, strict=True)
+        }
+        for k, t in (self.truncation or {}).items():
+            named[_TRUNCATION_PREFIX + k] = t
+        out = {}
+        for k, t in named.items():
+            # keep the layout: a column-major matrix (LAPACK's singular vectors) is saved as
+            # its row-major transpose, and restored as a view of the same strides, because
+            # BLAS rounds a product differently when an operand arrives transposed
+            if t.ndim >= 2 and not t.is_contiguous() and t.mT.is_contiguous():
+                out[k + _TRANSPOSED] = t.mT
+            else:
+                out[k] = t
+        return out
+
+    @classmethod
+    def from_tensors(
+        cls, step: int, f: Tensor, history: tuple[Tensor, ...], tensors: dict[str, Tensor]
+    ) -> SolverState:
+        """The state of :meth:`exact_tensors` back, with the dense ``f`` and ``history``.
+
+        Raises
+        ------
+        ValueError
+            unknown names, an incomplete factor, or factors whose shapes do not fit ``f``.
+        """
+        facs: dict[int, dict[str, Tensor]] = {}
+        trunc: dict[str, Tensor] = {}
+        for key, t in tensors.items():
+            if key.endswith(_TRANSPOSED) and t.ndim >= 2:
+                key, t = key[: -len(_TRANSPOSED)], t.mT
+            hit = _FACTOR_KEY.fullmatch(key)
+            if hit:
+                facs.setdefault(int(hit[1]), {})[hit[2]] = t
+            elif key.startswith(_TRUNCATION_PREFIX):
+                trunc[key[len(_TRUNCATION_PREFIX) :]] = t
+            else:
+                raise ValueError(f"Unknown solver-state tensor {key!r}.")
+        B, m, n = f.shape
+        factors = []
+        for i in range(len(facs)):
+            U, S, V = (facs.get(i, {}).get(k) for k in "USV")
+            if U is None or S is None or V is None:
+                raise ValueError(f"Solver-state factor {i} is incomplete or missing.")
+            r = S.shape[-1] if S.ndim == 2 else -1
+            if U.shape != (B, m, r) or S.shape != (B, r) or V.shape != (B, n, r):
+                raise ValueError(
+                    f"Solver-state factor {i} has shapes U {tuple(U.shape)}, S {tuple(S.shape)}, "
+                    f"V {tuple(V.shape)}; frames of shape {(B, m, n)} need (B, m, r), (B, r), "
+                    f"(B, n, r)."
+                )
+            factors.append((U, S, V))
+        return cls(step, f, history, tuple(factors), trunc or None)
 
 
 @dataclass(frozen=True)
@@ -707,7 +781,14 @@ class VlasovSolver:
                 state,
                 f=None if state.f is None else self._canonical(state.f),
                 history=tuple(self._canonical(h) for h in state.history),
+                # factors keep their layout (a store's are contiguous copies of the run's)
+                factors=tuple(
+                    tuple(t.to(device=self.device, dtype=self.dtype) for t in fac)
+                    for fac in state.factors
+                ),
             )
+            if state.truncation is not None and self.truncation is not None:
+                self.truncation.load_carried_state(state.truncation, device=self.device)
         while state.step < cfg.n_steps:
             if cfg.scheme == "spectral":
                 f = self._spectral_block(state.f, state.step, K)
@@ -727,6 +808,13 @@ class VlasovSolver:
 
     def _step(self, st: SolverState) -> tuple[SolverState, Tensor | None]:
         return self._fd5_step(st)
+
+    @property
+    def carries_state(self) -> bool:
+        """Whether a state is more than its dense ``f`` and history (factors, a stateful
+        truncation): a store then needs :meth:`SolverState.exact_tensors` to resume
+        bit-identically."""
+        return self.truncation is not None and self.truncation.stateful
 
     def conditions(self) -> dict[str, Any]:
         """What besides the config decides the rounding of a run: the device and the number
@@ -754,6 +842,8 @@ class VlasovSolver:
             if ranks is None:  # the initial condition is not truncated: the rank it would keep
                 ranks = self._truncate(state.f)[1]
             diag["truncation_rank"] = ranks.double()
+            if self.truncation.stateful:  # after the frame's own truncation, if any
+                state = replace(state, truncation=self.truncation.carried_state())
         return Frame(
             state.step // self.config.save_every,
             state.step,

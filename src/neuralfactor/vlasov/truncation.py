@@ -114,10 +114,14 @@ class Truncation:
     -----
     A factorizer with a ``reset`` method (a streaming one, ``warm-subspace``) receives each
     ensemble member as its own stream of one frame (input (B, 1, m, n)), so it carries every
-    member's basis from stage to stage. Its state is not part of the solver state: a resumed
-    run restarts it cold and agrees with an uninterrupted one to the tolerance, not bit for
-    bit (the exact SVD and seeded randomized SVDs at a fixed rank are stateless). The working
-    rank is shared by the ensemble (the batch is factorized in one call), so with a factory an
+    member's basis from stage to stage. That basis and the working rank are the truncation's
+    state (:attr:`stateful`): :meth:`carried_state` snapshots them (the solver stores it with
+    every saved frame) and :meth:`load_carried_state` restores them, so a resumed run is
+    bit-identical. A streaming factorizer must offer ``stream_state()`` and
+    ``load_stream_state(state, device)`` for that; one without them restarts cold on resume
+    and agrees with an uninterrupted run to the tolerance only. The exact SVD, seeded
+    randomized SVDs and trained models at a fixed rank are stateless. The working rank is
+    shared by the ensemble (the batch is factorized in one call), so with a factory an
     ensemble run agrees with single runs to the tolerance (measured 3e-10 at tol 1e-4 with
     warm-subspace), with the exact SVD to round-off.
     """
@@ -202,6 +206,42 @@ class Truncation:
                 f"The truncation factorizer {self.name!r} has rank {self._fixed.rank}, above "
                 f"min(m, n)={k} for {m}x{n} frames."
             )
+
+    @property
+    def stateful(self) -> bool:
+        """Whether one truncation changes the next: a factory's working rank, a streaming
+        factorizer's basis (the exact SVD and fixed non-streaming factorizers do not)."""
+        if self._exact:
+            return False
+        return self.growable or hasattr(self._fixed, "reset")
+
+    def carried_state(self) -> dict[str, Tensor]:
+        """A snapshot of the state (working rank, the current factorizer's rank and stream
+        state) as named tensors; :meth:`load_carried_state` restores it."""
+        out: dict[str, Tensor] = {}
+        if self._R is not None:
+            out["working_rank"] = torch.tensor(self._R, dtype=torch.int64)
+        fac = self._current
+        if fac is not None and self.stateful:
+            out["factorizer_rank"] = torch.tensor(int(fac.rank), dtype=torch.int64)
+            if hasattr(fac, "stream_state"):
+                for k, t in fac.stream_state().items():
+                    out[f"stream.{k}"] = t.detach().clone()
+        return out
+
+    def load_carried_state(
+        self, state: dict[str, Tensor], *, device: str | torch.device = "cpu"
+    ) -> None:
+        """Restore a :meth:`carried_state` snapshot (stream tensors moved to ``device``)."""
+        self.reset()
+        if "working_rank" in state:
+            self._R = int(state["working_rank"])
+        if "factorizer_rank" not in state:
+            return
+        fac = self._factorizer_at(int(state["factorizer_rank"]))
+        stream = {k[len("stream.") :]: t for k, t in state.items() if k.startswith("stream.")}
+        if hasattr(fac, "load_stream_state"):
+            fac.load_stream_state(stream, device=device)
 
     def reset(self) -> None:
         """Forget carried state (working rank, a streaming factorizer's basis)."""
