@@ -9,6 +9,18 @@ Full configuration of the issue (128x256 and 512x1024 to t_end = 40; hours on on
 
     ... python benchmarks/low_rank_solvers.py --full [--learned MODEL_DIR+refine]
 
+Learned truncations (any trained model directory, ``DIR[+refine]``, comma-separated; rows are
+labelled by the model, its rank and training, read from the model's run directory), e.g. the
+sketch encoder at rank 48 trained on a separate fd5 run of strong Landau to t = 5:
+
+    ... neuralfactor simulate -o runs/learned/sl128-fd5-t5.zarr --ic landau-strong --nx 128 \\
+            --nv 256 --t-end 5 --dt 0.0025 --save-every 20 --scheme fd5
+    ... neuralfactor train --data runs/learned/sl128-fd5-t5.zarr --out runs/learned/sketch128 \\
+            --model sketch --rank 48
+    ... python benchmarks/low_rank_solvers.py --cases strong-landau --grid 128x256 --t-end 10 \\
+            --tol 1e-5 --learned runs/learned/sketch128/model \\
+            --solvers spectral,fd5+svd,fd5+rsvd,fd5+warm-subspace,fd5+runs/learned/sketch128/model
+
 Two-stream growth rates, fitted on the validation page's windows for the case's alpha
 (``neuralfactor.bench.low_rank_solvers.growth_windows``): alpha = 1e-3 on [16, 26] and
 [18, 27], and the validation's linear setup alpha = 1e-6 on [20, 40]:
@@ -63,7 +75,9 @@ def main() -> None:
     ap.add_argument("--grid", default=None, help="override grids, e.g. 32x64,64x128")
     ap.add_argument("--tol", type=float, default=1e-5)
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated cases")
-    ap.add_argument("--learned", default=None, help="trained model dir (+refine) to add")
+    ap.add_argument(
+        "--learned", default=None, help="trained model dirs (DIR[+refine], comma-separated)"
+    )
     ap.add_argument("--solvers", default=None, help="only these, e.g. spectral,fd5+svd,lowrank")
     ap.add_argument("--records", type=Path, default=RECORDS)
     ap.add_argument("--out", type=Path, default=PAGE)
@@ -98,7 +112,8 @@ def main() -> None:
         grids = [(128, 256), (512, 1024)] if args.full else [(128, 256)]
         if args.grid:
             grids = list(parse_list(args.grid, "--grid", parse_shape))
-        pairs = list(PAIRS) + ([("fd5", args.learned)] if args.learned else [])
+        learned = parse_list(args.learned, "--learned") if args.learned else []
+        pairs = list(PAIRS) + [("fd5", m) for m in learned]
         if args.solvers:
             want = parse_list(args.solvers, "--solvers")
             pairs = [p for p in pairs if (p[0] if p[1] is None else f"{p[0]}+{p[1]}") in want]

@@ -83,6 +83,8 @@ def _config(spec: dict) -> tuple[Any, float, int]:
     kw = dict(ic=ic, nx=nx, nv=nv, ic_params=params, t_end=t_end, dt=dt, save_every=save_every)
     if scheme == "fd5":
         kw.update(scheme="fd5", truncate_tol=tol)
+        if spec.get("mass_correction") is not None:
+            kw["mass_correction"] = bool(spec["mass_correction"])
         if trunc_name != "svd":  # "svd": the built-in exact SVD (one full SVD per stage)
             kw["truncate_with"] = trunc_name
     elif scheme != "spectral":
@@ -238,14 +240,45 @@ def _summarize(rec: dict, spec: dict, out: dict, timed: _Timed | None) -> None:
     _fit_rates(rec, spec["case"], np.array(out["t"]), d, spec["t_end"])
 
 
-def _training_cost(name: str) -> dict[str, Any]:
-    """``{"fit_seconds": ...}`` of a trained-model truncation (``DIR[+refine]``, from the model's
-    meta.json), else ``{}``."""
+def _model_info(name: str) -> dict[str, Any]:
+    """What a trained-model truncation (``DIR[+refine]``) was trained on and what it cost,
+    from the model's meta.json, its run's config.json and the training store's attributes
+    (``{}`` for a factorizer name): ``fit_seconds``, ``model``, ``model_rank``, ``train``."""
     path = Path(name.removesuffix("+refine"))
-    meta = next((d / "meta.json" for d in (path, path / "model") if d.is_dir()), None)
-    if meta is None or not meta.exists():
+    mdir = next((d for d in (path, path / "model") if (d / "meta.json").exists()), None)
+    if mdir is None:
         return {}
-    return {"fit_seconds": json.loads(meta.read_text()).get("fit_seconds")}
+    meta = json.loads((mdir / "meta.json").read_text())
+    fac = meta.get("factorizer", {})
+    out = {"fit_seconds": meta.get("fit_seconds"), "model": fac.get("model"),
+           "model_rank": fac.get("rank")}  # fmt: skip
+    cfg_path = mdir.parent / "config.json"
+    if cfg_path.exists():
+        cfg = json.loads(cfg_path.read_text())
+        st = cfg.get("settings", {})
+        train = {k: st.get(k) for k in ("epochs", "lr", "dtype", "objective")}
+        train.update(data=cfg.get("data"), split=cfg.get("split"), out=str(mdir.parent))
+        zj = Path(cfg.get("data", "")) / "zarr.json"
+        if zj.exists():
+            attrs = json.loads(zj.read_text()).get("attributes", {})
+            sim = attrs.get("config", {})
+            train["frames"] = attrs.get("n_frames")
+            train["sim"] = {
+                k: sim.get(k)
+                for k in (
+                    "ic",
+                    "ic_params",
+                    "nx",
+                    "nv",
+                    "t_end",
+                    "dt",
+                    "save_every",
+                    "scheme",
+                    "truncate_tol",
+                )
+            }
+        out["train"] = train
+    return out
 
 
 def worker(spec: dict, make_truncation: Callable[..., Any]) -> dict:
@@ -286,7 +319,8 @@ def worker(spec: dict, make_truncation: Callable[..., Any]) -> dict:
             if name == "svd"
             else make_truncation(name, tol=tol, rank=None, frame_shape=shape)
         )
-        rec.update(_training_cost(name))
+        rec.update(_model_info(name))
+        rec["mass_correction"] = bool(cfg.mass_correction)
     ref = None
     if spec.get("reference"):
         ref = {
@@ -311,7 +345,10 @@ def worker(spec: dict, make_truncation: Callable[..., Any]) -> dict:
 
 
 def key(r: dict) -> tuple:
-    return (r["case"], r["nx"], r["nv"], r["solver"], r["truncation"], r["tol"], r["t_end"])
+    """A record's identity; ``mass_correction`` (None in records measured before fd5 + T was
+    mass-corrected by default) keeps the re-measured fd5 rows apart from the old ones."""
+    return (r["case"], r["nx"], r["nv"], r["solver"], r["truncation"], r["tol"], r["t_end"],
+            r.get("mass_correction"))  # fmt: skip
 
 
 def run_campaign(
@@ -337,6 +374,8 @@ def run_campaign(
             for solver, trunc in pairs:
                 spec = dict(case=case, nx=nx, nv=nv, t_end=t_end, solver=solver, truncation=trunc,
                             tol=None if solver == "spectral" else tol)  # fmt: skip
+                if solver == "fd5":  # the solver's default since fd5 + T is mass-corrected
+                    spec["mass_correction"] = True
                 if solver == "spectral":
                     d = refdir / f"{case}-{nx}x{nv}-t{t_end:g}"
                     d.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from neuralfactor.core.timing import Spread, speed_ratio
+from neuralfactor.report.low_rank_learned import learned_lines
 
 __all__ = ["learned_lines", "mass_lines", "render_speed_section", "speed_lines"]
 
@@ -223,59 +224,6 @@ def mass_lines(records: Sequence[dict[str, Any]]) -> list[str]:
             f"{worst['solver']}, {worst['case']}).",
         ]
     return lines + [""]
-
-
-def _is_learned(r: dict[str, Any]) -> bool:
-    return r.get("solver") == "fd5" and "fit_seconds" in r
-
-
-def learned_lines(records: Sequence[dict[str, Any]]) -> list[str]:
-    """The learned-truncation section: every ``fd5 + <trained model>`` row of the Results
-    table beside ``fd5 + svd`` of the same case, grid, tolerance and t_end."""
-    rows = [r for r in records if _is_learned(r)]
-    if not rows:
-        return []
-    ref = {
-        (r["case"], r["nx"], r["nv"], r["tol"], r["t_end"]): r
-        for r in records
-        if r["solver"] == "fd5" and r["truncation"] == "svd" and r["status"] == "ok"
-    }
-    out = [
-        "## Learned truncation",
-        "",
-        "A learned factorizer trained on frames of the same problem (`neuralfactor train` "
-        "defaults: the recipe) truncating every fd5 stage with its least-squares refit "
-        "(`+refine`); its rows are in the Results table (`--learned MODEL_DIR+refine`). Its "
-        "rank is fixed by training, so a stage it cannot compress to the tolerance stops the "
-        "run: the network's factors, even after the refit, leave a relative error with a floor "
-        "(set by how well the network's U spans the frames' leading subspace, which the training "
-        "loss weights by energy, not by the tolerance), and a tolerance below that floor stops "
-        "the run at the first stage. Training time is the model's own record (`fit_seconds`).",
-        "",
-    ]
-    for r in sorted(rows, key=lambda r: (r["nx"], r["nv"], r["case"], -r["tol"])):
-        svd = ref.get((r["case"], r["nx"], r["nv"], r["tol"], r["t_end"]))
-        head = (
-            f"- {r['case']} {r['nx']}x{r['nv']}, tol {r['tol']:g}, t = {r['t_end']:g}: "
-            f"training {r['fit_seconds']:.0f} s of CPU wall time"
-        )
-        if r["status"] != "ok":
-            out.append(f"{head}; the run FAILED: {r.get('message', '?')}")
-            continue
-        line = head + (
-            f"; distance to spectral at t = 10 {r.get('dist_10', float('nan')):.3g}, "
-            f"truncation {r.get('trunc_s', float('nan')):.3g} s / stage, "
-            f"{r.get('s_per_time', float('nan')):.3g} s / unit t"
-        )
-        if svd is not None:
-            line += (
-                f" (fd5 + svd: {svd.get('dist_10', float('nan')):.3g}, "
-                f"{svd.get('trunc_s', float('nan')):.3g} s / stage, "
-                f"{svd.get('s_per_time', float('nan')):.3g} s / unit t; ranks "
-                f"{r.get('rank_summary')} vs {svd.get('rank_summary')})"
-            )
-        out.append(line + ".")
-    return out + [""]
 
 
 def render_speed_section(

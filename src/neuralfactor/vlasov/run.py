@@ -100,7 +100,7 @@ def _model_truncation(path: Path, refine: bool, tol, rank, frame_shape, device) 
     from neuralfactor.core.factorizer import load_factorizer
 
     f = load_factorizer(path, device=device, **({"refine": "lstsq"} if refine else {}))
-    net = getattr(f, "model", None)
+    net = getattr(f, "model_", None) if hasattr(f, "model_") else getattr(f, "model", None)
     built = (int(getattr(net, "m", frame_shape[0])), int(getattr(net, "n", frame_shape[1])))
     if built != tuple(frame_shape):
         raise ValueError(
