@@ -80,15 +80,16 @@ def train(
     ),
 ) -> None:
     """Train a factorization network on frames of a simulation."""
-    from neuralfactor.amortized.factorizer import default_lr, train_preset
+    from neuralfactor.amortized.factorizer import LEARNING_RATES, default_lr, train_preset
     from neuralfactor.amortized.study import StudyConfig
     from neuralfactor.distributed.run import train_run
 
     given = {"epochs": epochs, "lr": lr, "schedule": schedule, "warmup_epochs": warmup_epochs,
              "grad_clip": grad_clip, "objective": objective}  # fmt: skip
     given = {k: v for k, v in given.items() if v is not None}  # None: the preset's value
-    if preset == "best" and "lr" not in given:
-        given["lr"] = default_lr(model)  # the recipe at the model's own rate
+    if preset == "best" and "lr" not in given and model in LEARNING_RATES:
+        given["lr"] = default_lr(model)  # the recipe at the model's own rate (an unknown
+        # model name is refused below, with a suggestion)
     if given.get("grad_clip") == 0:
         given["grad_clip"] = None  # --grad-clip 0: off
     settings = train_preset(
