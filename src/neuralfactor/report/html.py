@@ -347,7 +347,7 @@ def render_report(run_dir: str | Path) -> Path:
         if k in meta
     }
     body = f"""<h1>neuralfactor report</h1>
-<p>Learned (ConvMF) and classical low-rank approximations of phase-space frames f(x, v) of a
+<p>Learned (ConvMF, the sketch encoder) and classical low-rank approximations of frames f(x, v) of a
 Vlasov&ndash;Poisson simulation. The <b>optimum</b> is the exact truncated SVD's error at the same
 rank (Eckart&ndash;Young); a method's <b>ratio to the optimum</b> is its scaled loss
 ||X &minus; X<sub>r</sub>||&sup2;/||X||&sup2; divided by the optimum's (1 = optimal).</p>

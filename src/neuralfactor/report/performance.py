@@ -19,7 +19,10 @@ __all__ = ["render_performance_page"]
 def _section(device: str, records: list[dict], meta: dict) -> str:
     rows = [r for r in records if r.get("suite") == "frames"]
     r0 = rows[0] if rows else records[0]
-    loads = [r.get("loadavg_before", r.get("loadavg_1min")) for r in records]
+    # rows that failed before timing (e.g. nmf on signed frames) carry no load reading
+    loads = [
+        v for r in records if (v := r.get("loadavg_before", r.get("loadavg_1min"))) is not None
+    ]
     loads += [r["loadavg_after"] for r in records if "loadavg_after" in r]
     bw = r0.get("bandwidth_bytes_per_s", float("nan"))
     precisions = sorted({(r["dtype"], r["matmul_precision"], r["allow_tf32"]) for r in rows})
@@ -33,7 +36,8 @@ def _section(device: str, records: list[dict], meta: dict) -> str:
         f"scipy {r0['scipy_version']}, scikit-learn {r0['sklearn_version']}, "
         f"neuralfactor {r0['version']}, Python {r0['python']}",
         f"- threads: torch {r0['torch_threads']}, BLAS/OpenMP pools {r0['blas_threads']}",
-        f"- 1-minute load average during the run: {min(loads):.2f} to {max(loads):.2f}",
+        "- 1-minute load average during the run: "
+        + (f"{min(loads):.2f} to {max(loads):.2f}" if loads else "not recorded"),
         "- matmul settings per dtype (dtype, torch.get_float32_matmul_precision(), "
         f"torch.backends.cuda.matmul.allow_tf32): {precisions}",
         f"- measured read bandwidth (float32 `x.sum()` over 256 MiB): {bw / 1e9:.2f} GB/s; "
