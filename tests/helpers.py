@@ -42,3 +42,12 @@ def evolving_frames(T, m, n, *, rank=8, generator=None, dtype=torch.float64, spe
         )
     X += 1e-4 * torch.randn(X.shape, generator=g, dtype=torch.float64)
     return X.to(dtype)
+
+
+def assert_frames_identical(want, got) -> None:
+    """Solver frames (``Frame`` sequences) equal bit for bit: the grid and every diagnostic."""
+    assert len(got) == len(want)
+    for a, b in zip(want, got, strict=True):
+        assert torch.equal(b.f, a.f)
+        for key in a.diagnostics:
+            assert torch.equal(b.diagnostics[key], a.diagnostics[key]), key

@@ -68,6 +68,7 @@ def test_low_rank_solver_worker_measures_one_run():
                 tol=1e-5)  # fmt: skip
     rec = worker(spec, refuse)
     assert rec["status"] == "ok", rec.get("message")
-    assert key(rec) == ("weak-landau", 16, 32, "fd5", "svd", 1e-5, 1.0)
+    # the key ends with mass_correction: fd5 + T is mass-corrected by default
+    assert key(rec) == ("weak-landau", 16, 32, "fd5", "svd", 1e-5, 1.0, True)
     # a truncated fd5 run conserves mass to the truncation tolerance
     assert rec["mass_drift"] < 1e-3 and rec["trunc_calls"] > 0 and rec["trunc_s"] > 0

@@ -5,6 +5,7 @@ import warnings
 
 import pytest
 import torch
+from tests.helpers import assert_frames_identical
 
 from neuralfactor.vlasov import (
     PRESETS,
@@ -201,12 +202,7 @@ def test_resume_from_a_numpy_round_trip_is_bit_identical_multithreaded(scheme, t
         torch.from_numpy(st.f.numpy().copy()),
         tuple(torch.from_numpy(h.numpy().copy()) for h in st.history),
     )
-    rest = list(VlasovSolver(cfg).run(state=st))
-    assert len(rest) == len(full) - 4
-    for a, b in zip(full[4:], rest, strict=True):
-        assert torch.equal(a.f, b.f)
-        for key in a.diagnostics:
-            assert torch.equal(a.diagnostics[key], b.diagnostics[key]), key
+    assert_frames_identical(full[4:], list(VlasovSolver(cfg).run(state=st)))
 
 
 def test_resume_only_from_a_saved_step():
