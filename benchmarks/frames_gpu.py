@@ -36,7 +36,7 @@ def _pairs(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(tuple(int(v) for v in s.lower().split("x")) for s in text.split(",") if s)
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--sizes", default="64x128,128x256,256x512")
@@ -67,7 +67,11 @@ def main() -> None:
     )
     ap.add_argument("--tag", default="", help="suffix for records/section (split runs)")
     ap.add_argument("--from-records", action="store_true")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = _parser().parse_args()
     cuda = args.device == "cuda"
     key = f"{args.device}{args.tag}"
     rec_path = args.records_dir / f"performance-{key}.json"
