@@ -336,6 +336,24 @@ def test_ensemble_step_equals_stacked_and_looped_streams(kernel):
         torch.testing.assert_close(stepped[e], one.reconstruct(), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_one_stream_decides_exactly_as_an_ensemble_of_one(kernel, dtype):
+    # a single stream takes the adaptive check on Python floats; an ensemble of one takes the
+    # batched tensor path: same decisions, bit-identical factors
+    g = torch.Generator().manual_seed(3)
+    X = rotating_stream(40, 24, 32, decay=0.85, speed=0.1, generator=g).to(dtype)
+    a = nf.make_factorizer("warm-subspace", rank=8, kernel=kernel)
+    b = nf.make_factorizer("warm-subspace", rank=8, kernel=kernel)
+    la, lb = a.factorize(X), b.factorize(X.unsqueeze(0))
+    # a stream near the threshold: twice the tolerance would take other decisions
+    loose = nf.make_factorizer("warm-subspace", rank=8, kernel=kernel, tol=2e-2)
+    loose.factorize(X.unsqueeze(0))
+    assert not torch.equal(loose.iterations[0], b.iterations[0])
+    assert torch.equal(a.iterations, b.iterations[0])
+    assert torch.equal(la.U, lb.U[0]) and torch.equal(la.V, lb.V[0])
+
+
 def test_step_refuses_a_changed_ensemble():
     f = nf.make_factorizer("warm-subspace", rank=2)
     f.step(torch.randn(3, 10, 12))

@@ -239,8 +239,17 @@ class WarmSubspace(BaseFactorizer):
         r, eps = self.rank, torch.finfo(X.dtype).eps
         xx = torch.linalg.vector_norm(X, dim=(-2, -1)).double().square()
         cap = self.max_iter if basis is not None else self.cold_iter + self.max_iter
+        one = X.ndim == 2  # one stream: decide on Python floats (see _needs_iteration)
         for _ in range(iters, cap):
             e = ritz[..., :r].sum(-1)
+            if one:
+                v = torch.stack([e, e_in, ritz[-1], ritz[r - 1], xx])
+                if not self._needs_iteration(v, eps):
+                    break
+                lr, P, _, ritz = self._iterate(X, P, kernel)
+                e_in = e  # later iterations: the gain over the previous Ritz energy
+                count = count + 1
+                continue
             q = ritz[..., -1] / ritz[..., r - 1].clamp_min(torch.finfo(torch.float64).tiny)
             q = q.square().clamp(0.1, 0.95)  # floor: see Notes (abrupt changes)
             deficit = (e - e_in).clamp_min(0) * q / (1 - q)
@@ -255,6 +264,20 @@ class WarmSubspace(BaseFactorizer):
             P, e_in, ritz = _pick(need, P2, P), _pick(need, e_in2, e_in), _pick(need, ritz2, ritz)
             count = count + need.long()
         return lr, P, count
+
+    def _needs_iteration(self, v: Tensor, eps: float) -> bool:
+        """The batched check of :meth:`_frame` for one stream, on Python floats.
+
+        ``v`` holds ``(e, e_in, ritz_l, ritz_r, xx)`` in float64; one transfer replaces about
+        fifteen operations on 0-d tensors, whose dispatch dominated a small frame's check.
+        The arithmetic is the batched path's, operation for operation (IEEE float64, same
+        order), so the decisions, and so the results, are the same.
+        """
+        e, e_in, ritz_l, ritz_r, xx = v.tolist()
+        q = ritz_l / max(ritz_r, torch.finfo(torch.float64).tiny)
+        q = min(max(q * q, 0.1), 0.95)
+        deficit = max(e - e_in, 0.0) * q / (1 - q)
+        return deficit > self.tol * max(xx - e, 0.0) and deficit > 10 * eps * xx
 
     def _factorize(self, X: Tensor) -> LowRank:
         m, n = X.shape[-2:]
