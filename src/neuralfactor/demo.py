@@ -43,8 +43,9 @@ class DemoConfig:
     (:class:`~neuralfactor.amortized.SketchMF`: it reads ``X Omega`` with a learned
     ``Omega`` of ``rank + sketch_oversample`` columns) for ``sketch_epochs`` epochs at
     ``sketch_lr`` (``None``: its documented rate,
-    :func:`~neuralfactor.amortized.factorizer.default_lr`), batch 25; it trains in seconds where ConvMF needs the recipe's 240 epochs to come
-    within 1.10x of the optimum, which the demo's budget cannot hold.
+    :func:`~neuralfactor.amortized.factorizer.default_lr`), batch 25. It trains in seconds,
+    where ConvMF needs the recipe's 240 epochs to come within 1.10x of the optimum, which the
+    demo's budget cannot hold.
     """
 
     nx: int = 64

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from neuralfactor.amortized.models import FactorNet
 
-__all__ = ["SKETCH_HEADS", "SketchMF", "sketch_flops"]
+__all__ = ["SKETCH_HEADS", "SketchMF", "refine_flops", "sketch_flops"]
 
 SketchHead = Literal["ritz", "mlp"]
 #: The heads of :class:`SketchMF`.
@@ -204,5 +204,12 @@ def sketch_flops(
     else:
         raise ValueError(f"sketch_flops() knows the heads {list(SKETCH_HEADS)}; got {head!r}.")
     if refine:
-        count += 2 * (4 * m * rank * rank + 9 * rank**3) + 2 * m * n * rank
+        count += refine_flops(m, n, rank)
     return float(count)
+
+
+def refine_flops(m: int, n: int, rank: int) -> float:
+    """Flops of the ``+refine`` least-squares refit of a learned U (any learned factorizer):
+    Gram orthonormalization of U (two passes of ``4mr^2 + 9r^3``) and ``V = Q^T X``
+    (``2mnr``)."""
+    return float(2 * (4 * m * rank * rank + 9 * rank**3) + 2 * m * n * rank)

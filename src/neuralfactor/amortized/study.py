@@ -291,15 +291,21 @@ def _method_records(
     }
 
 
-def _load_run(
-    run_dir: Path, rank: int | None, device: str
-) -> tuple[StudyConfig, int, torch.device, dict[str, Tensor], np.ndarray]:
-    """A finished run's configuration, evaluation rank, device, frames and test times."""
+def _finished_config(run_dir: Path) -> StudyConfig:
+    """The configuration of a finished training run whose store is unchanged since."""
     for need in ("config.json", "model/meta.json"):
         if not (run_dir / need).exists():
             raise FileNotFoundError(f"{run_dir} is not a finished training run: {need} is missing.")
     config = StudyConfig.from_dict(read_json(run_dir / "config.json"))
     check_store_unchanged(run_dir, config)
+    return config
+
+
+def _load_run(
+    run_dir: Path, rank: int | None, device: str
+) -> tuple[StudyConfig, int, torch.device, dict[str, Tensor], np.ndarray]:
+    """A finished run's configuration, evaluation rank, device, frames and test times."""
+    config = _finished_config(run_dir)
     r = config.rank if rank is None else int(rank)
     if r != config.rank and not config.nested:
         raise ValueError(
@@ -325,13 +331,7 @@ def _check_with_runs(config: StudyConfig, r: int, with_runs: tuple[Path, ...]) -
     on the same test frames as ``config`` and can be evaluated at rank ``r``."""
     out = []
     for other in with_runs:
-        for need in ("config.json", "model/meta.json"):
-            if not (other / need).exists():
-                raise FileNotFoundError(
-                    f"{other} is not a finished training run: {need} is missing."
-                )
-        oc = StudyConfig.from_dict(read_json(other / "config.json"))
-        check_store_unchanged(other, oc)
+        oc = _finished_config(other)
         diff = [k for k in _SAME_FRAMES if getattr(oc, k) != getattr(config, k)]
         if diff or not (oc.rank == r or (oc.nested and oc.rank > r)):
             raise ValueError(

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from neuralfactor.amortized.sketch import refine_flops
+
 __all__ = ["NO_FORMULA", "convmf_flops", "flop_fields", "method_flops", "refine_flops"]
 
 #: Why a row has no flop count (the pages print "-" and say this).
@@ -23,12 +25,6 @@ NO_FORMULA = (
     "library's internal choices (ARPACK, LOBPCG and PROPACK iteration counts, scikit-learn's "
     "and torch's randomized SVDs, Dask's compressed SVD, NMF's multiplicative updates)"
 )
-
-
-def refine_flops(m: int, n: int, rank: int) -> float:
-    """Flops of the ``+refine`` least-squares refit of a network's U: Gram orthonormalization
-    of U (two passes of ``4mr^2 + 9r^3``) and ``V = Q^T X`` (``2mnr``)."""
-    return float(2 * (4 * m * rank * rank + 9 * rank**3) + 2 * m * n * rank)
 
 
 def convmf_flops(

@@ -157,6 +157,7 @@ def _rank_records(
     config: KernelsConfig, X, X64, lead, rank: int, env: dict[str, Any], log: Callable
 ) -> list[dict[str, Any]]:
     """Every method at one rank, timed interleaved, against scipy and the flop floor."""
+    from neuralfactor.bench.flop_floor import flop_fields
     from neuralfactor.classical import gemm_rate
 
     m, n = X.shape[-2:]
@@ -168,7 +169,6 @@ def _rank_records(
     records = []
     for label, case in cases.items():
         st = _stats(run.stats[label], frames)
-        floor = case["flops"] / rate
         rec = {
             "suite": "kernels-cpu",
             "method": label,
@@ -183,10 +183,7 @@ def _rank_records(
             "worst_ratio": float(case["ratios"].max()),
             "mean_ratio": float(case["ratios"].mean()),
             "iterations_mean": case["iterations_mean"],
-            "flops": case["flops"],
-            "gemm_rate_flops": rate,
-            "floor_flop_s": floor,
-            "x_flop_floor": st["median_s"] / floor,
+            **flop_fields(case["flops"], rate, st["median_s"]),
             "scipy_median_s": base["median_s"],
             "scipy_q1_s": base["q1_s"],
             "scipy_q3_s": base["q3_s"],

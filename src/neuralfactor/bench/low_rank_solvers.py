@@ -15,7 +15,6 @@ simulation, and are reported with their spread over the blocks.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -240,43 +239,36 @@ def _summarize(rec: dict, spec: dict, out: dict, timed: _Timed | None) -> None:
     _fit_rates(rec, spec["case"], np.array(out["t"]), d, spec["t_end"])
 
 
+#: The training simulation's settings recorded with a trained-model truncation.
+_SIM_KEYS = ("ic", "ic_params", "nx", "nv", "t_end", "dt", "save_every", "scheme", "truncate_tol")
+
+
 def _model_info(name: str) -> dict[str, Any]:
     """What a trained-model truncation (``DIR[+refine]``) was trained on and what it cost,
     from the model's meta.json, its run's config.json and the training store's attributes
     (``{}`` for a factorizer name): ``fit_seconds``, ``model``, ``model_rank``, ``train``."""
+    from neuralfactor.data.store import MatrixStore
+    from neuralfactor.io import read_json
+
     path = Path(name.removesuffix("+refine"))
     mdir = next((d for d in (path, path / "model") if (d / "meta.json").exists()), None)
     if mdir is None:
         return {}
-    meta = json.loads((mdir / "meta.json").read_text())
+    meta = read_json(mdir / "meta.json")
     fac = meta.get("factorizer", {})
     out = {"fit_seconds": meta.get("fit_seconds"), "model": fac.get("model"),
            "model_rank": fac.get("rank")}  # fmt: skip
     cfg_path = mdir.parent / "config.json"
     if cfg_path.exists():
-        cfg = json.loads(cfg_path.read_text())
+        cfg = read_json(cfg_path)
         st = cfg.get("settings", {})
         train = {k: st.get(k) for k in ("epochs", "lr", "dtype", "objective")}
         train.update(data=cfg.get("data"), split=cfg.get("split"), out=str(mdir.parent))
-        zj = Path(cfg.get("data", "")) / "zarr.json"
-        if zj.exists():
-            attrs = json.loads(zj.read_text()).get("attributes", {})
+        if cfg.get("data") and Path(cfg["data"]).exists():
+            attrs = MatrixStore.open(cfg["data"]).metadata
             sim = attrs.get("config", {})
             train["frames"] = attrs.get("n_frames")
-            train["sim"] = {
-                k: sim.get(k)
-                for k in (
-                    "ic",
-                    "ic_params",
-                    "nx",
-                    "nv",
-                    "t_end",
-                    "dt",
-                    "save_every",
-                    "scheme",
-                    "truncate_tol",
-                )
-            }
+            train["sim"] = {k: sim.get(k) for k in _SIM_KEYS}
         out["train"] = train
     return out
 
