@@ -46,7 +46,17 @@ def test_kernels_suite_times_every_method_through_the_harness():
     assert base["worst_ratio"] == 1.0 and base["speedup_vs_scipy"] == 1.0
     (ens,) = [r for r in recs if r["suite"] == "kernels-cpu-ensemble"]
     assert ens["ensemble"] == 2 and ens["frames_per_s"] == pytest.approx(1 / ens["median_s"])
-    assert "## Targets" in kernels_markdown(recs) and len(logged) == 1 + len(rows) + 1
+    parts = [r for r in recs if r["suite"] == "kernels-cpu-step"]
+    assert [r["method"] for r in parts] == [
+        "X P", "qr(X P) with Q", "X^T Q", "svd of the 32x7 X^T Q", "U = Q W_r",
+        "the whole step (lapack_step)",
+    ]  # fmt: skip
+    # the whole step's count is its calls' counts; 2mnl per frame product (l = rank + 5)
+    assert parts[-1]["flops"] == pytest.approx(sum(r["flops"] for r in parts[:-1]))
+    assert parts[0]["flops"] == parts[2]["flops"] == 2 * 16 * 32 * 7
+    page = kernels_markdown(recs)
+    assert "## Targets" in page and "## Where one warm step's time goes" in page
+    assert len(logged) == 1 + len(rows) + len(parts) + 1
 
 
 @pytest.mark.slow  # ~30 s: the SVD baseline is timed until its spread settles (30 s cap)

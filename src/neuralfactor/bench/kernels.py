@@ -12,7 +12,10 @@ lead-in that starts the streams, then the timed frames), per rank:
 - ``scipy.linalg.svd`` (gesdd) frame by frame;
 - the flop floor: ``neuralfactor.classical.flops`` over the single-core GEMM rate of the
   frame-sized product (m x n times n x (rank + 5)) measured in the same run;
-- ensembles: warm-subspace ``step`` on E independent streams at once (frames/s).
+- ensembles: warm-subspace ``step`` on E independent streams at once (frames/s);
+- where one warm LAPACK step's time goes: each of its calls (the two frame products, the QR,
+  the small SVD, the rotation) timed alone on a timed frame with the stream's carried basis,
+  against its own flop count at the same GEMM rate (:func:`step_breakdown_records`).
 
 Every timing goes through the one harness (:func:`neuralfactor.core.timing.time_interleaved`,
 the methods of a rank interleaved); the page is :mod:`neuralfactor.report.kernels_page`.
@@ -34,7 +37,13 @@ import torch
 from neuralfactor.core.timing import SuiteTiming, TimingStats, time_interleaved
 from neuralfactor.report.kernels_page import TARGET_RATIO
 
-__all__ = ["KernelsConfig", "cheapest_rsvd", "ensemble_records", "run_kernels"]
+__all__ = [
+    "KernelsConfig",
+    "cheapest_rsvd",
+    "ensemble_records",
+    "run_kernels",
+    "step_breakdown_records",
+]
 
 
 @dataclass(frozen=True)
@@ -237,6 +246,7 @@ def run_kernels(
             env["load_before"] = None
         for rank in config.ranks:
             records += _rank_records(config, X, X64, lead, rank, env, log)
+            records += step_breakdown_records(config, X, lead, rank, env, log)
             records += ensemble_records(config, X, rank, env, log)
     return records
 
@@ -282,4 +292,65 @@ def ensemble_records(
             }
         )
         log(f"rank {rank:>3} ensemble E={E:<3} {1 / st['median_s']:10.0f} frames/s")
+    return out
+
+
+def step_breakdown_records(
+    config: KernelsConfig, X, lead, rank: int, env: dict[str, Any], log: Callable = print
+) -> list[dict[str, Any]]:
+    """Each call of one warm LAPACK step (:func:`~neuralfactor.classical._kernels.lapack_step`,
+    the ``tol=None`` path) timed alone, interleaved, on the first timed frame with the basis the
+    stream carries into it, beside the whole step: what bounds the step's ``x flop floor``.
+
+    Counts (:mod:`neuralfactor.classical.flopcount` conventions, l = rank + extra): the two
+    frame products ``2mnl`` each, the Householder QR of the m x l ``X P`` with its Q, the thin
+    SVD of the n x l ``X^T Q``, and ``U = Q W_r`` (``2mlr``).
+    """
+    import neuralfactor as nf
+    from neuralfactor.bench.flop_floor import flop_fields
+    from neuralfactor.classical import gemm_rate
+    from neuralfactor.classical._kernels import lapack_step
+    from neuralfactor.classical.flopcount import _qr, _svd
+
+    m, n = X.shape[-2:]
+    f = nf.make_factorizer("warm-subspace", rank=rank, kernel="lapack", tol=None)
+    f.factorize(lead)
+    P, x = f.basis, X[0].contiguous()
+    l = P.shape[-1]
+    Y = x @ P
+    Q = torch.linalg.qr(Y).Q
+    Z = x.mT @ Q
+    Wt = torch.linalg.svd(Z, full_matrices=False).Vh
+    parts = {
+        "X P": (lambda: x @ P, 2 * m * n * l),
+        "qr(X P) with Q": (lambda: torch.linalg.qr(Y), _qr(m, l)),
+        "X^T Q": (lambda: x.mT @ Q, 2 * m * n * l),
+        f"svd of the {n}x{l} X^T Q": (lambda: torch.linalg.svd(Z, full_matrices=False), _svd(n, l)),
+        "U = Q W_r": (lambda: Q @ Wt[:rank].mT, 2 * m * l * rank),
+    }
+    whole = sum(c for _, c in parts.values())
+    parts["the whole step (lapack_step)"] = (
+        lambda: lapack_step(x, P, rank, energies=False),
+        whole,
+    )
+    rate = gemm_rate(m, n, min(rank + 5, m, n), min_seconds=0.5)
+    run = time_interleaved({k: fn for k, (fn, _) in parts.items()}, timing=config.timing)
+    out = []
+    for label, (_, count) in parts.items():
+        st = _stats(run.stats[label], 1)
+        out.append(
+            {
+                "suite": "kernels-cpu-step",
+                "method": label,
+                "rank": rank,
+                "m": m,
+                "n": n,
+                "width": l,
+                **st,
+                "runs": len(run.stats[label].times),
+                **flop_fields(count, rate, st["median_s"]),
+                **env,
+            }
+        )
+        log(f"rank {rank:>3} step part {label:<30} {st['median_s'] * 1e6:8.1f} us")
     return out

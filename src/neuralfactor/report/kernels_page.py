@@ -18,10 +18,36 @@ def _us(s: float) -> str:
     return f"{s * 1e6:,.0f}" if s * 1e6 >= 100 else f"{s * 1e6:.1f}"
 
 
+def _whole(parts: list[dict[str, Any]], rank: int) -> dict[str, Any]:
+    return next(p for p in parts if p["rank"] == rank and p["method"].startswith("the whole"))
+
+
+def _bound(parts: list[dict[str, Any]]) -> str:
+    """What bounds a rank's warm step, from its breakdown records ('' without them)."""
+    if not parts:
+        return ""
+    step = _whole(parts, parts[0]["rank"])
+    small = next(p for p in parts if p["method"].startswith("svd of"))
+    prods = [p for p in parts if p["method"] in ("X P", "X^T Q")]
+    prod_s = sum(p["median_s"] for p in prods)
+    prod_floor = sum(p["floor_flop_s"] for p in prods)
+    return (
+        f" What bounds it (breakdown below): the step's calls alone take {_us(step['median_s'])} "
+        f"us ({step['x_flop_floor']:.2f}x the step's flop floor), the rest of the time per frame "
+        f"is the stream's per-frame Python and dispatch; the two frame products run at "
+        f"{prod_s / prod_floor:.1f}x their floor, while the thin SVD of the "
+        f"{small['n']}x{small['width']} X^T Q costs {_us(small['median_s'])} us, "
+        f"{small['x_flop_floor']:.0f}x its own flop count at the GEMM rate "
+        f"({small['median_s'] / step['median_s']:.0%} of the step): LAPACK's small "
+        "factorizations run far below the GEMM rate, which the floor assumes."
+    )
+
+
 def kernels_markdown(records: list[dict[str, Any]]) -> str:
     """The page, from the records alone."""
     rows = [r for r in records if r.get("suite") == "kernels-cpu"]
     ens = [r for r in records if r.get("suite") == "kernels-cpu-ensemble"]
+    parts = [r for r in records if r.get("suite") == "kernels-cpu-step"]
     if not rows:
         return "# Classical kernels on one CPU core\n\nNo records yet: run benchmarks/kernels_cpu.py.\n"
     first = rows[0]
@@ -69,6 +95,7 @@ def kernels_markdown(records: list[dict[str, Any]]) -> str:
                 f"{best['speedup_vs_scipy']:.2f}x scipy.linalg.svd (target >= 8), "
                 f"{best['x_flop_floor']:.2f}x its flop floor (target <= 3): "
                 f"{'met' if ok else 'missed'}."
+                f"{'' if ok else _bound([p for p in parts if p['rank'] == rank])}"
             )
         else:
             out.append(f"- rank {rank}: no warm-subspace row within {TARGET_RATIO}: missed.")
@@ -80,6 +107,27 @@ def kernels_markdown(records: list[dict[str, Any]]) -> str:
                 f"{r['speedup_vs_scipy']:.2f}x scipy.linalg.svd at worst ratio "
                 f"{r['worst_ratio']:.4f} (target >= 4 at <= {TARGET_RATIO}): "
                 f"{'met' if ok else 'missed'}."
+            )
+    if parts:
+        out += [
+            "",
+            "## Where one warm step's time goes",
+            "",
+            "Each call of one LAPACK warm step (`tol=None`: QR of X P, X^T Q, thin SVD of "
+            "X^T Q, U = Q W_r) timed alone, interleaved with the whole step, on the first timed "
+            "frame with the basis its stream carries in (`benchmarks/kernels_cpu.py`; "
+            "`neuralfactor.bench.kernels.step_breakdown_records`). `floor_flop us`: the call's "
+            "own flop count at the GEMM rate of the frame-sized product.",
+            "",
+            "| rank | call | us | IQR | floor_flop us | x flop floor | share of the step |",
+            "|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in parts:
+            step = _whole(parts, r["rank"])
+            out.append(
+                f"| {r['rank']} | {r['method']} | {_us(r['median_s'])} | {_us(r['iqr_s'])} | "
+                f"{_us(r['floor_flop_s'])} | {r['x_flop_floor']:.1f} | "
+                f"{r['median_s'] / step['median_s']:.0%} |"
             )
     if ens:
         out += [
