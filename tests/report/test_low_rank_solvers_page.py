@@ -122,7 +122,10 @@ def test_two_stream_growth_line_gives_rate_root_error_and_verdict():
     assert (
         "  - At tol 1e-08 (a table row, not the target): lowrank 0.2340 (+3.63%; +0.26% vs" in text
     )
-    assert "- two-stream 128x256 to t = 10: rate not measured (t_end = 10 ends" in text
+    assert (
+        "- two-stream 128x256 to t = 10: rate not measured for lowrank (tol 1e-05) (t_end = 10 ends"
+        in text
+    )
     # the general line counts the two-stream runs too
     assert "Linear rates within 2% of the dispersion roots: MISSED (worst +6.29%: lowrank" in text
 
@@ -137,3 +140,23 @@ def test_two_stream_line_met_and_frozen_seed():
     line = next(x for x in targets(derive(frozen)) if x.startswith("- Two-stream"))
     assert "MISSED by fd5 + svd. fd5 + svd: the perturbation did not grow (rank at most 1)" in line
     assert "of order alpha dt = 3e-09, below the tolerance 1e-05, which a truncation" in line
+
+
+@pytest.mark.parametrize("dt, dropped", [(0.0005, True), (0.01, False)])
+def test_a_weak_landau_run_that_never_left_rank_one_is_a_missed_rate(dt, dropped):
+    why = "fit_rate found 0 point(s) in the window"
+    recs = [
+        rec("weak-landau", "spectral", rate=-0.1557, rate_ref=-0.1534, rate_rel_err=0.015),
+        rec("weak-landau", "lowrank", dt=dt, rank_summary=[1, 1, 1, 1], fit_error=why),
+    ]
+    lines = targets(derive(recs))
+    unfit = next(line for line in lines if line.startswith("- weak-landau"))
+    assert "rate not measured for lowrank (tol 1e-05)" in unfit
+    # alpha k dt = 0.01 * 0.5 * dt against the per-stage tolerance 1e-5
+    assert f"alpha k dt = {0.005 * dt:.1e}" in unfit
+    assert ("below the per-stage tolerance 1e-05" in unfit) is dropped
+    # whatever the cause, a run that carried no perturbation misses the rate target
+    assert any(
+        line.startswith("- Linear rates: MISSED by lowrank (weak-landau 128x256), which carried")
+        for line in lines
+    )
