@@ -114,6 +114,25 @@ def test_band_verdicts_win_gap_and_outside():
     )
 
 
+def test_a_learned_row_outside_the_band_states_its_accuracy_cause():
+    interp = [_row("rsvd", 100, 1.004), _row("pod-basis", 50, 1.5), _row("sketch", 50, 1.02)]
+    extra = [
+        _row("rsvd", 100, 1.004, split="extrapolation"),
+        _row("pod-basis", 50, 3.2, split="extrapolation"),
+        _row("sketch", 50, 1.17, split="extrapolation"),
+    ]
+    by_split = {v["case"][3]: v["verdict"] for v in band_verdicts(interp + extra, 1.01)}
+    # extrapolation: the same row on the interpolation split, and the shift pod-basis measures
+    assert by_split["extrapolation"] == (
+        "no learned row within 1.01 (best worst ratio 1.1700); cause: accuracy, not speed: "
+        "sketch reaches 1.0200 on the interpolation split, and these frames lie outside the "
+        "span of the training frames it learned from (pod-basis, fit on the training frames: "
+        "3.2000 here against 1.5000 on the interpolation split)"
+    )
+    assert by_split["interpolation"].endswith("one pass of sketch (no power iteration) leaves "
+                                               "more of the tail than the band allows")  # fmt: skip
+
+
 def test_cheapest_rsvd_takes_the_fewest_flops_within_the_band(gen):
     X64 = planted((4, 40, 60), rank=40, decay=0.8, generator=gen)
     X = X64.float()

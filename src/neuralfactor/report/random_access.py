@@ -45,6 +45,33 @@ def _cause(learned: dict[str, Any], best: dict[str, Any]) -> str:
     return why
 
 
+def _accuracy_cause(
+    top: dict[str, Any], here: list[dict[str, Any]], interp: list[dict[str, Any]], split: str
+) -> str:
+    """Why no learned row reaches the band, from the records: on the extrapolation split, the
+    same rows on the interpolation split (the shift of the frames away from the training
+    frames, measured by pod-basis, which is fit on them); otherwise the single pass."""
+    same = next((r for r in interp if r["label"] == top["label"]), None)
+    pod_here = next((r for r in here if r["method"] == "pod-basis"), None)
+    pod_in = next((r for r in interp if r["method"] == "pod-basis"), None)
+    if split != "interpolation" and same is not None:
+        out = (
+            f"; cause: accuracy, not speed: {top['label']} reaches {same['ratio_max']:.4f} on "
+            "the interpolation split, and these frames lie outside the span of the training "
+            "frames it learned from"
+        )
+        if pod_here is not None and pod_in is not None:
+            out += (
+                f" (pod-basis, fit on the training frames: {pod_here['ratio_max']:.4f} here "
+                f"against {pod_in['ratio_max']:.4f} on the interpolation split)"
+            )
+        return out
+    return (
+        f"; cause: accuracy, not speed: one pass of {top['label']} (no power iteration) "
+        "leaves more of the tail than the band allows"
+    )
+
+
 def band_verdicts(records: list[dict[str, Any]], band: float) -> list[dict[str, Any]]:
     """Per (size, rank, split): the fastest classical and learned rows with worst ratio <=
     ``band``, their speed ratio (classical / learned: > 1 means learning wins) and a verdict."""
@@ -61,8 +88,11 @@ def band_verdicts(records: list[dict[str, Any]], band: float) -> list[dict[str, 
         learned = min(le, key=lambda r: r["seconds_per_matrix"]) if le else None
         v: dict[str, Any] = {"case": key, "band": band, "classical": best, "learned": learned}
         if learned is None:
-            worst = min(r["ratio_max"] for r in rows if _is_learned(r))
-            v["verdict"] = f"no learned row within {band} (best worst ratio {worst:.4f})"
+            top = min((r for r in rows if _is_learned(r)), key=lambda r: r["ratio_max"])
+            v["verdict"] = (
+                f"no learned row within {band} (best worst ratio {top['ratio_max']:.4f})"
+                + _accuracy_cause(top, rows, cases.get((*key[:3], "interpolation"), []), key[3])
+            )
         elif best is None:
             v["verdict"] = f"win for learning: no classical row within {band}"
         else:
