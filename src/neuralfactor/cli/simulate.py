@@ -30,7 +30,9 @@ def simulate(
     truncate_tol: float = typer.Option(
         None,
         "--truncate-tol",
-        help="fd5/lowrank: relative truncation tolerance (original: 1e-5; lowrank default).",
+        help="fd5/lowrank/dlr: relative truncation tolerance per stage (original: 1e-5; "
+        "lowrank default). A perturbation of relative size alpha at wave number k is only "
+        "carried when the tolerance is below about alpha*k*dt.",
     ),
     truncate_rank: int = typer.Option(
         None, "--rank", "--truncate-rank", help="fd5/lowrank: fixed rank instead of a tolerance."
