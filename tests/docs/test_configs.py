@@ -151,13 +151,32 @@ def _check_records(name: str, module: ModuleType, args: argparse.Namespace) -> N
                 raise Refused(f"{name}: {key} = {mine!r}, the committed {path.name} has {theirs!r}")
 
 
+def _check_lu_record(name: str, path: Path, args: argparse.Namespace) -> None:
+    """A committed ``lu_table.py`` record holds the rows its command trains."""
+    rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
+    steps = args.steps + sum(k for _, k in args.stages)
+    want = [(op, steps, args.optimizer, args.diag, args.symmetric) for op in args.operators]
+    got = [
+        (r["operator"], r["steps"], r["optimizer"], r["diag"], bool(r.get("symmetric")))
+        for r in rows
+    ]
+    if got != want:
+        raise Refused(f"{name}: the committed {path.name} holds {got}, the command trains {want}")
+
+
 def _check_copy(name: str, argv: list[str], outs: dict) -> None:
-    """``cp SRC... DIR``: each SRC is an earlier output, and a committed file of DIR."""
+    """``cp SRC... DIR``: each SRC is an earlier output, and a committed record of DIR that
+    holds what the command writing it trains."""
     for src in argv[1:-1]:
-        if not any(fnmatch.fnmatchcase(out, src) for out in outs):
+        written = [out for out in outs if fnmatch.fnmatchcase(out, src)]
+        if not written:
             raise Refused(f"{name}: copies {src}, which no earlier command writes")
-        if not list((ROOT / argv[-1]).glob(PurePosixPath(src).name)):
-            raise Refused(f"{name}: copies {src} to {argv[-1]}, which holds no such record")
+        for out in written:
+            path = ROOT / argv[-1] / PurePosixPath(out).name
+            if not path.is_file():
+                raise Refused(f"{name}: copies {out} to {argv[-1]}, which holds no such record")
+            if hasattr(outs[out], "operators"):
+                _check_lu_record(name, path, outs[out])
 
 
 def check_chain(commands: list[tuple[str, list[str]]]) -> None:
@@ -235,6 +254,10 @@ _RADIUS = "spectral_hydrogen_radius"
 H1 = ["--radius-feature", "--iters", "70000", "--eval-every", "5000"]
 
 
+LU_E = ["--out", "runs/lu_lm_e.json", "--steps", "150", "--operators", "rbf"]
+LU_COPY = ["cp", "runs/lu_lm_*.json", REC]
+
+
 def _h(out: str, *more: str) -> tuple[str, list[str]]:
     return out, [*H, "--out", out, *more]
 
@@ -250,6 +273,8 @@ def _h(out: str, *more: str) -> tuple[str, list[str]]:
         [_h("runs/a"), ("runs/a", ["python", "benchmarks/spectral_samplers.py"])],
         [("lu", [*LU, "--out", "runs/lu_a.json"]), ("cp", ["cp", "runs/lu_b*.json", "records/"])],
         [("lu", [*LU, "--out", "runs/lu_x.json"]), ("cp", ["cp", "runs/lu_x.json", REC])],
+        [("lu", [*LU, "--out", "runs/lu_lm_e.json", "--operators", "rbf"]), ("cp", LU_COPY)],
+        [("lu", [*LU, *LU_E, "--diag", "unit"]), ("cp", LU_COPY)],
         [_h("runs/a", "--record-as", "spectral_hydrogen_radius_typo")],  # a record no page reads
         [_h("runs/a", *H1, "--iters", "70001", "--record-as", _RADIUS)],  # not the record's
         [_h("runs/a", *H1[1:], "--record-as", _RADIUS)],  # without --radius-feature
@@ -261,6 +286,7 @@ def test_a_broken_chain_is_refused(commands):
 
 
 def test_the_checked_chain_passes_when_right():
+    check_chain([("lu", [*LU, *LU_E]), ("cp", LU_COPY)])
     check_chain(
         [
             _h("runs/a", *H1, "--record-as", _RADIUS),
