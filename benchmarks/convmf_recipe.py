@@ -28,7 +28,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 
 
-def parse(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (parsing only: ``configs/`` checks its commands against it)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--from-records",
@@ -54,21 +55,32 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", default="docs/results")
     ap.add_argument("--lanes", type=int, default=1)
     ap.add_argument("--note", default="", help="A line on how the run went (load, restarts).")
-    return ap.parse_args(argv)
+    return ap
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def recipe_config(args: argparse.Namespace):
+    """The validated :class:`~neuralfactor.amortized.study_recipe.RecipeConfig` of a parsed
+    command line (``ValueError`` if refused); builds it only, trains nothing."""
+    from neuralfactor.amortized.study_recipe import RecipeConfig
+
+    fields = {k: v for k, v in vars(args).items() if k not in ("from_records", "out")}
+    return RecipeConfig(**fields)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    from neuralfactor.amortized.study_recipe import RecipeConfig
     from neuralfactor.report import convmf_recipe
 
     if args.from_records:
         page = convmf_recipe.write_from_records(HERE / "docs" / "results")
         print(f"wrote {page}")
         return 0
-    fields = {k: v for k, v in vars(args).items() if k not in ("from_records", "out")}
     try:
-        config = RecipeConfig(**fields)
+        config = recipe_config(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

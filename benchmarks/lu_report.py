@@ -15,7 +15,8 @@ import argparse
 from neuralfactor.report.learned_lu import write_learned_lu
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (parsing only: ``configs/`` checks its commands against it)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--from-records",
@@ -25,7 +26,11 @@ def main() -> None:
     )
     ap.add_argument("--records", default="docs/results/records", help="records directory")
     ap.add_argument("--out", default="docs/results/learned-lu.md", help="page to write")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     print(write_learned_lu(args.records, args.out))
 
 

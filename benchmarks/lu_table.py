@@ -27,13 +27,19 @@ from neuralfactor.lu.study import environment, size_regime, table_row
 from neuralfactor.lu.train import LUTrainConfig, parse_precond_stages
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (parsing only: ``configs/`` checks its commands against it)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/lu_table.json")
     ap.add_argument("--steps", type=int, default=100, help="L-BFGS steps of 20 iterations")
-    ap.add_argument("--optimizer", default="lbfgs", help="lbfgs or lm (Levenberg-Marquardt)")
+    ap.add_argument(
+        "--optimizer",
+        default="lbfgs",
+        choices=["lbfgs", "lm"],
+        help="lbfgs or lm (Levenberg-Marquardt)",
+    )
     ap.add_argument("--cg-iters", type=int, default=100, help="lm: CG iterations per step")
-    ap.add_argument("--operators", nargs="*", default=list(OPERATORS))
+    ap.add_argument("--operators", nargs="*", default=list(OPERATORS), choices=list(OPERATORS))
     ap.add_argument(
         "--diag",
         default="triangular",
@@ -51,6 +57,7 @@ def main() -> None:
     )
     ap.add_argument(
         "--stages",
+        type=parse_precond_stages,
         default="",
         help="lm: further stages WEIGHT:STEPS,... after --steps at --precond-weight "
         "(LUTrainConfig.precond_stages)",
@@ -58,7 +65,11 @@ def main() -> None:
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--no-2d", action="store_true")
     ap.add_argument("--no-regime", action="store_true")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     t0 = time.time()
     out = {
         **environment(),
@@ -77,7 +88,7 @@ def main() -> None:
                 lr=1e-3,
                 eval_every=5,
                 precond_weight=args.precond_weight,
-                precond_stages=parse_precond_stages(args.stages),
+                precond_stages=args.stages,
             )
         else:
             cfg = LUTrainConfig(optimizer="lbfgs", steps=args.steps, inner=20, eval_every=10)

@@ -23,7 +23,8 @@ from neuralfactor.io import write_json
 from neuralfactor.spectral.run import SpectralConfig, recorded_run
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (parsing only: ``configs/`` checks its commands against it)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=12000)
     ap.add_argument("--methods", default="nestedlora-seq,spin")
@@ -61,12 +62,15 @@ def main() -> None:
         help="also write each method's record to docs/results/records/<NAME>-<method>.json",
     )
     ap.add_argument("--records", type=Path, default=Path("docs/results/records"))
-    args = ap.parse_args()
+    return ap
+
+
+def method_configs(args: argparse.Namespace) -> list[SpectralConfig]:
+    """One validated :class:`~neuralfactor.spectral.run.SpectralConfig` per ``--methods`` entry
+    of a parsed command line (``ValueError`` if refused); builds them only, trains nothing."""
     reset = parse_ints(args.reset_modes, "--reset-modes")
-    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
-    records = []
-    for method in args.methods.split(","):
-        cfg = SpectralConfig(
+    return [
+        SpectralConfig(
             problem="hydrogen-2d",
             modes=9,
             method=method,
@@ -88,6 +92,17 @@ def main() -> None:
             init_from=None if args.init_from is None else str(Path(args.init_from) / method),
             reset_modes=reset if method != "spin" else (),
         )
+        for method in args.methods.split(",")
+    ]
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    configs = method_configs(args)
+    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
+    records = []
+    for cfg in configs:
+        method = cfg.method
         rec = recorded_run(cfg, Path(args.out) / method, threads=1)
         records.append(rec)
         if args.record_as:

@@ -16,7 +16,8 @@ from pathlib import Path
 from neuralfactor.report.neuralsvd import write_neuralsvd_page
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (parsing only: ``configs/`` checks its commands against it)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
         "--from-records",
@@ -26,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--records", type=Path, default=Path("docs/results/records"))
     p.add_argument("--out", type=Path, default=Path("docs/results/neuralsvd.md"))
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     print(write_neuralsvd_page(a.records, a.out))
     return 0
 

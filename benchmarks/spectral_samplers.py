@@ -24,12 +24,17 @@ from neuralfactor.spectral.evaluate import sampler_gram_error
 from neuralfactor.spectral.operators import SchrodingerOperator
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (parsing only: ``configs/`` checks its commands against it)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--draws", type=int, default=200)
     ap.add_argument("--batches", default="512,1024")
     ap.add_argument("--out", type=Path, default=Path("docs/results/records/spectral_samplers.json"))
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     rows = []
     with pinned_threads(1) as threads:
         for sampler in ("radial", "lattice"):

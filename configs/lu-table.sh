@@ -27,5 +27,6 @@ stage lu-sym-rbf-a python benchmarks/lu_table.py --optimizer lm --steps 100 --sy
 stage lu-sym-rbf python benchmarks/lu_table.py --optimizer lm --steps 100 --symmetric \
   --precond-weight 0.03 --stages 0.01:30,0.003:40,0.001:60 --operators rbf "${common[@]}" \
   --out runs/lu_sym_rbf_b.json
-cp runs/lu_lm_*.json runs/lu_sym_rbf_a.json runs/lu_sym_rbf_b.json docs/results/records/
-python benchmarks/lu_report.py --from-records
+run_after lu-records cp runs/lu_lm_*.json runs/lu_sym_rbf_a.json runs/lu_sym_rbf_b.json \
+  docs/results/records/
+run_after lu-page python benchmarks/lu_report.py --from-records
