@@ -218,6 +218,14 @@ def test_recompress_in_place_is_bit_identical(gen, m, n, K):
         assert not torch.equal(Uc, U) and not torch.equal(Vc, V)
 
 
+@pytest.mark.parametrize("positive", [True, False])
+def test_factored_upwind_in_place_is_the_full_grid_stencil_bit_for_bit(gen, positive):
+    solver = LowRankVlasovSolver(cfg())
+    X = torch.randn(2, 32, 5, generator=gen, dtype=torch.float64)
+    flag = torch.tensor([[positive]])
+    assert torch.equal(solver._diff(X, 0.3, positive), solver._upwind(X, -2, 0.3, flag))
+
+
 @pytest.mark.slow
 def test_lowrank_weak_landau_rate_matches_dispersion_root_slow():
     c = SimulationConfig(
