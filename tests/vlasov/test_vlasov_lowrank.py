@@ -18,7 +18,12 @@ from neuralfactor.vlasov import (
     numerical_rank,
     simulate,
 )
-from neuralfactor.vlasov.lowrank import DLRVlasovSolver, LowRankVlasovSolver, recompress
+from neuralfactor.vlasov.lowrank import (
+    DLRVlasovSolver,
+    LowRankVlasovSolver,
+    column_major,
+    recompress,
+)
 from neuralfactor.vlasov.truncation import (
     ExactSVD,
     Truncation,
@@ -194,6 +199,31 @@ def test_recompress_equals_svd_of_the_product(gen):
         tail = [float(s[b, r:].norm()) for r in range(13)]
         want = next(r for r in range(1, 13) if tail[r] <= 1e-2 * float(s[b].norm()))
         assert int(rt[b]) == want
+
+
+# stacks as tall as wide (the in-place R must be a copy, not the storage Q overwrites), wide
+# (falls back to torch.linalg.qr), tall; a batch of two
+@pytest.mark.parametrize("m,n,K", [(16, 32, 16), (16, 32, 40), (64, 128, 40), (32, 32, 32)])
+def test_recompress_in_place_is_bit_identical(gen, m, n, K):
+    U = torch.randn(2, m, K, generator=gen, dtype=torch.float64)
+    V = torch.randn(2, n, K, generator=gen, dtype=torch.float64)
+    S = torch.rand(2, K, generator=gen, dtype=torch.float64)
+    Uc, Vc = column_major(2, m, K, U).copy_(U), column_major(2, n, K, V).copy_(V)
+    ref, r_ref = recompress(U, S, V, tol=1e-3)
+    out, r_out = recompress(Uc, S, Vc, tol=1e-3, overwrite=True)
+    assert torch.equal(r_ref, r_out)
+    for a, b in zip(ref, out, strict=True):
+        assert torch.equal(a, b)
+    if K <= min(m, n):  # the QR worked in the stacks' storage
+        assert not torch.equal(Uc, U) and not torch.equal(Vc, V)
+
+
+@pytest.mark.parametrize("positive", [True, False])
+def test_factored_upwind_in_place_is_the_full_grid_stencil_bit_for_bit(gen, positive):
+    solver = LowRankVlasovSolver(cfg())
+    X = torch.randn(2, 32, 5, generator=gen, dtype=torch.float64)
+    flag = torch.tensor([[positive]])
+    assert torch.equal(solver._diff(X, 0.3, positive), solver._upwind(X, -2, 0.3, flag))
 
 
 @pytest.mark.slow

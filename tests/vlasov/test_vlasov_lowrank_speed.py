@@ -91,7 +91,23 @@ def test_memory_of_a_fresh_process(tmp_path):
     torch.save(warm_start(cfg), path)
     rec = measure_memory("fd5+svd", cfg, path, steps=2)
     assert rec.get("memory_error") is None
-    assert rec["rss_increase_mb"] is not None and rec["rss_increase_mb"] >= 0
+    assert rec["memory_warm_steps"] == 3 and rec["reset"]
+    assert rec["step_rss_mb"] is not None and rec["step_rss_mb"] >= 0
+    old = measure_memory("fd5+svd", cfg, path, steps=2, warm_steps=0)  # the older records' rule
+    assert old["rss_increase_mb"] is not None and "step_rss_mb" not in old
+
+
+def test_memory_rule_excludes_the_final_frame(tmp_path):
+    # 256x512 from the initial condition (rank 2): a lowrank step holds stacks of
+    # 768 x 18 doubles (0.1 MB); the frame saved after the last step forms three dense grids
+    # (1 MB each) and the diagnostics. Read before that frame, the step's peak stays far below
+    # one grid; read after it (or counting the first steps' one-time costs), it would not.
+    cfg = SpeedWindowConfig(nx=256, nv=512, warmup=0.0, window=0.02, solvers=("lowrank",))
+    path = tmp_path / "f0.pt"
+    torch.save(warm_start(cfg), path)
+    rec = measure_memory("lowrank", cfg, path, steps=2)
+    assert rec.get("memory_error") is None
+    assert rec["step_rss_mb"] is not None and 0 <= rec["step_rss_mb"] < 0.5, rec
 
 
 def _speed(solver, med, q25, q75, sb, rss, trunc=None, ranks=(3, 5)):
@@ -117,6 +133,24 @@ def _speed(solver, med, q25, q75, sb, rss, trunc=None, ranks=(3, 5)):
         "rss_increase_mb": rss,
         "rank_summary": list(ranks),
     }
+
+
+def test_page_memory_of_runs_measured_after_warm_up_steps():
+    recs = [
+        _speed("fd5+svd", 10.0, 9.0, 11.0, 12 * 2**20, None),
+        _speed("lowrank", 0.5, 0.45, 0.55, 2**20, None),
+        _speed("dlr", 2.0, 1.9, 2.1, 2**19, None),
+    ]
+    for r, step in zip(recs, (20.0, 2.2, 3.5), strict=True):
+        del r["rss_increase_mb"]
+        r.update(step_rss_mb=step, memory_warm_steps=3)
+    text = render_speed_section(recs)
+    assert "| state MB | step MB | peak MB (state + step) | ranks (min-max) |" in text
+    assert "| 12 | 20 | 32 | 3-5 |" in text  # fd5: 12 MB state + 20 MB step
+    # lowrank: (1 + 2.2) / 32 = 0.1; dlr: (0.5 + 3.5) / 32 = 0.125
+    assert "peak working memory (state + step) 0.1 of it (met)." in text
+    assert "peak working memory (state + step) 0.125 of it (MISSED)." in text
+    assert "RSS increase" not in text.split("For lowrank the")[1]  # no old-rule column or verdict
 
 
 def test_page_sections_verdicts():

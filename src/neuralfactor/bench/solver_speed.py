@@ -12,10 +12,12 @@ machine load hits all of them alike. Medians and quartiles over the blocks are r
 compared by :func:`neuralfactor.core.timing.speed_ratio` ("within noise" when the spreads
 overlap).
 
-Memory is measured per solver in a fresh Python process (:func:`measure_memory`): the peak
-resident set during a few steps over the resident set before the run (allocations of 64 KiB
-and more are mmapped, so freed memory is returned and the peak is the live working set),
-beside the exact bytes of the state the solver carries between steps.
+Memory is measured per solver in a fresh Python process (:func:`measure_memory`): after three
+unmeasured warm-up steps (every solver then carries its full state, and one-time costs such
+as library code paged in by a first call are paid), the peak resident set during a few steps
+over the resident set before them (allocations of 64 KiB and more are mmapped, so freed memory
+is returned and the peak is the live working set): the working memory of a step on top of the
+state; beside it the exact bytes of the state the solver carries between steps.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ class SpeedWindowConfig:
     window : simulated time timed per solver (after two untimed blocks).
     block_steps : steps per timed block.
     solvers : labels from :data:`SOLVERS`.
-    memory_steps : steps of the per-solver memory run (0: no memory run).
+    memory_steps : measured steps of the per-solver memory run (0: no memory run), after
+        ``memory_warm_steps`` unmeasured ones (see :func:`measure_memory`).
     dt : time step of every solver; None: the largest of a list of round steps with CFL at
         most 0.8 x the fd5 limit (max |E| bounded by 1.5).
     """
@@ -88,6 +91,7 @@ class SpeedWindowConfig:
     block_steps: int = 5
     solvers: tuple[str, ...] = SOLVERS
     memory_steps: int = 6
+    memory_warm_steps: int = 3
     dt: float | None = None
 
     def __post_init__(self) -> None:
@@ -266,45 +270,76 @@ def _vm_kib(key: str) -> int | None:
 
 
 def _memory_worker(spec_json: str) -> None:
-    """Entry point of the memory subprocess; prints one JSON line."""
+    """Entry point of the memory subprocess; prints one JSON line (see :func:`measure_memory`)."""
     spec = json.loads(spec_json)
     cfg = SpeedWindowConfig(**{**spec["config"], "solvers": tuple(spec["config"]["solvers"])})
-    steps = spec["steps"]
+    steps, warm = spec["steps"], spec.get("warm_steps", 0)
     f0 = torch.load(spec["f0"], weights_only=True)
-    peak: dict[str, int | None] = {}
+    mem: dict[str, Any] = {"reset": False}
 
-    def on_step(step: int) -> None:
-        peak["hwm"] = _vm_kib("VmHWM")  # read before the frame's own work
+    def reset_peak() -> None:
+        mem["base"] = _vm_kib("VmRSS")
+        try:  # clear the high-water mark (VmHWM): what came before is not counted
+            Path("/proc/self/clear_refs").write_text("5")
+            mem["reset"] = True
+        except OSError:  # pragma: no cover - not Linux / not permitted
+            mem["reset"] = False
+
+    def on_step(step: int) -> None:  # called after a step, before any frame is formed
+        if step == warm:
+            reset_peak()
+        elif step > warm:
+            mem["hwm"] = _vm_kib("VmHWM")
 
     with pinned_threads(1):
         dt = fd5_step(cfg)
+        total = warm + steps
         solver, _ = build_solver(
-            spec["label"], cfg, t_end=steps * dt * (1 + 1e-9), save_every=steps
+            spec["label"], cfg, t_end=total * dt * (1 + 1e-9), save_every=total
         )
         gen = solver.run(f0, on_step=on_step)
         next(gen)  # frame 0: set-up (lowrank: SVD of f0; lazy imports), not stepping
-        base = _vm_kib("VmRSS")
-        try:  # reset the peak (VmHWM) so set-up transients are not counted
-            Path("/proc/self/clear_refs").write_text("5")
-            reset = True
-        except OSError:  # pragma: no cover - not Linux / not permitted
-            reset = False
-        for _fr in gen:
+        if warm == 0:
+            reset_peak()
+        for _fr in gen:  # one frame, after the last step (its dense f and diagnostics: not counted)
             pass
-    hwm = peak.get("hwm")
-    ok = reset and base is not None and hwm is not None
-    print(json.dumps({"rss_increase_mb": (hwm - base) / 1024 if ok else None, "reset": reset}))
+    base, hwm = mem.get("base"), mem.get("hwm")
+    ok = mem["reset"] and base is not None and hwm is not None
+    inc = (hwm - base) / 1024 if ok else None
+    key = "step_rss_mb" if warm else "rss_increase_mb"
+    print(json.dumps({key: inc, "memory_warm_steps": warm, "reset": mem["reset"]}))
 
 
-def measure_memory(label: str, cfg: SpeedWindowConfig, f0_path: Path, steps: int) -> dict:
+def measure_memory(
+    label: str, cfg: SpeedWindowConfig, f0_path: Path, steps: int, *, warm_steps: int = 3
+) -> dict:
     """Peak resident-set increase (MB) of ``steps`` steps of ``label`` in a fresh process.
 
-    The baseline is the resident set after set-up (f0 loaded, solver built, frame 0 made); the
-    peak is read after every step, set-up transients cleared from the high-water mark. So the
-    increase is the stepping's working memory: the state's growth (the multistep history) and
-    the transients of a step (the truncation's workspace).
+    What is counted, the same way for every solver: the process loads f0, builds the solver,
+    makes frame 0 (set-up) and runs ``warm_steps`` steps, not measured: the multistep start-up,
+    after which every solver carries its full state (fd5: f and two past grids; lowrank: three
+    factored states; dlr: one); with three, f0 (which the run keeps, like the caller) has left
+    that state, so a step's new state is matched by the oldest one freed; and the one-time
+    costs (lazy imports, the first call of a LAPACK routine paging its code in, allocator
+    arenas). The resident set then is the baseline and the high-water mark is cleared; the
+    peak is read after each of the next ``steps`` steps, before the frame saved at the end
+    is formed (its dense f, history and diagnostics are not stepping). Allocations of 64 KiB and more are mmapped, so freed
+    memory goes back to the OS and the peak is the live set. Returns ``step_rss_mb``: the
+    working memory a step needs on top of the carried state (its stage terms, the
+    truncation's or recompression's workspace, the new state before the oldest is dropped);
+    the peak working memory of the stepping is that plus :func:`state_bytes`.
+
+    ``warm_steps=0`` is the rule of the records before this one (``rss_increase_mb``: the
+    baseline right after frame 0, so the growth of the state in the first steps and the
+    one-time costs were counted too).
     """
-    spec = {"label": label, "config": asdict(cfg), "steps": steps, "f0": str(f0_path)}
+    spec = {
+        "label": label,
+        "config": asdict(cfg),
+        "steps": steps,
+        "warm_steps": warm_steps,
+        "f0": str(f0_path),
+    }
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
@@ -317,7 +352,7 @@ def measure_memory(label: str, cfg: SpeedWindowConfig, f0_path: Path, steps: int
     )
     if out.returncode != 0:
         tail = (out.stderr.strip().splitlines() or ["?"])[-1]
-        return {"rss_increase_mb": None, "memory_error": tail[:300]}
+        return {"step_rss_mb": None, "memory_error": tail[:300]}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -366,7 +401,11 @@ def run_speed_window(cfg: SpeedWindowConfig, scratch: Path) -> list[dict[str, An
             with pinned_threads(1):
                 rec["recompress_s"] = recompress_cost(cfg.nx, cfg.nv, max(t["ranks"]), cfg.tol)
         if cfg.memory_steps:
-            rec.update(measure_memory(label, cfg, f0_path, cfg.memory_steps))
+            rec.update(
+                measure_memory(
+                    label, cfg, f0_path, cfg.memory_steps, warm_steps=cfg.memory_warm_steps
+                )
+            )
         records.append(rec)
     for rec in records:
         rec["campaign_s"] = time.time() - t_start

@@ -42,6 +42,9 @@ for the Vlasov dynamics", SIAM J. Sci. Comput. 46(1) (2024) A232.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from itertools import chain
+
 import torch
 from torch import Tensor
 
@@ -53,14 +56,40 @@ from neuralfactor.vlasov.solver import (
 )
 from neuralfactor.vlasov.truncation import select_rank
 
-__all__ = ["DLRVlasovSolver", "Factors", "LowRankVlasovSolver", "recompress"]
+__all__ = ["DLRVlasovSolver", "Factors", "LowRankVlasovSolver", "column_major", "recompress"]
 
 #: ``(U, S, V)``: ``f = U diag(S) V^T``, U (B, m, r), S (B, r), V (B, n, r).
 Factors = tuple[Tensor, Tensor, Tensor]
 
 
+def column_major(B: int, N: int, K: int, like: Tensor) -> Tensor:
+    """An uninitialized (B, N, K) tensor stored column by column (its ``.mT`` contiguous): the
+    layout LAPACK works on, so :func:`recompress` with ``overwrite=True`` factors it in place."""
+    return torch.empty(B, K, N, dtype=like.dtype, device=like.device).mT
+
+
+def _qr(A: Tensor, overwrite: bool) -> tuple[Tensor, Tensor]:
+    """Reduced QR of A (B, N, K). With ``overwrite`` and A column-major with N >= K, A is
+    overwritten by Q (LAPACK geqrf, then orgqr on the same storage): the same calls as
+    ``torch.linalg.qr``, so the same Q and R bit for bit, without its N x K copy."""
+    B, N, K = A.shape
+    if not (overwrite and N >= K and A.mT.is_contiguous()):
+        return torch.linalg.qr(A)
+    tau = A.new_empty(B, K)
+    torch.geqrf(A, out=(A, tau))
+    R = torch.triu(A[..., :K, :], out=column_major(B, K, K, A))  # a copy, laid out as Q's R
+    torch.linalg.householder_product(A, tau, out=A)
+    return A, R
+
+
 def recompress(
-    U: Tensor, S: Tensor, V: Tensor, *, tol: float | None = None, rank: int | None = None
+    U: Tensor,
+    S: Tensor,
+    V: Tensor,
+    *,
+    tol: float | None = None,
+    rank: int | None = None,
+    overwrite: bool = False,
 ) -> tuple[Factors, Tensor]:
     """Truncated SVD of ``U diag(S) V^T`` from its (non-orthogonal) factors.
 
@@ -68,10 +97,15 @@ def recompress(
     O((m + n) K^2 + K^3). Keeps the smallest rank with ``||f - f_r||_F <= tol ||f||_F`` per
     member (S zeroed beyond it; the factors have the batch's largest rank as columns), or the
     fixed ``rank``. Returns the orthonormal factors and the ranks (B,).
+
+    ``overwrite=True`` lets the QR work in the storage of ``U`` and ``V`` (their contents are
+    destroyed) when they are column-major (:func:`column_major`): the working memory is then
+    the two stacks, not the stacks and their copies. Results are bit-identical either way.
     """
-    Qu, Ru = torch.linalg.qr(U)
-    Qv, Rv = torch.linalg.qr(V)
+    Qu, Ru = _qr(U, overwrite)
+    Qv, Rv = _qr(V, overwrite)
     core = (Ru * S[..., None, :]) @ Rv.mT
+    del Ru, Rv
     Uc, s, Vch = torch.linalg.svd(core)
     if rank is not None:
         r = min(rank, s.shape[-1])
@@ -148,30 +182,60 @@ class LowRankVlasovSolver(VlasovSolver):
         return self.hv * (U @ (S * (V.mT @ self._ones_v)).unsqueeze(-1)).squeeze(-1)
 
     def _diff(self, X: Tensor, h: float, positive: bool) -> Tensor:
-        """Upwind derivative of every column of X (B, N, r) along N (periodic)."""
-        return self._upwind(X, -2, h, self._true_x if positive else self._false_x)
+        """Upwind derivative of every column of X (B, N, r) along N (periodic).
 
-    def _stage_terms(self, fac: Factors, step: int, scale: float) -> list[Factors]:
-        """The four rank-r terms of ``scale * F(u)`` for u = ``fac``."""
+        The arithmetic of the full-grid stencil (``VlasovSolver._upwind``: the same products
+        summed in the same order, then divided by h), accumulated in place: three N x r
+        arrays live (the padded copy, the sum, one product) instead of five.
+        """
+        N = X.shape[-2]
+        fp = torch.cat([X.narrow(-2, N - 3, 3), X, X.narrow(-2, 0, 3)], dim=-2)
+        side = self._true_x if positive else self._false_x
+        w = torch.where(side[..., None], self._wp, self._wm)
+        out = fp.narrow(-2, 0, N) * w[..., 0]
+        term = torch.empty_like(out)
+        for o in range(1, 7):
+            out.add_(torch.mul(fp.narrow(-2, o, N), w[..., o], out=term))
+        return out.div_(h)
+
+    def _stage_terms(self, fac: Factors, step: int, scale: float) -> Iterator[Factors]:
+        """The four rank-r terms of ``scale * F(u)`` for u = ``fac``, made one at a time (a
+        consumer that does not keep them holds one term's temporaries at once)."""
         U, S, V = fac
         E = self.field_from_density(self.factored_density(U, S, V))
         self._check(E, step)
         ss = -scale * S
         Ep, En = E.clamp_min(0.0)[..., None], E.clamp_max(0.0)[..., None]
-        return [
-            (self._diff(U, self.hx, True), ss, V * self._v_pos[:, None]),
-            (self._diff(U, self.hx, False), ss, V * self._v_neg[:, None]),
-            (U * Ep, ss, self._diff(V, self.hv, True)),
-            (U * En, ss, self._diff(V, self.hv, False)),
-        ]
+        yield self._diff(U, self.hx, True), ss, V * self._v_pos[:, None]
+        yield self._diff(U, self.hx, False), ss, V * self._v_neg[:, None]
+        yield U * Ep, ss, self._diff(V, self.hv, True)
+        yield U * En, ss, self._diff(V, self.hv, False)
 
-    def _combine(self, terms: list[Factors]) -> tuple[Factors, Tensor, Tensor]:
-        """Recompress a sum of factored terms; returns (factors, ranks, density before)."""
-        U = torch.cat([t[0] for t in terms], dim=-1)
-        S = torch.cat([t[1] for t in terms], dim=-1)
-        V = torch.cat([t[2] for t in terms], dim=-1)
+    def _combine(
+        self, lead: list[Factors], u: Factors, step: int, scale: float
+    ) -> tuple[Factors, Tensor, Tensor]:
+        """Recompress ``sum(lead) + scale * F(u)``; returns (factors, ranks, density before).
+
+        The terms are written one at a time into column-major stacks (B, m, K) and (B, n, K)
+        that the QR then overwrites (``recompress(..., overwrite=True)``): the step's working
+        memory is the two stacks and the small core, O((m + n) K + K^2), not the terms, the
+        stacks and the QR's copies of them (three times as much). Same values as
+        concatenating the terms.
+        """
+        K = sum(t[1].shape[-1] for t in lead) + 4 * u[1].shape[-1]
+        (B, m, _), n = u[0].shape, u[2].shape[-2]
+        U, V = column_major(B, m, K, u[0]), column_major(B, n, K, u[2])
+        S = u[1].new_empty(B, K)
+        col = 0
+        for A, s, W in chain(lead, self._stage_terms(u, step, scale)):
+            w = s.shape[-1]
+            U[..., col : col + w] = A
+            S[..., col : col + w] = s
+            V[..., col : col + w] = W
+            col += w
+        del A, s, W
         rho = self.factored_density(U, S, V)
-        fac, ranks = recompress(U, S, V, tol=self.tol, rank=self.rank)
+        fac, ranks = recompress(U, S, V, tol=self.tol, rank=self.rank, overwrite=True)
         if self.config.mass_correction:
             fac = self._correct_mass(fac, rho)
         return fac, ranks, rho
@@ -218,15 +282,15 @@ class LowRankVlasovSolver(VlasovSolver):
         dt, n = self.dt, st.step
         u = st.factors[0]
         if n < 2:  # SSP-RK2 start
-            u1, ranks, _ = self._combine([u, *self._stage_terms(u, n + 1, dt)])
+            u1, ranks, _ = self._combine([u], u, n + 1, dt)
             half = (u[0], 0.5 * u[1], u[2])
             u1h = (u1[0], 0.5 * u1[1], u1[2])
-            new, ranks, _ = self._combine([half, u1h, *self._stage_terms(u1, n + 1, 0.5 * dt)])
+            new, ranks, _ = self._combine([half, u1h], u1, n + 1, 0.5 * dt)
         else:
             u_nm2 = st.factors[2]
             u75 = (u[0], 0.75 * u[1], u[2])
             old = (u_nm2[0], 0.25 * u_nm2[1], u_nm2[2])
-            new, ranks, _ = self._combine([u75, old, *self._stage_terms(u, n + 1, 1.5 * dt)])
+            new, ranks, _ = self._combine([u75, old], u, n + 1, 1.5 * dt)
         u_nm1 = st.factors[1] if len(st.factors) > 1 else u
         # f is formed only when a frame is saved (see _frame); None between saved steps
         return SolverState(n + 1, None, (), (new, u, u_nm1)), ranks
@@ -287,7 +351,9 @@ class DLRVlasovSolver(LowRankVlasovSolver):
 
     scheme = "dlr"
 
-    def _project(self, terms: list[Factors], left: Tensor | None, right: Tensor | None) -> Tensor:
+    def _project(
+        self, terms: Iterable[Factors], left: Tensor | None, right: Tensor | None
+    ) -> Tensor:
         """``sum_k [left^T] A_k diag(s_k) B_k^T [right]`` of factored terms."""
         out = None
         for A, s, B in terms:
@@ -303,7 +369,7 @@ class DLRVlasovSolver(LowRankVlasovSolver):
         y2 = 0.75 * y + 0.25 * (y1 + dt * rhs(y1))
         return y / 3.0 + (2.0 / 3.0) * (y2 + dt * rhs(y2))
 
-    def _F_terms(self, U: Tensor, V: Tensor, step: int) -> list[Factors]:
+    def _F_terms(self, U: Tensor, V: Tensor, step: int) -> Iterator[Factors]:
         """Terms of ``F(U V^T)`` (``-1`` scale folded in by ``_stage_terms``)."""
         ones = torch.ones(U.shape[:-1][:-1] + (U.shape[-1],), dtype=U.dtype, device=U.device)
         return self._stage_terms((U, ones, V), step, 1.0)
