@@ -160,3 +160,17 @@ def test_a_weak_landau_run_that_never_left_rank_one_is_a_missed_rate(dt, dropped
         line.startswith("- Linear rates: MISSED by lowrank (weak-landau 128x256), which carried")
         for line in lines
     )
+
+
+def test_a_grid_without_fd5_rows_says_fd5_was_not_run():
+    recs = [
+        rec("weak-landau", "spectral", nx=512, nv=1024),
+        rec("weak-landau", "lowrank", nx=512, nv=1024, s_per_time=2.0, rank_summary=[1, 3, 3, 3]),
+    ]
+    lines = targets(derive(recs))
+    assert "- weak-landau 512x1024 to t = 10: fd5 + T not run (hours on one core" in "\n".join(
+        lines
+    )
+    # with an fd5 row beside it, the speed-up line instead
+    both = recs + [rec("weak-landau", "fd5", "svd", nx=512, nv=1024, s_per_time=30.0)]
+    assert not any("fd5 + T not run" in line for line in targets(derive(both)))
