@@ -7,10 +7,11 @@ Rewrite the page from the committed records, byte for byte, without measuring:
 
 Each run is a fresh output directory in a child process (`neuralfactor demo --out DIR`), then a
 second run on the same directory (everything reused: it must be near-instant). The child
-reports its own wall time, user CPU time and peak resident memory (``getrusage``); the load
-average before and after, the thread settings, the time of each stage (from the demo's own
-``demo.json``) and the versions are read from the run, as are the ratios to the optimum of the
-learned methods on the interpolation split (from the demo's records).
+reports its own wall time, user CPU time (its own and its training lanes') and peak resident
+memory (``getrusage``); the load average before and after, the thread settings, the time of
+each stage (from the demo's own ``demo.json``) and the versions are read from the run, as are
+the ratios to the optimum of the learned methods on the interpolation split (from the demo's
+records).
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ t0 = time.perf_counter()
 rc = main(sys.argv[1:])
 wall = time.perf_counter() - t0
 ru = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"rc": rc, "wall_seconds": wall, "user_seconds": ru.ru_utime,
-                  "max_rss_mib": ru.ru_maxrss / 1024}))
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the training lanes, joined
+print(json.dumps({"rc": rc, "wall_seconds": wall, "user_seconds": ru.ru_utime + kids.ru_utime,
+                  "max_rss_mib": ru.ru_maxrss / 1024,
+                  "lane_max_rss_mib": kids.ru_maxrss / 1024}))
 """
 
 
