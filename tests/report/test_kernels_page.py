@@ -41,7 +41,10 @@ def test_breakdown_table_and_bound_come_from_the_records():
     # the two products: 50 us over a 50 us floor; the small SVD 20x its own count, 40% of 200 us
     assert "the two frame products run at 1.0x their floor" in target
     assert "256x17 X^T Q costs 80.0 us, 20x its own flop count" in target
-    assert "(40% of the step)" in target and "sum to 130 us and the whole step takes 200 us (3.33x" in target
+    assert (
+        "(40% of the step)" in target
+        and "sum to 130 us and the whole step takes 200 us (3.33x" in target
+    )
 
 
 @pytest.mark.parametrize("with_parts", [False, True])
