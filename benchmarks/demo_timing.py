@@ -10,8 +10,7 @@ second run on the same directory (everything reused: it must be near-instant). T
 reports its own wall time, user CPU time (its own and its training lanes') and peak resident
 memory (``getrusage``); the load average before and after, the thread settings, the time of
 each stage (from the demo's own ``demo.json``) and the versions are read from the run, as are
-the ratios to the optimum of the learned methods on the interpolation split (from the demo's
-records).
+the learned methods' ratios to the optimum on the interpolation split (the demo's records).
 """
 
 from __future__ import annotations
@@ -41,11 +40,9 @@ from neuralfactor.cli import main
 t0 = time.perf_counter()
 rc = main(sys.argv[1:])
 wall = time.perf_counter() - t0
-ru = resource.getrusage(resource.RUSAGE_SELF)
-kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the training lanes, joined
+ru, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
 print(json.dumps({"rc": rc, "wall_seconds": wall, "user_seconds": ru.ru_utime + kids.ru_utime,
-                  "max_rss_mib": ru.ru_maxrss / 1024,
-                  "lane_max_rss_mib": kids.ru_maxrss / 1024}))
+                  "max_rss_mib": ru.ru_maxrss / 1024, "lane_max_rss_mib": kids.ru_maxrss / 1024}))
 """
 
 

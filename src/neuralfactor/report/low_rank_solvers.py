@@ -176,6 +176,18 @@ def _dropped(rows: Sequence[dict[str, Any]]) -> str:
     )
 
 
+def _lost_rates(low: Sequence[dict[str, Any]]) -> list[str]:
+    """A missed rate for every low-rank run that carried no perturbation at all."""
+    lost = [r for r in low if r.get("fit_error") and _dropped([r])]
+    if not lost:
+        return []
+    return [
+        "- Linear rates: MISSED by "
+        + ", ".join(f"{_label(r)} ({r['case']} {r['nx']}x{r['nv']})" for r in lost)
+        + ", which carried no perturbation at all (rate not measured: see below)."
+    ]
+
+
 def growth_targets(records: Sequence[dict[str, Any]]) -> list[str]:
     """The two-stream growth-rate lines: one per (case, grid, t_end) with fitted rates at the
     target tolerance, and one line per further validation window (errors only)."""
@@ -211,13 +223,7 @@ def targets(records: Sequence[dict[str, Any]]) -> list[str]:
     ok = [r for r in ok if r["tol"] == TARGET_TOL]  # other tolerances: table rows only
     low = [r for r in ok if r["tol"] is not None]
     out += _worst(low, "rate_rel_err", RATE_TOL, "Linear rates", "the dispersion roots")
-    lost = [r for r in low if r.get("fit_error") and _dropped([r])]
-    if lost:
-        out.append(
-            "- Linear rates: MISSED by "
-            + ", ".join(f"{_label(r)} ({r['case']} {r['nx']}x{r['nv']})" for r in lost)
-            + ", which carried no perturbation at all (rate not measured: see below)."
-        )
+    out += _lost_rates(low)
     for g in ("gamma1", "gamma2"):
         out += _worst(
             low,
