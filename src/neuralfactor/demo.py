@@ -225,16 +225,17 @@ def _record_run(meta: dict[str, Any], t0: float, stages: dict[str, float]) -> No
     )
 
 
-def _train_job(sc: Any, run: str, progress: bool) -> float:
+def _train_job(sc: Any, run: str, progress: bool, threads: int | None = None) -> float:
     """Train (or resume, or reuse) one model into ``run``; its wall seconds. Runs in the demo's
-    process or in a lane's worker process (one thread: :func:`_lane_init`)."""
+    process (``threads`` None: the demo's setting) or in a lane's worker process (one
+    thread)."""
     from neuralfactor.amortized.study import train_model
     from neuralfactor.core.timing import pinned_threads
 
     t0 = time.time()
     done = (Path(run) / "model" / "meta.json").exists()
     resume = (Path(run) / "ckpt" / "last").exists() and not done
-    with pinned_threads(1):
+    with pinned_threads(threads):
         train_model(sc, run, resume=resume, progress=progress)
     return time.time() - t0
 
@@ -255,7 +256,7 @@ def _lane_init() -> None:
 
 def _lane_job(job: tuple[str, Any, str]) -> tuple[str, float]:
     name, sc, run = job
-    return name, _train_job(sc, run, False)
+    return name, _train_job(sc, run, False, threads=1)
 
 
 def longest_first(todo: list[tuple[int, str, Any]]) -> list[tuple[int, str, Any]]:
