@@ -226,15 +226,14 @@ def _record_run(meta: dict[str, Any], t0: float, stages: dict[str, float]) -> No
 
 
 def _train_job(sc: Any, run: str, progress: bool, threads: int | None = None) -> float:
-    """Train (or resume, or reuse) one model into ``run``; its wall seconds. Runs in the demo's
-    process (``threads`` None: the demo's setting) or in a lane's worker process (one
-    thread)."""
+    """Train (or resume) one unfinished model into ``run`` (:func:`_train_all` skips the finished
+    ones); its wall seconds. Runs in the demo's process (``threads`` None: the demo's setting)
+    or in a lane's worker process (one thread)."""
     from neuralfactor.amortized.study import train_model
     from neuralfactor.core.timing import pinned_threads
 
     t0 = time.time()
-    done = (Path(run) / "model" / "meta.json").exists()
-    resume = (Path(run) / "ckpt" / "last").exists() and not done
+    resume = (Path(run) / "ckpt" / "last").exists()
     with pinned_threads(threads):
         train_model(sc, run, resume=resume, progress=progress)
     return time.time() - t0

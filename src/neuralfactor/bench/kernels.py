@@ -163,14 +163,12 @@ def _cold_cases(X, X64, rank: int) -> dict[str, dict[str, Any]]:
 
 
 def _rank_records(
-    config: KernelsConfig, X, X64, lead, rank: int, env: dict[str, Any], log: Callable
+    config: KernelsConfig, X, X64, lead, rank: int, rate: float, env: dict[str, Any], log: Callable
 ) -> list[dict[str, Any]]:
     """Every method at one rank, timed interleaved, against scipy and the flop floor."""
     from neuralfactor.bench.flop_floor import flop_fields
-    from neuralfactor.classical import gemm_rate
 
     m, n = X.shape[-2:]
-    rate = gemm_rate(m, n, min(rank + 5, m, n), min_seconds=0.5)
     cases = {**_warm_cases(X, X64, lead, rank), **_cold_cases(X, X64, rank)}
     run = time_interleaved({k: c["fn"] for k, c in cases.items()}, timing=config.timing)
     frames = X.shape[0]
@@ -216,6 +214,7 @@ def run_kernels(
     import scipy
 
     from neuralfactor.bench.frames import simulate_frames
+    from neuralfactor.classical import gemm_rate
     from neuralfactor.core.timing import pinned_threads
 
     m, n = config.size
@@ -245,8 +244,11 @@ def run_kernels(
         except OSError:  # pragma: no cover - not on every platform
             env["load_before"] = None
         for rank in config.ranks:
-            records += _rank_records(config, X, X64, lead, rank, env, log)
-            records += step_breakdown_records(config, X, lead, rank, env, log)
+            # the GEMM rate of the frame-sized product: one measurement per rank, the floor of
+            # the method rows and of the step's calls alike
+            rate = gemm_rate(m, n, min(rank + 5, m, n), min_seconds=0.5)
+            records += _rank_records(config, X, X64, lead, rank, rate, env, log)
+            records += step_breakdown_records(config, X, lead, rank, rate, env, log)
             records += ensemble_records(config, X, rank, env, log)
     return records
 
@@ -296,11 +298,18 @@ def ensemble_records(
 
 
 def step_breakdown_records(
-    config: KernelsConfig, X, lead, rank: int, env: dict[str, Any], log: Callable = print
+    config: KernelsConfig,
+    X,
+    lead,
+    rank: int,
+    rate: float,
+    env: dict[str, Any],
+    log: Callable = print,
 ) -> list[dict[str, Any]]:
     """Each call of one warm LAPACK step (:func:`~neuralfactor.classical._kernels.lapack_step`,
     the ``tol=None`` path) timed alone, interleaved, on the first timed frame with the basis the
     stream carries into it, beside the whole step: what bounds the step's ``x flop floor``.
+    ``rate``: the GEMM rate (flop/s) the method rows of this rank are measured against.
 
     Counts (:mod:`neuralfactor.classical.flopcount` conventions, l = rank + extra): the two
     frame products ``2mnl`` each, the Householder QR of the m x l ``X P`` with its Q, the thin
@@ -308,7 +317,6 @@ def step_breakdown_records(
     """
     import neuralfactor as nf
     from neuralfactor.bench.flop_floor import flop_fields
-    from neuralfactor.classical import gemm_rate
     from neuralfactor.classical._kernels import lapack_step
     from neuralfactor.classical.flopcount import _qr, _svd
 
@@ -333,7 +341,6 @@ def step_breakdown_records(
         lambda: lapack_step(x, P, rank, energies=False),
         whole,
     )
-    rate = gemm_rate(m, n, min(rank + 5, m, n), min_seconds=0.5)
     run = time_interleaved({k: fn for k, (fn, _) in parts.items()}, timing=config.timing)
     out = []
     for label, (_, count) in parts.items():

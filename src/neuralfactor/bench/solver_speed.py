@@ -323,8 +323,9 @@ def measure_memory(
     costs (lazy imports, the first call of a LAPACK routine paging its code in, allocator
     arenas). The resident set then is the baseline and the high-water mark is cleared; the
     peak is read after each of the next ``steps`` steps, before the frame saved at the end
-    is formed (its dense f, history and diagnostics are not stepping). Allocations of 64 KiB and more are mmapped, so freed
-    memory goes back to the OS and the peak is the live set. Returns ``step_rss_mb``: the
+    is formed (its dense f, history and diagnostics are not stepping). Allocations of 64 KiB
+    and more are mmapped, so freed memory goes back to the OS and the peak is the live set.
+    Returns ``step_rss_mb``: the
     working memory a step needs on top of the carried state (its stage terms, the
     truncation's or recompression's workspace, the new state before the oldest is dropped);
     the peak working memory of the stepping is that plus :func:`state_bytes`.

@@ -149,14 +149,21 @@ def _growth_line(rows: list[dict[str, Any]], full: dict[str, Any] | None) -> str
     return line
 
 
+def _never_left_rank_one(r: dict[str, Any]) -> bool:
+    """A truncated run of a known case whose rank stayed at 1 from start to end."""
+    from neuralfactor.bench.low_rank_solvers import CASES
+
+    ranks = r.get("rank_summary")
+    return bool(r.get("tol") and ranks and ranks[2] <= 1 and r["case"] in CASES)
+
+
 def _dropped(rows: Sequence[dict[str, Any]]) -> str:
     """Why low-rank runs of a Landau case whose rank never left one have no rate: the
     perturbation's new direction per step, of relative size of order alpha k dt, is below the
     per-stage tolerance ('' when no row is in that situation)."""
     from neuralfactor.bench.low_rank_solvers import CASES
 
-    flat = [r for r in rows if r.get("tol") and r.get("rank_summary")
-            and r["rank_summary"][2] <= 1 and r["case"] in CASES]  # fmt: skip
+    flat = [r for r in rows if _never_left_rank_one(r)]
     if not flat:
         return ""
     params = CASES[flat[0]["case"]][1]
@@ -178,7 +185,7 @@ def _dropped(rows: Sequence[dict[str, Any]]) -> str:
 
 def _lost_rates(low: Sequence[dict[str, Any]]) -> list[str]:
     """A missed rate for every low-rank run that carried no perturbation at all."""
-    lost = [r for r in low if r.get("fit_error") and _dropped([r])]
+    lost = [r for r in low if r.get("fit_error") and _never_left_rank_one(r)]
     if not lost:
         return []
     return [
