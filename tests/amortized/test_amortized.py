@@ -450,3 +450,42 @@ def test_checkpoints_of_the_old_schema_still_load_and_resume(frames, tmp_path):
         full.model_.state_dict().items(), resumed.model_.state_dict().values(), strict=True
     ):
         assert torch.equal(p, q), k
+
+
+def test_convmf_trains_its_one_channel_convolutions_without_onednn_on_cpu(frames, monkeypatch):
+    """ConvMF's steps run its one-channel convolutions in torch's native kernels on a CPU
+    (forward and backward: torch picks the backward kernel when that pass runs), and the
+    process-wide flag is restored after training; a multi-channel ConvMF keeps oneDNN."""
+    assert torch.backends.mkldnn.enabled  # torch's default on a CPU build
+    fwd, bwd = [], []
+
+    def forward_hook(module, inputs, out):
+        if out.requires_grad:  # a training step, not the validation pass
+            fwd.append(torch.backends.mkldnn.enabled)
+            out.register_hook(lambda g: bwd.append(torch.backends.mkldnn.enabled))
+
+    f = _small(model="convmf", epochs=2)
+    real_build = build_model
+
+    def recording(*a, **kw):
+        net = real_build(*a, **kw)
+        net.conv[0].register_forward_hook(forward_hook)
+        return net
+
+    import neuralfactor.amortized.factorizer as fac
+
+    monkeypatch.setattr(fac, "build_model", recording)
+    f.fit(frames[:20])
+    assert len(fwd) == len(bwd) == 2 * (20 // 10)  # 2 epochs of 2 steps
+    assert not any(fwd + bwd)  # every forward and backward pass of training
+    assert torch.backends.mkldnn.enabled  # restored
+    net = build_model("convmf", 16, 24, 3, channels=1)
+    with net.kernels(torch.device("cpu")):
+        assert not torch.backends.mkldnn.enabled
+    assert torch.backends.mkldnn.enabled
+    with pytest.raises(RuntimeError), net.kernels(torch.device("cpu")):
+        raise RuntimeError("a failed step")
+    assert torch.backends.mkldnn.enabled  # restored after a failure too
+    wide = build_model("convmf", 16, 24, 3, channels=4)
+    with wide.kernels(torch.device("cpu")):
+        assert torch.backends.mkldnn.enabled

@@ -11,32 +11,39 @@ def _plan(cfg):
     return _jobs(cfg, "data.zarr", settings, StudyConfig, sketch)
 
 
-def test_the_headline_model_gets_the_full_budget_the_others_theirs():
+def test_the_headline_rank_gets_the_full_budget_and_both_splits_of_a_rank_the_same():
     cfg = DemoConfig()
     epochs = {name: sc.settings.epochs for name, sc in _plan(cfg)}
-    assert cfg.other_epochs is None  # equal budgets: the two splits compared fairly
+    head, other = cfg.epochs, cfg.other_epochs or cfg.epochs
+    x = cfg.extrapolation_rank
     assert epochs == {
-        "interpolation-convmf-r4": cfg.epochs,
-        "interpolation-convmf-r8": cfg.epochs,
-        "extrapolation-convmf-r8": cfg.epochs,
-        "interpolation-sketch-r4": cfg.sketch_epochs,
-        "interpolation-sketch-r8": cfg.sketch_epochs,
-        "extrapolation-sketch-r8": cfg.sketch_epochs,
+        **{f"interpolation-convmf-r{k}": head if k == max(cfg.ranks) else other for k in cfg.ranks},
+        f"extrapolation-convmf-r{x}": head if x == max(cfg.ranks) else other,
+        **{f"interpolation-sketch-r{k}": cfg.sketch_epochs for k in cfg.ranks},
+        f"extrapolation-sketch-r{x}": cfg.sketch_epochs,
     }
+    # the two splits of the extrapolation rank are compared at equal budgets
+    assert x in cfg.ranks
+    assert epochs[f"extrapolation-convmf-r{x}"] == epochs[f"interpolation-convmf-r{x}"]
     assert cfg.lanes == 2
-    # other_epochs: every ConvMF but the headline one (the largest interpolation rank)
-    head = DemoConfig(other_epochs=30)
-    short = {name for name, sc in _plan(head) if sc.settings.epochs == 30}
-    assert short == {"interpolation-convmf-r4", "extrapolation-convmf-r8"}
+    # other_epochs: every ConvMF but those of the largest interpolation rank, on either split
+    for xr, short_expected in (
+        (4, {"interpolation-convmf-r4", "extrapolation-convmf-r4"}),
+        (8, {"interpolation-convmf-r4"}),
+    ):
+        plan = _plan(DemoConfig(ranks=(4, 8), extrapolation_rank=xr, epochs=50, other_epochs=30))
+        short = {name for name, sc in plan if sc.settings.epochs == 30}
+        assert short == short_expected
 
 
 def test_lanes_take_the_longest_training_first():
-    jobs = [(i, name, sc) for i, (name, sc) in enumerate(_plan(DemoConfig(other_epochs=30)), 1)]
+    cfg = DemoConfig(ranks=(4, 8), extrapolation_rank=8, epochs=50, other_epochs=30)
+    jobs = [(i, name, sc) for i, (name, sc) in enumerate(_plan(cfg), 1)]
     order = [name for _, name, _ in longest_first(jobs)]
     assert order == [
         "interpolation-convmf-r8",
-        "interpolation-convmf-r4",
         "extrapolation-convmf-r8",
+        "interpolation-convmf-r4",
         "interpolation-sketch-r4",
         "interpolation-sketch-r8",
         "extrapolation-sketch-r8",

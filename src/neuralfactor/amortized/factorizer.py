@@ -622,25 +622,26 @@ class LearnedFactorizer(BaseFactorizer):
         meta = self._train_meta(data)
         many = f" x{data.world_size}" if data.world_size > 1 else ""
         t0 = time.perf_counter()
-        result = run_training(
-            model,
-            opt,
-            loss_fn,
-            cfg,
-            eval_fn=eval_fn,
-            scheduler=lr_scheduler(opt, s, total),
-            checkpoint_dir=self.checkpoint_dir,
-            init_args=model.init_args,
-            meta=meta,
-            resume=self.resume,
-            progress=self.progress,
-            description=f"train {self.name} r={self.rank}{many}",
-            write_checkpoints=write_checkpoints,
-            remedy="Lower --lr; the recipe (the defaults: lr 1e-3, warmup 5 epochs, cosine, "
-            "grad clip 50) is in docs/results/convmf-recipe.md.",
-            loss_label="batch loss (unscaled objective)",
-            metric_label="val scaled loss",
-        )
+        with model.kernels(device):  # the network's kernel choice for whole steps
+            result = run_training(
+                model,
+                opt,
+                loss_fn,
+                cfg,
+                eval_fn=eval_fn,
+                scheduler=lr_scheduler(opt, s, total),
+                checkpoint_dir=self.checkpoint_dir,
+                init_args=model.init_args,
+                meta=meta,
+                resume=self.resume,
+                progress=self.progress,
+                description=f"train {self.name} r={self.rank}{many}",
+                write_checkpoints=write_checkpoints,
+                remedy="Lower --lr; the recipe (the defaults: lr 1e-3, warmup 5 epochs, cosine, "
+                "grad clip 50) is in docs/results/convmf-recipe.md.",
+                loss_label="batch loss (unscaled objective)",
+                metric_label="val scaled loss",
+            )
         self.model_ = model.eval()
         self.history_ = result.history
         self.fit_seconds_ = result.seconds if self.resume else time.perf_counter() - t0

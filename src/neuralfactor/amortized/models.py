@@ -14,7 +14,8 @@ and store their init arguments in ``self.init_args`` (JSON) for checkpoints.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 from torch import Tensor, nn
@@ -60,6 +61,11 @@ class FactorNet(nn.Module):
 
     def encode(self, X: Tensor) -> Tensor:  # (B, m, n) -> (B, features)
         raise NotImplementedError
+
+    def kernels(self, device: torch.device) -> AbstractContextManager[None]:
+        """The backend settings this network's training steps (forward and backward passes)
+        run under on ``device``; default: torch's choice."""
+        return nullcontext()
 
     def heads(self, h: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
@@ -128,6 +134,30 @@ class ConvMF(Fork):
 
     def encode(self, X: Tensor) -> Tensor:
         return self.stem(self.conv(X.unsqueeze(1)).flatten(1))
+
+    def kernels(self, device: torch.device) -> AbstractContextManager[None]:
+        """On a CPU the one-channel network's convolutions run in torch's native kernels
+        (im2col + GEMM), not oneDNN's: for a single channel oneDNN's backward pass is several
+        times slower, and a training step of the original ConvMF is about a quarter faster
+        without it (``benchmarks/convmf_step.py`` measures both). With more channels oneDNN
+        is faster and stays. Torch picks the backward pass's kernel when that pass runs, so
+        the training path enters this context around whole steps. Inference (forward only,
+        where the two kernels are within a few percent) keeps torch's choice."""
+        if device.type == "cpu" and self.init_args["channels"] == 1:
+            return _without_onednn()
+        return nullcontext()
+
+
+@contextmanager
+def _without_onednn() -> Iterator[None]:
+    """``torch.backends.mkldnn.enabled = False`` for the block, restored after it (only
+    that flag: ``torch.backends.mkldnn.flags`` would also reset oneDNN's TF32 setting)."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
 
 
 class DANMF(FactorNet):

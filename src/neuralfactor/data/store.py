@@ -439,6 +439,10 @@ class MatrixStoreWriter:
         self._flush_seconds = flush_seconds
         self._last_flush = time.monotonic()
         self._np_dtype = np.dtype(marker["np_dtype"])
+        # frames per chunk, read once: a zarr group lookup costs about a millisecond, as much
+        # as a small simulator step, and append runs once per saved frame
+        self._chunk_frames = int(group[_run_name(0)]["f"].chunks[0])
+        self._arrays: dict[int, tuple[Any, Any, dict[str, Any]]] = {}
 
     # -- creation -----------------------------------------------------------------------------
     @classmethod
@@ -673,12 +677,20 @@ class MatrixStoreWriter:
         self._step = int(step) if step is not None else self._step + 1
         self._history = tuple(history)
         self._state = None if state is None else _snapshot(state)
-        first = self._g[_run_name(0)]["f"]
         if (
-            len(self._buf) >= first.chunks[0]
+            len(self._buf) >= self._chunk_frames
             or time.monotonic() - self._last_flush >= self._flush_seconds
         ):
             self.flush()
+
+    def _run_arrays(self, r: int) -> tuple[Any, Any, dict[str, Any]]:
+        """Run ``r``'s frame, time and diagnostic arrays, looked up once per writer (each
+        zarr lookup costs about a millisecond, and a flush writes every run)."""
+        if r not in self._arrays:
+            g = self._g[_run_name(r)]
+            names = self._marker["diagnostics"]
+            self._arrays[r] = (g["f"], g["t"], {name: g["diag"][name] for name in names})
+        return self._arrays[r]
 
     def flush(self) -> None:
         """Write buffered frames, the history, the state file, then the marker (in that order)
@@ -691,11 +703,11 @@ class MatrixStoreWriter:
         ts = np.array([x[1] for x in self._buf])
         names = self._marker["diagnostics"]
         for r in range(block.shape[0]):
-            g = self._g[_run_name(r)]
-            g["f"][a:b] = block[r]
-            g["t"][a:b] = ts
+            f_arr, t_arr, diag_arrs = self._run_arrays(r)
+            f_arr[a:b] = block[r]
+            t_arr[a:b] = ts
             for name in names:
-                g["diag"][name][a:b] = np.array([x[2][name][r] for x in self._buf])
+                diag_arrs[name][a:b] = np.array([x[2][name][r] for x in self._buf])
         marker = dict(self._marker, frames_written=b, step=self._step)
         if self._marker["history"] and not self._history and self._step == 0:
             # the initial state of a multistep producer has no history yet (its first steps
