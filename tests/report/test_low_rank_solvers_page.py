@@ -162,6 +162,25 @@ def test_a_weak_landau_run_that_never_left_rank_one_is_a_missed_rate(dt, dropped
     )
 
 
+def test_a_lost_rate_is_followed_by_the_same_run_at_a_finer_tolerance():
+    why = "fit_rate found 0 point(s) in the window"
+    recs = [
+        rec("weak-landau", "spectral", rate=-0.1560, rate_ref=-0.1534, rate_rel_err=0.0169),
+        rec("weak-landau", "lowrank", dt=0.0005, rank_summary=[1, 1, 1, 1], fit_error=why),
+        rec("weak-landau", "lowrank", tol=1e-8, rate=-0.1599, rate_ref=-0.1534,
+            rate_rel_err=0.0424),
+    ]  # fmt: skip
+    lines = targets(derive(recs))
+    i = next(i for i, line in enumerate(lines) if "rate not measured for" in line)
+    # -0.1599 / -0.1560 - 1 = +2.50% against the full-rank run
+    assert lines[i + 1] == (
+        "  - At tol 1e-08 (a table row, not the target): lowrank -0.1599 (+4.24%; +2.50% vs "
+        "full rank)."
+    )
+    # the finer run is a table row, not a target verdict
+    assert not any("MISSED" in line and "1e-08" in line for line in lines)
+
+
 def test_a_grid_without_fd5_rows_says_fd5_was_not_run():
     recs = [
         rec("weak-landau", "spectral", nx=512, nv=1024),

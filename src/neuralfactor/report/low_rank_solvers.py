@@ -213,12 +213,23 @@ def growth_targets(records: Sequence[dict[str, Any]]) -> list[str]:
                 for r in ([full] if full else []) + rows
             ]
             out.append(f"  - Same runs on the window [{lo:g}, {hi:g}]: {', '.join(errs)}.")
-        for tol in sorted({r["tol"] for r in here if r["tol"] not in (None, TARGET_TOL)}):
-            errs = [
-                f"{_label(r)} {r['rate']:.4f} ({_pct(r['rate_rel_err'])}; "
-                f"{_pct(r.get('rate_full_rel_err'))} vs full rank)"
-                for r in sorted((r for r in here if r["tol"] == tol), key=_sort_key)
-            ]
+        out += _other_tolerances(here)
+    return out
+
+
+def _other_tolerances(here: Sequence[dict[str, Any]]) -> list[str]:
+    """The rates of one configuration's runs at tolerances other than the target's (table
+    rows, not the target), against the root and against its full-rank run."""
+    full = next((r for r in here if r["solver"] == "spectral" and r.get("rate")), None)
+    out = []
+    for tol in sorted({r["tol"] for r in here if r["tol"] not in (None, TARGET_TOL)}):
+        errs = [
+            f"{_label(r)} {r['rate']:.4f} ({_pct(r['rate_rel_err'])}; "
+            f"{_pct(r['rate'] / full['rate'] - 1 if full else None)} vs full rank)"
+            for r in sorted((r for r in here if r["tol"] == tol), key=_sort_key)
+            if r.get("rate") is not None
+        ]
+        if errs:
             out.append(f"  - At tol {tol:g} (a table row, not the target): {', '.join(errs)}.")
     return out
 
@@ -314,6 +325,9 @@ def targets(records: Sequence[dict[str, Any]]) -> list[str]:
             f"- {case} {nx}x{nv} to t = {t_end:g}: rate not measured for {names} ({why})."
             + _dropped(rows)
         )
+        same = [r for r in records if r["status"] == "ok" and r.get("rate") is not None
+                and (r["case"], r["nx"], r["nv"], r["t_end"]) == (case, nx, nv, t_end)]  # fmt: skip
+        out += _other_tolerances(same)
     if not any("fit_seconds" in r for r in records):
         out.append(
             "- Learned truncation: NOT in this table (no model trained on frames of these "
