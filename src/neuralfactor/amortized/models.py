@@ -138,8 +138,8 @@ class ConvMF(Fork):
     def kernels(self, device: torch.device) -> AbstractContextManager[None]:
         """On a CPU the one-channel network's convolutions run in torch's native kernels
         (im2col + GEMM), not oneDNN's: for a single channel oneDNN's backward pass is several
-        times slower, and a training step of the original ConvMF is about a quarter faster
-        without it (``benchmarks/convmf_step.py`` measures both). With more channels oneDNN
+        times slower, and a training step of the original ConvMF is 1.1-1.3x faster without it
+        (``benchmarks/convmf_step.py`` measures both; docs/results/convmf-step.md). With more channels oneDNN
         is faster and stays. Torch picks the backward pass's kernel when that pass runs, so
         the training path enters this context around whole steps. Inference (forward only,
         where the two kernels are within a few percent) keeps torch's choice."""
