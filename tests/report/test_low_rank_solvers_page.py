@@ -193,3 +193,7 @@ def test_a_grid_without_fd5_rows_says_fd5_was_not_run():
     # with an fd5 row beside it, the speed-up line instead
     both = recs + [rec("weak-landau", "fd5", "svd", nx=512, nv=1024, s_per_time=30.0)]
     assert not any("fd5 + T not run" in line for line in targets(derive(both)))
+    # a missing dlr row is said, not left out silently
+    assert "- weak-landau 512x1024 to t = 10: dlr not run (no record)." in lines
+    with_dlr = recs + [rec("weak-landau", "dlr", nx=512, nv=1024, s_per_time=20.0)]
+    assert not any("dlr not run" in line for line in targets(derive(with_dlr)))

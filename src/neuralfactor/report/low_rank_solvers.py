@@ -287,6 +287,8 @@ def targets(records: Sequence[dict[str, Any]]) -> list[str]:
                     "at this size); its speed and memory against the factored solvers are "
                     "measured in the short-window section."
                 )
+            if fac and "dlr" not in rows:
+                out.append(f"- {case} {nx}x{nv} to t = {t_end:g}: dlr not run (no record).")
             if ref and fac and ref.get("s_per_time") and fac.get("s_per_time"):
                 sp = ref["s_per_time"] / fac["s_per_time"]
                 mem = (
