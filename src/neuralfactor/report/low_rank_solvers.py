@@ -218,14 +218,14 @@ def growth_targets(records: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _other_tolerances(here: Sequence[dict[str, Any]]) -> list[str]:
-    """The rates of one configuration's runs at tolerances other than the target's (table
-    rows, not the target), against the root and against its full-rank run."""
-    full = next((r for r in here if r["solver"] == "spectral" and r.get("rate")), None)
+    """The rates of one configuration's runs (records through :func:`derive`) at tolerances
+    other than the target's (table rows, not the target), against the root and against its
+    full-rank run."""
     out = []
     for tol in sorted({r["tol"] for r in here if r["tol"] not in (None, TARGET_TOL)}):
         errs = [
             f"{_label(r)} {r['rate']:.4f} ({_pct(r['rate_rel_err'])}; "
-            f"{_pct(r['rate'] / full['rate'] - 1 if full else None)} vs full rank)"
+            f"{_pct(r.get('rate_full_rel_err'))} vs full rank)"
             for r in sorted((r for r in here if r["tol"] == tol), key=_sort_key)
             if r.get("rate") is not None
         ]
