@@ -18,6 +18,7 @@ import argparse
 import json
 import platform
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 RECORDS = Path("docs/results/records/convmf-step.jsonl")
@@ -35,17 +36,16 @@ def _step(m: int, n: int, rank: int, batch: int, onednn: bool):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     X = torch.rand(batch, m, n, generator=gen)
 
+    # native: the library's own choice (ConvMF.kernels); onednn: torch's default on a CPU
+    kernels = nullcontext if onednn else lambda: model.kernels(torch.device("cpu"))
+
     def step() -> None:
-        before = torch.backends.mkldnn.enabled
-        torch.backends.mkldnn.enabled = onednn  # for the forward and the backward pass
-        try:
+        with kernels():  # for the forward and the backward pass
             opt.zero_grad(set_to_none=True)
             U, V = model(X)
             training_loss(X, U, V, nested=False, objective="factors+projection").backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 50.0)
             opt.step()
-        finally:
-            torch.backends.mkldnn.enabled = before
 
     return step
 
@@ -56,6 +56,8 @@ def measure(shapes: list[tuple[int, int]], batches: list[int], rank: int) -> lis
     from neuralfactor import __version__
     from neuralfactor.core.timing import pinned_threads, time_interleaved
 
+    if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        raise SystemExit("This torch has oneDNN off or absent: there is nothing to compare.")
     recs = []
     with pinned_threads(1) as info:
         for m, n in shapes:
