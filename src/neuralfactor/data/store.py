@@ -439,10 +439,8 @@ class MatrixStoreWriter:
         self._flush_seconds = flush_seconds
         self._last_flush = time.monotonic()
         self._np_dtype = np.dtype(marker["np_dtype"])
-        # frames per chunk, read once: a zarr group lookup costs about a millisecond, as much
-        # as a small simulator step, and append runs once per saved frame
-        self._chunk_frames = int(group[_run_name(0)]["f"].chunks[0])
         self._arrays: dict[int, tuple[Any, Any, dict[str, Any]]] = {}
+        self._chunk_frames = int(self._run_arrays(0)[0].chunks[0])  # append checks it per frame
 
     # -- creation -----------------------------------------------------------------------------
     @classmethod
@@ -684,8 +682,9 @@ class MatrixStoreWriter:
             self.flush()
 
     def _run_arrays(self, r: int) -> tuple[Any, Any, dict[str, Any]]:
-        """Run ``r``'s frame, time and diagnostic arrays, looked up once per writer (each
-        zarr lookup costs about a millisecond, and a flush writes every run)."""
+        """Run ``r``'s frame, time and diagnostic arrays, looked up once per writer: a zarr
+        group lookup costs about a millisecond, as much as a small simulator step, and the
+        writer is called once per saved frame."""
         if r not in self._arrays:
             g = self._g[_run_name(r)]
             names = self._marker["diagnostics"]
