@@ -74,6 +74,9 @@ def main() -> None:
     ap.add_argument("--t-end", type=float, default=None, help="override t_end")
     ap.add_argument("--grid", default=None, help="override grids, e.g. 32x64,64x128")
     ap.add_argument("--tol", type=float, default=1e-5)
+    ap.add_argument(
+        "--tol-per", default="time", choices=("time", "stage"), help="tolerance per unit time"
+    )
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated cases")
     ap.add_argument(
         "--learned", default=None, help="trained model dirs (DIR[+refine], comma-separated)"
@@ -123,6 +126,7 @@ def main() -> None:
             pairs,
             t_end=args.t_end or (40.0 if args.full else 10.0),
             tol=args.tol,
+            tol_per=args.tol_per,
             records=args.records,
             refdir=ROOT / "runs" / "low-rank-solvers-ref",  # scratch (runs/ is not committed)
             run_one=run_in_subprocess,

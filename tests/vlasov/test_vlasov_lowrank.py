@@ -153,7 +153,7 @@ def test_state_through_exact_tensors_resumes_bit_identically_in_a_fresh_solver(s
         tr = (
             None
             if name is None
-            else Truncation(factory(name), tol=c.truncate_tol, rank=c.truncate_rank)
+            else Truncation(factory(name), tol=c.stage_tol, rank=c.truncate_rank)
         )
         return VlasovSolver(c, truncation=tr)
 
@@ -314,7 +314,7 @@ def test_dlr_weak_landau_rate_matches_dispersion_root_slow():
 def test_factorizer_truncation_agrees_with_svd_truncation(name):
     c = cfg("fd5", nx=32, nv=64, t_end=1.5, save_every=10, truncate_tol=1e-5)
     ref = simulate(c)
-    tr = Truncation(factory(name), tol=1e-5)
+    tr = Truncation(factory(name), tol=c.stage_tol)
     res = simulate(c.replace(truncate_with=name), truncation=tr)
     # each stage is within tol of the untruncated one for both: the runs stay within a few tol
     assert rel(res.frames, ref.frames) < 1e-5
@@ -326,7 +326,9 @@ def test_factorizer_truncation_agrees_with_svd_truncation(name):
 def test_svd_factory_reproduces_exact_truncation_ranks():
     c = cfg("fd5", nx=32, nv=64, t_end=1.0, save_every=10, truncate_tol=1e-5)
     ref = simulate(c)
-    res = simulate(c.replace(truncate_with="svd"), truncation=Truncation(factory("svd"), tol=1e-5))
+    res = simulate(
+        c.replace(truncate_with="svd"), truncation=Truncation(factory("svd"), tol=c.stage_tol)
+    )
     assert torch.equal(res.diagnostics["truncation_rank"], ref.diagnostics["truncation_rank"])
     assert rel(res.frames, ref.frames) < 1e-10
 
@@ -416,6 +418,55 @@ def test_lowrank_defaults_to_tol_1e5_and_round_trips():
     assert SimulationConfig.from_json(c.to_json()) == c
     # fields added later are left out at their defaults: older stores' configs still match
     assert "truncate_rank" not in cfg("fd5").to_dict()
+
+
+def test_tolerance_is_per_unit_time_by_default_and_stores_without_it_mean_per_stage():
+    c = cfg(dt=0.01)
+    assert c.truncate_per == "time" and c.stage_tol == pytest.approx(1e-7, rel=1e-15)
+    assert cfg(dt=0.01, truncate_per="stage").stage_tol == 1e-5
+    assert cfg(truncate_rank=3).truncate_per is None and cfg(truncate_rank=3).stage_tol is None
+    # a store written before truncate_per existed has no such key: it truncated per stage
+    old = {k: v for k, v in c.to_dict().items() if k != "truncate_per"}
+    assert SimulationConfig.from_dict(old).truncate_per == "stage"
+    for each in (c, cfg(truncate_per="stage"), cfg(truncate_rank=3), cfg("fd5"), cfg("spectral")):
+        assert SimulationConfig.from_dict(each.to_dict()) == each
+    # an explicit False round-trips (it used to come back as the truncating default True)
+    plain = cfg(mass_correction=False)
+    assert SimulationConfig.from_json(plain.to_json()).mass_correction is False
+    assert c.replace(scheme="fd5", truncate_tol=None, mass_correction=None).truncate_per is None
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"scheme": "fd5", "truncate_per": "time"}, "'truncate_per' .* only with 'truncate_tol'"),
+        ({"truncate_rank": 2, "truncate_per": "stage"}, "only with 'truncate_tol'"),
+        ({"truncate_per": "step"}, "must be one of"),
+        ({"truncate_tol": 0.5, "dt": 4.0, "t_end": 4.0}, r"tol \* dt = 2, must be below 1"),
+    ],
+)
+def test_config_rejects_bad_truncate_per(kw, match):
+    with pytest.raises(ValueError, match=match):
+        cfg(**kw)
+
+
+def test_per_time_tolerance_carries_a_perturbation_a_per_stage_one_drops():
+    # weak Landau (alpha k = 5e-3) at dt = 1e-3: a step adds the perturbation's new direction at
+    # a relative size ~ alpha k dt = 5e-6, below a per-stage 1e-5 (dropped, the frames drift
+    # away from the untruncated run) and far above 1e-5 * dt per unit time (carried)
+    kw = dict(ic="landau-weak", nx=16, nv=32, dt=1e-3, t_end=2.0, save_every=250)
+    ref = simulate(cfg("fd5", **kw))
+    per_time = simulate(cfg(**kw))
+    per_stage = simulate(cfg(truncate_per="stage", **kw))
+    # measured: 1.7e-6 per unit time, 5.5e-3 per stage (||E|| 24% off at t = 2)
+    assert rel(per_time.frames[:, -1], ref.frames[:, -1]) < 1e-5
+    assert rel(per_stage.frames[:, -1], ref.frames[:, -1]) > 1e-3
+    e, e_ref = (r.diagnostics["e_norm"][0, -1] for r in (per_stage, ref))
+    assert float(abs(e / e_ref - 1)) > 0.1
+    assert (
+        per_time.diagnostics["truncation_rank"].max()
+        > per_stage.diagnostics["truncation_rank"].max()
+    )
 
 
 def test_solver_refuses_a_name_it_cannot_resolve_and_mismatched_truncations():

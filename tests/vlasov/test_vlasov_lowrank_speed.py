@@ -19,7 +19,8 @@ from neuralfactor.bench.solver_speed import (
 )
 from neuralfactor.report.low_rank_speed import render_speed_section
 
-TINY = dict(nx=16, nv=32, warmup=0.5, window=0.02, block_steps=2, memory_steps=2)
+# per stage: at 16x32 a tolerance of 1e-5 per unit time keeps nearly every rank
+TINY = dict(nx=16, nv=32, warmup=0.5, window=0.02, block_steps=2, memory_steps=2, tol_per="stage")
 
 
 def test_config_rejects_bad_input():
@@ -69,6 +70,12 @@ def test_build_solver_truncations():
     cfg = SpeedWindowConfig(**TINY)
     solver, trunc = build_solver("fd5+rsvd", cfg, t_end=0.1, save_every=1)
     assert trunc.name == "rsvd" and solver.config.truncate_with == "rsvd"
+    assert trunc.tol == cfg.tol and solver.config.truncate_per == "stage"
+    per_time = SpeedWindowConfig(**{**TINY, "tol_per": "time"})
+    s2, t2 = build_solver("fd5+svd", per_time, t_end=0.1, save_every=1)
+    assert t2.tol == per_time.tol * s2.config.dt == s2.config.stage_tol
+    with pytest.raises(ValueError, match="tol_per must be 'time' or 'stage'"):
+        SpeedWindowConfig(tol_per="step")
     frames = list(solver.run())
     assert trunc.stages >= len(frames) - 1 and trunc.seconds > 0
     solver, trunc = build_solver("dlr", cfg, t_end=0.1, save_every=1)

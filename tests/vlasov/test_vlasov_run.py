@@ -188,7 +188,7 @@ def test_bad_arguments(tmp_path, kwargs, match):
 def test_truncate_with_a_registered_name_is_resolved_by_the_library(tmp_path):
     cfg = CFG.replace(truncate_tol=1e-5, truncate_with="rsvd")
     res = simulate_to_store(cfg, tmp_path / "t.zarr", device="cpu")
-    tr = make_truncation("rsvd", tol=1e-5, rank=None, frame_shape=(16, 32))
+    tr = make_truncation("rsvd", tol=cfg.stage_tol, rank=None, frame_shape=(16, 32))
     assert torch.equal(res.store.as_tensor(), simulate(cfg, truncation=tr).frames)
     assert MatrixStore.open(tmp_path / "t.zarr").metadata["config"]["truncate_with"] == "rsvd"
 

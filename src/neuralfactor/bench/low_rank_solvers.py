@@ -80,14 +80,15 @@ def _config(spec: dict) -> tuple[Any, float, int]:
         dt = fd5_dt(nx, nv, float(probe.length), float(probe.vmax))
     save_every = max(1, round(0.1 / dt))
     kw = dict(ic=ic, nx=nx, nv=nv, ic_params=params, t_end=t_end, dt=dt, save_every=save_every)
+    per = spec.get("tol_per") or "stage"  # records before truncate_per: per stage
     if scheme == "fd5":
-        kw.update(scheme="fd5", truncate_tol=tol)
+        kw.update(scheme="fd5", truncate_tol=tol, truncate_per=per)
         if spec.get("mass_correction") is not None:
             kw["mass_correction"] = bool(spec["mass_correction"])
         if trunc_name != "svd":  # "svd": the built-in exact SVD (one full SVD per stage)
             kw["truncate_with"] = trunc_name
     elif scheme != "spectral":
-        kw.update(scheme=scheme, truncate_tol=tol)
+        kw.update(scheme=scheme, truncate_tol=tol, truncate_per=per)
     return SimulationConfig(**kw), dt, save_every
 
 
@@ -240,7 +241,8 @@ def _summarize(rec: dict, spec: dict, out: dict, timed: _Timed | None) -> None:
 
 
 #: The training simulation's settings recorded with a trained-model truncation.
-_SIM_KEYS = ("ic", "ic_params", "nx", "nv", "t_end", "dt", "save_every", "scheme", "truncate_tol")
+_SIM_KEYS = ("ic", "ic_params", "nx", "nv", "t_end", "dt", "save_every", "scheme", "truncate_tol",
+             "truncate_per")  # fmt: skip
 
 
 def _model_info(name: str) -> dict[str, Any]:
@@ -304,7 +306,7 @@ def worker(spec: dict, make_truncation: Callable[..., Any]) -> dict:
     }
     timed = None
     if spec["solver"] == "fd5":
-        name, tol = spec["truncation"], spec["tol"]
+        name, tol = spec["truncation"], cfg.stage_tol  # spec["tol"] per unit time or stage
         shape = (spec["nx"], spec["nv"])
         timed = _Timed(
             Truncation(tol=tol)
@@ -338,9 +340,11 @@ def worker(spec: dict, make_truncation: Callable[..., Any]) -> dict:
 
 def key(r: dict) -> tuple:
     """A record's identity; ``mass_correction`` (None in records measured before fd5 + T was
-    mass-corrected by default) keeps the re-measured fd5 rows apart from the old ones."""
+    mass-corrected by default) keeps the re-measured fd5 rows apart from the old ones, and
+    ``tol_per`` (None in records measured before the tolerance could be per unit of time:
+    per stage) the per-time rows apart from the per-stage ones."""
     return (r["case"], r["nx"], r["nv"], r["solver"], r["truncation"], r["tol"], r["t_end"],
-            r.get("mass_correction"))  # fmt: skip
+            r.get("mass_correction"), r.get("tol_per"))  # fmt: skip
 
 
 def run_campaign(
@@ -350,6 +354,7 @@ def run_campaign(
     *,
     t_end: float,
     tol: float,
+    tol_per: str = "time",
     records: Path,
     refdir: Path,
     run_one: Callable[[dict], dict],
@@ -366,6 +371,8 @@ def run_campaign(
             for solver, trunc in pairs:
                 spec = dict(case=case, nx=nx, nv=nv, t_end=t_end, solver=solver, truncation=trunc,
                             tol=None if solver == "spectral" else tol)  # fmt: skip
+                if solver != "spectral":
+                    spec["tol_per"] = tol_per
                 if solver == "fd5":  # the solver's default since fd5 + T is mass-corrected
                     spec["mass_correction"] = True
                 if solver == "spectral":

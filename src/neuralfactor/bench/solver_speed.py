@@ -68,7 +68,9 @@ class SpeedWindowConfig:
     case : label of the problem in records.
     ic, ic_params : initial condition (strong Landau by default).
     nx, nv : grid.
-    tol : relative Frobenius tolerance of every truncation.
+    tol : relative Frobenius tolerance of the truncations, per ``tol_per``.
+    tol_per : ``"time"`` (every stage at ``tol * dt``, the solvers' default) or ``"stage"``
+        (every stage at ``tol``); see ``SimulationConfig.truncate_per``.
     warmup : simulated time of the full-rank spectral run whose last frame every solver
         starts from.
     window : simulated time timed per solver (after two untimed blocks).
@@ -86,6 +88,7 @@ class SpeedWindowConfig:
     nx: int = 512
     nv: int = 1024
     tol: float = 1e-5
+    tol_per: str = "time"
     warmup: float = 5.0
     window: float = 0.1
     block_steps: int = 5
@@ -105,12 +108,21 @@ class SpeedWindowConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ValueError(f"SpeedWindowConfig.{name} must be a float >= 0. Got {v!r}.")
+        if self.tol_per not in ("time", "stage"):
+            raise ValueError(
+                f"SpeedWindowConfig.tol_per must be 'time' or 'stage'. Got {self.tol_per!r}."
+            )
         if self.window <= 0:
             raise ValueError(f"SpeedWindowConfig.window must be > 0. Got {self.window!r}.")
         if not isinstance(self.block_steps, int) or self.block_steps < 1:
             raise ValueError(
                 f"SpeedWindowConfig.block_steps must be an int >= 1. Got {self.block_steps!r}."
             )
+
+    @property
+    def stage_tol(self) -> float:
+        """The tolerance of each truncation (``tol * dt`` per unit time, else ``tol``)."""
+        return self.tol * fd5_step(self) if self.tol_per == "time" else self.tol
 
     def base(self, **kw: Any) -> SimulationConfig:
         return SimulationConfig(ic=self.ic, nx=self.nx, nv=self.nv, ic_params=self.ic_params, **kw)
@@ -146,20 +158,23 @@ def build_solver(
     from neuralfactor.core.factorizer import make_factorizer
 
     dt = fd5_step(cfg)
-    kw: dict[str, Any] = dict(t_end=t_end, dt=dt, save_every=save_every, truncate_tol=cfg.tol)
+    kw: dict[str, Any] = dict(
+        t_end=t_end, dt=dt, save_every=save_every, truncate_tol=cfg.tol, truncate_per=cfg.tol_per
+    )
     if label.startswith("fd5+"):
-        name = label[4:]
+        name, tol = label[4:], cfg.stage_tol
         if name == "svd":
-            trunc = TimedTruncation(tol=cfg.tol)
+            trunc = TimedTruncation(tol=tol)
         else:
             kw["truncate_with"] = name
-            trunc = TimedTruncation(lambda r: make_factorizer(name, rank=r), tol=cfg.tol, name=name)
+            trunc = TimedTruncation(lambda r: make_factorizer(name, rank=r), tol=tol, name=name)
         return VlasovSolver(cfg.base(scheme="fd5", **kw), truncation=trunc), trunc
     return VlasovSolver(cfg.base(scheme=label, **kw)), None
 
 
 def warm_start(cfg: SpeedWindowConfig) -> torch.Tensor:
-    """f at ``cfg.warmup`` from a full-rank spectral run (dt 0.01), truncated to ``cfg.tol`` by
+    """f at ``cfg.warmup`` from a full-rank spectral run (dt 0.01), truncated to the solvers'
+    tolerance per stage (``cfg.stage_tol``) by
     an exact SVD (so every solver, full-grid or factored, starts from the same low-rank
     state), shape (1, nx, nv)."""
     if cfg.warmup == 0:
@@ -170,7 +185,7 @@ def warm_start(cfg: SpeedWindowConfig) -> torch.Tensor:
         f = None
         for fr in VlasovSolver(sim).run():
             f = fr.f
-    return Truncation(tol=cfg.tol)(f)[0]
+    return Truncation(tol=cfg.stage_tol)(f)[0]
 
 
 def state_bytes(state: Any) -> int:
@@ -380,6 +395,7 @@ def run_speed_window(cfg: SpeedWindowConfig, scratch: Path) -> list[dict[str, An
         "nx": cfg.nx,
         "nv": cfg.nv,
         "tol": cfg.tol,
+        "tol_per": cfg.tol_per,
         "dt": fd5_step(cfg),
         "warmup": cfg.warmup,
         "window": cfg.window,
@@ -400,7 +416,9 @@ def run_speed_window(cfg: SpeedWindowConfig, scratch: Path) -> list[dict[str, An
         rec["rank_summary"] = [min(t["ranks"]), max(t["ranks"])] if t["ranks"] else None
         if label == "lowrank" and t["ranks"]:
             with pinned_threads(1):
-                rec["recompress_s"] = recompress_cost(cfg.nx, cfg.nv, max(t["ranks"]), cfg.tol)
+                rec["recompress_s"] = recompress_cost(
+                    cfg.nx, cfg.nv, max(t["ranks"]), cfg.stage_tol
+                )
         if cfg.memory_steps:
             rec.update(
                 measure_memory(
@@ -455,6 +473,7 @@ def mass_drift(
         "t_end": steps * dt,
         "dt": dt,
         "tol": tol,
+        "tol_per": cfg.tol_per,
         "solver": f"fd5+{truncation}",
         "mass_correction": bool(solver.config.mass_correction),
         "frames": len(mass),

@@ -30,9 +30,17 @@ def simulate(
     truncate_tol: float = typer.Option(
         None,
         "--truncate-tol",
-        help="fd5/lowrank/dlr: relative truncation tolerance per stage (original: 1e-5; "
-        "lowrank default). A perturbation of relative size alpha at wave number k is only "
-        "carried when the tolerance is below about alpha*k*dt.",
+        help="fd5/lowrank/dlr: relative truncation tolerance, per unit of simulated time "
+        "unless --truncate-per stage (1e-5: the original data's value and the lowrank/dlr "
+        "default).",
+    ),
+    truncate_per: str = typer.Option(
+        None,
+        "--truncate-per",
+        help="With --truncate-tol: 'time' (default; every stage truncates at tol*dt, so the "
+        "error is bounded per unit of time whatever the step) or 'stage' (every stage at tol, "
+        "the original data's rule: a perturbation of relative size alpha at wave number k is "
+        "then only carried when tol < alpha*k*dt).",
     ),
     truncate_rank: int = typer.Option(
         None, "--rank", "--truncate-rank", help="fd5/lowrank: fixed rank instead of a tolerance."
@@ -79,7 +87,8 @@ def simulate(
     fields = {"ic": ic, "nx": nx, "nv": nv, "t_end": t_end, "dt": dt, "save_every": save_every,
               "ensemble": ensemble, "seed": seed, "scheme": scheme, "dtype": dtype, "vmax": vmax,
               "length": length, "truncate_tol": truncate_tol, "truncate_rank": truncate_rank,
-              "truncate_with": truncate_with, "mass_correction": mass_correction}  # fmt: skip
+              "truncate_with": truncate_with, "mass_correction": mass_correction,
+              "truncate_per": truncate_per}  # fmt: skip
     fields = {key: val for key, val in fields.items() if val is not None}
     # validated (and refused when --ic has no such parameter) by the initial condition itself
     given = {"k": k, "alpha": alpha, "v0": v0, "np": np_, "nb": nb, "vb": vb, "vt": vt,

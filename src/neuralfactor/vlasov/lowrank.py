@@ -162,7 +162,7 @@ class LowRankVlasovSolver(VlasovSolver):
                 f"{type(self).__name__} needs a SimulationConfig with scheme {want!r}. Got {got!r}."
             )
         super().__init__(config, device=device)
-        self.tol = config.truncate_tol
+        self.tol = config.stage_tol
         self.rank = config.truncate_rank
         kw = {"device": self.device, "dtype": self.dtype}
         self._v_pos = self.v.clamp_min(0.0)

@@ -169,7 +169,7 @@ def _build_solver(cfg: SimulationConfig, dev: torch.device, warn: Callable[[str]
     if cfg.truncate_with is not None:
         truncation = make_truncation(
             cfg.truncate_with,
-            tol=cfg.truncate_tol,
+            tol=cfg.stage_tol,
             rank=cfg.truncate_rank,
             frame_shape=(cfg.nx, cfg.nv),
             device=str(dev),

@@ -76,6 +76,7 @@ __all__ = [
     "PRESETS",
     "SCHEMES",
     "SPECTRAL_DT_LIMIT",
+    "TRUNCATE_PER",
     "Frame",
     "SimulationConfig",
     "SimulationDivergedError",
@@ -97,12 +98,19 @@ GRID_SCHEMES: tuple[str, ...] = ("spectral", "fd5")
 #: Tolerance of the factored-state scheme when neither a tolerance nor a rank is given
 #: (the original ConvMF data's truncation tolerance).
 LOWRANK_DEFAULT_TOL = 1e-5
+#: What ``truncate_tol`` is relative to: ``"time"`` (the default) a tolerance per unit of
+#: simulated time, each truncation at ``tol * dt``; ``"stage"`` the tolerance of every truncation
+#: itself (the original ConvMF data's rule, and the only one before ``truncate_per`` existed).
+TRUNCATE_PER: tuple[str, ...] = ("time", "stage")
 #: Config fields added after the first stores were written; left out of :meth:`to_dict` at
-#: their default so stores written before them still resume.
+#: the value a store written before them means, so those stores still resume, and restored
+#: at that value by :meth:`SimulationConfig.from_dict` (``truncate_per`` only where a tolerance
+#: is set: a config without one carries None).
 _OPTIONAL_FIELDS: dict[str, Any] = {
     "truncate_rank": None,
     "truncate_with": None,
     "mass_correction": False,
+    "truncate_per": "stage",
 }
 DTypeName = Literal["float64", "float32"]
 DTYPES: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32}
@@ -172,16 +180,23 @@ class SimulationConfig:
     ensemble : number of runs B advanced together.
     length, vmax : domain [0, length) x [-vmax, vmax).
     ic_params : overrides of the initial condition's parameters (``alpha``, ``k``, ...).
-    truncate_tol : fd5, lowrank, dlr: relative Frobenius tolerance of the truncation after
-        every stage (the original data used 1e-5); ``None`` means no truncation (fd5) or
-        ``truncate_rank`` (lowrank, dlr; with neither, they use 1e-5). The tolerance applies
-        per stage, so a direction a step adds at a relative size below it is dropped at every
-        stage and never grows: a small perturbation (``alpha``) of a rank-one equilibrium is
-        only carried when ``tol`` lies below about ``alpha k dt``, a bound that tightens as
-        the step shrinks (weak Landau damping, alpha = 0.01, k = 0.5: at dt = 5e-4 a tolerance
-        of 1e-5 keeps rank 1 and loses the damping; docs/results/low-rank-solvers.md). The rank-adaptive integrators' error
-        bounds carry the same tolerance-over-step term (Ceruti, Kusch & Lubich 2022, "A
-        rank-adaptive robust integrator for dynamical low-rank approximation").
+    truncate_tol : fd5, lowrank, dlr: relative Frobenius tolerance of the truncation (the
+        original data used 1e-5), per unit of simulated time by default (``truncate_per``);
+        ``None`` means no truncation (fd5) or ``truncate_rank`` (lowrank, dlr; with neither,
+        they use 1e-5).
+    truncate_per : with ``truncate_tol`` only: ``"time"`` (default) or ``"stage"``. ``"time"``
+        truncates every stage at ``truncate_tol * dt`` (:attr:`stage_tol`), so the truncation
+        error a run accumulates is bounded by about ``truncate_tol`` per unit of simulated time
+        whatever the step. ``"stage"`` truncates every stage at ``truncate_tol`` itself (the
+        original ConvMF data's rule): its bound grows like ``tol / dt``, and a direction a step
+        adds at a relative size below ``tol`` is dropped at every stage and never grows. A
+        perturbation ``alpha`` of a rank-one equilibrium adds its new direction at about
+        ``alpha k dt`` per step, so per stage it is only carried while ``tol < alpha k dt``
+        (weak Landau damping, alpha = 0.01, k = 0.5: at dt = 5e-4 a per-stage 1e-5 keeps rank 1
+        and loses the damping; per unit time it needs ``tol < alpha k``, grid-independent;
+        docs/results/low-rank-solvers.md). The rank-adaptive integrators' error bounds carry
+        the same tolerance-over-step term (Ceruti, Kusch & Lubich 2022, "A rank-adaptive robust
+        integrator for dynamical low-rank approximation").
     truncate_rank : fd5, lowrank, dlr: a fixed rank instead of a tolerance, in
         [1, min(m, n)].
     truncate_with : fd5 only: label of the factorizer that truncates (``"svd"``, ``"rsvd"``,
@@ -212,6 +227,7 @@ class SimulationConfig:
     truncate_rank: int | None = None
     truncate_with: str | None = None
     mass_correction: bool | None = None
+    truncate_per: str | None = None
 
     def __post_init__(self) -> None:
         c = "SimulationConfig"
@@ -270,6 +286,7 @@ class SimulationConfig:
                     f"The 'truncate_tol' parameter of {c} must be in (0, 1). Got {tol}."
                 )
             object.__setattr__(self, "truncate_tol", tol)
+        self._check_truncate_per(c)
         if self.truncate_rank is not None:
             r = check_positive_int(self.truncate_rank, name="truncate_rank", caller=c)
             k = min(self.nx, self.nv)
@@ -311,6 +328,32 @@ class SimulationConfig:
                 f"Got True with scheme {self.scheme!r} and no truncation."
             )
         object.__setattr__(self, "mass_correction", mc)
+
+    def _check_truncate_per(self, c: str) -> None:
+        per = self.truncate_per
+        if self.truncate_tol is None:
+            if per is not None:
+                raise ValueError(
+                    f"The 'truncate_per' parameter of {c} applies only with 'truncate_tol'. Got "
+                    f"truncate_per={per!r} and truncate_tol=None."
+                )
+            return
+        per = "time" if per is None else per
+        check_option(per, TRUNCATE_PER, name="truncate_per", caller=c)
+        object.__setattr__(self, "truncate_per", per)
+        if not self.stage_tol < 1:
+            raise ValueError(
+                f"The truncation tolerance per stage of {c}, truncate_tol * dt = "
+                f"{self.stage_tol:g}, must be below 1; lower truncate_tol or dt."
+            )
+
+    @property
+    def stage_tol(self) -> float | None:
+        """The relative tolerance of each truncation: ``truncate_tol * dt`` per unit of time,
+        ``truncate_tol`` per stage, None without a tolerance."""
+        if self.truncate_tol is None:
+            return None
+        return self.truncate_tol * self.dt if self.truncate_per == "time" else self.truncate_tol
 
     @property
     def truncates(self) -> bool:
@@ -378,7 +421,7 @@ class SimulationConfig:
         d = asdict(self)
         d["ic_params"] = dict(self.ic_params)
         for key, default in _OPTIONAL_FIELDS.items():
-            if d[key] == default:
+            if d[key] in (default, None):
                 del d[key]
         return d
 
@@ -394,7 +437,11 @@ class SimulationConfig:
                 f"Unknown SimulationConfig field(s) {sorted(unknown)}; expected "
                 f"some of {sorted(names)}."
             )
-        return cls(**dict(d))
+        given = dict(d)
+        d = {**_OPTIONAL_FIELDS, **given}
+        if "truncate_per" not in given and given.get("truncate_tol") is None:
+            d["truncate_per"] = None  # no tolerance stored: none, or the default's ("time")
+        return cls(**d)
 
     @classmethod
     def from_json(cls, text: str) -> SimulationConfig:
@@ -408,6 +455,9 @@ class SimulationConfig:
         return cls(**{**PRESETS[name], **overrides})
 
     def replace(self, **changes: Any) -> SimulationConfig:
+        """A copy with ``changes``; dropping the tolerance drops its ``truncate_per``."""
+        if changes.get("truncate_tol", self.truncate_tol) is None:
+            changes.setdefault("truncate_per", None)
         return replace(self, **changes)
 
 
@@ -683,17 +733,18 @@ class VlasovSolver:
                     f"solver resolves no factorizer names; neuralfactor.vlasov.make_truncation "
                     f"does)."
                 )
-            return Truncation(tol=cfg.truncate_tol, rank=cfg.truncate_rank)
+            return Truncation(tol=cfg.stage_tol, rank=cfg.truncate_rank)
         if not isinstance(truncation, Truncation):
             got = type(truncation).__name__
             raise TypeError(
                 f"The 'truncation' parameter of VlasovSolver must be a Truncation. Got {got}."
             )
-        if (truncation.tol, truncation.rank) != (cfg.truncate_tol, cfg.truncate_rank):
+        if (truncation.tol, truncation.rank) != (cfg.stage_tol, cfg.truncate_rank):
             raise ValueError(
-                f"The truncation ({truncation!r}) does not match the config (truncate_tol="
-                f"{cfg.truncate_tol!r}, truncate_rank={cfg.truncate_rank!r}); build it with "
-                f"the config's tolerance or rank."
+                f"The truncation ({truncation!r}) does not match the config (tolerance per "
+                f"stage {cfg.stage_tol!r} = truncate_tol={cfg.truncate_tol!r} per "
+                f"{cfg.truncate_per}, truncate_rank={cfg.truncate_rank!r}); build it with "
+                f"the config's stage_tol or rank."
             )
         truncation.check_shape(cfg.nx, cfg.nv)
         return truncation

@@ -103,6 +103,12 @@ def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def original_truncation(tol: float | None) -> dict[str, Any]:
+    """Config fields of the original ConvMF data's truncation at ``tol`` (per stage, the rule
+    this page validates; None: no truncation)."""
+    return {"truncate_tol": tol, "truncate_per": None if tol is None else "stage"}
+
+
 def scheme_name(scheme: str, tol: float | None) -> str:
     """``"fd5 + SVD 1e-05"`` for a truncated scheme, else the scheme's name."""
     return scheme + (f" + SVD {tol:g}" if tol else "")
@@ -170,7 +176,7 @@ def landau_records(nx: int = 64, nv: int = 128, t_end: float = 30.0) -> list[Rec
     recs = []
     for scheme, tol in SCHEMES:
         cfg = SimulationConfig(
-            ic="landau-weak", nx=nx, nv=nv, t_end=t_end, scheme=scheme, truncate_tol=tol
+            ic="landau-weak", nx=nx, nv=nv, t_end=t_end, scheme=scheme, **original_truncation(tol)
         )
         t, d, _, wall = run_stream(cfg)
         fit = fit_rate(t, d["e_norm"], window=LANDAU_WINDOW, method="peaks")
@@ -199,7 +205,7 @@ def strong_records(
         for scheme, tol in SCHEMES:
             T = t_end if not (m == 128 and tol) else 40.0
             cfg = SimulationConfig(
-                ic="landau-strong", nx=m, nv=n, t_end=T, scheme=scheme, truncate_tol=tol
+                ic="landau-strong", nx=m, nv=n, t_end=T, scheme=scheme, **original_truncation(tol)
             )
             t, d, ranks, wall = run_stream(cfg, rank_every=5.0)
             e, w = d["e_norm"], STRONG_WINDOWS
@@ -261,7 +267,7 @@ def ensemble_records(nx: int = 32, nv: int = 64, t_end: float = 5.0, N: int = 8)
     recs = []
     for scheme, tol in SCHEMES:
         cfg = SimulationConfig(
-            ic="random-smooth", nx=nx, nv=nv, t_end=t_end, scheme=scheme, truncate_tol=tol,
+            ic="random-smooth", nx=nx, nv=nv, t_end=t_end, scheme=scheme, **original_truncation(tol),
             ensemble=N, seed=7, save_every=10,
         )  # fmt: skip
         f0 = VlasovSolver(cfg).initial_condition()
@@ -393,7 +399,7 @@ def performance_records(
                 if tol and (m, B) == (256, 16):
                     continue
                 cfg = SimulationConfig(
-                    ic="landau-strong", nx=m, nv=n, t_end=1.0, scheme=scheme, truncate_tol=tol,
+                    ic="landau-strong", nx=m, nv=n, t_end=1.0, scheme=scheme, **original_truncation(tol),
                     ensemble=B,
                 )  # fmt: skip
                 s = VlasovSolver(cfg)
