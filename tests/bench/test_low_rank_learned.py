@@ -46,7 +46,7 @@ def test_sketch_model_dir_truncates_every_stage_to_the_tolerance(sketch_run):
             return getattr(tr, name)
 
     cfg = SimulationConfig(ic="landau-strong", nx=NX, nv=NV, t_end=1.0, dt=0.01,
-                           scheme="fd5", truncate_tol=TOL)  # fmt: skip
+                           scheme="fd5", truncate_tol=TOL, truncate_per="stage")  # fmt: skip
     solver = VlasovSolver(cfg, truncation=tr)
     solver.truncation = Checked()
     last = None

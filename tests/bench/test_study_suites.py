@@ -75,10 +75,10 @@ def test_low_rank_solver_worker_measures_one_run():
         raise AssertionError("the svd truncation is built in, not resolved by name")
 
     spec = dict(case="weak-landau", nx=16, nv=32, t_end=1.0, solver="fd5", truncation="svd",
-                tol=1e-5)  # fmt: skip
+                tol=1e-5, tol_per="time")  # fmt: skip
     rec = worker(spec, refuse)
     assert rec["status"] == "ok", rec.get("message")
-    # the key ends with mass_correction: fd5 + T is mass-corrected by default
-    assert key(rec) == ("weak-landau", 16, 32, "fd5", "svd", 1e-5, 1.0, True)
+    # the key ends with mass_correction (fd5 + T is mass-corrected by default) and the rule
+    assert key(rec) == ("weak-landau", 16, 32, "fd5", "svd", 1e-5, 1.0, True, "time")
     # a truncated fd5 run conserves mass to the truncation tolerance
     assert rec["mass_drift"] < 1e-3 and rec["trunc_calls"] > 0 and rec["trunc_s"] > 0

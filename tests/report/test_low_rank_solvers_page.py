@@ -110,7 +110,7 @@ def test_two_stream_growth_line_gives_rate_root_error_and_verdict():
     lines = targets(derive(records))
     text = "\n".join(lines)
     main = next(x for x in lines if x.startswith("- Two-stream growth rate, two-stream"))
-    assert "(alpha 0.001) 128x256 to t = 28, tol 1e-05" in main
+    assert "(alpha 0.001) 128x256 to t = 28, tol 1e-05 /stage" in main
     assert "window [16, 26]" in main and "--cases two-stream --grid 128x256 --t-end 28" in main
     assert "root 0.2258; full-rank spectral 0.2334 (+3.37%)" in main
     assert "fd5 + svd 0.2260 (+0.09%; -3.17% vs full rank)" in main
@@ -120,10 +120,11 @@ def test_two_stream_growth_line_gives_rate_root_error_and_verdict():
     assert "did not grow" not in main
     assert "  - Same runs on the window [18, 27]: spectral -3.01%, fd5 + svd -0.35%, " in text
     assert (
-        "  - At tol 1e-08 (a table row, not the target): lowrank 0.2340 (+3.63%; +0.26% vs" in text
+        "  - At tol 1e-08 /stage (a table row, not the target): lowrank 0.2340 (+3.63%; +0.26%"
+        in text
     )
     assert (
-        "- two-stream 128x256 to t = 10: rate not measured for lowrank (tol 1e-05) (t_end = 10 ends"
+        "- two-stream 128x256 to t = 10: rate not measured for lowrank (tol 1e-05 /stage) (t_end ="
         in text
     )
     # the general line counts the two-stream runs too
@@ -139,7 +140,14 @@ def test_two_stream_line_met_and_frozen_seed():
         r["alpha"] = 1e-6
     line = next(x for x in targets(derive(frozen)) if x.startswith("- Two-stream"))
     assert "MISSED by fd5 + svd. fd5 + svd: the perturbation did not grow (rank at most 1)" in line
-    assert "of order alpha dt = 3e-09, below the tolerance 1e-05, which a truncation" in line
+    # alpha k dt = 1e-6 * 0.2 * 0.0025 per stage; alpha k = 2e-7 per unit of time
+    assert "of order alpha k dt = 5e-10, below the tolerance 1e-05 /stage, which a" in line
+    assert line.endswith("(the perturbation itself, alpha, is below the tolerance).")
+    for r in frozen:
+        r["tol_per"] = "time" if r["solver"] != "spectral" else None
+    line = next(x for x in targets(derive(frozen)) if x.startswith("- Two-stream"))
+    assert "tol 1e-05 /t," in line
+    assert "at a relative rate of order alpha k = 2e-07, below the tolerance 1e-05 /t" in line
 
 
 @pytest.mark.parametrize("dt, dropped", [(0.0005, True), (0.01, False)])
@@ -151,15 +159,37 @@ def test_a_weak_landau_run_that_never_left_rank_one_is_a_missed_rate(dt, dropped
     ]
     lines = targets(derive(recs))
     unfit = next(line for line in lines if "rate not measured for" in line)
-    assert "rate not measured for lowrank (tol 1e-05)" in unfit
+    assert "rate not measured for lowrank (tol 1e-05 /stage)" in unfit
     # alpha k dt = 0.01 * 0.5 * dt against the per-stage tolerance 1e-5
     assert f"alpha k dt = {0.005 * dt:.1e}" in unfit
-    assert ("below the per-stage tolerance 1e-05" in unfit) is dropped
+    assert ("below the tolerance 1e-05 /stage, so every truncation drops it" in unfit) is dropped
     # whatever the cause, a run that carried no perturbation misses the rate target
     assert any(
         line.startswith("- Linear rates: MISSED by lowrank (weak-landau 128x256), which carried")
         for line in lines
     )
+
+
+def test_per_time_rows_have_their_own_target_section_and_seed_rule():
+    why = "fit_rate found 0 point(s) in the window"
+    stage = rec("weak-landau", "lowrank", dt=0.0005, rank_summary=[1, 1, 1, 1], fit_error=why)
+    per_time = rec("weak-landau", "lowrank", dt=0.0005, rate=-0.1557, rate_ref=-0.1534,
+                   rate_rel_err=0.015, rank_summary=[1, 5, 5, 5], tol_per="time")  # fmt: skip
+    spectral = rec("weak-landau", "spectral", rate=-0.1557, rate_ref=-0.1534, rate_rel_err=0.015)
+    page = render_page([spectral, stage, per_time])
+    first, second = page.split("## Targets: tolerance per stage")
+    assert "## Targets: tolerance per unit of simulated time (the default)" in first
+    # the per-time run meets the rate; the per-stage run's loss is stated in its own section
+    assert "Linear rates within 2% of the dispersion roots: met (worst +1.50%: lowrank" in first
+    assert "rate not measured" not in first and "rate not measured for lowrank" in second
+    assert "| weak-landau | 128x256 | lowrank | 1e-05 /t | ok |" in page
+    assert "| weak-landau | 128x256 | lowrank | 1e-05 /stage | ok |" in page
+    # a per-time run whose rank never left 1 compares alpha k (not alpha k dt) with the tolerance
+    flat = dict(per_time, rate=None, rate_rel_err=None, rank_summary=[1, 1, 1, 1], fit_error=why)
+    unfit = next(x for x in targets(derive([spectral, flat])) if "rate not measured for" in x)
+    assert "at a relative rate of order alpha k = 5.0e-03." in unfit
+    only_stage = render_page([spectral, stage])
+    assert "- Not measured: no run at a tolerance per unit of time in the records." in only_stage
 
 
 def test_a_lost_rate_is_followed_by_the_same_run_at_a_finer_tolerance():
@@ -174,7 +204,7 @@ def test_a_lost_rate_is_followed_by_the_same_run_at_a_finer_tolerance():
     i = next(i for i, line in enumerate(lines) if "rate not measured for" in line)
     # -0.1599 / -0.1560 - 1 = +2.50% against the full-rank run
     assert lines[i + 1] == (
-        "  - At tol 1e-08 (a table row, not the target): lowrank -0.1599 (+4.24%; +2.50% vs "
+        "  - At tol 1e-08 /stage (a table row, not the target): lowrank -0.1599 (+4.24%; +2.50% vs "
         "full rank)."
     )
     # the finer run is a table row, not a target verdict

@@ -292,6 +292,6 @@ def test_main_targets_gamma2_and_only_the_target_tolerance():
     ]
     lines = "\n".join(targets(derive(recs)))
     assert "gamma_2 within 3% of the full-rank run: met (worst +2.00%: lowrank" in lines
-    assert "strong-landau 128x256, tol 1e-05, window" in lines
+    assert "strong-landau 128x256, tol 1e-05 /stage, window" in lines
     assert "gamma_1 within 3% of the full-rank run: met (worst +0.03%: lowrank" in lines
     assert "gamma_2: not measured" not in lines

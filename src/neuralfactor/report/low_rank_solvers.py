@@ -73,12 +73,35 @@ def _load_differs(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return la is None or lb is None or max(la, lb) > 1.5 * min(la, lb) + 0.5
 
 
+def per(r: dict[str, Any]) -> str | None:
+    """What a truncated row's ``tol`` is relative to: ``"time"`` (each stage at tol * dt) or
+    ``"stage"`` (records measured before the tolerance could be per unit of time carry no
+    ``tol_per``: per stage); None for an untruncated row."""
+    if r.get("tol") is None:
+        return None
+    return r.get("tol_per") or "stage"
+
+
+def _tol(r: dict[str, Any]) -> str:
+    """``1e-05 /t`` or ``1e-05 /stage``; ``-`` untruncated."""
+    return "-" if per(r) is None else f"{r['tol']:g} /{'t' if per(r) == 'time' else 'stage'}"
+
+
+def _seed(r: dict[str, Any], alpha: float, k: float) -> tuple[float, str]:
+    """The relative size of the perturbation's new direction (v f_M(v) sin kx) against which
+    ``r``'s truncation compares its tolerance, and its name: ``alpha k`` per unit of time, or
+    ``alpha k dt`` per step (per stage)."""
+    if per(r) == "time":
+        return alpha * k, "a relative rate of order alpha k"
+    return alpha * k * r["dt"], "a relative size of order alpha k dt"
+
+
 _ORDER = ("spectral", "fd5", "lowrank", "dlr")
 
 
 def _sort_key(r: dict[str, Any]) -> tuple:
     solver = _ORDER.index(r["solver"]) if r["solver"] in _ORDER else len(_ORDER)
-    return (r["nx"], r["nv"], r["case"], solver, str(r["truncation"]))
+    return (r["nx"], r["nv"], r["case"], solver, str(r["truncation"]), str(per(r)))
 
 
 def _worst(
@@ -119,7 +142,7 @@ def _growth_line(rows: list[dict[str, Any]], full: dict[str, Any] | None) -> str
     verdict = "met by every low-rank run" if not missed else f"MISSED by {', '.join(missed)}"
     line = (
         f"- Two-stream growth rate, {r0['case']} (alpha {r0.get('alpha', '?'):g}) "
-        f"{r0['nx']}x{r0['nv']} to t = {r0['t_end']:g}, tol {r0['tol']:g}, least squares of "
+        f"{r0['nx']}x{r0['nv']} to t = {r0['t_end']:g}, tol {_tol(r0)}, least squares of "
         f"log ||E|| on the validation page's window [{lo:g}, {hi:g}] (`{COMMAND} --cases "
         f"{r0['case']} --grid {r0['nx']}x{r0['nv']} --t-end {r0['t_end']:g}`): root "
         f"{r0['rate_ref']:.4f}; {', '.join(parts)}. Within {RATE_TOL:.0%} of the root: "
@@ -133,15 +156,21 @@ def _growth_line(rows: list[dict[str, Any]], full: dict[str, Any] | None) -> str
         )
     flat = [r for r in rows if r["rate_rel_err"] < -0.5]
     if flat and r0.get("alpha") is not None:
+        from neuralfactor.bench.low_rank_solvers import CASES
+
         top = [r["rank_summary"][2] for r in flat if r.get("rank_summary")]
-        size = max(r0["alpha"] * r["dt"] for r in flat)
+        size, what = max(_seed(r, r0["alpha"], CASES[r0["case"]][1]["k"]) for r in flat)
         line += (
             f" {', '.join(_label(r) for r in flat)}: the perturbation did not grow"
             + (f" (rank at most {max(top)})" if top else "")
             + (
-                "; a step adds new directions of relative size of order alpha dt = "
-                f"{size:.0e}, below the tolerance {r0['tol']:g}, which a truncation at that "
-                "tolerance can drop."
+                f"; a step adds new directions at {what} = {size:.0e}, below the tolerance "
+                f"{_tol(r0)}, which a truncation at that tolerance can drop"
+                + (
+                    " (the perturbation itself, alpha, is below the tolerance)."
+                    if r0["alpha"] < r0["tol"]
+                    else "."
+                )
                 if size < r0["tol"]
                 else "."
             )
@@ -167,16 +196,21 @@ def _dropped(rows: Sequence[dict[str, Any]]) -> str:
     if not flat:
         return ""
     params = CASES[flat[0]["case"]][1]
-    size = max(params["alpha"] * params["k"] * r["dt"] for r in flat)
+    size, what = max(_seed(r, params["alpha"], params["k"]) for r in flat)
     tol = max(r["tol"] for r in flat)
     return (
-        f" {' and '.join(sorted({_label(r) for r in flat}))}: the rank never left 1; the initial condition f_M(v) (1 + alpha cos kx) is rank one and a step "
-        "adds the perturbation's new direction (v f_M(v) sin kx) at a relative size of order "
-        f"alpha k dt = {size:.1e}"
+        f" {' and '.join(sorted({_label(r) for r in flat}))}: the rank never left 1; the "
+        "initial condition f_M(v) (1 + alpha cos kx) is rank one and a step adds the "
+        f"perturbation's new direction (v f_M(v) sin kx) at {what} = {size:.1e}"
         + (
-            f", below the per-stage tolerance {tol:g}, so every truncation drops it and the "
-            "perturbation is never carried: the per-stage tolerance must lie below alpha k dt, "
-            "which shrinks with the step (finer grids)."
+            f", below the tolerance {_tol(flat[0])}, so every truncation drops it and the "
+            "perturbation is never carried"
+            + (
+                ": a per-stage tolerance must lie below alpha k dt, which shrinks with the "
+                "step (finer grids); per unit of time (the default) it must lie below alpha k."
+                if per(flat[0]) == "stage"
+                else "."
+            )
             if size < tol
             else "."
         )
@@ -230,12 +264,22 @@ def _other_tolerances(here: Sequence[dict[str, Any]]) -> list[str]:
             if r.get("rate") is not None
         ]
         if errs:
-            out.append(f"  - At tol {tol:g} (a table row, not the target): {', '.join(errs)}.")
+            out.append(
+                f"  - At tol {tol:g}{_rule_suffix(here)} (a table row, not the target): "
+                f"{', '.join(errs)}."
+            )
     return out
 
 
-def targets(records: Sequence[dict[str, Any]]) -> list[str]:
-    """One line per issue target: met, missed (by how much) or not measured here."""
+def _rule_suffix(rows: Sequence[dict[str, Any]]) -> str:
+    """`` /t`` or `` /stage`` when the truncated rows share one rule ('' otherwise)."""
+    rules = {per(r) for r in rows} - {None}
+    return "" if len(rules) != 1 else (" /t" if rules == {"time"} else " /stage")
+
+
+def targets(records: Sequence[dict[str, Any]], *, learned_note: bool = True) -> list[str]:
+    """One line per issue target: met, missed (by how much) or not measured here
+    (``learned_note``: say so when no learned truncation is among ``records``)."""
     out = []
     ok = [r for r in records if r["status"] == "ok" and r["solver"] != "spectral"]
     ok = [r for r in ok if r["tol"] == TARGET_TOL]  # other tolerances: table rows only
@@ -250,7 +294,7 @@ def targets(records: Sequence[dict[str, Any]]) -> list[str]:
             f"Strong-Landau gamma_{g[-1]}",
             "the full-rank run",
             lambda r, g=g: (
-                f" {r['nx']}x{r['nv']}, tol {r['tol']:g}, window {r.get(f'{g}_window', '?')}"
+                f" {r['nx']}x{r['nv']}, tol {_tol(r)}, window {r.get(f'{g}_window', '?')}"
             ),
         )
     if not any(r.get("gamma2_rel_err") is not None for r in low):
@@ -321,7 +365,7 @@ def targets(records: Sequence[dict[str, Any]]) -> list[str]:
     for case, nx, nv, t_end, why in unfit:
         rows = [r for r in ok if (r["case"], r["nx"], r["nv"], r["t_end"], r.get("fit_error"))
                 == (case, nx, nv, t_end, why)]  # fmt: skip
-        names = ", ".join(_label(r) + ("" if r.get("tol") is None else f" (tol {r['tol']:g})")
+        names = ", ".join(_label(r) + ("" if r.get("tol") is None else f" (tol {_tol(r)})")
                           for r in rows)  # fmt: skip
         out.append(
             f"- {case} {nx}x{nv} to t = {t_end:g}: rate not measured for {names} ({why})."
@@ -330,7 +374,7 @@ def targets(records: Sequence[dict[str, Any]]) -> list[str]:
         same = [r for r in records if r["status"] == "ok" and r.get("rate") is not None
                 and (r["case"], r["nx"], r["nv"], r["t_end"]) == (case, nx, nv, t_end)]  # fmt: skip
         out += _other_tolerances(same)
-    if not any("fit_seconds" in r for r in records):
+    if learned_note and not any("fit_seconds" in r for r in records):
         out.append(
             "- Learned truncation: NOT in this table (no model trained on frames of these "
             "problems in this run; `--learned MODEL_DIR` adds the row)."
@@ -393,7 +437,7 @@ def _table(records: Sequence[dict[str, Any]]) -> list[str]:
                     r["case"],
                     f"{r['nx']}x{r['nv']}",
                     _label(r),
-                    _f(r["tol"]),
+                    _tol(r),
                     status,
                     tpt,
                     _f(r.get("trunc_s")),
@@ -439,6 +483,39 @@ def derive(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     r[f"{g}_rel_err"] = r[g] / s[g] - 1
         out.append(r)
     return out
+
+
+def _target_sections(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The targets at the default tolerance per unit of time, then the same targets for the
+    runs at the per-stage rule (the full-rank rows are the references of both)."""
+    by_time = [r for r in records if per(r) != "stage"]
+    by_stage = [r for r in records if per(r) != "time"]
+    lines = [
+        "## Targets: tolerance per unit of simulated time (the default)",
+        "",
+        "Each stage truncates at tol * dt (`truncate_per='time'`), so the truncation error a "
+        "run accumulates is bounded by about tol per unit of simulated time whatever the step. "
+        "Table rows: `/t`.",
+        "",
+    ]
+    if any(per(r) == "time" for r in records):
+        lines += targets(by_time, learned_note=False)
+    else:
+        lines.append("- Not measured: no run at a tolerance per unit of time in the records.")
+    if any(per(r) == "stage" for r in records):
+        lines += [
+            "",
+            "## Targets: tolerance per stage (the original data's rule)",
+            "",
+            "Each stage truncates at tol itself (`truncate_per='stage'`; every run before the "
+            "default changed). Its bound grows like tol / dt, and a direction a step adds at a "
+            "relative size below tol is dropped at every stage: a perturbation alpha at wave "
+            "number k is carried only while tol < alpha k dt, which fails at fine grids (small "
+            "dt). Table rows: `/stage`.",
+            "",
+            *targets(by_stage),
+        ]
+    return lines + [""]
 
 
 def render_page(records: Sequence[dict[str, Any]], *, command: str = COMMAND) -> str:
@@ -489,10 +566,7 @@ def render_page(records: Sequence[dict[str, Any]], *, command: str = COMMAND) ->
         "(`neuralfactor.vlasov.dispersion_root`), strong-Landau gamma_1 against the full-rank "
         "spectral run on the same window (`fit_rate`).",
         "",
-        "## Targets",
-        "",
-        *targets(records),
-        "",
+        *_target_sections(records),
         "## Results",
         "",
         *_table(records),

@@ -203,7 +203,13 @@ def speed_lines(records: Sequence[dict[str, Any]]) -> list[str]:
         lines += [
             f"### {nx}x{nv}, run of {date}",
             "",
-            f"dt {r0['dt']:g}, warm-up to t = {r0['warmup']:g}, window T = {r0['window']:g} in "
+            (
+                ""
+                if r0.get("tol") is None
+                else f"Tolerance {r0['tol']:g} per "
+                f"{'unit of simulated time' if r0.get('tol_per') == 'time' else 'stage'}; "
+            )
+            + f"dt {r0['dt']:g}, warm-up to t = {r0['warmup']:g}, window T = {r0['window']:g} in "
             f"blocks of {r0['block_steps']} steps ({r0['blocks']} timed blocks per solver); "
             f"{r0['platform']}, torch {r0['torch']}, {r0['threads']} thread; "
             f"load average (1 min) {r0['loadavg_before']:.2f} before and "
