@@ -14,7 +14,9 @@ factors:
 A stage ``u + dt F(u)`` is then a sum of five rank-r terms (six with the multistep's
 ``u^{n-2}``), and is recompressed by QR of the stacked U's and of the stacked V's and an SVD of
 the small core, cost O((m + n) R^2 + R^3) with R = 5r..6r, truncated to the relative Frobenius
-tolerance (or a fixed rank) as the full-grid ``fd5`` scheme does with a full SVD. The time
+tolerance of a stage (``SimulationConfig.stage_tol``: ``truncate_tol * dt`` per unit of time by
+default, or ``truncate_tol`` per stage) or a fixed rank, as the full-grid ``fd5`` scheme does
+with a full SVD. The time
 integrator, the stages that are truncated and the field solve are those of ``fd5``, so at full
 rank the two agree to round-off. The field needs only the density
 ``rho(x) = hv U (S * (V^T 1))``, O((m + n) r).
@@ -124,7 +126,8 @@ class LowRankVlasovSolver(VlasovSolver):
     """Factored-state ``fd5`` stepping with recompression after every stage.
 
     Use through :func:`~neuralfactor.vlasov.solver.make_solver` or ``simulate`` with
-    ``scheme="lowrank"`` and ``truncate_tol`` (default 1e-5) or ``truncate_rank``. Frames are
+    ``scheme="lowrank"`` and ``truncate_tol`` (default 1e-5, per unit of simulated time unless
+    ``truncate_per="stage"``) or ``truncate_rank``. Frames are
     yielded dense (``Frame.f``, formed only at saved steps) with the factors in
     ``Frame.state.factors``; diagnostic ``truncation_rank`` is the rank kept by the last
     truncation (without the mass-correction column).
