@@ -26,6 +26,18 @@ def stored(out):
     return store, SimulationConfig.from_dict(store.metadata["config"])
 
 
+def test_truncate_per_stage_is_stored_and_used(tmp_path, capsys):
+    out = tmp_path / "stage.zarr"
+    args = [*BASE, "--scheme", "lowrank", "--truncate-tol", "1e-6", "--truncate-per", "stage"]
+    rc, _, err = run([*args, "-o", str(out)], capsys)
+    assert rc == 0, err
+    store, cfg = stored(out)
+    assert cfg.truncate_per == "stage" and cfg.stage_tol == 1e-6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert torch.equal(store.as_tensor(), simulate(cfg).frames)
+
+
 def test_lowrank_store_matches_the_library(tmp_path, capsys):
     out = tmp_path / "low.zarr"
     rc, stdout, err = run(
@@ -34,6 +46,7 @@ def test_lowrank_store_matches_the_library(tmp_path, capsys):
     assert rc == 0, err
     store, cfg = stored(out)
     assert cfg.scheme == "lowrank" and cfg.truncate_tol == 1e-6 and cfg.mass_correction
+    assert cfg.truncate_per == "time" and cfg.stage_tol == 1e-6 * cfg.dt
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = simulate(cfg)
@@ -109,6 +122,11 @@ def test_lowrank_resume_after_interrupt(tmp_path, capsys, monkeypatch):
     [
         (["--scheme", "lowrank", "--rank", "17"], r"'truncate_rank' .* at most min\(nx, nv\)=16"),
         (["--scheme", "fd5", "--truncate-tol", "1.5"], r"'truncate_tol' .* must be in \(0, 1\)"),
+        (
+            ["--scheme", "lowrank", "--truncate-per", "step"],
+            r"'truncate_per' .* must be one of \['time', 'stage'\]",
+        ),
+        (["--scheme", "fd5", "--truncate-per", "stage"], r"'truncate_per' .* only with"),
         (
             ["--scheme", "fd5", "--truncate-tol", "1e-5", "--truncate-with", "qr"],
             r"Unknown --truncate-with 'qr': expected a factorizer name",

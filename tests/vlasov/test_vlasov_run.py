@@ -139,6 +139,27 @@ def test_a_state_file_of_another_step_is_refused(tmp_path, monkeypatch):
         simulate_to_store(cfg, out, device="cpu", resume=True)
 
 
+def test_a_per_stage_store_resumes_only_per_stage_and_says_so(tmp_path, monkeypatch):
+    # a store written per stage has no truncate_per key, like every store written before the
+    # per-unit-time default: resuming it with the default is refused, naming what it meant
+    stage = CFG.replace(scheme="lowrank", truncate_tol=1e-5, truncate_per="stage")
+    restore = _interrupt_at(monkeypatch, 4)
+    out = tmp_path / "s.zarr"
+    with pytest.raises(SimulationInterrupted):
+        simulate_to_store(stage, out, device="cpu", chunk_frames=2)
+    restore()
+    assert "truncate_per" not in stage.to_dict()
+    default = stage.replace(truncate_per=None)
+    assert default.truncate_per == "time"
+    with pytest.raises(
+        ValueError,
+        match=re.escape("config in ['truncate_per'] (stored: ['stage']); pass the same options"),
+    ):
+        simulate_to_store(default, out, device="cpu", resume=True)
+    res = simulate_to_store(stage, out, device="cpu", resume=True)
+    torch.testing.assert_close(res.store.as_tensor(), simulate(stage).frames, rtol=0, atol=0)
+
+
 def test_resume_with_another_config_or_condition(tmp_path, monkeypatch):
     restore = _interrupt_at(monkeypatch, 4)
     out = tmp_path / "y.zarr"

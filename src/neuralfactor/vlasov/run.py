@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -187,11 +187,17 @@ def _resume(out: Path, cfg: SimulationConfig, solver, dev, warn: Callable[[str],
     from neuralfactor.data.store import MatrixStoreWriter
 
     writer = MatrixStoreWriter.resume(out, allow_empty=True)
-    stored, now_cfg = writer.metadata.get("config", {}), cfg.to_dict()
+    stored, now_cfg, diff = writer.metadata.get("config", {}), cfg.to_dict(), []
     if stored != now_cfg:
+        try:  # compared as resolved configs: a key an older store lacks shows what it means
+            stored = asdict(SimulationConfig.from_dict(stored))
+            now_cfg = asdict(cfg)
+        except (TypeError, ValueError):
+            pass
         diff = sorted(
             key for key in set(stored) | set(now_cfg) if stored.get(key) != now_cfg.get(key)
         )
+    if diff:
         raise ValueError(
             f"--resume: the options differ from the interrupted run's config in "
             f"{diff} (stored: {[stored.get(key) for key in diff]}); pass the "
