@@ -192,6 +192,24 @@ def test_per_time_rows_have_their_own_target_section_and_seed_rule():
     assert "- Not measured: no run at a tolerance per unit of time in the records." in only_stage
 
 
+def test_rates_against_the_full_rank_run_leave_out_perturbations_below_the_tolerance():
+    # full-rank 0.2334 on the window: the lowrank run's own error is +0.04%, under 2%, while
+    # both miss the root by > 3%; the alpha = 1e-6 case (below tol 1e-5) is named, not counted
+    tiny = [dict(_ts("spectral", rate=0.2266), case="two-stream-a1e-6", alpha=1e-6),
+            dict(_ts("lowrank", rate=1e-9), case="two-stream-a1e-6", alpha=1e-6)]  # fmt: skip
+    lines = targets(derive([_ts("spectral"), _ts("lowrank", rate=0.2335), *tiny]))
+    line = next(x for x in lines if "of the full-rank run on the same window" in x)
+    assert line == (
+        "- Linear rates within 2% of the full-rank run on the same window (the truncation's own "
+        "error): met (worst +0.04%: lowrank, two-stream 128x256); not counted: "
+        "two-stream-a1e-6, whose perturbation alpha is below the tolerance itself, so any "
+        "truncation at that tolerance may drop it."
+    )
+    assert any(
+        x.startswith("- Linear rates within 2% of the dispersion roots: MISSED") for x in lines
+    )
+
+
 def test_a_lost_rate_is_followed_by_the_same_run_at_a_finer_tolerance():
     why = "fit_rate found 0 point(s) in the window"
     recs = [
