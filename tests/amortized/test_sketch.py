@@ -155,6 +155,21 @@ def test_save_load_round_trip(frames, tmp_path, head):
     torch.testing.assert_close(f.model.omega, g.model.omega, rtol=0, atol=0)
 
 
+def test_a_float64_model_loads_in_float64(tmp_path):
+    # it used to be copied into float32 parameters: a relative error floor near 1e-7, which
+    # stopped a low-rank Vlasov run whose stage tolerance is below it
+    X = _fixed_subspace_frames()
+    settings = train_preset("best", epochs=2, lr=3e-2, batch_size=10, dtype="float64")
+    f = LearnedFactorizer(3, model="sketch", settings=settings).fit(X[:60])
+    f.save(tmp_path / "m64")
+    g = LearnedFactorizer.load(tmp_path / "m64")
+    assert g.model.omega.dtype == torch.float64
+    a, b = f.factorize(X[60:]), g.factorize(X[60:])
+    assert torch.equal(a.U, b.U) and torch.equal(a.V, b.V)
+    Y = planted((2, M, N), rank=3, dtype=torch.float64)  # exactly rank 3: round-off only
+    assert float(scaled_loss(Y, g.factorize(Y)).max()) < 1e-24
+
+
 @pytest.mark.parametrize("head", ["ritz", "mlp"])
 def test_bfloat16_weights_run_the_small_work_in_float32(head):
     """The frames suite's bf16 rows: products in bfloat16, QR/eigh in float32 (QR has no

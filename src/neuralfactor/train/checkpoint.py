@@ -277,7 +277,9 @@ def load_model(
     model = _build(cls, meta["init_args"], path, spec, None)
     own = model.state_dict()
     _check_state(own, state, path, spec)
-    model.load_state_dict(state)
+    # assign: the weights keep the dtype they were trained and saved in (a copy into the
+    # freshly built float32 parameters silently rounded a float64 model to float32)
+    model.load_state_dict(state, assign=True)
     return model.to(map_location), meta
 
 
