@@ -96,6 +96,25 @@ def _training(r: dict[str, Any]) -> str:
     )
 
 
+def _tk(r: dict[str, Any]) -> tuple[float, str | None]:
+    """A row's tolerance with its rule (per unit of time or per stage): rows compare only
+    at the same pair."""
+    from neuralfactor.report.low_rank_solvers import per
+
+    return (r["tol"], per(r))
+
+
+def _order(r: dict[str, Any]) -> tuple[float, str]:
+    """Largest tolerance first; per stage (the older rule) before per unit of time."""
+    return (-r["tol"], str(_tk(r)[1] == "time"))
+
+
+def _tol_text(r: dict[str, Any]) -> str:
+    from neuralfactor.report.low_rank_solvers import _tol
+
+    return _tol(r)
+
+
 def _loads_differ(rows: Sequence[dict[str, Any]]) -> bool:
     loads = [r.get("loadavg_1min") for r in rows]
     if any(x is None for x in loads):
@@ -134,8 +153,8 @@ def _against_control(r: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
     for c in rows:
         ct = c.get("train") or {}
         if (c["status"] == "ok" and ct.get("epochs") == 1 and ct.get("data") == t.get("data")
-                and (c.get("model"), c.get("model_rank"), c["tol"])
-                == (r.get("model"), r.get("model_rank"), r["tol"])):  # fmt: skip
+                and (c.get("model"), c.get("model_rank"), _tk(c))
+                == (r.get("model"), r.get("model_rank"), _tk(r))):  # fmt: skip
             return (
                 f"; against its untrained control (fd5 + {learned_label(c)}): distance to "
                 f"spectral at t = 10 {r['dist_10'] / c['dist_10']:.4f}x, per stage "
@@ -160,7 +179,7 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
         rk = "-" if not r.get("rank_summary") else "{}/{}/{} ({})".format(*r["rank_summary"])
         name = learned_label(r) if _is_learned(r) else r["truncation"]
         out.append(
-            f"| fd5 + {name} | {r['tol']:g} | {status} | {_g(r, 'dist_10', '.3e')} | "
+            f"| fd5 + {name} | {_tol_text(r)} | {status} | {_g(r, 'dist_10', '.3e')} | "
             f"{_pct(r.get('gamma1_rel_err'))} | {_g(r, 'trunc_s')} | {spt} | {rk} | "
             f"{_g(r, 'fit_seconds', '.0f')} | {_g(r, 'loadavg_1min', '.1f')} |"
         )
@@ -205,22 +224,22 @@ def learned_lines(records: Sequence[dict[str, Any]]) -> list[str]:
             return (r["nx"], r["nv"], r["case"], r["t_end"], _mc(r)) == (nx, nv, case, t_end, mc)
 
         mine = [r for r in learned if same(r)]
-        tols = sorted({r["tol"] for r in mine}, reverse=True)
+        tols = {_tk(r) for r in mine}
         peers = [r for r in records if same(r) and r["solver"] == "fd5"
-                 and r["truncation"] in CLASSICAL and r["tol"] in tols]  # fmt: skip
-        rows = sorted(peers + mine, key=lambda r: (-r["tol"], _is_learned(r), str(r["truncation"])))
+                 and r["truncation"] in CLASSICAL and _tk(r) in tols]  # fmt: skip
+        rows = sorted(peers + mine, key=lambda r: (_order(r), _is_learned(r), str(r["truncation"])))
         out += [
             f"### {case} {nx}x{nv} to t = {t_end:g}, mass correction {mc}",
             "",
             *_table(rows),
             "",
         ]
-        for r in sorted(mine, key=lambda r: (-r["tol"], learned_label(r))):
-            head = f"- fd5 + {learned_label(r)}, tol {r['tol']:g}: {_training(r)}"
+        for r in sorted(mine, key=lambda r: (_order(r), learned_label(r))):
+            head = f"- fd5 + {learned_label(r)}, tol {_tol_text(r)}: {_training(r)}"
             if r["status"] != "ok":
                 out.append(f"{head}; the run FAILED: {r.get('message', '?')}")
                 continue
-            same_tol = {p["truncation"]: p for p in peers if p["tol"] == r["tol"]}
+            same_tol = {p["truncation"]: p for p in peers if _tk(p) == _tk(r)}
             out.append(f"{head}; {_verdict(r, same_tol)}{_against_control(r, mine)}.")
         out.append("")
     return out
