@@ -203,6 +203,28 @@ def test_page_sections_verdicts():
     assert render_speed_section([]) == ""
 
 
+def test_grids_under_both_tolerance_rules_are_compared():
+    stage = [
+        dict(_speed("fd5+svd", 10.0, 9.0, 11.0, 12 * 2**20, 40.0, ranks=(27, 27)), tol=1e-5),
+        dict(_speed("lowrank", 1.0, 0.9, 1.1, 2**20, 2.0, ranks=(27, 27)), tol=1e-5),
+    ]
+    later = {"tol": 1e-5, "tol_per": "time", "date": "2026-12-03 12:00 UTC"}
+    per_time = [
+        dict(_speed("fd5+svd", 10.0, 9.0, 11.0, 12 * 2**20, 40.0, ranks=(45, 45)), **later),
+        dict(_speed("lowrank", 2.5, 2.4, 2.6, 2**20, 2.0, ranks=(45, 45)), **later),
+    ]
+    text = render_speed_section(stage + per_time)
+    assert "Tolerance 1e-05 per unit of simulated time; dt 0.0025" in text
+    assert "Tolerance 1e-05 per stage; dt 0.0025" in text
+    # 1e-5 x dt 0.0025 = 2.5e-8 per stage; 10 / 2.5 = 4x and 10 / 1 = 10x
+    assert (
+        "- 512x1024, the two tolerance rules (latest run of each): per unit of time (the "
+        "default): stage tolerance 2.5e-08, ranks [45, 45], lowrank 4x against fd5 + svd; per "
+        "stage: stage tolerance 1e-05, ranks [27, 27], lowrank 10x against fd5 + svd." in text
+    )
+    assert "the two tolerance rules" not in render_speed_section(stage)
+
+
 def test_median_only_verdict():
     recs = [
         _speed("fd5+svd", 10.0, 9.0, 11.0, 12 * 2**20, 40.0),
@@ -259,16 +281,17 @@ def test_learned_section_beside_svd():
     assert lines[0] == "## Learned truncation"
     assert "### strong-landau 32x64 to t = 10, mass correction not recorded" in lines[4]
     assert (
-        "| fd5 + m+refine | 0.001 | ok | 6.000e-02 | - | 0.004 | 1.2 (nan) | 1/9/12 (12) | 127 | 3.0 |"
-        in lines
+        "| fd5 + m+refine | 0.001 /stage | ok | 6.000e-02 | - | 0.004 | 1.2 (nan) | 1/9/12 (12) | "
+        "127 | 3.0 |" in lines
     )
     assert (
-        "- fd5 + m+refine, tol 1e-05: training 127 s of CPU wall time; the run FAILED: "
+        "- fd5 + m+refine, tol 1e-05 /stage: training 127 s of CPU wall time; the run FAILED: "
         "TruncationError: rank 16 leaves 0.00104" in lines
     )
     assert any(
         line.startswith(
-            "- fd5 + m+refine, tol 0.001: training 127 s of CPU wall time; per stage 4.00x the "
+            "- fd5 + m+refine, tol 0.001 /stage: training 127 s of CPU wall time; per stage 4.00x "
+            "the "
             "time of the fastest classical truncation, fd5 + svd (it loses by 4.00x: "
         )
         and line.endswith("; distance to spectral at t = 10 1.2000x fd5 + svd's.")
