@@ -158,6 +158,13 @@ def test_page_memory_of_runs_measured_after_warm_up_steps():
     assert "peak working memory (state + step) 0.1 of it (met)." in text
     assert "peak working memory (state + step) 0.125 of it (MISSED)." in text
     assert "RSS increase" not in text.split("For lowrank the")[1]  # no old-rule column or verdict
+    # the stacked factors of a stage bound the step memory from below: 1536 x 273 x 8 bytes
+    recs[1]["recompress_s"] = {"columns": 273, "median": 0.01, "q25": 0.01, "q75": 0.01}
+    text = render_speed_section(recs)
+    assert (
+        "Those stacked factors alone take (m + n) x 273 x 8 bytes = 3.2 MB, 0.100 of fd5 + "
+        "svd's peak: a floor under the step memory of a stack-and-QR recompression at this rank."
+    ) in text
 
 
 def test_page_sections_verdicts():

@@ -127,6 +127,14 @@ def _factored_line(grid: tuple[int, int], where: str, fac: str, r: dict, base: d
             f"(m + n) x {rc['columns']} factors + SVD of the core, O((m + n) R^2)), timed alone, "
             f"is {rc['median']:.3g} s = {share:.0%} of its step."
         )
+        base_peak = _peak_mb(base)
+        if base_peak:
+            stack = (r["nx"] + r["nv"]) * rc["columns"] * 8 / 2**20
+            line += (
+                f" Those stacked factors alone take (m + n) x {rc['columns']} x 8 bytes = "
+                f"{stack:.3g} MB, {stack / base_peak:.3f} of fd5 + svd's peak: a floor under the "
+                "step memory of a stack-and-QR recompression at this rank."
+            )
     return line
 
 
