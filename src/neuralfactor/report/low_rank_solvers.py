@@ -355,7 +355,7 @@ def targets(records: Sequence[dict[str, Any]], *, learned_note: bool = True) -> 
         grid = [r for r in ok if (r["nx"], r["nv"], r["t_end"]) == (nx, nv, t_end)]
         for case in sorted({r["case"] for r in grid}):
             rows = {_label(r): r for r in grid if r["case"] == case}
-            ref = rows.get("fd5 + svd")
+            ref = rows.get("fd5 + svd") or rows.get("fd5 + svd (mass-corr.)")
             fac = rows.get("lowrank")
             if fac and not any(r["solver"] == "fd5" for r in rows.values()):
                 out.append(
