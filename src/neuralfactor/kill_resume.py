@@ -346,9 +346,11 @@ def run_case(
     imports, validation) and to the moment its final output is in place (end); a kill
     fraction ``q`` kills at ``start-up + q x (end - start-up)`` seconds after the process
     starts, so kills spread over the work, not the imports or the exit. A kill that lands
-    after the final output is in place is retried with the working part of the delay halved
-    (up to ``max_tries`` times) and, if it never interrupts the run, gives no row. ``kill_at`` is that delay in seconds; ``seconds`` the wall time of the
-    killed and the resumed processes together.
+    after the final output is in place is retried with the whole delay halved, start-up
+    included (the machine may have been slower during the reference run than now, so its
+    start-up alone can outlast a later run), up to ``max_tries`` times; a case that is never
+    interrupted gives no row. ``kill_at`` is that delay in seconds; ``seconds`` the wall time
+    of the killed and the resumed processes together.
     """
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -359,17 +361,16 @@ def run_case(
     rows = []
     for i, frac in enumerate(kill_fractions):
         out = work / f"kill-{i}"
-        working = frac * (total - startup)
+        delay = startup + frac * (total - startup)
         for _ in range(max_tries):
             for p in (out, _partial(out)):
                 shutil.rmtree(p, ignore_errors=True)
-            delay = startup + working
             t0 = time.perf_counter()
             # a kill after the final output is in place interrupts nothing: not a case
             killed = _kill_after(case, out, delay) and not _finished(case, out)
             if killed:
                 break
-            working /= 2
+            delay /= 2
         if not killed:
             continue
         output_checksum(case.kind, out)  # nothing or complete; raises otherwise

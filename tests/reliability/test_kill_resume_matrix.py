@@ -98,6 +98,24 @@ def test_summary_counts_and_rejects_other_keys():
         summarize([{**row, "extra": 1}])
 
 
+def test_a_late_kill_is_retried_with_the_whole_delay_halved(tmp_path, monkeypatch):
+    # the reference ran on a loaded machine (start-up 8 s, end 10 s); now a run takes 3 s:
+    # halving only the working part (9, 8.5, 8.25, 8.1 s) never interrupts it
+    import neuralfactor.kill_resume as kr
+
+    (case,) = simulate_cases(
+        grids=[(16, 32)], schemes=["spectral"], save_every=[5], chunk_frames=[4], steps=20
+    )
+    delays = []
+    monkeypatch.setattr(kr, "_run_timed", lambda case, out: (8.0, 10.0))
+    monkeypatch.setattr(kr, "_kill_after", lambda case, out, d: delays.append(d) or d < 3.0)
+    monkeypatch.setattr(kr, "_finished", lambda case, out: False)
+    monkeypatch.setattr(kr, "_run", lambda case, out, extra=(): None)
+    rows = run_case(case, tmp_path, kill_fractions=[0.5])
+    assert delays == [9.0, 4.5, 2.25]
+    assert len(rows) == 1 and rows[0]["kill_at"] == 2.25
+
+
 def test_kill_and_resume_spectral_64x128_two_threads(tmp_path, tally):
     (case,) = simulate_cases(
         grids=[(64, 128)], schemes=["spectral"], save_every=[5], chunk_frames=[4], steps=300
