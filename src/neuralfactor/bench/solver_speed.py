@@ -38,7 +38,12 @@ import torch
 
 from neuralfactor.bench.low_rank_solvers import fd5_dt
 from neuralfactor.core.timing import loadavg, pinned_threads, time_call
-from neuralfactor.vlasov.solver import SimulationConfig, VlasovSolver
+from neuralfactor.vlasov.solver import (
+    TRUNCATE_PER,
+    SimulationConfig,
+    VlasovSolver,
+    stage_tolerance,
+)
 from neuralfactor.vlasov.truncation import Truncation
 
 __all__ = [
@@ -108,7 +113,7 @@ class SpeedWindowConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ValueError(f"SpeedWindowConfig.{name} must be a float >= 0. Got {v!r}.")
-        if self.tol_per not in ("time", "stage"):
+        if self.tol_per not in TRUNCATE_PER:
             raise ValueError(
                 f"SpeedWindowConfig.tol_per must be 'time' or 'stage'. Got {self.tol_per!r}."
             )
@@ -122,7 +127,7 @@ class SpeedWindowConfig:
     @property
     def stage_tol(self) -> float:
         """The tolerance of each truncation (``tol * dt`` per unit time, else ``tol``)."""
-        return self.tol * fd5_step(self) if self.tol_per == "time" else self.tol
+        return stage_tolerance(self.tol, self.tol_per, fd5_step(self))
 
     def base(self, **kw: Any) -> SimulationConfig:
         return SimulationConfig(ic=self.ic, nx=self.nx, nv=self.nv, ic_params=self.ic_params, **kw)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from neuralfactor.report.low_rank_solvers import derive, per, tol_label
+
 __all__ = ["learned_label", "learned_lines"]
 
 CLASSICAL = ("svd", "rsvd", "warm-subspace")
@@ -99,20 +101,12 @@ def _training(r: dict[str, Any]) -> str:
 def _tk(r: dict[str, Any]) -> tuple[float, str | None]:
     """A row's tolerance with its rule (per unit of time or per stage): rows compare only
     at the same pair."""
-    from neuralfactor.report.low_rank_solvers import per
-
     return (r["tol"], per(r))
 
 
 def _order(r: dict[str, Any]) -> tuple[float, str]:
     """Largest tolerance first; per stage (the older rule) before per unit of time."""
     return (-r["tol"], str(_tk(r)[1] == "time"))
-
-
-def _tol_text(r: dict[str, Any]) -> str:
-    from neuralfactor.report.low_rank_solvers import _tol
-
-    return _tol(r)
 
 
 def _loads_differ(rows: Sequence[dict[str, Any]]) -> bool:
@@ -179,7 +173,7 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
         rk = "-" if not r.get("rank_summary") else "{}/{}/{} ({})".format(*r["rank_summary"])
         name = learned_label(r) if _is_learned(r) else r["truncation"]
         out.append(
-            f"| fd5 + {name} | {_tol_text(r)} | {status} | {_g(r, 'dist_10', '.3e')} | "
+            f"| fd5 + {name} | {tol_label(r)} | {status} | {_g(r, 'dist_10', '.3e')} | "
             f"{_pct(r.get('gamma1_rel_err'))} | {_g(r, 'trunc_s')} | {spt} | {rk} | "
             f"{_g(r, 'fit_seconds', '.0f')} | {_g(r, 'loadavg_1min', '.1f')} |"
         )
@@ -210,8 +204,6 @@ INTRO = (
 
 def learned_lines(records: Sequence[dict[str, Any]]) -> list[str]:
     """The learned-truncation section ([] without learned records)."""
-    from neuralfactor.report.low_rank_solvers import derive
-
     records = derive(records)
     learned = [r for r in records if _is_learned(r)]
     if not learned:
@@ -235,7 +227,7 @@ def learned_lines(records: Sequence[dict[str, Any]]) -> list[str]:
             "",
         ]
         for r in sorted(mine, key=lambda r: (_order(r), learned_label(r))):
-            head = f"- fd5 + {learned_label(r)}, tol {_tol_text(r)}: {_training(r)}"
+            head = f"- fd5 + {learned_label(r)}, tol {tol_label(r)}: {_training(r)}"
             if r["status"] != "ok":
                 out.append(f"{head}; the run FAILED: {r.get('message', '?')}")
                 continue

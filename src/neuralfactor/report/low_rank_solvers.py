@@ -14,7 +14,16 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["COMMAND", "RECORD_KEYS", "derive", "growth_targets", "render_page", "targets"]
+__all__ = [
+    "COMMAND",
+    "RECORD_KEYS",
+    "derive",
+    "growth_targets",
+    "per",
+    "render_page",
+    "targets",
+    "tol_label",
+]
 
 COMMAND = (
     "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "
@@ -82,7 +91,7 @@ def per(r: dict[str, Any]) -> str | None:
     return r.get("tol_per") or "stage"
 
 
-def _tol(r: dict[str, Any]) -> str:
+def tol_label(r: dict[str, Any]) -> str:
     """``1e-05 /t`` or ``1e-05 /stage``; ``-`` untruncated."""
     return "-" if per(r) is None else f"{r['tol']:g} /{'t' if per(r) == 'time' else 'stage'}"
 
@@ -142,7 +151,7 @@ def _growth_line(rows: list[dict[str, Any]], full: dict[str, Any] | None) -> str
     verdict = "met by every low-rank run" if not missed else f"MISSED by {', '.join(missed)}"
     line = (
         f"- Two-stream growth rate, {r0['case']} (alpha {r0.get('alpha', '?'):g}) "
-        f"{r0['nx']}x{r0['nv']} to t = {r0['t_end']:g}, tol {_tol(r0)}, least squares of "
+        f"{r0['nx']}x{r0['nv']} to t = {r0['t_end']:g}, tol {tol_label(r0)}, least squares of "
         f"log ||E|| on the validation page's window [{lo:g}, {hi:g}] (`{COMMAND} --cases "
         f"{r0['case']} --grid {r0['nx']}x{r0['nv']} --t-end {r0['t_end']:g}`): root "
         f"{r0['rate_ref']:.4f}; {', '.join(parts)}. Within {RATE_TOL:.0%} of the root: "
@@ -165,7 +174,7 @@ def _growth_line(rows: list[dict[str, Any]], full: dict[str, Any] | None) -> str
             + (f" (rank at most {max(top)})" if top else "")
             + (
                 f"; a step adds new directions at {what} = {size:.0e}, below the tolerance "
-                f"{_tol(r0)}, which a truncation at that tolerance can drop"
+                f"{tol_label(r0)}, which a truncation at that tolerance can drop"
                 + (
                     " (the perturbation itself, alpha, is below the tolerance)."
                     if r0["alpha"] < r0["tol"]
@@ -203,7 +212,7 @@ def _dropped(rows: Sequence[dict[str, Any]]) -> str:
         "initial condition f_M(v) (1 + alpha cos kx) is rank one and a step adds the "
         f"perturbation's new direction (v f_M(v) sin kx) at {what} = {size:.1e}"
         + (
-            f", below the tolerance {_tol(flat[0])}, so every truncation drops it and the "
+            f", below the tolerance {tol_label(flat[0])}, so every truncation drops it and the "
             "perturbation is never carried"
             + (
                 ": a per-stage tolerance must lie below alpha k dt, which shrinks with the "
@@ -345,7 +354,7 @@ def targets(records: Sequence[dict[str, Any]], *, learned_note: bool = True) -> 
             f"Strong-Landau gamma_{g[-1]}",
             "the full-rank run",
             lambda r, g=g: (
-                f" {r['nx']}x{r['nv']}, tol {_tol(r)}, window {r.get(f'{g}_window', '?')}"
+                f" {r['nx']}x{r['nv']}, tol {tol_label(r)}, window {r.get(f'{g}_window', '?')}"
             ),
         )
     if not any(r.get("gamma2_rel_err") is not None for r in low):
@@ -397,7 +406,7 @@ def targets(records: Sequence[dict[str, Any]], *, learned_note: bool = True) -> 
     for case, nx, nv, t_end, why in unfit:
         rows = [r for r in ok if (r["case"], r["nx"], r["nv"], r["t_end"], r.get("fit_error"))
                 == (case, nx, nv, t_end, why)]  # fmt: skip
-        names = ", ".join(_label(r) + ("" if r.get("tol") is None else f" (tol {_tol(r)})")
+        names = ", ".join(_label(r) + ("" if r.get("tol") is None else f" (tol {tol_label(r)})")
                           for r in rows)  # fmt: skip
         out.append(
             f"- {case} {nx}x{nv} to t = {t_end:g}: rate not measured for {names} ({why})."
@@ -469,7 +478,7 @@ def _table(records: Sequence[dict[str, Any]]) -> list[str]:
                     r["case"],
                     f"{r['nx']}x{r['nv']}",
                     _label(r),
-                    _tol(r),
+                    tol_label(r),
                     status,
                     tpt,
                     _f(r.get("trunc_s")),

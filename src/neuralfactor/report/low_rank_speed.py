@@ -13,6 +13,7 @@ from typing import Any
 
 from neuralfactor.core.timing import Spread, speed_ratio
 from neuralfactor.report.low_rank_learned import learned_lines
+from neuralfactor.report.low_rank_solvers import per
 
 __all__ = ["learned_lines", "mass_lines", "render_speed_section", "speed_lines"]
 
@@ -169,10 +170,11 @@ def _rule_lines(runs: dict[tuple, dict[str, dict]]) -> list[str]:
     """Per grid measured under both tolerance rules, the latest run of each side by side: the
     rank each rule keeps and the factored solvers' speed-ups (the cost of the tighter stage
     tolerance of the default)."""
-    latest: dict[tuple, dict[str, dict[str, dict]]] = {}
+    from neuralfactor.vlasov.solver import stage_tolerance
+
+    latest: dict[tuple, dict[str | None, dict[str, dict]]] = {}
     for (nx, nv, _), rows in sorted(runs.items()):  # dates sort: the last one wins
-        rule = next(iter(rows.values())).get("tol_per") or "stage"
-        latest.setdefault((nx, nv), {})[rule] = rows
+        latest.setdefault((nx, nv), {})[per(next(iter(rows.values())))] = rows
     out = []
     for (nx, nv), by in sorted(latest.items()):
         if (
@@ -189,9 +191,8 @@ def _rule_lines(runs: dict[tuple, dict[str, dict]]) -> list[str]:
                 for fac in _FACTORED
                 if fac in rows
             )
-            r0 = base
             parts.append(
-                f"{words}: stage tolerance {r0['tol'] * (r0['dt'] if rule == 'time' else 1):.2g}, "
+                f"{words}: stage tolerance {stage_tolerance(base['tol'], rule, base['dt']):.2g}, "
                 f"ranks {base.get('rank_summary')}, {ups} against fd5 + svd"
             )
         out.append(
@@ -250,9 +251,9 @@ def speed_lines(records: Sequence[dict[str, Any]]) -> list[str]:
             "",
             (
                 ""
-                if r0.get("tol") is None
+                if per(r0) is None
                 else f"Tolerance {r0['tol']:g} per "
-                f"{'unit of simulated time' if r0.get('tol_per') == 'time' else 'stage'}; "
+                f"{'unit of simulated time' if per(r0) == 'time' else 'stage'}; "
             )
             + f"dt {r0['dt']:g}, warm-up to t = {r0['warmup']:g}, window T = {r0['window']:g} in "
             f"blocks of {r0['block_steps']} steps ({r0['blocks']} timed blocks per solver); "

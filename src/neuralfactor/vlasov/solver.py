@@ -87,6 +87,7 @@ __all__ = [
     "VlasovWarning",
     "make_solver",
     "simulate",
+    "stage_tolerance",
 ]
 
 Scheme = Literal["spectral", "fd5", "lowrank", "dlr"]
@@ -102,6 +103,14 @@ LOWRANK_DEFAULT_TOL = 1e-5
 #: simulated time, each truncation at ``tol * dt``; ``"stage"`` the tolerance of every truncation
 #: itself (the original ConvMF data's rule, and the only one before ``truncate_per`` existed).
 TRUNCATE_PER: tuple[str, ...] = ("time", "stage")
+
+
+def stage_tolerance(tol: float, per: str, dt: float) -> float:
+    """The relative tolerance of each truncation for ``truncate_tol=tol`` per ``per`` (one of
+    :data:`TRUNCATE_PER`) at step ``dt``: ``tol * dt`` per unit of time, ``tol`` per stage."""
+    return tol * dt if per == "time" else tol
+
+
 #: Config fields added after the first stores were written; left out of :meth:`to_dict` at
 #: the value a store written before them means, so those stores still resume, and restored
 #: at that value by :meth:`SimulationConfig.from_dict` (``truncate_per`` only where a tolerance
@@ -353,7 +362,7 @@ class SimulationConfig:
         ``truncate_tol`` per stage, None without a tolerance."""
         if self.truncate_tol is None:
             return None
-        return self.truncate_tol * self.dt if self.truncate_per == "time" else self.truncate_tol
+        return stage_tolerance(self.truncate_tol, str(self.truncate_per), float(self.dt))
 
     @property
     def truncates(self) -> bool:
