@@ -149,7 +149,7 @@ def test_bad_options_exit_2_with_one_line(tmp_path, capsys, args, match):
     rc, _, err = run([*BASE, *args, "-o", str(tmp_path / "b.zarr")], capsys)
     assert rc == 2
     assert re.search(match, err), err
-    assert not (tmp_path / "b.zarr").exists()
+    assert not (tmp_path / "b.zarr").exists() and not partial_path(tmp_path / "b.zarr").exists()
 
 
 def test_trained_model_truncation_and_frame_size_check(tmp_path, capsys):
@@ -183,10 +183,13 @@ def test_trained_model_truncation_and_frame_size_check(tmp_path, capsys):
         capsys,
     )
     assert rc == 2 and "has rank 6; use --rank 6" in err
+    assert not (tmp_path / "r5.zarr").exists() and not partial_path(tmp_path / "r5.zarr").exists()
     other = ["--nx", "32", "--nv", "64"]
     rc, _, err = run([*args, *other, "-o", str(tmp_path / "o.zarr")], capsys)
     assert rc == 2 and "was built for 16x32 frames; this run's frames are 32x64" in err
+    assert not (tmp_path / "o.zarr").exists() and not partial_path(tmp_path / "o.zarr").exists()
     rc, _, err = run(
         [*args[:-1], str(tmp_path / "nothing"), "-o", str(tmp_path / "n.zarr")], capsys
     )
     assert rc == 2 and "Unknown --truncate-with" in err
+    assert not (tmp_path / "n.zarr").exists() and not partial_path(tmp_path / "n.zarr").exists()
